@@ -1,0 +1,231 @@
+"""The ``dsprep`` command line: parse options, call the library, report.  No logic of its own."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional
+
+import click
+
+from . import __version__
+from .core import DsprepError
+from .report import Summary, progress
+
+
+class DsprepGroup(click.Group):
+    """Turns a :class:`DsprepError` into one ``error: ...`` line and its exit code; other errors are bugs."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DsprepError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+    def list_commands(self, ctx):  # keep the order commands were added in: the order of a typical workflow
+        return list(self.commands)
+
+
+def _csv(value: Optional[str]) -> List[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def dataset_options(f):
+    f = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")(f)
+    f = click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+                     help="fail: stop at the first bad file; skip: go on and list skipped files at the end.")(f)
+    f = click.option("--split", default=None, help="Only the images listed for this split (e.g. train).")(f)
+    return f
+
+
+def worker_options(f):
+    f = click.option("--scheduler", default=None, envvar="DSPREP_SCHEDULER",
+                     help="Dask scheduler address (tcp://HOST:8786), or 'local' for a throwaway cluster "
+                          "[env: DSPREP_SCHEDULER]. Needs dsprep[dask].")(f)
+    f = click.option("--workers", "-j", default="1", show_default=True,
+                     help="Local worker processes (a number or 'auto').")(f)
+    return f
+
+
+def _load(path, split, on_error, quiet):
+    from .dataset import load_dataset
+    return load_dataset(path, split=split, on_error=on_error,
+                        progress=lambda it: progress(it, desc="reading annotations", quiet=quiet, unit="file"))
+
+
+def run_jobs(fn: Callable, items: List, summary: Summary, on_error: str, workers, scheduler, quiet: bool,
+             desc: str, name_of: Callable = lambda item: str(item)) -> Iterable[dict]:
+    """Run per-image jobs through the executor layer, feeding the bar, applying ``--on-error``; yield results."""
+    from .parallel import executor, run
+    with executor(workers, scheduler) as (ex, slots), progress(total=len(items), desc=desc, quiet=quiet) as bar:
+        for item, result, err in run(ex, fn, items, slots, on_done=lambda _: bar.update(1)):
+            if err is None:
+                for k, v in result.items():
+                    if isinstance(v, int):
+                        summary.add(k, v)
+                yield result
+            elif isinstance(err, DsprepError):
+                if on_error == "fail":
+                    raise err
+                summary.skip(name_of(item), str(err))
+            else:
+                raise err
+
+
+def _finish(summary: Summary, out: Optional[str], order: List[str]) -> None:
+    click.echo(summary.line(out, order), err=True)
+    for line in summary.details():
+        click.echo(line, err=True)
+
+
+@click.group(cls=DsprepGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="dsprep")
+def main():
+    """dsprep: turn raw object-detection data (PASCAL VOC, DOTA) into training-ready data."""
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--images", "-n", default=24, show_default=True, help="How many demo images to generate.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty OUT.")
+@click.option("--quiet", "-q", is_flag=True)
+@click.pass_context
+def demo(ctx, out, images, seed, overwrite, quiet):
+    """Generate a small VOC data set and run the main commands on it."""
+    from .demo import make_voc_demo
+    from .io import prepare_output_dir
+    root = prepare_output_dir(out, overwrite=overwrite)
+    voc = root / "voc"
+    make_voc_demo(voc, n_images=images, seed=seed)
+    click.echo(f"demo: generated {images} images -> {voc}", err=True)
+    ctx.invoke(info, dataset=str(voc), as_json=False, split=None, on_error="fail", quiet=quiet)
+    ctx.invoke(visualize_boxes, dataset=str(voc), out=str(root / "boxes"), classes=None, limit=None, show=False,
+               grid=True, ext=".jpg", overwrite=overwrite, split=None, on_error="fail", quiet=quiet, workers="1",
+               scheduler=None)
+    ctx.invoke(crop, dataset=str(voc), out=str(root / "crops"), classes=None, pad=0, min_size=4,
+               backgrounds=str(root / "backgrounds"), blank=None, upright=False, overwrite=overwrite, split=None,
+               on_error="fail", quiet=quiet, workers="1", scheduler=None)
+    for step in DEMO_STEPS:
+        step(ctx, root, overwrite, quiet)
+    click.echo(f"demo: done; look at {root}", err=True)
+
+
+DEMO_STEPS: List[Callable] = []  # later capabilities (synth, color, tiling, packing) append their demo step
+
+
+@main.command()
+@click.argument("dataset", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@dataset_options
+def info(dataset, as_json, split, on_error, quiet):
+    """What is in a data set, and what is wrong with it."""
+    from .dataset import format_summary, summarize
+    ds = _load(dataset, split, on_error, quiet)
+    s = summarize(ds)
+    if as_json:
+        click.echo(json.dumps(s, ensure_ascii=False, indent=1))
+    else:
+        click.echo(format_summary(s))
+
+
+@main.group(cls=DsprepGroup)
+def visualize():
+    """Draw annotations on images to check them by eye."""
+
+
+@visualize.command("boxes")
+@click.argument("dataset", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for the drawn images.")
+@click.option("--classes", default=None, help="Only these classes (comma-separated).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many images.")
+@click.option("--show", is_flag=True, help="Also show each image in a window (needs a GUI build of OpenCV).")
+@click.option("--grid", is_flag=True, help="Also write one contact sheet (grid.png) of the drawn images.")
+@click.option("--ext", type=click.Choice([".jpg", ".png"]), default=".jpg", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+@dataset_options
+@worker_options
+def visualize_boxes(dataset, out, classes, limit, show, grid, ext, overwrite, split, on_error, quiet, workers,
+                    scheduler):
+    """Draw every box (or polygon) on its image, one file per image in --out."""
+    from .draw import contact_sheet, drawable
+    from .io import atomic_write_text, prepare_output_dir, write_image
+    from .jobs import VisualizeOptions, visualize_one
+    ds = _load(dataset, split, on_error, quiet)
+    wanted = _csv(classes)
+    unknown = [c for c in wanted if c not in ds.classes]
+    if unknown:
+        raise DsprepError(f"--classes: no objects of class {', '.join(unknown)} in {dataset} "
+                          f"(classes: {', '.join(ds.classes)})")
+    out_dir = prepare_output_dir(out, overwrite=overwrite)
+    records = ds.records[:limit] if limit else ds.records
+    index = {c: i for i, c in enumerate(ds.classes)}
+    opts = VisualizeOptions(out=str(out_dir), class_index=index, classes=tuple(wanted), ext=ext,
+                            thumb=256 if grid else 0)
+    images = _image_source(ds)
+    items = [(r, images(r), opts) for r in records]
+    summary = Summary("visualize")
+    thumbs = []
+    for result in run_jobs(visualize_one, items, summary, on_error, workers, scheduler, quiet, "drawing",
+                           name_of=lambda it: it[0].image_path):
+        if result.get("thumb") is not None:
+            thumbs.append(result["thumb"])
+        if show:
+            _show(result)
+    if not all(drawable(c) for c in ds.classes):
+        atomic_write_text(out_dir / "legend.txt", "".join(f"#{i}\t{c}\n" for i, c in enumerate(ds.classes)))
+    if grid and thumbs:
+        write_image(out_dir / "grid.png", contact_sheet(thumbs[:256]))
+    _finish(summary, str(out_dir), ["images", "objects"])
+
+
+def _image_source(ds):
+    """Images of packed data sets come from the file; folder data sets are read by the jobs themselves."""
+    getter = getattr(ds, "image_getter", None)
+    return getter if getter is not None else (lambda rec: None)
+
+
+def _show(result):
+    raise DsprepError("--show needs a GUI build of OpenCV (pip install opencv-python); "
+                      "this install has the headless build. The images were written to --out")
+
+
+@main.command()
+@click.argument("dataset", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Folder for the crops: OUT/<class>/<image>_<k>.png.")
+@click.option("--classes", default=None, help="Only these classes (comma-separated).")
+@click.option("--pad", type=click.IntRange(min=0), default=0, show_default=True, help="Extra pixels around each box.")
+@click.option("--min-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Skip crops narrower or shorter than this (pixels).")
+@click.option("--backgrounds", type=click.Path(file_okay=False), default=None,
+              help="Also write each image with the --blank classes filled black, into this folder.")
+@click.option("--blank", default=None, help="Classes to blank out in --backgrounds (default: the cropped classes).")
+@click.option("--upright", is_flag=True, help="DOTA polygons: turn each crop upright (its rotated rectangle).")
+@click.option("--overwrite", is_flag=True, help="Write into non-empty output folders.")
+@dataset_options
+@worker_options
+def crop(dataset, out, classes, pad, min_size, backgrounds, blank, upright, overwrite, split, on_error, quiet,
+         workers, scheduler):
+    """Cut every object out into a folder per class (RGBA with polygon alpha for DOTA data)."""
+    from .io import prepare_output_dir
+    from .jobs import CropOptions, crop_one
+    ds = _load(dataset, split, on_error, quiet)
+    wanted = _csv(classes)
+    out_dir = prepare_output_dir(out, overwrite=overwrite)
+    bg_dir = prepare_output_dir(backgrounds, overwrite=overwrite) if backgrounds else None
+    opts = CropOptions(out=str(out_dir), classes=tuple(wanted), pad=pad, min_size=min_size,
+                       backgrounds=str(bg_dir) if bg_dir else None,
+                       blank=tuple(_csv(blank)) if blank is not None else None,
+                       rgba=ds.format == "dota", upright=upright)
+    summary = Summary("crop")
+    items = [(r, opts) for r in ds.records]
+    for _ in run_jobs(crop_one, items, summary, on_error, workers, scheduler, quiet, "cropping",
+                      name_of=lambda it: it[0].image_path):
+        pass
+    _finish(summary, str(out_dir), ["images", "crops", "too_small"] + (["backgrounds"] if bg_dir else []))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

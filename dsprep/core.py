@@ -1,0 +1,171 @@
+"""The annotation model every format speaks, and the error types.
+
+An :class:`ImageRecord` is one image with its objects stored as arrays (structure of arrays):
+
+* ``boxes``      ``(N, 4) float64`` -- ``xmin, ymin, xmax, ymax`` in 0-based continuous pixel coordinates
+  (pixel ``i`` covers ``[i, i+1)``), so a box covering a whole ``W x H`` image is ``0, 0, W, H``.
+* ``polygons``   ``(N, 4, 2) float64`` or ``None`` -- quadrilaterals (DOTA), same coordinate system.
+* ``names``      ``list[str]`` of length N -- class names.
+* ``difficult``  ``(N,) uint8`` -- 0/1 (DOTA tiling may also write 2: "mostly cut away").
+* ``truncated``  ``(N,) bool``.
+
+Format modules (``voc.py``, ``dota.py``) only translate between files and this type.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, List, Optional, Sequence
+
+import numpy as np
+
+
+class DsprepError(Exception):
+    """Bad input or an impossible request: reported to the user as one line, never a traceback."""
+
+    exit_code = 1
+
+
+class ParseError(DsprepError):
+    """A file that cannot be understood (malformed XML, broken label line)."""
+
+
+class ImageError(DsprepError):
+    """An image that cannot be read or decoded."""
+
+
+class DatasetError(DsprepError):
+    """The data set as a whole is unusable (missing or empty folder, unknown layout, unknown split)."""
+
+    exit_code = 2
+
+
+class OutputError(DsprepError):
+    """An output that would clobber existing work, or cannot be written."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with the data that does not stop a run (reported by ``dsprep info``)."""
+
+    kind: str
+    file: str
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "file": self.file, "detail": self.detail}
+
+
+def _as_boxes(boxes) -> np.ndarray:
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 4), np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4), but got shape {arr.shape}")
+    return arr
+
+
+@dataclass(eq=False)
+class ImageRecord:
+    """One image and its objects.  See the module docstring for shapes, dtypes and units."""
+
+    image_path: str
+    width: int
+    height: int
+    depth: int = 3
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float64))
+    names: List[str] = field(default_factory=list)
+    difficult: Optional[np.ndarray] = None
+    truncated: Optional[np.ndarray] = None
+    polygons: Optional[np.ndarray] = None
+    split: Optional[str] = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.boxes = _as_boxes(self.boxes)
+        n = len(self.boxes)
+        self.names = [str(x) for x in self.names]
+        if len(self.names) != n:
+            raise ValueError(f"names must have length {n} (one per box), but got {len(self.names)}")
+        self.difficult = (np.zeros(n, np.uint8) if self.difficult is None
+                          else np.asarray(self.difficult, dtype=np.uint8).reshape(-1))
+        self.truncated = (np.zeros(n, bool) if self.truncated is None
+                          else np.asarray(self.truncated, dtype=bool).reshape(-1))
+        for key in ("difficult", "truncated"):
+            if len(getattr(self, key)) != n:
+                raise ValueError(f"{key} must have length {n}, but got {len(getattr(self, key))}")
+        if self.polygons is not None:
+            poly = np.asarray(self.polygons, dtype=np.float64)
+            if poly.size == 0:
+                poly = np.zeros((0, 4, 2), np.float64)
+            if poly.shape != (n, 4, 2):
+                raise ValueError(f"polygons must have shape {(n, 4, 2)}, but got shape {poly.shape}")
+            self.polygons = poly
+        self.width, self.height, self.depth = int(self.width), int(self.height), int(self.depth)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def stem(self) -> str:
+        """The image id: the annotation file's stem (VOC id, DOTA name)."""
+        return self.meta.get("stem") or _stem(self.image_path)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, ImageRecord):
+            return NotImplemented
+        if (self.width, self.height, self.depth, self.names, self.split) != \
+                (other.width, other.height, other.depth, other.names, other.split):
+            return False
+        if _stem(self.image_path) != _stem(other.image_path):
+            return False
+        if (self.polygons is None) != (other.polygons is None):
+            return False
+        if self.polygons is not None and not np.array_equal(self.polygons, other.polygons):
+            return False
+        return (np.array_equal(self.boxes, other.boxes) and np.array_equal(self.difficult, other.difficult)
+                and np.array_equal(self.truncated, other.truncated))
+
+    def select(self, keep: np.ndarray) -> "ImageRecord":
+        """A new record holding only the objects where ``keep`` (bool mask or index array) says so."""
+        keep = np.asarray(keep)
+        idx = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.intp)
+        return ImageRecord(
+            image_path=self.image_path, width=self.width, height=self.height, depth=self.depth,
+            boxes=self.boxes[idx], names=[self.names[i] for i in idx], difficult=self.difficult[idx],
+            truncated=self.truncated[idx], polygons=None if self.polygons is None else self.polygons[idx],
+            split=self.split, meta=dict(self.meta))
+
+
+def _stem(path: str) -> str:
+    import os
+    base = os.path.basename(path)
+    root, ext = os.path.splitext(base)
+    return root if ext else base
+
+
+def polygons_to_boxes(polygons: np.ndarray) -> np.ndarray:
+    """``(N, 4, 2)`` quads -> ``(N, 4)`` axis-aligned ``xmin, ymin, xmax, ymax``."""
+    poly = np.asarray(polygons, dtype=np.float64).reshape(-1, 4, 2)
+    return np.concatenate([poly.min(axis=1), poly.max(axis=1)], axis=1)
+
+
+def boxes_to_polygons(boxes: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` boxes -> ``(N, 4, 2)`` quads, corners clockwise on screen (y down): TL, TR, BR, BL."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x0, y0, x1, y1 = b.T
+    return np.stack([np.stack([x0, y0], 1), np.stack([x1, y0], 1),
+                     np.stack([x1, y1], 1), np.stack([x0, y1], 1)], axis=1)
+
+
+def class_list(records: Iterable[ImageRecord], given: Optional[Sequence[str]] = None) -> List[str]:
+    """Deterministic class order: ``given`` first (in its order), then names in order of first appearance."""
+    out = list(given or [])
+    seen = set(out)
+    for rec in records:
+        for name in rec.names:
+            if name not in seen:
+                seen.add(name)
+                out.append(name)
+    return out

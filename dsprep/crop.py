@@ -1,0 +1,78 @@
+"""Cutting objects out of images, and blanking classes out to make clean backgrounds.  Pure array functions."""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import cv2
+import numpy as np
+
+from .core import boxes_to_polygons
+
+
+def pixel_bounds(boxes: np.ndarray, width: int, height: int, pad: int = 0) -> np.ndarray:
+    """``(N, 4)`` continuous boxes -> integer ``x0, y0, x1, y1`` slices covering every touched pixel, padded and
+    clipped to the image."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    lo = np.floor(b[:, :2]) - pad
+    hi = np.ceil(b[:, 2:]) + pad
+    out = np.concatenate([lo, hi], axis=1)
+    return np.clip(out, 0, [width, height, width, height]).astype(np.int64)
+
+
+def crop_boxes(img: np.ndarray, bounds: np.ndarray) -> List[np.ndarray]:
+    """Copies of ``img[y0:y1, x0:x1]`` for each row of integer ``bounds`` (empty rows give empty arrays)."""
+    return [img[y0:y1, x0:x1].copy() for x0, y0, x1, y1 in bounds]
+
+
+def blank_regions(img: np.ndarray, polygons: np.ndarray, value: int = 0) -> np.ndarray:
+    """A copy of ``img`` with every ``(N, K, 2)`` polygon filled with ``value`` (one fillPoly call).
+
+    Polygons are expanded outward to whole pixels, so no fringe of the object survives.
+    """
+    out = img.copy()
+    if len(polygons) == 0:
+        return out
+    poly = np.asarray(polygons, np.float64)
+    center = poly.mean(axis=1, keepdims=True)
+    grown = np.where(poly >= center, np.ceil(poly), np.floor(poly))
+    # fillPoly treats vertices as pixel centres, inclusive: a box [x0, x1) covers pixels x0..x1-1.
+    grown = np.where(poly >= center, grown - 1, grown)
+    color = (value,) * (out.shape[2] if out.ndim == 3 else 1)
+    cv2.fillPoly(out, list(grown.astype(np.int32)), color)
+    return out
+
+
+def blank_boxes(img: np.ndarray, boxes: np.ndarray, value: int = 0) -> np.ndarray:
+    return blank_regions(img, boxes_to_polygons(boxes), value)
+
+
+def crop_polygon_rgba(img: np.ndarray, polygon: np.ndarray, upright: bool = False,
+                      pad: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Cut one quadrilateral out as BGRA whose alpha is the polygon (anti-aliased edge).
+
+    With ``upright`` the quad's rotated rectangle is turned to axis-aligned, long side horizontal, so the crop can
+    be re-pasted at any angle.  Returns ``(bgra, bounds)`` where bounds are the integer source box used.
+    """
+    h, w = img.shape[:2]
+    bgr = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    bgr = bgr[:, :, :3]
+    poly = np.asarray(polygon, np.float64).reshape(4, 2)
+    if upright:
+        (cx, cy), (rw, rh), angle = cv2.minAreaRect(poly.astype(np.float32))
+        if rw < rh:
+            rw, rh, angle = rh, rw, angle + 90.0
+        ow, oh = max(1, int(np.ceil(rw)) + 2 * pad), max(1, int(np.ceil(rh)) + 2 * pad)
+        m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+        m[:, 2] += (ow / 2.0 - cx, oh / 2.0 - cy)
+        src_alpha = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(src_alpha, [np.round(poly * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+        color = cv2.warpAffine(bgr, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        alpha = cv2.warpAffine(src_alpha, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        bounds = pixel_bounds(np.r_[poly.min(0), poly.max(0)][None], w, h, pad)[0]
+        return np.dstack([color, alpha]), bounds
+    bounds = pixel_bounds(np.r_[poly.min(0), poly.max(0)][None], w, h, pad)[0]
+    x0, y0, x1, y1 = bounds
+    alpha = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    local = (poly - [x0, y0]) * 16
+    cv2.fillPoly(alpha, [np.round(local).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    return np.dstack([bgr[y0:y1, x0:x1], alpha]), bounds

@@ -1,0 +1,105 @@
+"""Per-image work units for the file-writing commands (visualize, crop).
+
+Each is a top-level function over one picklable argument tuple, so it runs the same in this process, in a local
+worker process or on a Dask worker.  They read their image, call the pure functions, and write their outputs
+atomically; the returned value is a small dict of counts for the summary.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from . import crop as cropmod
+from . import draw
+from .core import ImageRecord, OutputError, boxes_to_polygons
+from .io import inside, read_image, safe_name, write_image
+
+
+@dataclass(frozen=True)
+class VisualizeOptions:
+    out: str
+    class_index: Dict[str, int]
+    classes: Sequence[str] = ()
+    ext: str = ".jpg"
+    thumb: int = 0  # >0: also return a thumbnail of this size for the contact sheet
+
+
+def visualize_one(args) -> dict:
+    rec, image, opts = args  # image: a decoded array (packed data sets) or None (read from rec.image_path)
+    img = image if image is not None else read_image(rec.image_path)
+    drawn = draw.draw_record(img, rec, opts.class_index, classes=opts.classes)
+    name = safe_name(rec.stem) + opts.ext
+    path = Path(opts.out) / name
+    write_image(path, drawn, jpeg_quality=92)
+    thumb = None
+    if opts.thumb:
+        s = opts.thumb / max(drawn.shape[:2])
+        thumb = cv2.resize(drawn, (max(1, int(drawn.shape[1] * s)), max(1, int(drawn.shape[0] * s))),
+                           interpolation=cv2.INTER_AREA)
+    return {"images": 1, "objects": int(sum(1 for n in rec.names if not opts.classes or n in opts.classes)),
+            "thumb": thumb}
+
+
+@dataclass(frozen=True)
+class CropOptions:
+    out: str
+    classes: Sequence[str] = ()
+    pad: int = 0
+    min_size: int = 1
+    backgrounds: Optional[str] = None
+    blank: Optional[Sequence[str]] = None  # None: the cropped classes
+    rgba: bool = False       # polygon alpha (DOTA records)
+    upright: bool = False
+
+
+def _target(root: str, *parts: str) -> Path:
+    path = Path(root).joinpath(*parts)
+    if not inside(root, path):  # cannot happen after safe_name; kept as the last line of defence
+        raise OutputError(f"{path}: output name escapes {root}")
+    return path
+
+
+def crop_one(args) -> dict:
+    """Write every selected object of one image to ``out/<class>/<stem>_<k>.png`` (+ a blanked background)."""
+    rec, opts = args
+    img = read_image(rec.image_path, cv2.IMREAD_UNCHANGED)
+    if img.ndim == 3 and img.shape[2] == 4 and not opts.rgba:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    h, w = img.shape[:2]
+    names = np.array(rec.names, dtype=object)
+    sel = np.array([not opts.classes or n in opts.classes for n in rec.names], bool)
+    bounds = cropmod.pixel_bounds(rec.boxes, w, h, opts.pad)
+    size_ok = ((bounds[:, 2] - bounds[:, 0]) >= max(1, opts.min_size)) & \
+              ((bounds[:, 3] - bounds[:, 1]) >= max(1, opts.min_size))
+    take = np.flatnonzero(sel & size_ok)
+    stem = safe_name(rec.stem)
+    written = 0
+    for k in take:
+        if opts.rgba and rec.polygons is not None:
+            piece, _ = cropmod.crop_polygon_rgba(img, rec.polygons[k], upright=opts.upright, pad=opts.pad)
+        else:
+            x0, y0, x1, y1 = bounds[k]
+            piece = img[y0:y1, x0:x1]
+        folder = _target(opts.out, safe_name(names[k]))
+        folder.mkdir(parents=True, exist_ok=True)
+        write_image(folder / f"{stem}_{k}.png", piece)
+        written += 1
+    result = {"images": 1, "crops": written, "too_small": int((sel & ~size_ok).sum())}
+    if opts.backgrounds:
+        blank = set(opts.blank) if opts.blank is not None else set(names[sel])
+        mask = np.array([n in blank for n in rec.names], bool)
+        polys = rec.polygons if rec.polygons is not None else boxes_to_polygons(rec.boxes)
+        base = img if img.ndim == 2 or img.shape[2] != 4 else cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        bg = cropmod.blank_regions(base, polys[mask])
+        write_image(_target(opts.backgrounds, f"{stem}.png"), bg)
+        result["backgrounds"] = 1
+    return result
+
+
+def image_for(rec: ImageRecord) -> str:
+    return os.path.basename(rec.image_path)

@@ -1,0 +1,353 @@
+"""PASCAL VOC XML: parse and format (pure, over bytes), and read/write whole data sets.
+
+Coordinates: VOC ``<bndbox>`` values are 1-based inclusive pixel indices (``xmax == width`` touches the right
+border).  Inside dsprep boxes are 0-based continuous, so reading maps ``(xmin, ymin, xmax, ymax)`` to
+``(xmin - 1, ymin - 1, xmax, ymax)`` and writing maps back.  Float coordinates (labelme exports) are kept as floats.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from xml.sax.saxutils import escape
+
+import numpy as np
+from lxml import etree
+
+from .core import DatasetError, ImageRecord, ParseError, Problem
+from .io import IMAGE_EXTS, ImageError, atomic_write_bytes, image_size
+
+# Defence in depth: documents with a DOCTYPE are rejected before parsing (see parse_voc), and the parser itself
+# never resolves entities, never loads a DTD and never touches the network.
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                          remove_comments=True, remove_pis=True)
+
+_COORDS = ("xmin", "ymin", "xmax", "ymax")
+
+
+def _flag(text: Optional[str], what: str, source: str) -> int:
+    """``<difficult>``/``<truncated>``: missing or empty -> 0; ``"1"``, ``"1.0"``, ``"true"`` -> 1."""
+    if text is None:
+        return 0
+    t = text.strip().lower()
+    if not t:
+        return 0
+    if t in ("true", "yes"):
+        return 1
+    if t in ("false", "no"):
+        return 0
+    try:
+        return 1 if float(t) != 0 else 0
+    except ValueError as e:
+        raise ParseError(f"{source}: cannot parse <{what}> from '{text.strip()}'") from e
+
+
+def _size_value(text: Optional[str], what: str, source: str) -> int:
+    if text is None or not text.strip():
+        return 0
+    try:
+        v = float(text)
+    except ValueError as e:
+        raise ParseError(f"{source}: cannot parse <size><{what}> from '{text.strip()}'") from e
+    if not math.isfinite(v) or v < 0:
+        raise ParseError(f"{source}: <size><{what}> is {text.strip()}")
+    return int(v)
+
+
+def parse_voc(data: bytes, source: str = "<xml>") -> Tuple[ImageRecord, List[Problem]]:
+    """Parse one VOC XML document.  Returns the record and the problems found in it.
+
+    ``<part>`` sub-objects are ignored.  A missing ``<size>`` gives ``width == height == 0`` (the data set reader
+    fills it from the image header).  Boxes are *not* clipped here (the size may be unknown): see
+    :func:`clip_boxes`.  Degenerate boxes (``xmax <= xmin`` or ``ymax <= ymin`` in the file) are reported.
+    """
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise ParseError(f"{source}: XML with a DOCTYPE/entity declaration is refused (possible entity attack)")
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as e:
+        raise ParseError(f"{source}: malformed XML ({e.msg if hasattr(e, 'msg') else e})") from e
+    if root is None or root.tag != "annotation":
+        raise ParseError(f"{source}: root element is <{getattr(root, 'tag', None)}>, expected <annotation>")
+    problems: List[Problem] = []
+    filename = (root.findtext("filename") or "").strip()
+    size = root.find("size")
+    width = height = 0
+    depth = 3
+    if size is not None:
+        width = _size_value(size.findtext("width"), "width", source)
+        height = _size_value(size.findtext("height"), "height", source)
+        d = _size_value(size.findtext("depth"), "depth", source)
+        depth = d or 3
+    names: List[str] = []
+    coords: List[Tuple[float, float, float, float]] = []
+    difficult: List[int] = []
+    truncated: List[int] = []
+    for k, obj in enumerate(root.iterfind("object")):
+        name = (obj.findtext("name") or "").strip()
+        if not name:
+            raise ParseError(f"{source}: object {k} has no <name>")
+        bb = obj.find("bndbox")
+        if bb is None:
+            raise ParseError(f"{source}: object {k} ({name}) has no <bndbox>")
+        vals = []
+        for c in _COORDS:
+            t = bb.findtext(c)
+            if t is None or not t.strip():
+                raise ParseError(f"{source}: object {k} ({name}): <bndbox> has no <{c}>")
+            try:
+                v = float(t)
+            except ValueError as e:
+                raise ParseError(f"{source}: object {k} ({name}): cannot parse {c} from '{t.strip()}'") from e
+            if not math.isfinite(v):
+                raise ParseError(f"{source}: object {k} ({name}): {c} is {t.strip()}")
+            vals.append(v)
+        if vals[2] <= vals[0] or vals[3] <= vals[1]:
+            problems.append(Problem("degenerate_box", source,
+                                    f"object {k} ({name}): xmin={vals[0]:g} ymin={vals[1]:g} "
+                                    f"xmax={vals[2]:g} ymax={vals[3]:g}"))
+        names.append(name)
+        coords.append(vals)
+        difficult.append(_flag(obj.findtext("difficult"), "difficult", source))
+        truncated.append(_flag(obj.findtext("truncated"), "truncated", source))
+    boxes = np.array(coords, dtype=np.float64).reshape(-1, 4)
+    boxes[:, :2] -= 1.0  # 1-based inclusive -> 0-based continuous
+    rec = ImageRecord(image_path=filename, width=width, height=height, depth=depth, boxes=boxes, names=names,
+                      difficult=np.array(difficult, np.uint8), truncated=np.array(truncated, bool),
+                      meta={"filename": filename})
+    return rec, problems
+
+
+def clip_boxes(rec: ImageRecord, source: str) -> Tuple[ImageRecord, List[Problem]]:
+    """Clip boxes to ``[0, width] x [0, height]``; report each clipped box.  Needs a known size."""
+    if rec.width <= 0 or rec.height <= 0 or len(rec) == 0:
+        return rec, []
+    lim = np.array([rec.width, rec.height, rec.width, rec.height], np.float64)
+    clipped = np.clip(rec.boxes, 0.0, lim)
+    changed = np.flatnonzero((clipped != rec.boxes).any(axis=1))
+    if len(changed) == 0:
+        return rec, []
+    problems = [Problem("clipped_box", source, f"object {k} ({rec.names[k]}) extends outside the "
+                                               f"{rec.width}x{rec.height} image") for k in changed]
+    new_degenerate = changed[((clipped[changed, 2] <= clipped[changed, 0]) |
+                              (clipped[changed, 3] <= clipped[changed, 1]))]
+    problems += [Problem("degenerate_box", source, f"object {k} ({rec.names[k]}) lies outside the image")
+                 for k in new_degenerate]
+    out = rec.select(np.arange(len(rec)))
+    out.boxes = clipped
+    return out, problems
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
+
+
+def format_voc(rec: ImageRecord, folder: str = "dsprep") -> bytes:
+    """The record as a standard VOC ``<annotation>`` document (UTF-8 bytes); inverse of :func:`parse_voc`."""
+    filename = os.path.basename(rec.image_path) or f"{rec.stem}.jpg"
+    out = ["<annotation>",
+           f"\t<folder>{escape(folder)}</folder>",
+           f"\t<filename>{escape(filename)}</filename>",
+           "\t<source>\n\t\t<database>dsprep</database>\n\t</source>",
+           f"\t<size>\n\t\t<width>{rec.width}</width>\n\t\t<height>{rec.height}</height>\n"
+           f"\t\t<depth>{rec.depth}</depth>\n\t</size>",
+           "\t<segmented>0</segmented>"]
+    b = rec.boxes.astype(np.float64).copy()  # never touch the caller's arrays
+    b[:, :2] += 1.0
+    for k in range(len(rec)):
+        out.append(
+            f"\t<object>\n\t\t<name>{escape(rec.names[k])}</name>\n\t\t<pose>Unspecified</pose>\n"
+            f"\t\t<truncated>{int(rec.truncated[k])}</truncated>\n\t\t<difficult>{int(rec.difficult[k])}</difficult>\n"
+            f"\t\t<bndbox>\n\t\t\t<xmin>{_num(b[k, 0])}</xmin>\n\t\t\t<ymin>{_num(b[k, 1])}</ymin>\n"
+            f"\t\t\t<xmax>{_num(b[k, 2])}</xmax>\n\t\t\t<ymax>{_num(b[k, 3])}</ymax>\n\t\t</bndbox>\n\t</object>")
+    out.append("</annotation>\n")
+    return "\n".join(out).encode("utf-8")
+
+
+def read_voc(path) -> Tuple[ImageRecord, List[Problem]]:
+    """Read one XML file (no image lookup, no clipping)."""
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
+    rec, problems = parse_voc(data, path)
+    rec.meta["stem"] = Path(path).stem
+    rec.meta["annotation_path"] = path
+    return rec, problems
+
+
+def write_voc(path, rec: ImageRecord, folder: str = "dsprep") -> None:
+    atomic_write_bytes(path, format_voc(rec, folder))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data set layouts
+
+@dataclass
+class VocPart:
+    """One folder of annotations with its images and optional split lists."""
+
+    ann_dir: Path
+    img_dir: Path
+    sets_dir: Optional[Path] = None
+    split_name: Optional[str] = None  # roboflow-style layouts: the folder name is the split
+
+
+def find_voc_parts(root: Path) -> List[VocPart]:
+    """Auto-detect the layout.  Returns ``[]`` when ``root`` holds no VOC annotations."""
+    if (root / "Annotations").is_dir():
+        return [VocPart(root / "Annotations", root / "JPEGImages", root / "ImageSets" / "Main")]
+    subdirs = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: d.name)
+    years = [d for d in subdirs if (d / "Annotations").is_dir()]
+    if years:  # VOCdevkit/VOC2007, VOCdevkit/VOC2012
+        return [VocPart(d / "Annotations", d / "JPEGImages", d / "ImageSets" / "Main") for d in years]
+    if (root / "xmls").is_dir():
+        return [VocPart(root / "xmls", root / "imgs", root / "txts")]
+    if (root / "annotations").is_dir():
+        return [VocPart(root / "annotations", root / "images", root / "ImageSets" / "Main")]
+    if any(p.suffix.lower() == ".xml" for p in root.iterdir()):
+        return [VocPart(root, root, None)]
+    split_dirs = [d for d in subdirs if any(p.suffix.lower() == ".xml" for p in d.iterdir())]
+    return [VocPart(d, d, None, split_name=d.name) for d in split_dirs]
+
+
+def _read_split(path: Path) -> List[str]:
+    ids = []
+    with open(path, encoding="utf-8-sig") as f:
+        for line in f:
+            tok = line.split()
+            if not tok:
+                continue
+            if len(tok) > 1 and tok[1] == "-1":  # per-class lists mark negatives with -1
+                continue
+            name = os.path.basename(tok[0])
+            stem, ext = os.path.splitext(name)
+            ids.append(stem if ext.lower() in IMAGE_EXTS + (".xml",) else name)
+    return ids
+
+
+def available_splits(parts: Sequence[VocPart]) -> List[str]:
+    out = set()
+    for p in parts:
+        if p.split_name:
+            out.add(p.split_name)
+        elif p.sets_dir is not None and p.sets_dir.is_dir():
+            out.update(f.stem for f in p.sets_dir.glob("*.txt") if "_" not in f.stem)
+    return sorted(out)
+
+
+def _image_index(img_dir: Path) -> Dict[str, str]:
+    """stem -> file name for the images in a folder (first by extension preference)."""
+    index: Dict[str, str] = {}
+    if not img_dir.is_dir():
+        return index
+    rank = {e: i for i, e in enumerate(IMAGE_EXTS)}
+    best: Dict[str, int] = {}
+    with os.scandir(img_dir) as it:
+        for entry in it:
+            stem, ext = os.path.splitext(entry.name)
+            r = rank.get(ext.lower())
+            if r is None or not entry.is_file():
+                continue
+            if stem not in best or r < best[stem]:
+                best[stem] = r
+                index[stem] = entry.name
+    return index
+
+
+def iter_voc_items(root: Path, split: Optional[str] = None):
+    """Yield ``(xml_path_or_None, image_path_or_None, stem, split, problems)`` for every item of the data set.
+
+    Work that needs no XML parsing (layout, split lists, image lookup) is done here, so callers can parse in
+    parallel.  Raises :class:`DatasetError` for an unusable data set.
+    """
+    parts = find_voc_parts(root)
+    if not parts:
+        raise DatasetError(f"{root}: no VOC annotations found (looked for Annotations/, xmls/, annotations/ "
+                           f"or *.xml files)")
+    if split is not None and split not in available_splits(parts):
+        avail = ", ".join(available_splits(parts)) or "none"
+        raise DatasetError(f"{root}: no split '{split}' (available: {avail})")
+    for part in parts:
+        if part.split_name is not None and split is not None and part.split_name != split:
+            continue
+        xml_index = {p.stem: p for p in part.ann_dir.iterdir() if p.suffix.lower() == ".xml"}
+        images = _image_index(part.img_dir)
+        rec_split = part.split_name or split
+        if split is not None and part.split_name is None:
+            list_file = part.sets_dir / f"{split}.txt" if part.sets_dir is not None else None
+            if list_file is None or not list_file.is_file():
+                continue
+            stems = list(dict.fromkeys(_read_split(list_file)))
+        else:
+            stems = sorted(xml_index)
+        for stem in stems:
+            problems: List[Problem] = []
+            xml = xml_index.get(stem)
+            img = images.get(stem)
+            if xml is None:
+                problems.append(Problem("listed_without_annotation", str(part.ann_dir / f"{stem}.xml"),
+                                        f"'{stem}' is listed in split '{split}' but has no annotation"))
+            yield xml, (part.img_dir / img if img else None), stem, rec_split, problems
+        if split is None and part.img_dir.is_dir():
+            for stem in sorted(set(images) - set(xml_index)):
+                yield None, part.img_dir / images[stem], stem, rec_split, [
+                    Problem("image_without_annotation", str(part.img_dir / images[stem]), "no XML annotation")]
+
+
+def load_voc_item(xml: Path, image: Optional[Path], stem: str, split: Optional[str],
+                  img_dir_hint: Optional[Path] = None) -> Tuple[ImageRecord, List[Problem]]:
+    """Parse one annotation and resolve its image, size and clipping.  Raises :class:`ParseError`/ImageError."""
+    rec, problems = read_voc(xml)
+    src = str(xml)
+    filename = rec.meta.get("filename", "")
+    if image is None and filename and img_dir_hint is not None:
+        cand = img_dir_hint / os.path.basename(filename)
+        if cand.is_file():
+            image = cand
+    if filename and os.path.splitext(os.path.basename(filename))[0] != stem and \
+            os.path.basename(filename) != stem:
+        problems.append(Problem("filename_mismatch", src, f"<filename> says '{filename}', the file is '{stem}'"))
+    if image is None:
+        problems.append(Problem("annotation_without_image", src, "no image found for this annotation"))
+        rec.image_path = str(Path(img_dir_hint or xml.parent) / (os.path.basename(filename) or f"{stem}.jpg"))
+    else:
+        rec.image_path = str(image)
+    if (rec.width <= 0 or rec.height <= 0) and image is not None:
+        rec.width, rec.height, rec.depth = image_size(image)
+        problems.append(Problem("size_from_image", src, "no <size> in the XML: read from the image header"))
+    elif rec.width <= 0 or rec.height <= 0:
+        problems.append(Problem("size_unknown", src, "no <size> in the XML and no image to read it from"))
+    rec, clip_problems = clip_boxes(rec, src)
+    rec.split = split
+    rec.meta["stem"] = stem
+    return rec, problems + clip_problems
+
+
+def write_voc_dataset(out: Path, items: Iterable[Tuple[ImageRecord, Optional[bytes]]], split: str = "train",
+                      image_ext: str = ".jpg") -> List[str]:
+    """Write records (with optional encoded image bytes) as a standard VOC tree; returns the ids written."""
+    ann, img, sets = out / "Annotations", out / "JPEGImages", out / "ImageSets" / "Main"
+    for d in (ann, img, sets):
+        d.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for rec, data in items:
+        write_voc(ann / f"{rec.stem}.xml", rec)
+        if data is not None:
+            atomic_write_bytes(img / os.path.basename(rec.image_path), data)
+        ids.append(rec.stem)
+    write_split_list(sets / f"{split}.txt", ids)
+    return ids
+
+
+def write_split_list(path: Path, ids: Sequence[str], append: bool = False) -> None:
+    existing = _read_split(path) if (append and path.is_file()) else []
+    atomic_write_bytes(path, "".join(f"{i}\n" for i in list(existing) + list(ids)).encode("utf-8"))
+
+
+__all__ = ["parse_voc", "format_voc", "read_voc", "write_voc", "clip_boxes", "find_voc_parts", "iter_voc_items",
+           "load_voc_item", "write_voc_dataset", "ImageError"]
