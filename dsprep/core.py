@@ -104,6 +104,16 @@ class ImageRecord:
             self.polygons = poly
         self.width, self.height, self.depth = int(self.width), int(self.height), int(self.depth)
 
+    @classmethod
+    def trusted(cls, image_path, width, height, depth, boxes, names, difficult, truncated, polygons=None,
+                split=None, meta=None) -> "ImageRecord":
+        """Build from arrays already of the right dtypes and shapes (parsers' hot path: no validation, no copies)."""
+        rec = cls.__new__(cls)
+        rec.image_path, rec.width, rec.height, rec.depth = image_path, width, height, depth
+        rec.boxes, rec.names, rec.difficult, rec.truncated = boxes, names, difficult, truncated
+        rec.polygons, rec.split, rec.meta = polygons, split, meta if meta is not None else {}
+        return rec
+
     def __len__(self) -> int:
         return len(self.boxes)
 

@@ -36,13 +36,13 @@ def read_image(path: PathLike, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
 def decode_image(data: np.ndarray, name: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
     if data.size == 0:
         raise ImageError(f"{name}: image file is empty")
-    img = cv2.imdecode(data, flags)
-    if img is None:
-        raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)")
     if data[:2].tobytes() == b"\xff\xd8" and data[-2:].tobytes() != b"\xff\xd9":
         # Allow trailing padding after EOI, which some cameras write.
         if b"\xff\xd9" not in data[-1024:].tobytes():
             raise ImageError(f"{name}: truncated JPEG (no end-of-image marker)")
+    img = cv2.imdecode(data, flags)
+    if img is None:
+        raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)")
     return img
 
 

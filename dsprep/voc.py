@@ -7,10 +7,11 @@ border).  Inside dsprep boxes are 0-based continuous, so reading maps ``(xmin, y
 from __future__ import annotations
 
 import math
+from decimal import Context, Decimal
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -22,9 +23,11 @@ from .io import IMAGE_EXTS, ImageError, atomic_write_bytes, image_size
 # Defence in depth: documents with a DOCTYPE are rejected before parsing (see parse_voc), and the parser itself
 # never resolves entities, never loads a DTD and never touches the network.
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-                          remove_comments=True, remove_pis=True)
+                          remove_comments=True, remove_pis=True, remove_blank_text=True, collect_ids=False)
+_FLAGS = {None: 0, "0": 0, "1": 1}
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
+_EXACT = Context(prec=1200)  # enough digits for any binary64 value plus one, exactly
 
 
 def _flag(text: Optional[str], what: str, source: str) -> int:
@@ -56,6 +59,49 @@ def _size_value(text: Optional[str], what: str, source: str) -> int:
     return int(v)
 
 
+def _coord(text: str, shift: bool) -> float:
+    """A coordinate from the file; ``shift`` undoes the 1-based convention (xmin, ymin).
+
+    Long texts are exact decimals written by :func:`_shifted` for values whose ``+1`` is not exact in binary
+    floating point; they are parsed exactly so the round trip is lossless.
+    """
+    if len(text) <= 24:
+        v = float(text)
+        return v - 1.0 if shift else v
+    d = Decimal(text.strip())
+    return float(_EXACT.subtract(d, 1) if shift else d)
+
+
+def _shifted(v: float) -> str:
+    """The text of ``v + 1`` that :func:`_coord` reads back as exactly ``v``."""
+    y = float(v) + 1.0
+    if y - 1.0 == v:
+        return _num(y)
+    return format(_EXACT.add(Decimal(float(v)), 1), "f")
+
+
+def _coords_slow(texts: dict, source: str, k: int, name: str) -> List[float]:
+    vals = []
+    for c in _COORDS:
+        t = texts.get(c)
+        if t is None or not t.strip():
+            raise ParseError(f"{source}: object {k} ({name}): <bndbox> has no <{c}>")
+        try:
+            v = _coord(t, shift=c in ("xmin", "ymin"))
+        except (ValueError, ArithmeticError) as e:
+            raise ParseError(f"{source}: object {k} ({name}): cannot parse {c} from '{t.strip()}'") from e
+        if not math.isfinite(v):
+            raise ParseError(f"{source}: object {k} ({name}): {c} is {t.strip()}")
+        vals.append(v)
+    return vals
+
+
+def _degenerate(source: str, k: int, name: str, box: List[float]) -> Problem:
+    """``xmax <= xmin`` or ``ymax <= ymin`` in the file's own (1-based) numbers."""
+    return Problem("degenerate_box", source, f"object {k} ({name}): xmin={_shifted(box[0])} "
+                                             f"ymin={_shifted(box[1])} xmax={_num(box[2])} ymax={_num(box[3])}")
+
+
 def parse_voc(data: bytes, source: str = "<xml>") -> Tuple[ImageRecord, List[Problem]]:
     """Parse one VOC XML document.  Returns the record and the problems found in it.
 
@@ -69,54 +115,81 @@ def parse_voc(data: bytes, source: str = "<xml>") -> Tuple[ImageRecord, List[Pro
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as e:
         raise ParseError(f"{source}: malformed XML ({e.msg if hasattr(e, 'msg') else e})") from e
+    return _from_root(root, source)
+
+
+def _from_root(root, source: str) -> Tuple[ImageRecord, List[Problem]]:
     if root is None or root.tag != "annotation":
         raise ParseError(f"{source}: root element is <{getattr(root, 'tag', None)}>, expected <annotation>")
+    # One pass over direct children (much faster than lxml path look-ups); the first of repeated tags wins.
     problems: List[Problem] = []
-    filename = (root.findtext("filename") or "").strip()
-    size = root.find("size")
+    filename = ""
     width = height = 0
     depth = 3
-    if size is not None:
-        width = _size_value(size.findtext("width"), "width", source)
-        height = _size_value(size.findtext("height"), "height", source)
-        d = _size_value(size.findtext("depth"), "depth", source)
-        depth = d or 3
+    objects = []
+    seen_size = seen_name = False
+    for el in root:
+        tag = el.tag
+        if tag == "object":
+            objects.append(el)
+        elif tag == "filename" and not seen_name:
+            filename, seen_name = (el.text or "").strip(), True
+        elif tag == "size" and not seen_size:
+            seen_size = True
+            for c in el:
+                if c.tag == "width":
+                    width = _size_value(c.text, "width", source)
+                elif c.tag == "height":
+                    height = _size_value(c.text, "height", source)
+                elif c.tag == "depth":
+                    depth = _size_value(c.text, "depth", source) or 3
     names: List[str] = []
-    coords: List[Tuple[float, float, float, float]] = []
+    coords: List[List[float]] = []
     difficult: List[int] = []
     truncated: List[int] = []
-    for k, obj in enumerate(root.iterfind("object")):
-        name = (obj.findtext("name") or "").strip()
+    for k, obj in enumerate(objects):
+        name = bb = diff = trunc = None
+        for c in obj:
+            tag = c.tag
+            if tag == "bndbox":
+                if bb is None:
+                    bb = c
+            elif tag == "name":
+                if name is None:
+                    name = (c.text or "").strip()
+            elif tag == "difficult":
+                if diff is None:
+                    diff = c.text
+            elif tag == "truncated":
+                if trunc is None:
+                    trunc = c.text
         if not name:
             raise ParseError(f"{source}: object {k} has no <name>")
-        bb = obj.find("bndbox")
         if bb is None:
             raise ParseError(f"{source}: object {k} ({name}) has no <bndbox>")
-        vals = []
-        for c in _COORDS:
-            t = bb.findtext(c)
-            if t is None or not t.strip():
-                raise ParseError(f"{source}: object {k} ({name}): <bndbox> has no <{c}>")
-            try:
-                v = float(t)
-            except ValueError as e:
-                raise ParseError(f"{source}: object {k} ({name}): cannot parse {c} from '{t.strip()}'") from e
-            if not math.isfinite(v):
-                raise ParseError(f"{source}: object {k} ({name}): {c} is {t.strip()}")
-            vals.append(v)
-        if vals[2] <= vals[0] or vals[3] <= vals[1]:
-            problems.append(Problem("degenerate_box", source,
-                                    f"object {k} ({name}): xmin={vals[0]:g} ymin={vals[1]:g} "
-                                    f"xmax={vals[2]:g} ymax={vals[3]:g}"))
+        texts = {c.tag: c.text for c in bb}
+        try:  # fast path: short finite numbers (long ones may be exact decimals, see _shifted)
+            t0, t1 = texts["xmin"], texts["ymin"]
+            if len(t0) > 24 or len(t1) > 24:
+                raise ValueError
+            box = [float(t0) - 1.0, float(t1) - 1.0, float(texts["xmax"]), float(texts["ymax"])]
+            if not (box[2] > box[0] + 1 and box[3] > box[1] + 1):  # degenerate, or not finite
+                if not all(map(math.isfinite, box)):
+                    raise ValueError
+                problems.append(_degenerate(source, k, name, box))
+        except (KeyError, ValueError, TypeError):
+            box = _coords_slow(texts, source, k, name)
+            if not (box[2] > box[0] + 1 and box[3] > box[1] + 1):
+                problems.append(_degenerate(source, k, name, box))
+        coords.append(box)
         names.append(name)
-        coords.append(vals)
-        difficult.append(_flag(obj.findtext("difficult"), "difficult", source))
-        truncated.append(_flag(obj.findtext("truncated"), "truncated", source))
+        difficult.append(_FLAGS[diff] if diff in _FLAGS else _flag(diff, "difficult", source))
+        truncated.append(_FLAGS[trunc] if trunc in _FLAGS else _flag(trunc, "truncated", source))
     boxes = np.array(coords, dtype=np.float64).reshape(-1, 4)
-    boxes[:, :2] -= 1.0  # 1-based inclusive -> 0-based continuous
-    rec = ImageRecord(image_path=filename, width=width, height=height, depth=depth, boxes=boxes, names=names,
-                      difficult=np.array(difficult, np.uint8), truncated=np.array(truncated, bool),
-                      meta={"filename": filename})
+    rec = ImageRecord.trusted(image_path=filename, width=width, height=height, depth=depth,
+                              boxes=boxes, names=names,
+                              difficult=np.array(difficult, np.uint8), truncated=np.array(truncated, bool),
+                              meta={"filename": filename})
     return rec, problems
 
 
@@ -125,6 +198,8 @@ def clip_boxes(rec: ImageRecord, source: str) -> Tuple[ImageRecord, List[Problem
     if rec.width <= 0 or rec.height <= 0 or len(rec) == 0:
         return rec, []
     lim = np.array([rec.width, rec.height, rec.width, rec.height], np.float64)
+    if rec.boxes.min() >= 0 and (rec.boxes <= lim).all():
+        return rec, []
     clipped = np.clip(rec.boxes, 0.0, lim)
     changed = np.flatnonzero((clipped != rec.boxes).any(axis=1))
     if len(changed) == 0:
@@ -154,13 +229,12 @@ def format_voc(rec: ImageRecord, folder: str = "dsprep") -> bytes:
            f"\t<size>\n\t\t<width>{rec.width}</width>\n\t\t<height>{rec.height}</height>\n"
            f"\t\t<depth>{rec.depth}</depth>\n\t</size>",
            "\t<segmented>0</segmented>"]
-    b = rec.boxes.astype(np.float64).copy()  # never touch the caller's arrays
-    b[:, :2] += 1.0
+    b = rec.boxes
     for k in range(len(rec)):
         out.append(
             f"\t<object>\n\t\t<name>{escape(rec.names[k])}</name>\n\t\t<pose>Unspecified</pose>\n"
             f"\t\t<truncated>{int(rec.truncated[k])}</truncated>\n\t\t<difficult>{int(rec.difficult[k])}</difficult>\n"
-            f"\t\t<bndbox>\n\t\t\t<xmin>{_num(b[k, 0])}</xmin>\n\t\t\t<ymin>{_num(b[k, 1])}</ymin>\n"
+            f"\t\t<bndbox>\n\t\t\t<xmin>{_shifted(b[k, 0])}</xmin>\n\t\t\t<ymin>{_shifted(b[k, 1])}</ymin>\n"
             f"\t\t\t<xmax>{_num(b[k, 2])}</xmax>\n\t\t\t<ymax>{_num(b[k, 3])}</ymax>\n\t\t</bndbox>\n\t</object>")
     out.append("</annotation>\n")
     return "\n".join(out).encode("utf-8")
@@ -170,12 +244,17 @@ def read_voc(path) -> Tuple[ImageRecord, List[Problem]]:
     """Read one XML file (no image lookup, no clipping)."""
     path = str(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        # libxml2 reads the file itself (no Python-level copy).  _PARSER never expands entities, so a DOCTYPE is
+        # harmless here; it is still refused, as parse_voc does.
+        tree = etree.parse(path, _PARSER)
+    except etree.XMLSyntaxError as e:
+        raise ParseError(f"{path}: malformed XML ({e.msg if hasattr(e, 'msg') else e})") from e
     except OSError as e:
         raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    rec, problems = parse_voc(data, path)
-    rec.meta["stem"] = Path(path).stem
+    if tree.docinfo.doctype:
+        raise ParseError(f"{path}: XML with a DOCTYPE/entity declaration is refused (possible entity attack)")
+    rec, problems = _from_root(tree.getroot(), path)
+    rec.meta["stem"] = os.path.splitext(os.path.basename(path))[0]
     rec.meta["annotation_path"] = path
     return rec, problems
 
@@ -259,11 +338,22 @@ def _image_index(img_dir: Path) -> Dict[str, str]:
     return index
 
 
-def iter_voc_items(root: Path, split: Optional[str] = None):
-    """Yield ``(xml_path_or_None, image_path_or_None, stem, split, problems)`` for every item of the data set.
+class VocItem(NamedTuple):
+    """One entry of a data set before its XML is parsed (paths as strings: cheap to build and to pickle)."""
 
-    Work that needs no XML parsing (layout, split lists, image lookup) is done here, so callers can parse in
-    parallel.  Raises :class:`DatasetError` for an unusable data set.
+    xml: Optional[str]
+    image: Optional[str]
+    stem: str
+    split: Optional[str]
+    img_dir: str
+    problems: Tuple[Problem, ...] = ()
+
+
+def iter_voc_items(root: Path, split: Optional[str] = None) -> Iterator[VocItem]:
+    """Yield a :class:`VocItem` for every annotation (and every image without one) of the data set.
+
+    Work that needs no XML parsing (layout, split lists, image lookup) is done here, once per folder, so items can
+    be parsed in any order or process.  Raises :class:`DatasetError` for an unusable data set.
     """
     parts = find_voc_parts(root)
     if not parts:
@@ -275,7 +365,9 @@ def iter_voc_items(root: Path, split: Optional[str] = None):
     for part in parts:
         if part.split_name is not None and split is not None and part.split_name != split:
             continue
-        xml_index = {p.stem: p for p in part.ann_dir.iterdir() if p.suffix.lower() == ".xml"}
+        ann_dir, img_dir = str(part.ann_dir), str(part.img_dir)
+        with os.scandir(ann_dir) as it:
+            xml_index = {e.name[:-4]: e.path for e in it if e.name.lower().endswith(".xml")}
         images = _image_index(part.img_dir)
         rec_split = part.split_name or split
         if split is not None and part.split_name is None:
@@ -285,45 +377,46 @@ def iter_voc_items(root: Path, split: Optional[str] = None):
             stems = list(dict.fromkeys(_read_split(list_file)))
         else:
             stems = sorted(xml_index)
+        hint = img_dir if part.img_dir.is_dir() else ann_dir
         for stem in stems:
-            problems: List[Problem] = []
             xml = xml_index.get(stem)
             img = images.get(stem)
-            if xml is None:
-                problems.append(Problem("listed_without_annotation", str(part.ann_dir / f"{stem}.xml"),
-                                        f"'{stem}' is listed in split '{split}' but has no annotation"))
-            yield xml, (part.img_dir / img if img else None), stem, rec_split, problems
-        if split is None and part.img_dir.is_dir():
+            problems = () if xml is not None else (
+                Problem("listed_without_annotation", os.path.join(ann_dir, f"{stem}.xml"),
+                        f"'{stem}' is listed in split '{split}' but has no annotation"),)
+            yield VocItem(xml, os.path.join(img_dir, img) if img else None, stem, rec_split, hint, problems)
+        if split is None:
             for stem in sorted(set(images) - set(xml_index)):
-                yield None, part.img_dir / images[stem], stem, rec_split, [
-                    Problem("image_without_annotation", str(part.img_dir / images[stem]), "no XML annotation")]
+                path = os.path.join(img_dir, images[stem])
+                yield VocItem(None, path, stem, rec_split, hint,
+                              (Problem("image_without_annotation", path, "no XML annotation"),))
 
 
-def load_voc_item(xml: Path, image: Optional[Path], stem: str, split: Optional[str],
-                  img_dir_hint: Optional[Path] = None) -> Tuple[ImageRecord, List[Problem]]:
+def load_voc_item(item: VocItem) -> Tuple[ImageRecord, List[Problem]]:
     """Parse one annotation and resolve its image, size and clipping.  Raises :class:`ParseError`/ImageError."""
-    rec, problems = read_voc(xml)
-    src = str(xml)
+    src, image, stem = item.xml, item.image, item.stem
+    rec, problems = read_voc(src)
     filename = rec.meta.get("filename", "")
-    if image is None and filename and img_dir_hint is not None:
-        cand = img_dir_hint / os.path.basename(filename)
-        if cand.is_file():
+    base = os.path.basename(filename)
+    if image is None and base:
+        cand = os.path.join(item.img_dir, base)
+        if os.path.isfile(cand):
             image = cand
-    if filename and os.path.splitext(os.path.basename(filename))[0] != stem and \
-            os.path.basename(filename) != stem:
+    if base and base != stem and os.path.splitext(base)[0] != stem:
         problems.append(Problem("filename_mismatch", src, f"<filename> says '{filename}', the file is '{stem}'"))
     if image is None:
         problems.append(Problem("annotation_without_image", src, "no image found for this annotation"))
-        rec.image_path = str(Path(img_dir_hint or xml.parent) / (os.path.basename(filename) or f"{stem}.jpg"))
+        rec.image_path = os.path.join(item.img_dir, base or f"{stem}.jpg")
     else:
-        rec.image_path = str(image)
-    if (rec.width <= 0 or rec.height <= 0) and image is not None:
-        rec.width, rec.height, rec.depth = image_size(image)
-        problems.append(Problem("size_from_image", src, "no <size> in the XML: read from the image header"))
-    elif rec.width <= 0 or rec.height <= 0:
-        problems.append(Problem("size_unknown", src, "no <size> in the XML and no image to read it from"))
+        rec.image_path = image
+    if rec.width <= 0 or rec.height <= 0:
+        if image is not None:
+            rec.width, rec.height, rec.depth = image_size(image)
+            problems.append(Problem("size_from_image", src, "no <size> in the XML: read from the image header"))
+        else:
+            problems.append(Problem("size_unknown", src, "no <size> in the XML and no image to read it from"))
     rec, clip_problems = clip_boxes(rec, src)
-    rec.split = split
+    rec.split = item.split
     rec.meta["stem"] = stem
     return rec, problems + clip_problems
 

@@ -1,0 +1,87 @@
+"""Parse rate of VOC XML: dsprep against a plain xml.etree.ElementTree loop, measured in one run, one core.
+
+Generates N VOC XML files (default 20,000; 1-8 objects each, some with <part>s) in a temporary folder, then
+times, over the same files (warm page cache, best of 3):
+  * dsprep.voc.read_voc over every file (bytes -> ImageRecord with numpy arrays),
+  * dsprep.dataset.load_dataset on the whole folder (layout, image lookup, size/clip checks included),
+  * a plain ElementTree loop extracting the same fields into Python lists.
+Usage: python benchmarks/bench_voc_parse.py [N]
+"""
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from dsprep.core import ImageRecord
+from dsprep.dataset import load_dataset
+from dsprep.voc import format_voc, read_voc
+
+
+def make_files(root: Path, n: int) -> list:
+    rng = np.random.default_rng(0)
+    ann = root / "Annotations"
+    ann.mkdir(parents=True)
+    classes = ["person", "car", "chair", "dog", "bus", "aeroplane"]
+    paths = []
+    for i in range(n):
+        k = int(rng.integers(1, 9))
+        x0 = rng.integers(1, 300, k)
+        y0 = rng.integers(1, 200, k)
+        boxes = np.stack([x0, y0, x0 + rng.integers(5, 190, k), y0 + rng.integers(5, 170, k)], 1)
+        rec = ImageRecord(f"{i:06d}.jpg", 500, 375, boxes=boxes - [1, 1, 0, 0],
+                          names=[classes[j] for j in rng.integers(0, 6, k)], difficult=rng.random(k) < 0.1,
+                          truncated=rng.random(k) < 0.3)
+        p = ann / f"{i:06d}.xml"
+        data = format_voc(rec)
+        if i % 10 == 0:  # some files carry <part> sub-objects, as VOC person layouts do
+            part = (b"<part><name>head</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>9</xmax><ymax>9</ymax>"
+                    b"</bndbox></part></object>")
+            data = data.replace(b"</object>", part, 1)
+        p.write_bytes(data)
+        paths.append(p)
+    return paths
+
+
+def et_loop(paths):
+    out = []
+    for p in paths:
+        root = ET.parse(p).getroot()
+        size = root.find("size")
+        w, h = int(size.findtext("width")), int(size.findtext("height"))
+        objs = []
+        for obj in root.findall("object"):
+            bb = obj.find("bndbox")
+            objs.append((obj.findtext("name"), int(obj.findtext("difficult") or 0),
+                         [float(bb.findtext(c)) for c in ("xmin", "ymin", "xmax", "ymax")]))
+        out.append((w, h, objs))
+    return out
+
+
+def best_of(fn, repeat=3):
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = make_files(Path(tmp), n)
+        et_loop(paths)  # warm the page cache
+        t_et = best_of(lambda: et_loop(paths))
+        t_ours = best_of(lambda: [read_voc(p) for p in paths])
+        t_ds = best_of(lambda: load_dataset(tmp))
+    print(f"files: {n}")
+    print(f"ElementTree loop:        {n / t_et:10,.0f} files/s")
+    print(f"dsprep read_voc:         {n / t_ours:10,.0f} files/s   ratio to ElementTree: {t_et / t_ours:.2f}x")
+    print(f"dsprep load_dataset:     {n / t_ds:10,.0f} files/s   ratio to ElementTree: {t_et / t_ds:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(os.environ.get("DSPREP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture
+def shared():
+    """The real conformance data beside the project root; tests using it skip cleanly on a user's fresh clone."""
+    if not SHARED.is_dir():
+        pytest.skip(f"shared conformance data not found at {SHARED}")
+    return SHARED

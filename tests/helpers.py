@@ -1,0 +1,38 @@
+"""Small builders for test fixtures written to tmp_path."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def voc_xml(filename="a.jpg", width=100, height=80, objects=(), size=True, extra=""):
+    objs = []
+    for o in objects:
+        name, (x0, y0, x1, y1) = o[0], o[1]
+        flags = o[2] if len(o) > 2 else ""
+        objs.append(f"<object><name>{name}</name>{flags}<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+                    f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>")
+    sz = f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>" if size else ""
+    return (f"<annotation><filename>{filename}</filename>{sz}{extra}{''.join(objs)}</annotation>").encode()
+
+
+def write_voc_tree(root: Path, items, ann="Annotations", img="JPEGImages", sets="ImageSets/Main", splits=None,
+                   ext=".jpg"):
+    """items: {stem: (width, height, objects)}; writes gradient images and XML; returns root."""
+    (root / ann).mkdir(parents=True, exist_ok=True)
+    (root / img).mkdir(parents=True, exist_ok=True)
+    for stem, (w, h, objects) in items.items():
+        (root / ann / f"{stem}.xml").write_bytes(voc_xml(f"{stem}{ext}", w, h, objects))
+        cv2.imwrite(str(root / img / f"{stem}{ext}"), gradient(w, h))
+    if splits:
+        (root / sets).mkdir(parents=True, exist_ok=True)
+        for name, ids in splits.items():
+            (root / sets / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return root
+
+
+def gradient(w, h, channels=3):
+    """A deterministic image where every pixel differs from its neighbours (so crops can be checked)."""
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([(x * 7) % 256, (y * 5) % 256, (x + y * 3) % 256][:channels], axis=-1).astype(np.uint8)
+    return img if channels > 1 else img[:, :, 0]
