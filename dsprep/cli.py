@@ -9,7 +9,7 @@ from typing import Callable, Iterable, List, Optional
 import click
 
 from . import __version__
-from .core import DsprepError
+from .core import DatasetError, DsprepError
 from .report import Summary, progress
 
 
@@ -225,6 +225,60 @@ def crop(dataset, out, classes, pad, min_size, backgrounds, blank, upright, over
                       name_of=lambda it: it[0].image_path):
         pass
     _finish(summary, str(out_dir), ["images", "crops", "too_small"] + (["backgrounds"] if bg_dir else []))
+
+
+def _rate(value: str) -> float:
+    try:
+        r = float(value)
+    except ValueError as e:
+        raise click.BadParameter(f"'{value}' is not a number") from e
+    if not r > 0:
+        raise click.BadParameter(f"rate must be positive, got {value}")
+    return r
+
+
+@main.command("tile-dota")
+@click.argument("dataset", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Output folder: OUT/images/ and OUT/labelTxt/.")
+@click.option("--size", type=click.IntRange(min=1), default=1024, show_default=True, help="Tile size (pixels).")
+@click.option("--gap", type=click.IntRange(min=0), default=200, show_default=True, help="Overlap between tiles.")
+@click.option("--rate", "rates", multiple=True, default=["1"], show_default=True,
+              help="Resize factor; repeat for several (tile names carry it: P0706__0.5__0___0).")
+@click.option("--thresh", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="A cut object keeps its difficult flag when more than this fraction of it is kept, else 2.")
+@click.option("--ext", default=".png", show_default=True, type=click.Choice([".png", ".jpg", ".bmp", ".tif"]),
+              help="Tile image format.")
+@click.option("--pad", is_flag=True, help="Pad border tiles to SIZE x SIZE (not devkit-compatible).")
+@click.option("--skip-empty", is_flag=True, help="Write no image or label for tiles without objects.")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+@worker_options
+def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, overwrite, on_error, quiet, workers,
+              scheduler):
+    """Split DOTA images into tiles, identical to DOTA_devkit ImgSplit.py output."""
+    from .jobs import TileOptions, plan_tile_jobs, tile_one
+    from .io import prepare_output_dir
+    from .parallel import parse_workers
+    from .tiling import tile_origins
+    tile_origins(size, size, gap)  # validates size/gap before any work
+    root = Path(dataset)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: data set not found")
+    rate_values = [_rate(r) for r in rates]
+    out_dir = prepare_output_dir(out, overwrite=overwrite)
+    (out_dir / "images").mkdir(exist_ok=True)
+    (out_dir / "labelTxt").mkdir(exist_ok=True)
+    slots = 1 if scheduler else parse_workers(workers)
+    jobs = plan_tile_jobs(root, rate_values, slots if not scheduler else 2, size, gap)
+    opts = TileOptions(out=str(out_dir), size=size, gap=gap, thresh=thresh, ext=ext, pad=pad, skip_empty=skip_empty)
+    summary = Summary("tile-dota")
+    for _ in run_jobs(tile_one, [(j, opts) for j in jobs], summary, on_error, workers, scheduler, quiet, "tiling",
+                      name_of=lambda it: it[0].image):
+        pass
+    _finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
+            (["empty_skipped"] if skip_empty else []))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,219 @@
+"""DOTA label files: parse and format (pure, over text), and read/write ``images/`` + ``labelTxt/`` folders.
+
+A label file holds optional header lines ``imagesource:...`` and ``gsd:...`` and one object per line::
+
+    x1 y1 x2 y2 x3 y3 x4 y4 category difficult
+
+(9 fields: difficult is 0).  Coordinates are 0-based pixel floats, the same system as dsprep's model, so they are
+stored as they are.  Tiling lives in ``tiling.py``, merge-back in ``merge.py``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple
+
+import numpy as np
+
+from .core import DatasetError, DsprepError, ImageRecord, ParseError, Problem, polygons_to_boxes
+from .io import IMAGE_EXTS, atomic_write_text, image_size
+
+HEADER_KEYS = ("imagesource", "gsd")
+
+
+def parse_dota(text: str, source: str = "<labels>", on_error: str = "fail"
+               ) -> Tuple[ImageRecord, List[Problem], List[Tuple[str, str]]]:
+    """Parse a label file's text.  Returns ``(record, problems, skipped_lines)``.
+
+    The record has ``width == height == 0`` (DOTA labels carry no size).  A line that is neither a header nor a
+    valid object raises :class:`ParseError` naming ``source:line``, or with ``on_error="skip"`` is skipped and
+    returned in ``skipped_lines`` as ``(where, reason)``.  Zero-area and self-intersecting quads are reported as
+    problems, never errors.
+    """
+    meta = {}
+    coords: List[List[float]] = []
+    names: List[str] = []
+    difficult: List[int] = []
+    skipped: List[Tuple[str, str]] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s:
+            continue
+        key, sep, value = s.partition(":")
+        if sep and key.strip().lower() in HEADER_KEYS and len(s.split()) < 9:
+            meta[key.strip().lower()] = value.strip()
+            continue
+        fields = s.split()
+        try:
+            if len(fields) not in (9, 10):
+                raise ParseError(f"{source}:{lineno}: expected 9 or 10 fields "
+                                 f"(x1 y1 ... x4 y4 category [difficult]), got {len(fields)}")
+            xy = []
+            for i, tok in enumerate(fields[:8]):
+                try:
+                    v = float(tok)
+                except ValueError as e:
+                    raise ParseError(f"{source}:{lineno}: cannot parse {'xy'[i % 2]}{i // 2 + 1} from '{tok}'") from e
+                if not np.isfinite(v):
+                    raise ParseError(f"{source}:{lineno}: {'xy'[i % 2]}{i // 2 + 1} is '{tok}'")
+                xy.append(v)
+            diff = 0
+            if len(fields) == 10:
+                try:
+                    diff = int(fields[9])
+                    if not 0 <= diff <= 255:
+                        raise ValueError
+                except ValueError as e:
+                    raise ParseError(f"{source}:{lineno}: cannot parse difficult from '{fields[9]}'") from e
+        except ParseError as e:
+            if on_error != "skip":
+                raise
+            skipped.append((f"{source}:{lineno}", str(e)))
+            continue
+        coords.append(xy)
+        names.append(fields[8])
+        difficult.append(diff)
+    polys = np.array(coords, np.float64).reshape(-1, 4, 2)
+    rec = ImageRecord("", 0, 0, boxes=polygons_to_boxes(polys), names=names, difficult=np.array(difficult, np.uint8),
+                      polygons=polys, meta=meta)
+    return rec, quad_problems(polys, names, source), skipped
+
+
+def quad_problems(polys: np.ndarray, names: List[str], source: str) -> List[Problem]:
+    """Zero-area and self-intersecting quads (vectorized over all objects)."""
+    area = polygon_area(polys)
+    bad_area = np.flatnonzero(area == 0)
+    crossing = np.flatnonzero(self_intersecting(polys) & (area != 0))
+    return ([Problem("zero_area_polygon", source, f"object {k} ({names[k]})") for k in bad_area] +
+            [Problem("self_intersecting_polygon", source, f"object {k} ({names[k]})") for k in crossing])
+
+
+def polygon_area(polys: np.ndarray) -> np.ndarray:
+    """Unsigned shoelace area of ``(N, K, 2)`` polygons."""
+    x, y = polys[..., 0], polys[..., 1]
+    return 0.5 * np.abs((x * np.roll(y, -1, axis=-1) - np.roll(x, -1, axis=-1) * y).sum(axis=-1))
+
+
+def _segments_cross(p1, p2, p3, p4) -> np.ndarray:
+    """Proper crossing of segments p1-p2 and p3-p4 (arrays of points, ``(N, 2)``)."""
+    def orient(a, b, c):
+        return np.sign((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+    return ((orient(p1, p2, p3) * orient(p1, p2, p4) < 0) & (orient(p3, p4, p1) * orient(p3, p4, p2) < 0))
+
+
+def self_intersecting(polys: np.ndarray) -> np.ndarray:
+    """Bow-tie quads: edge 0-1 crosses edge 2-3, or edge 1-2 crosses edge 3-0."""
+    p = np.asarray(polys, np.float64).reshape(-1, 4, 2)
+    return _segments_cross(p[:, 0], p[:, 1], p[:, 2], p[:, 3]) | _segments_cross(p[:, 1], p[:, 2], p[:, 3], p[:, 0])
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
+
+
+def format_dota(rec: ImageRecord, header: bool = True) -> str:
+    """The record as DOTA label text (LF line endings).  Uses ``rec.polygons`` or, without them, the box corners
+    clockwise on screen (top-left, top-right, bottom-right, bottom-left)."""
+    from .core import boxes_to_polygons
+    polys = rec.polygons if rec.polygons is not None else boxes_to_polygons(rec.boxes)
+    lines = []
+    if header:
+        lines += [f"{k}:{rec.meta[k]}" for k in HEADER_KEYS if k in rec.meta]
+    for k in range(len(rec)):
+        xy = " ".join(_num(v) for v in polys[k].reshape(-1))
+        lines.append(f"{xy} {rec.names[k]} {int(rec.difficult[k])}")
+    return "".join(line + "\n" for line in lines)
+
+
+def read_dota(path, on_error: str = "fail"):
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ParseError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    rec, problems, skipped = parse_dota(text, path, on_error)
+    rec.meta["stem"] = os.path.splitext(os.path.basename(path))[0]
+    return rec, problems, skipped
+
+
+def write_dota(path, rec: ImageRecord, header: bool = True) -> None:
+    atomic_write_text(path, format_dota(rec, header))
+
+
+def dota_items(root: Path) -> Tuple[List[Tuple[str, Optional[str], Optional[str]]], Path, Path]:
+    """``[(stem, label_path or None, image_path or None)]`` sorted by stem, for an ``images/`` + ``labelTxt/``
+    folder."""
+    labels_dir, images_dir = root / "labelTxt", root / "images"
+    if not labels_dir.is_dir():
+        raise DatasetError(f"{root}: no labelTxt/ folder (expected a DOTA layout: images/ + labelTxt/)")
+    with os.scandir(labels_dir) as it:
+        labels = {e.name[:-4]: e.path for e in it if e.name.endswith(".txt") and e.is_file()}
+    images = {}
+    if images_dir.is_dir():
+        rank = {e: i for i, e in enumerate(IMAGE_EXTS)}
+        with os.scandir(images_dir) as it:
+            for e in sorted(it, key=lambda e: rank.get(os.path.splitext(e.name)[1].lower(), 99)):
+                stem, ext = os.path.splitext(e.name)
+                if ext.lower() in rank and stem not in images and stem != "Thumbs":
+                    images[stem] = e.path
+    stems = sorted(set(labels) | set(images))
+    return [(s, labels.get(s), images.get(s)) for s in stems], labels_dir, images_dir
+
+
+def load_dota_dataset(root: Path, policy, wrap=lambda it: it):
+    """All records of a DOTA folder; image sizes come from the image headers."""
+    from .dataset import Dataset
+    items, labels_dir, _ = dota_items(root)
+    if not items:
+        raise DatasetError(f"{root}: data set is empty (no labels or images)")
+    ds = Dataset(root, "dota")
+    for stem, label, image in wrap(items):
+        if label is None:
+            ds.problems.append(Problem("image_without_annotation", image, "no label file"))
+            continue
+        try:
+            rec, problems, skipped = read_dota(label, policy.mode)
+            if image is not None:
+                rec.width, rec.height, rec.depth = image_size(image)
+        except DsprepError as e:
+            policy.handle(e, label)
+            ds.problems.append(Problem("unreadable", label, str(e)))
+            continue
+        ds.skipped.extend(skipped)
+        if image is None:
+            problems.append(Problem("annotation_without_image", label, "no image found for this label file"))
+            rec.image_path = str(root / "images" / f"{stem}.png")
+        else:
+            rec.image_path = image
+        ds.records.append(rec)
+        ds.problems.extend(problems)
+        ds.problems.extend(_outside(rec, label))
+    return ds
+
+
+def _outside(rec: ImageRecord, source: str) -> List[Problem]:
+    if rec.width <= 0 or len(rec) == 0:
+        return []
+    b = rec.boxes
+    out = np.flatnonzero((b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > rec.width) | (b[:, 3] > rec.height))
+    return [Problem("polygon_outside_image", source, f"object {k} ({rec.names[k]}) extends outside the "
+                                                      f"{rec.width}x{rec.height} image") for k in out]
+
+
+def write_dota_dataset(out: Path, items: Iterable[Tuple[ImageRecord, Optional[bytes]]]) -> List[str]:
+    """Write ``images/`` + ``labelTxt/``; returns the stems written."""
+    from .io import atomic_write_bytes
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labelTxt").mkdir(parents=True, exist_ok=True)
+    stems = []
+    for rec, data in items:
+        write_dota(out / "labelTxt" / f"{rec.stem}.txt", rec)
+        if data is not None:
+            atomic_write_bytes(out / "images" / os.path.basename(rec.image_path), data)
+        stems.append(rec.stem)
+    return stems
