@@ -281,5 +281,76 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, over
             (["empty_skipped"] if skip_empty else []))
 
 
+@main.command("merge-dota")
+@click.argument("detections", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for merged Task1_*.txt.")
+@click.option("--nms-thresh", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Suppress a detection whose IoU with a higher-scored one is above this.")
+@click.option("--iou", type=click.Choice(["poly", "box"]), default="poly", show_default=True,
+              help="Exact polygon IoU, or axis-aligned box IoU.")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+@click.option("--quiet", "-q", is_flag=True)
+def merge_dota(detections, out, nms_thresh, iou, overwrite, quiet):
+    """Map per-tile detections (Task1_<class>.txt) back to their images, with NMS."""
+    from .io import atomic_write_text, prepare_output_dir
+    from .merge import format_task1, merge, parse_task1
+    src = Path(detections)
+    files = sorted(src.glob("Task1_*.txt")) if src.is_dir() else [src]
+    if not src.exists():
+        raise DatasetError(f"{src}: not found")
+    if not files:
+        raise DatasetError(f"{src}: no Task1_<class>.txt files")
+    out_dir = prepare_output_dir(out, overwrite=overwrite)
+    summary = Summary("merge-dota")
+    for f in progress(files, desc="merging", quiet=quiet, unit="class"):
+        dets = parse_task1(f.read_text(encoding="utf-8"), str(f))
+        kept = merge(dets, nms_thresh, iou)
+        atomic_write_text(out_dir / f.name, format_task1(dets, kept))
+        summary.add("classes")
+        summary.add("detections", len(dets.stems))
+        summary.add("kept", sum(len(v) for v in kept.values()))
+    _finish(summary, str(out_dir), ["classes", "detections", "kept"])
+
+
+@main.group(cls=DsprepGroup)
+def convert():
+    """Convert a data set between VOC and DOTA."""
+
+
+def _convert(dataset, out, target, split, on_error, quiet, overwrite, workers, scheduler):
+    from .io import prepare_output_dir
+    from .jobs import ConvertOptions, convert_one, write_split_files
+    ds = _load(dataset, split, on_error, quiet)
+    out_dir = prepare_output_dir(out, overwrite=overwrite)
+    opts = ConvertOptions(out=str(out_dir), target=target)
+    summary = Summary(f"convert {ds.format}-to-{target}")
+    stems = [r["stem"] for r in run_jobs(convert_one, [(r, opts) for r in ds.records], summary, on_error, workers,
+                                         scheduler, quiet, "converting", name_of=lambda it: it[0].image_path)]
+    write_split_files(out_dir, target, ds.records, stems)
+    _finish(summary, str(out_dir), ["images", "objects", "clipped"])
+
+
+@convert.command("dota-to-voc")
+@click.argument("dataset", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False))
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+@dataset_options
+@worker_options
+def dota_to_voc(dataset, out, overwrite, split, on_error, quiet, workers, scheduler):
+    """DOTA (images/ + labelTxt/) to VOC: the axis-aligned box of each polygon, difficult kept."""
+    _convert(dataset, out, "voc", split, on_error, quiet, overwrite, workers, scheduler)
+
+
+@convert.command("voc-to-dota")
+@click.argument("dataset", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False))
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+@dataset_options
+@worker_options
+def voc_to_dota(dataset, out, overwrite, split, on_error, quiet, workers, scheduler):
+    """VOC to DOTA: each box as a clockwise quad (top-left, top-right, bottom-right, bottom-left)."""
+    _convert(dataset, out, "dota", split, on_error, quiet, overwrite, workers, scheduler)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -57,22 +57,20 @@ def crop_polygon_rgba(img: np.ndarray, polygon: np.ndarray, upright: bool = Fals
     bgr = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     bgr = bgr[:, :, :3]
     poly = np.asarray(polygon, np.float64).reshape(4, 2)
-    if upright:
-        (cx, cy), (rw, rh), angle = cv2.minAreaRect(poly.astype(np.float32))
-        if rw < rh:
-            rw, rh, angle = rh, rw, angle + 90.0
-        ow, oh = max(1, int(np.ceil(rw)) + 2 * pad), max(1, int(np.ceil(rh)) + 2 * pad)
-        m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
-        m[:, 2] += (ow / 2.0 - cx, oh / 2.0 - cy)
-        src_alpha = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(src_alpha, [np.round(poly * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
-        color = cv2.warpAffine(bgr, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        alpha = cv2.warpAffine(src_alpha, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        bounds = pixel_bounds(np.r_[poly.min(0), poly.max(0)][None], w, h, pad)[0]
-        return np.dstack([color, alpha]), bounds
-    bounds = pixel_bounds(np.r_[poly.min(0), poly.max(0)][None], w, h, pad)[0]
+    bounds = pixel_bounds(np.r_[poly.min(0), poly.max(0)][None], w, h, pad + (1 if upright else 0))[0]
     x0, y0, x1, y1 = bounds
+    local = poly - [x0, y0]
     alpha = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    local = (poly - [x0, y0]) * 16
-    cv2.fillPoly(alpha, [np.round(local).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
-    return np.dstack([bgr[y0:y1, x0:x1], alpha]), bounds
+    cv2.fillPoly(alpha, [np.round(local * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    color = bgr[y0:y1, x0:x1]
+    if not upright:
+        return np.dstack([color, alpha]), bounds
+    (cx, cy), (rw, rh), angle = cv2.minAreaRect(local.astype(np.float32))
+    if rw < rh:
+        rw, rh, angle = rh, rw, angle + 90.0
+    ow, oh = max(1, int(np.ceil(rw)) + 2 * pad), max(1, int(np.ceil(rh)) + 2 * pad)
+    m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    m[:, 2] += (ow / 2.0 - cx, oh / 2.0 - cy)
+    color = cv2.warpAffine(color, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(alpha, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return np.dstack([color, alpha]), bounds

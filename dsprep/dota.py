@@ -81,9 +81,9 @@ def parse_dota(text: str, source: str = "<labels>", on_error: str = "fail"
 
 def quad_problems(polys: np.ndarray, names: List[str], source: str) -> List[Problem]:
     """Zero-area and self-intersecting quads (vectorized over all objects)."""
-    area = polygon_area(polys)
-    bad_area = np.flatnonzero(area == 0)
-    crossing = np.flatnonzero(self_intersecting(polys) & (area != 0))
+    crosses = self_intersecting(polys)
+    bad_area = np.flatnonzero((polygon_area(polys) == 0) & ~crosses)
+    crossing = np.flatnonzero(crosses)
     return ([Problem("zero_area_polygon", source, f"object {k} ({names[k]})") for k in bad_area] +
             [Problem("self_intersecting_polygon", source, f"object {k} ({names[k]})") for k in crossing])
 

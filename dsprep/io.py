@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import tempfile
 from pathlib import Path
@@ -211,3 +212,18 @@ class TemporaryPath:
         else:
             _unlink(self.tmp)
         return False
+
+
+def copy_file(src: PathLike, dst: PathLike) -> None:
+    """Place ``src`` at ``dst``: a hard link when possible (instant, no space), else an atomic copy."""
+    dst = Path(dst)
+    tmp = _tmp_name(dst)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except OSError as e:
+        _unlink(tmp)
+        raise OutputError(f"{dst}: cannot write ({e.strerror or e})") from e

@@ -187,3 +187,52 @@ def plan_tile_jobs(root: Path, rates: Sequence[float], slots: int, size: int, ga
                 parts = max(1, min(share, len(tile_grid(int(w * rate), int(h * rate), size, gap))))
             jobs += [TileJob(stem, image, label, rate, part, parts) for part in range(parts)]
     return jobs
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    out: str
+    target: str  # "voc" | "dota"
+
+
+def convert_one(args) -> dict:
+    """Write one record in the other format, and place its image beside it (hard link, else copy)."""
+    from .dota import write_dota
+    from .io import copy_file
+    from .voc import clip_boxes, write_voc
+    rec, opts = args
+    out = Path(opts.out)
+    stem = safe_name(rec.stem)
+    image_name = stem + (Path(rec.image_path).suffix or ".png")
+    clipped = 0
+    if opts.target == "voc":
+        box_rec = rec.select(np.arange(len(rec)))
+        box_rec.polygons = None
+        box_rec.image_path = image_name
+        box_rec, problems = clip_boxes(box_rec, rec.image_path)
+        clipped = sum(p.kind == "clipped_box" for p in problems)
+        (out / "Annotations").mkdir(exist_ok=True)
+        (out / "JPEGImages").mkdir(exist_ok=True)
+        write_voc(out / "Annotations" / f"{stem}.xml", box_rec)
+        image_dir = out / "JPEGImages"
+    else:
+        (out / "labelTxt").mkdir(exist_ok=True)
+        (out / "images").mkdir(exist_ok=True)
+        write_dota(out / "labelTxt" / f"{stem}.txt", rec)
+        image_dir = out / "images"
+    if Path(rec.image_path).is_file():
+        copy_file(rec.image_path, image_dir / image_name)
+    return {"images": 1, "objects": len(rec), "clipped": clipped, "stem": stem}
+
+
+def write_split_files(out: Path, target: str, records, stems) -> None:
+    """VOC output: ``ImageSets/Main/<split>.txt`` per split of the input (``trainval`` when it had none)."""
+    if target != "voc":
+        return
+    from .voc import write_split_list
+    by_split = {}
+    for rec, stem in zip(records, stems):
+        by_split.setdefault(rec.split or "trainval", []).append(stem)
+    (out / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    for split, ids in by_split.items():
+        write_split_list(out / "ImageSets" / "Main" / f"{split}.txt", ids)
