@@ -9,7 +9,7 @@ from typing import Callable, Iterable, List, Optional
 import click
 
 from . import __version__
-from .core import DatasetError, DsprepError
+from .core import DatasetError, DsprepError, OutputError
 from .report import Summary, progress
 
 
@@ -56,19 +56,22 @@ def _load(path, split, on_error, quiet):
 
 def run_jobs(fn: Callable, items: List, summary: Summary, on_error: str, workers, scheduler, quiet: bool,
              desc: str, name_of: Callable = lambda item: str(item)) -> Iterable[dict]:
-    """Run per-image jobs through the executor layer, feeding the bar, applying ``--on-error``; yield results."""
+    """Run per-image jobs through the executor layer, feeding the bar, applying ``--on-error``.
+
+    Yields ``(item, result)`` in input order; ``result`` is None for an item skipped by ``--on-error skip``."""
     from .parallel import executor, run
     with executor(workers, scheduler) as (ex, slots), progress(total=len(items), desc=desc, quiet=quiet) as bar:
         for item, result, err in run(ex, fn, items, slots, on_done=lambda _: bar.update(1)):
             if err is None:
                 for k, v in result.items():
-                    if isinstance(v, int):
+                    if isinstance(v, int) and not isinstance(v, bool):
                         summary.add(k, v)
-                yield result
+                yield item, result
             elif isinstance(err, DsprepError):
                 if on_error == "fail":
                     raise err
                 summary.skip(name_of(item), str(err))
+                yield item, None
             else:
                 raise err
 
@@ -167,9 +170,9 @@ def visualize_boxes(dataset, out, classes, limit, show, grid, ext, overwrite, sp
     items = [(r, images(r), opts) for r in records]
     summary = Summary("visualize")
     thumbs = []
-    for result in run_jobs(visualize_one, items, summary, on_error, workers, scheduler, quiet, "drawing",
-                           name_of=lambda it: it[0].image_path):
-        if result.get("thumb") is not None:
+    for _, result in run_jobs(visualize_one, items, summary, on_error, workers, scheduler, quiet, "drawing",
+                              name_of=lambda it: it[0].image_path):
+        if result is not None and result.get("thumb") is not None:
             thumbs.append(result["thumb"])
         if show:
             _show(result)
@@ -324,9 +327,10 @@ def _convert(dataset, out, target, split, on_error, quiet, overwrite, workers, s
     out_dir = prepare_output_dir(out, overwrite=overwrite)
     opts = ConvertOptions(out=str(out_dir), target=target)
     summary = Summary(f"convert {ds.format}-to-{target}")
-    stems = [r["stem"] for r in run_jobs(convert_one, [(r, opts) for r in ds.records], summary, on_error, workers,
-                                         scheduler, quiet, "converting", name_of=lambda it: it[0].image_path)]
-    write_split_files(out_dir, target, ds.records, stems)
+    done = [(item[0], r["stem"]) for item, r in run_jobs(
+        convert_one, [(r, opts) for r in ds.records], summary, on_error, workers, scheduler, quiet, "converting",
+        name_of=lambda it: it[0].image_path) if r is not None]
+    write_split_files(out_dir, target, [rec for rec, _ in done], [stem for _, stem in done])
     _finish(summary, str(out_dir), ["images", "objects", "clipped"])
 
 
@@ -385,6 +389,98 @@ def color(method, inputs, out, fraction, min_pixels, p, jpeg_quality, in_place, 
                       "correcting", name_of=lambda it: it[0]):
         pass
     _finish(summary, out or "in place", ["images", "unchanged"])
+
+
+def pack_options(f):
+    f = click.option("--overwrite", is_flag=True, help="Replace an existing OUT file.")(f)
+    f = click.option("--color", "color_method", default=None,
+                     type=click.Choice(["reference-white", "channel-white", "two-point", "gray-world",
+                                        "shades-of-gray"]),
+                     help="Colour-correct every image first (see dsprep color).")(f)
+    f = click.option("--compression", type=click.Choice(["none", "lzf", "gzip"]), default="none",
+                     show_default=True, help="HDF5 compression (one image per chunk when set).")(f)
+    f = click.option("--encoded", is_flag=True,
+                     help="Store the original encoded files (full resolution; the default without --size).")(f)
+    f = click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox",
+                     show_default=True, help="How --size is reached: keep aspect and pad, or stretch.")(f)
+    f = click.option("--size", default=None, help="Store every image at this size, e.g. 512x512.")(f)
+    f = click.option("--split", "splits", multiple=True,
+                     help="Pack these splits (repeatable), one group each; default: everything as 'all'.")(f)
+    return f
+
+
+def _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, on_error,
+          quiet, workers, scheduler, overwrite, writer_name):
+    from .core import class_list
+    from .hdf5 import PackOptions, annotation_only_results, prepare_tasks, write_h5, write_pickle
+    from .resize import parse_size
+    if size and encoded:
+        raise DsprepError("--size and --encoded exclude each other (fixed-size arrays, or the original files)")
+    try:
+        wh = parse_size(size) if size else None
+    except ValueError as e:
+        raise DsprepError(f"--size: {e}") from e
+    out_path = Path(out)
+    if out_path.exists() and not overwrite:
+        raise OutputError(f"{out_path}: already exists (use --overwrite to replace it)")
+    groups = {}
+    for split in (splits or [None]):
+        ds = _load(dataset, split, on_error, quiet)
+        groups[split or "all"] = ds.records
+    classes = class_list(r for recs in groups.values() for r in recs)
+    opts = PackOptions(size=wh, resize=resize, compression=compression, color=color_method,
+                       annotations_only=annotations_only)
+    summary = Summary(writer_name)
+    if opts.mode == "annotations":
+        results = annotation_only_results(groups)
+    else:
+        tasks = prepare_tasks(groups, opts)
+        results = ((item[0], item[1], res) for item, res in run_jobs(
+            pack_one, tasks, summary, on_error, workers, scheduler, quiet, "packing",
+            name_of=lambda it: it[2][0]))
+    writer = write_h5 if writer_name == "voc-to-h5" else write_pickle
+    stats = writer(out_path, groups, classes, opts, results, overwrite=overwrite)
+    summary.counts.clear()
+    summary.add("images", stats["images"])
+    summary.add("objects", stats["objects"])
+    _finish(summary, str(out_path), ["images", "objects"])
+
+
+def pack_one(task):
+    """Worker entry point for packing: ``(split, index, (path, options))`` -> prepared image."""
+    from .hdf5 import prepare_image
+    return prepare_image(task[2])
+
+
+@main.command("voc-to-h5")
+@click.argument("dataset", type=click.Path())
+@click.argument("out", type=click.Path(dir_okay=False))
+@pack_options
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+@worker_options
+def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite, on_error, quiet,
+              workers, scheduler):
+    """Pack a data set into one HDF5 file for fast training input (see README for the layout)."""
+    _pack(dataset, out, splits, size, resize, encoded, compression, color_method, False, on_error, quiet, workers,
+          scheduler, overwrite, "voc-to-h5")
+
+
+@main.command("voc-to-pickle")
+@click.argument("dataset", type=click.Path())
+@click.argument("out", type=click.Path(dir_okay=False))
+@pack_options
+@click.option("--annotations-only", is_flag=True, help="Store only the annotations (images read from their files).")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+@worker_options
+def voc_to_pickle(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite,
+                  annotations_only, on_error, quiet, workers, scheduler):
+    """Pack into one pickle of numpy arrays. WARNING: load pickles only from trusted sources (loading runs code);
+    a pickle is loaded whole into memory (VOC2012 at 512x512 is ~13.5 GB per process): best with
+    --annotations-only."""
+    _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, on_error, quiet,
+          workers, scheduler, overwrite, "voc-to-pickle")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ class Dataset:
     problems: List[Problem] = field(default_factory=list)
     skipped: List[Tuple[str, str]] = field(default_factory=list)  # (file, reason)
     classes: List[str] = field(default_factory=list)
+    image_getter: Optional[Callable[[ImageRecord], np.ndarray]] = None  # packed files: BGR image of a record
 
 
 class ErrorPolicy:

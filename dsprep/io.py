@@ -35,16 +35,27 @@ def read_image(path: PathLike, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
 
 
 def decode_image(data: np.ndarray, name: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    _check_complete(data, name)
+    img = cv2.imdecode(data, flags)
+    if img is None:
+        raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)")
+    return img
+
+
+def _check_complete(data: np.ndarray, name: str) -> None:
     if data.size == 0:
         raise ImageError(f"{name}: image file is empty")
     if data[:2].tobytes() == b"\xff\xd8" and data[-2:].tobytes() != b"\xff\xd9":
         # Allow trailing padding after EOI, which some cameras write.
         if b"\xff\xd9" not in data[-1024:].tobytes():
             raise ImageError(f"{name}: truncated JPEG (no end-of-image marker)")
-    img = cv2.imdecode(data, flags)
-    if img is None:
+
+
+def check_encoded(data: np.ndarray, name: str) -> None:
+    """Cheap validity check of encoded image bytes without a full decode (a 1/8-scale decode for JPEG)."""
+    _check_complete(data, name)
+    if cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
         raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)")
-    return img
 
 
 def image_size(path: PathLike) -> Tuple[int, int, int]:
