@@ -412,7 +412,7 @@ def pack_options(f):
 def _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, on_error,
           quiet, workers, scheduler, overwrite, writer_name):
     from .core import class_list
-    from .hdf5 import PackOptions, annotation_only_results, prepare_tasks, write_h5, write_pickle
+    from .hdf5 import H5Writer, PackOptions, PickleWriter, annotation_only_results, pack_items
     from .resize import parse_size
     if size and encoded:
         raise DsprepError("--size and --encoded exclude each other (fixed-size arrays, or the original files)")
@@ -431,18 +431,19 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
     opts = PackOptions(size=wh, resize=resize, compression=compression, color=color_method,
                        annotations_only=annotations_only)
     summary = Summary(writer_name)
-    if opts.mode == "annotations":
-        results = annotation_only_results(groups)
-    else:
-        tasks = prepare_tasks(groups, opts)
-        results = ((item[0], item[1], res) for item, res in run_jobs(
-            pack_one, tasks, summary, on_error, workers, scheduler, quiet, "packing",
-            name_of=lambda it: it[2][0]))
-    writer = write_h5 if writer_name == "voc-to-h5" else write_pickle
-    stats = writer(out_path, groups, classes, opts, results, overwrite=overwrite)
+    writer_cls = H5Writer if writer_name == "voc-to-h5" else PickleWriter
+    # Local workers write fixed-size pixels into the file themselves; a cluster returns them to this process.
+    with writer_cls(out_path, groups, classes, opts, overwrite=overwrite, direct=not scheduler) as writer:
+        if opts.mode == "annotations":
+            results = annotation_only_results(groups)
+        else:
+            results = run_jobs(pack_one, pack_items(writer, groups, opts), summary, on_error, workers, scheduler,
+                               quiet, "packing", name_of=lambda it: it[2][0])
+        for (split, index, _), prepared in results:
+            writer.add(split, index, prepared)
     summary.counts.clear()
-    summary.add("images", stats["images"])
-    summary.add("objects", stats["objects"])
+    summary.add("images", writer.stats["images"])
+    summary.add("objects", writer.stats["objects"])
     _finish(summary, str(out_path), ["images", "objects"])
 
 

@@ -17,8 +17,10 @@ This is the only module that imports h5py.  File layout (one group per split; se
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import pickle
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ import h5py
 import numpy as np
 
 from .core import DatasetError, DsprepError, ImageError, ImageRecord
-from .io import TemporaryPath, check_encoded, image_size, read_image
+from .io import TemporaryPath, check_complete, image_size, read_image
 from .resize import fit_image, map_boxes
 
 FORMAT = "dsprep-detection"
@@ -53,16 +55,49 @@ class PackOptions:
 
 # ---- per-image work (runs in worker processes) ---------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Slot:
+    """Where a worker writes its fixed-size image itself: row ``index`` of a contiguous array at ``offset`` in the
+    (temporary) output file.  Used with local workers: no pixels travel back through a pipe."""
+
+    path: str
+    offset: int
+    shape: Tuple[int, ...]
+    index: int
+
+
+_SLOT_FD: Dict[str, int] = {}
+
+
+def write_slot(slot: Slot, image: np.ndarray) -> None:
+    """``pwrite`` the row into the file (cheaper than faulting in fresh pages of a memory map)."""
+    fd = _SLOT_FD.get(slot.path)
+    if fd is None:
+        close_slots()  # one output file at a time per process
+        fd = _SLOT_FD[slot.path] = os.open(slot.path, os.O_WRONLY)
+    row = int(np.prod(slot.shape[1:]))
+    data = np.ascontiguousarray(image, dtype=np.uint8)
+    if data.size != row:
+        raise DsprepError(f"internal: image of {data.size} bytes for a {row}-byte slot")
+    os.pwrite(fd, memoryview(data).cast("B"), slot.offset + slot.index * row)
+
+
+def close_slots() -> None:
+    for fd in _SLOT_FD.values():
+        os.close(fd)
+    _SLOT_FD.clear()
+
+
 def prepare_image(args) -> dict:
     """Decode (or take the bytes of) one image, colour-correct and fit it.  Returns what the writer stores."""
-    path, opts = args
+    path, opts, slot = args
     if opts.mode == "encoded" and not opts.color:
         try:
             data = np.fromfile(path, dtype=np.uint8)
         except OSError as e:
             raise ImageError(f"{path}: cannot read image ({e.strerror or e})") from e
-        check_encoded(data, path)
-        w, h, _ = image_size(path)
+        check_complete(data, path)
+        w, h, _ = image_size(path, data)
         return {"encoded": data, "orig": (w, h), "transform": np.array([1.0, 1.0, 0.0, 0.0])}
     img = read_image(path)
     h, w = img.shape[:2]
@@ -75,7 +110,11 @@ def prepare_image(args) -> dict:
         data = np.frombuffer(encode_image(img, ext if ext in (".jpg", ".jpeg", ".png") else ".png"), np.uint8)
         return {"encoded": data, "orig": (w, h), "transform": np.array([1.0, 1.0, 0.0, 0.0])}
     out, t = fit_image(img, opts.size, opts.resize)
-    return {"image": cv2.cvtColor(out, cv2.COLOR_BGR2RGB), "orig": (w, h), "transform": t}
+    rgb = cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out)
+    if slot is not None:
+        write_slot(slot, rgb)
+        return {"orig": (w, h), "transform": t, "in_slot": True}
+    return {"image": rgb, "orig": (w, h), "transform": t}
 
 
 # ---- writing -------------------------------------------------------------------------------------------------------
@@ -92,8 +131,10 @@ class _SplitArrays:
         self.transform: List[np.ndarray] = []
         self.filenames: List[str] = []
         self.paths: List[str] = []
+        self.kept: List[int] = []  # indices (in the split's record list) that were stored
 
-    def add(self, rec: ImageRecord, class_index: Dict[str, int], orig, transform) -> None:
+    def add(self, idx: int, rec: ImageRecord, class_index: Dict[str, int], orig, transform) -> None:
+        self.kept.append(idx)
         self.boxes.append(map_boxes(rec.boxes, transform).astype(np.float32))
         self.labels.append(np.array([class_index[n] for n in rec.names], np.int32))
         self.difficult.append(rec.difficult.astype(bool))
@@ -125,73 +166,164 @@ def _compression_args(compression: str) -> dict:
     raise DsprepError(f"--compression must be none, lzf or gzip, not '{compression}'")
 
 
-def write_h5(out: Path, splits: Dict[str, List[ImageRecord]], classes: Sequence[str], opts: PackOptions,
-             results: Iterable[Tuple[str, int, Optional[dict]]], overwrite: bool = False, batch: int = 64) -> dict:
-    """Write the file from ``results``: ``(split, index_in_split, prepared or None if skipped)`` in data set order.
+def _contiguous(g, name: str, shape: Tuple[int, ...]):
+    """A contiguous uint8 dataset whose storage exists now (so its file offset is known), never zero-filled."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    return g.create_dataset(name, shape=shape, dtype=np.uint8, dcpl=dcpl)
 
-    The file is built under a temporary name beside ``out`` and renamed only when complete.
+
+def _preallocate(path: Path, offset: int, length: int) -> None:
+    """Reserve the disk blocks of the image array at once (writes then need no block allocation); a no-op where
+    the file system cannot."""
+    if length <= 0 or not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.posix_fallocate(fd, offset, length)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class H5Writer:
+    """Builds the packed file under a temporary name; renamed to ``out`` only when complete.
+
+    Use as a context manager: :meth:`slot` tells a worker where to write a fixed-size image itself (local workers:
+    contiguous, uncompressed output), :meth:`add` takes each prepared image in data set order (``None`` for one
+    skipped by ``--on-error skip``).  Any exception (Ctrl-C included) removes the temporary file.
     """
-    class_index = {c: i for i, c in enumerate(classes)}
-    stats = {"images": 0, "objects": 0}
-    with TemporaryPath(out, overwrite) as tmp, h5py.File(tmp, "w") as f:
+
+    def __init__(self, out: Path, splits: Dict[str, List[ImageRecord]], classes: Sequence[str], opts: PackOptions,
+                 overwrite: bool = False, direct: bool = True):
+        self.out, self.splits, self.classes, self.opts = Path(out), splits, list(classes), opts
+        self.class_index = {c: i for i, c in enumerate(classes)}
+        self.stats = {"images": 0, "objects": 0}
+        self._tmp = TemporaryPath(out, overwrite)
+        self.direct = direct and opts.mode == "fixed" and opts.compression == "none"
+        self._state: Dict[str, dict] = {}
+
+    def __enter__(self) -> "H5Writer":
+        self.path = self._tmp.__enter__()
+        try:
+            self.file = h5py.File(self.path, "w")
+            self._setup()
+        except BaseException:
+            self._tmp.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def _setup(self) -> None:
+        f, opts = self.file, self.opts
         f.attrs["format"] = FORMAT
         f.attrs["version"] = VERSION
-        f.attrs["classes"] = json.dumps(list(classes), ensure_ascii=False)
-        f.attrs["options"] = json.dumps({k: v for k, v in asdict(opts).items()}, ensure_ascii=False)
-        groups = {}
-        for split, recs in splits.items():
+        f.attrs["classes"] = json.dumps(self.classes, ensure_ascii=False)
+        f.attrs["options"] = json.dumps(asdict(opts), ensure_ascii=False)
+        for split, recs in self.splits.items():
             g = f.create_group(split)
             g.attrs["mode"] = opts.mode
-            state = {"group": g, "arrays": _SplitArrays(), "buffer": [], "written": 0, "raw": None,
-                     "raw_offsets": [0]}
+            st = {"group": g, "arrays": _SplitArrays(), "raw": None, "raw_offsets": [0], "rows": None}
             if opts.mode == "fixed":
                 w, h = opts.size
-                comp = _compression_args(opts.compression)
-                # Contiguous (the count is known), or one image per chunk when compressed; never auto-chunked.
-                g.create_dataset("images", shape=(len(recs), h, w, 3), dtype=np.uint8,
-                                 chunks=(1, h, w, 3) if comp else None, **comp)
                 g.attrs["size"] = (w, h)
+                comp = _compression_args(opts.compression)
+                if comp:  # one image per chunk; never h5py's automatic chunk shape
+                    g.create_dataset("images", shape=(len(recs), h, w, 3), dtype=np.uint8, chunks=(1, h, w, 3),
+                                     **comp)
+                else:
+                    ds = _contiguous(g, "images", (len(recs), h, w, 3))
+                    st["slot_base"] = (str(self.path), int(ds.id.get_offset() or 0), ds.shape)
+                    _preallocate(self.path, st["slot_base"][1], int(np.prod(ds.shape)))
             elif opts.mode == "encoded":
-                state["raw"] = tempfile.TemporaryFile(dir=Path(out).parent)
-            groups[split] = state
-        for split, idx, prepared in results:
-            st = groups[split]
-            if prepared is None:
-                continue
-            rec = splits[split][idx]
-            st["arrays"].add(rec, class_index, prepared["orig"], prepared["transform"])
-            stats["images"] += 1
-            stats["objects"] += len(rec)
-            if opts.mode == "fixed":
-                st["buffer"].append(prepared["image"])
-                if len(st["buffer"]) >= batch:
-                    _flush(st)
-            elif opts.mode == "encoded":
-                data = prepared["encoded"]
-                st["raw"].write(data.tobytes())
-                st["raw_offsets"].append(st["raw_offsets"][-1] + len(data))
-        for split, st in groups.items():
-            g = st["group"]
-            if opts.mode == "fixed":
-                _flush(st)
-            elif opts.mode == "encoded":
-                _copy_raw(g, st["raw"], st["raw_offsets"], opts.compression)
-            for name, arr in st["arrays"].arrays().items():
-                g.create_dataset(name, data=arr)
-            text = h5py.string_dtype("utf-8")
-            g.create_dataset("filenames", data=np.array(st["arrays"].filenames, dtype=object), dtype=text)
-            g.create_dataset("paths", data=np.array(st["arrays"].paths, dtype=object), dtype=text)
-            g.attrs["count"] = len(st["arrays"].counts)
-    return stats
+                st["raw"] = tempfile.TemporaryFile(dir=self.out.parent)
+            self._state[split] = st
+        f.flush()
 
+    def slot(self, split: str, index: int) -> Optional[Slot]:
+        st = self._state[split]
+        if not self.direct or "slot_base" not in st or st["slot_base"][2][0] == 0:
+            return None
+        path, offset, shape = st["slot_base"]
+        return Slot(path, offset, shape, index)
 
-def _flush(st) -> None:
-    buf = st["buffer"]
-    if buf:
-        i = st["written"]
-        st["group"]["images"][i:i + len(buf)] = np.stack(buf)
-        st["written"] += len(buf)
-        buf.clear()
+    def _rows(self, st) -> np.ndarray:
+        if st["rows"] is None:
+            path, offset, shape = st["slot_base"]
+            st["rows"] = np.memmap(path, dtype=np.uint8, mode="r+", offset=offset, shape=shape)
+        return st["rows"]
+
+    def add(self, split: str, index: int, prepared: Optional[dict]) -> None:
+        if prepared is None:
+            return
+        st = self._state[split]
+        rec = self.splits[split][index]
+        st["arrays"].add(index, rec, self.class_index, prepared["orig"], prepared["transform"])
+        self.stats["images"] += 1
+        self.stats["objects"] += len(rec)
+        if "image" in prepared:
+            if "slot_base" in st:
+                self._rows(st)[index] = prepared["image"]
+            else:
+                st["group"]["images"][index] = prepared["image"]
+        elif "encoded" in prepared:
+            data = prepared["encoded"]
+            st["raw"].write(data.tobytes())
+            st["raw_offsets"].append(st["raw_offsets"][-1] + len(data))
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                for st in self._state.values():
+                    self._finish_split(st)
+        except BaseException:
+            exc_type, exc, tb = sys.exc_info()
+            raise
+        finally:
+            for st in self._state.values():
+                if st["raw"] is not None:
+                    st["raw"].close()
+                st["rows"] = None
+            close_slots()
+            self.file.close()
+            self._tmp.__exit__(exc_type, exc, tb)
+        return False
+
+    def _finish_split(self, st) -> None:
+        g, arrays = st["group"], st["arrays"]
+        if self.opts.mode == "fixed":
+            n = g["images"].shape[0]
+            if len(arrays.kept) < n:  # images were skipped: close the gaps (rare; the file keeps unused space)
+                self._compact(st, arrays.kept)
+        elif self.opts.mode == "encoded":
+            _copy_raw(g, st["raw"], st["raw_offsets"], self.opts.compression)
+        for name, arr in arrays.arrays().items():
+            g.create_dataset(name, data=arr)
+        text = h5py.string_dtype("utf-8")
+        g.create_dataset("filenames", data=np.array(arrays.filenames, dtype=object), dtype=text)
+        g.create_dataset("paths", data=np.array(arrays.paths, dtype=object), dtype=text)
+        g.attrs["count"] = len(arrays.counts)
+
+    def _compact(self, st, kept: List[int]) -> None:
+        g = st["group"]
+        old = g["images"]
+        if old.chunks is None:
+            src = self._rows(st)
+            new = _contiguous(g, "images_kept", (len(kept),) + old.shape[1:])
+            dst = np.memmap(self.path, dtype=np.uint8, mode="r+", offset=new.id.get_offset(), shape=new.shape) \
+                if kept else None
+            for k, i in enumerate(kept):
+                dst[k] = src[i]
+            st["rows"] = None
+            del dst
+        else:
+            new = g.create_dataset("images_kept", shape=(len(kept),) + old.shape[1:], dtype=np.uint8,
+                                   chunks=old.chunks, compression=old.compression, compression_opts=old.compression_opts)
+            for k, i in enumerate(kept):
+                new[k] = old[i]
+        del g["images"]
+        g.move("images_kept", "images")
 
 
 def _copy_raw(g, raw, offsets: List[int], compression: str, block: int = 64 << 20) -> None:
@@ -205,58 +337,76 @@ def _copy_raw(g, raw, offsets: List[int], compression: str, block: int = 64 << 2
         chunk = np.frombuffer(raw.read(min(block, total - pos)), np.uint8)
         ds[pos:pos + len(chunk)] = chunk
         pos += len(chunk)
-    raw.close()
     g.create_dataset("encoded_offsets", data=np.array(offsets, np.int64))
 
 
-def write_pickle(out: Path, splits: Dict[str, List[ImageRecord]], classes: Sequence[str], opts: PackOptions,
-                 results: Iterable[Tuple[str, int, Optional[dict]]], overwrite: bool = False) -> dict:
-    """The same content as :func:`write_h5`, as one pickle of numpy arrays (loaded whole into memory)."""
-    class_index = {c: i for i, c in enumerate(classes)}
-    stats = {"images": 0, "objects": 0}
-    acc = {s: {"arrays": _SplitArrays(), "images": [], "encoded": [], "offsets": [0]} for s in splits}
-    for split, idx, prepared in results:
+class PickleWriter:
+    """The same content as :class:`H5Writer`, as one pickle of numpy arrays (kept in memory until written)."""
+
+    def __init__(self, out: Path, splits: Dict[str, List[ImageRecord]], classes: Sequence[str], opts: PackOptions,
+                 overwrite: bool = False, direct: bool = False):
+        self.out, self.splits, self.classes, self.opts = Path(out), splits, list(classes), opts
+        self.class_index = {c: i for i, c in enumerate(classes)}
+        self.stats = {"images": 0, "objects": 0}
+        self.overwrite = overwrite
+        if self.out.exists() and not overwrite:
+            from .core import OutputError
+            raise OutputError(f"{self.out}: already exists (use --overwrite to replace it)")
+        self._acc = {s: {"arrays": _SplitArrays(), "images": [], "encoded": [], "offsets": [0]} for s in splits}
+
+    def __enter__(self) -> "PickleWriter":
+        return self
+
+    def slot(self, split: str, index: int) -> None:
+        return None
+
+    def add(self, split: str, index: int, prepared: Optional[dict]) -> None:
         if prepared is None:
-            continue
-        a = acc[split]
-        rec = splits[split][idx]
-        a["arrays"].add(rec, class_index, prepared["orig"], prepared["transform"])
-        stats["images"] += 1
-        stats["objects"] += len(rec)
-        if opts.mode == "fixed":
+            return
+        a = self._acc[split]
+        rec = self.splits[split][index]
+        a["arrays"].add(index, rec, self.class_index, prepared["orig"], prepared["transform"])
+        self.stats["images"] += 1
+        self.stats["objects"] += len(rec)
+        if "image" in prepared:
             a["images"].append(prepared["image"])
-        elif opts.mode == "encoded":
+        elif "encoded" in prepared:
             a["encoded"].append(prepared["encoded"])
             a["offsets"].append(a["offsets"][-1] + len(prepared["encoded"]))
-    payload = {"format": FORMAT, "version": VERSION, "classes": list(classes), "options": asdict(opts),
-               "splits": {}}
-    for split, a in acc.items():
-        d = a["arrays"].arrays()
-        d["filenames"] = list(a["arrays"].filenames)
-        d["paths"] = list(a["arrays"].paths)
-        d["mode"] = opts.mode
-        if opts.mode == "fixed":
-            w, h = opts.size
-            d["images"] = np.stack(a["images"]) if a["images"] else np.zeros((0, h, w, 3), np.uint8)
-        elif opts.mode == "encoded":
-            d["encoded"] = np.concatenate(a["encoded"]) if a["encoded"] else np.zeros(0, np.uint8)
-            d["encoded_offsets"] = np.array(a["offsets"], np.int64)
-        payload["splits"][split] = d
-    with TemporaryPath(out, overwrite) as tmp:
-        with open(tmp, "wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
-    return stats
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            return False
+        payload = {"format": FORMAT, "version": VERSION, "classes": self.classes, "options": asdict(self.opts),
+                   "splits": {}}
+        for split, a in self._acc.items():
+            d = a["arrays"].arrays()
+            d["filenames"] = list(a["arrays"].filenames)
+            d["paths"] = list(a["arrays"].paths)
+            d["mode"] = self.opts.mode
+            if self.opts.mode == "fixed":
+                w, h = self.opts.size
+                d["images"] = np.stack(a["images"]) if a["images"] else np.zeros((0, h, w, 3), np.uint8)
+            elif self.opts.mode == "encoded":
+                d["encoded"] = np.concatenate(a["encoded"]) if a["encoded"] else np.zeros(0, np.uint8)
+                d["encoded_offsets"] = np.array(a["offsets"], np.int64)
+            payload["splits"][split] = d
+        with TemporaryPath(self.out, self.overwrite) as tmp:
+            with open(tmp, "wb") as f:
+                pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+        return False
 
 
-def prepare_tasks(splits: Dict[str, List[ImageRecord]], opts: PackOptions):
-    """``[(split, index, (path, opts))]`` for every image to prepare (none for annotation-only caches)."""
-    return [(s, i, (rec.image_path, opts)) for s, recs in splits.items() for i, rec in enumerate(recs)]
+def pack_items(writer, splits: Dict[str, List[ImageRecord]], opts: PackOptions):
+    """``[(split, index, (path, opts, slot))]`` for every image to prepare."""
+    return [(s, i, (rec.image_path, opts, writer.slot(s, i))) for s, recs in splits.items()
+            for i, rec in enumerate(recs)]
 
 
 def annotation_only_results(splits: Dict[str, List[ImageRecord]]):
     for s, recs in splits.items():
         for i, rec in enumerate(recs):
-            yield s, i, {"orig": (rec.width, rec.height), "transform": np.array([1.0, 1.0, 0.0, 0.0])}
+            yield (s, i, None), {"orig": (rec.width, rec.height), "transform": np.array([1.0, 1.0, 0.0, 0.0])}
 
 
 # ---- reading -------------------------------------------------------------------------------------------------------
@@ -293,13 +443,14 @@ class DetectionH5:
         self._pid = None
         self._file = None
         self._images = None
+        self._mmap = None
 
     def __len__(self) -> int:
         return len(self.box_offsets) - 1
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_pid"] = state["_file"] = state["_images"] = None
+        state["_pid"] = state["_file"] = state["_images"] = state["_mmap"] = None
         return state
 
     def _open(self):
@@ -314,7 +465,13 @@ class DetectionH5:
                 else None
             src = ds
             if ds is not None and ds.chunks is None and ds.compression is None and ds.id.get_offset() is not None:
-                src = np.memmap(self.path, dtype=ds.dtype, mode="r", offset=ds.id.get_offset(), shape=ds.shape)
+                # A plain ndarray view of a read-only memory map: slicing it costs no h5py call (np.memmap
+                # slices are memmap objects and cost more per access).
+                with open(self.path, "rb") as fh:
+                    self._mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                count = int(np.prod(ds.shape))
+                src = np.frombuffer(self._mmap, dtype=ds.dtype, count=count,
+                                    offset=ds.id.get_offset()).reshape(ds.shape)
             self._file = f
             self._images = src
         self._pid = os.getpid()
@@ -323,16 +480,16 @@ class DetectionH5:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-        self._file = self._images = self._pid = None
+        self._file = self._images = self._pid = self._mmap = None
 
     def image(self, i: int) -> np.ndarray:
         """The stored image ``i`` as ``(H, W, 3) uint8 RGB``."""
-        src = self._open()
+        src = self._images if self._pid == os.getpid() else self._open()
         if self.mode == "fixed":
-            return np.array(src[i])
+            img = src[i]
+            return img.copy() if isinstance(src, np.ndarray) else img
         if self.mode == "encoded":
-            a, b = self.encoded_offsets[i], self.encoded_offsets[i + 1]
-            data = np.asarray(src[a:b])
+            data = src[self.encoded_offsets[i]:self.encoded_offsets[i + 1]]
             img = cv2.imdecode(data, cv2.IMREAD_COLOR)
             if img is None:
                 raise ImageError(f"{self.path}: image {i} ({self.filenames[i]}) cannot be decoded")
@@ -346,9 +503,11 @@ class DetectionH5:
                 "index": i}
 
     def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} images")
-        i = i % len(self)
+        n = len(self.box_offsets) - 1
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {n} images")
+        if i < 0:
+            i += n
         out = self.annotations(i)
         out["image"] = self.image(i)
         return out

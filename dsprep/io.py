@@ -1,6 +1,7 @@
 """File I/O at the edges: reading images and image headers, atomic writes, output-folder safety."""
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import struct
@@ -35,14 +36,14 @@ def read_image(path: PathLike, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
 
 
 def decode_image(data: np.ndarray, name: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
-    _check_complete(data, name)
+    check_complete(data, name)
     img = cv2.imdecode(data, flags)
     if img is None:
         raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)")
     return img
 
 
-def _check_complete(data: np.ndarray, name: str) -> None:
+def check_complete(data: np.ndarray, name: str) -> None:
     if data.size == 0:
         raise ImageError(f"{name}: image file is empty")
     if data[:2].tobytes() == b"\xff\xd8" and data[-2:].tobytes() != b"\xff\xd9":
@@ -51,21 +52,15 @@ def _check_complete(data: np.ndarray, name: str) -> None:
             raise ImageError(f"{name}: truncated JPEG (no end-of-image marker)")
 
 
-def check_encoded(data: np.ndarray, name: str) -> None:
-    """Cheap validity check of encoded image bytes without a full decode (a 1/8-scale decode for JPEG)."""
-    _check_complete(data, name)
-    if cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
-        raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)")
-
-
-def image_size(path: PathLike) -> Tuple[int, int, int]:
+def image_size(path: PathLike, data: Optional[np.ndarray] = None) -> Tuple[int, int, int]:
     """``(width, height, depth)`` from the file header, without decoding pixels (PNG, JPEG, BMP, GIF).
 
-    Other formats fall back to a full decode.  Raises :class:`ImageError` when unreadable.
+    ``data``: the file's bytes when already in memory.  Other formats fall back to a full decode.  Raises
+    :class:`ImageError` when unreadable.
     """
     path = str(path)
     try:
-        with open(path, "rb") as f:
+        with (io.BytesIO(data[: 1 << 18].tobytes()) if data is not None else open(path, "rb")) as f:
             head = f.read(32)
             if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
                 w, h = struct.unpack(">II", head[16:24])
@@ -86,7 +81,7 @@ def image_size(path: PathLike) -> Tuple[int, int, int]:
                 return w, h, 3
     except OSError as e:
         raise ImageError(f"{path}: cannot read image ({e.strerror or e})") from e
-    img = read_image(path, cv2.IMREAD_UNCHANGED)
+    img = decode_image(data, path, cv2.IMREAD_UNCHANGED) if data is not None else read_image(path, cv2.IMREAD_UNCHANGED)
     return img.shape[1], img.shape[0], 1 if img.ndim == 2 else img.shape[2]
 
 

@@ -8,6 +8,7 @@ feed the progress bar, and yields them in submission order, so outputs that the 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
@@ -31,6 +32,13 @@ class SerialExecutor(Executor):
                 raise
             fut.set_exception(e)
         return fut
+
+
+def worker_init() -> None:
+    """In each worker process: one OpenCV thread (the processes already use every core; OpenCV's own pool on top
+    would oversubscribe them)."""
+    import cv2
+    cv2.setNumThreads(1)
 
 
 def parse_workers(value) -> int:
@@ -61,7 +69,11 @@ def executor(workers=1, scheduler: Optional[str] = None):
         return
     for k, v in MALLOC_ENV.items():
         os.environ.setdefault(k, v)
-    ex = ProcessPoolExecutor(max_workers=n)
+    # forkserver, not fork: the parent may already run OpenCV's thread pool (and hold HDF5 handles), and a forked
+    # child of a threaded parent can deadlock inside OpenCV.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["dsprep.jobs", "dsprep.hdf5", "cv2", "numpy"])
+    ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=worker_init)
     try:
         yield ex, n
     finally:
@@ -91,6 +103,7 @@ def _dask_executor(address: str):
         raise DsprepError(f"cannot reach the Dask scheduler at {address} ({e})") from e
     try:
         n = max(1, sum(client.nthreads().values()))
+        client.run(worker_init)
         yield client.get_executor(pure=False), n
     finally:
         client.close()

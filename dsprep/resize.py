@@ -49,9 +49,8 @@ def fit_image(img: np.ndarray, size: Tuple[int, int], mode: str = "letterbox") -
     if (nw, nh) == (tw, th):
         out = np.ascontiguousarray(resized)
     else:
-        out = np.empty((th, tw) + img.shape[2:], img.dtype)
-        out[...] = LETTERBOX_FILL[: (img.shape[2] if img.ndim == 3 else 1)]
-        out[py:py + nh, px:px + nw] = resized
+        out = cv2.copyMakeBorder(resized, py, th - nh - py, px, tw - nw - px, cv2.BORDER_CONSTANT,
+                                 value=LETTERBOX_FILL)
     return out, np.array([nw / w, nh / h, px, py], np.float64)
 
 
