@@ -354,7 +354,7 @@ def synth_one(args) -> dict:
         paths = files[cls]
         return _sprite(paths[int(r.integers(len(paths)))], cfg.mask_from)
 
-    res = synthesize(background, pick, classes, cfg.params, rng, masks=cfg.masks)
+    res = synthesize(background, pick, classes, cfg.params, rng, masks=cfg.masks, reuse_background=True)
     name = synth_name(cfg, index)
     out = Path(cfg.out)
     h, w = res.image.shape[:2]
