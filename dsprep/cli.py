@@ -60,8 +60,9 @@ def run_jobs(fn: Callable, items: List, summary: Summary, on_error: str, workers
 
     Yields ``(item, result)`` in input order; ``result`` is None for an item skipped by ``--on-error skip``."""
     from .parallel import executor, run
-    with executor(workers, scheduler) as (ex, slots), progress(total=len(items), desc=desc, quiet=quiet) as bar:
-        for item, result, err in run(ex, fn, items, slots, on_done=lambda _: bar.update(1)):
+    with executor(workers, scheduler) as backend, progress(total=len(items), desc=desc, quiet=quiet) as bar:
+        for item, result, err in run(backend, fn, items, on_done=lambda _: bar.update(1),
+                                     isolate_failures=on_error == "skip", describe=name_of):
             if err is None:
                 for k, v in result.items():
                     if isinstance(v, int) and not isinstance(v, bool):
@@ -410,7 +411,7 @@ def pack_options(f):
 
 
 def _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, on_error,
-          quiet, workers, scheduler, overwrite, writer_name):
+          quiet, workers, scheduler, overwrite, writer_name, shards=0):
     from .core import class_list
     from .hdf5 import H5Writer, PackOptions, PickleWriter, annotation_only_results, pack_items
     from .resize import parse_size
@@ -431,6 +432,9 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
     opts = PackOptions(size=wh, resize=resize, compression=compression, color=color_method,
                        annotations_only=annotations_only)
     summary = Summary(writer_name)
+    if shards:
+        _pack_shards(out_path, groups, classes, opts, shards, summary, on_error, quiet, workers, scheduler, overwrite)
+        return
     writer_cls = H5Writer if writer_name == "voc-to-h5" else PickleWriter
     # Local workers write fixed-size pixels into the file themselves; a cluster returns them to this process.
     with writer_cls(out_path, groups, classes, opts, overwrite=overwrite, direct=not scheduler) as writer:
@@ -447,6 +451,28 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
     _finish(summary, str(out_path), ["images", "objects"])
 
 
+def _pack_shards(out_path, groups, classes, opts, shards, summary, on_error, quiet, workers, scheduler, overwrite):
+    """Workers write K complete shard files; this process ties them together in one master file."""
+    from .hdf5 import pack_shard, shard_path, shard_ranges, write_master
+    if opts.mode == "annotations" or opts.compression != "none":
+        raise DsprepError("--shards works with --size or --encoded, without --compression")
+    paths = [shard_path(out_path, k, shards) for k in range(shards)]
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise OutputError(f"{existing[0]}: already exists (use --overwrite to replace it)")
+    ranges = {s: shard_ranges(len(recs), shards) for s, recs in groups.items()}
+    tasks = [(str(paths[k]), {s: groups[s][slice(*ranges[s][k])] for s in groups}, classes, opts, on_error,
+              overwrite) for k in range(shards)]
+    for _, res in run_jobs(pack_shard, tasks, summary, on_error, workers, scheduler, quiet, "packing shards",
+                           name_of=lambda t: t[0]):
+        if res is None:
+            raise DsprepError("a shard failed: the master file was not written")
+        for f, reason in res["skipped"]:
+            summary.skip(f, reason)
+    write_master(out_path, paths, list(groups), classes, opts, overwrite=overwrite)
+    _finish(summary, f"{out_path} (+{shards} shards)", ["images", "objects"])
+
+
 def pack_one(task):
     """Worker entry point for packing: ``(split, index, (path, options))`` -> prepared image."""
     from .hdf5 import prepare_image
@@ -457,14 +483,16 @@ def pack_one(task):
 @click.argument("dataset", type=click.Path())
 @click.argument("out", type=click.Path(dir_okay=False))
 @pack_options
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="Workers write this many shard files beside OUT, tied together in OUT by virtual datasets.")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
 @worker_options
-def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite, on_error, quiet,
-              workers, scheduler):
+def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite, shards, on_error,
+              quiet, workers, scheduler):
     """Pack a data set into one HDF5 file for fast training input (see README for the layout)."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, False, on_error, quiet, workers,
-          scheduler, overwrite, "voc-to-h5")
+          scheduler, overwrite, "voc-to-h5", shards=shards or 0)
 
 
 @main.command("voc-to-pickle")

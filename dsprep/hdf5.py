@@ -460,6 +460,7 @@ class DetectionH5:
         if self.is_pickle:
             self._images = self._mem
         else:
+            _check_shards(self.path)
             f = h5py.File(self.path, "r")
             ds = f[self.split]["images" if self.mode == "fixed" else "encoded"] if self.mode != "annotations" \
                 else None
@@ -527,6 +528,15 @@ class DetectionH5:
                 "difficult": [a["difficult"] for a in anns], "filenames": [a["filename"] for a in anns]}
 
 
+def _check_shards(path: str) -> None:
+    """A master file's shards must all be there: HDF5 silently reads zeros from a missing virtual source."""
+    with h5py.File(path, "r") as f:
+        names = json.loads(f.attrs.get("shards", "[]"))
+    missing = [n for n in names if not os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(path)), n))]
+    if missing:
+        raise DatasetError(f"{path}: shard file(s) missing beside it: {', '.join(missing)}")
+
+
 def _pick_split(available: Sequence[str], split: Optional[str], path: str) -> str:
     if split is None:
         if len(available) == 1:
@@ -586,3 +596,84 @@ def load_packed_dataset(path: Path, split: Optional[str] = None):
     ds = Dataset(Path(path), "pickle" if reader.is_pickle else "h5", records, classes=list(reader.classes))
     ds.image_getter = lambda rec: cv2.cvtColor(reader.image(rec.meta["index"]), cv2.COLOR_RGB2BGR)
     return ds
+
+
+# ---- shards: workers write whole files, the client ties them together ------------------------------------------------
+
+def shard_path(out: Path, k: int, total: int) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}.shard-{k:05d}-of-{total:05d}{out.suffix}")
+
+
+def shard_ranges(n: int, shards: int) -> List[Tuple[int, int]]:
+    edges = np.linspace(0, n, shards + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def pack_shard(args) -> dict:
+    """Worker task: write shard ``k`` (its slice of every split) as a complete packed file, renamed into place when
+    complete.  Images that cannot be read fail the shard, or are left out with ``on_error == "skip"``."""
+    path, splits, classes, opts, on_error, overwrite = args
+    skipped = []
+    with H5Writer(Path(path), splits, classes, opts, overwrite=overwrite, direct=True) as w:
+        for split, recs in splits.items():
+            for i, rec in enumerate(recs):
+                try:
+                    prepared = prepare_image((rec.image_path, opts, w.slot(split, i)))
+                except DsprepError as e:
+                    if on_error != "skip":
+                        raise
+                    skipped.append((rec.image_path, str(e)))
+                    prepared = None
+                w.add(split, i, prepared)
+    return {"images": w.stats["images"], "objects": w.stats["objects"], "skipped": skipped}
+
+
+def write_master(out: Path, shards: Sequence[Path], split_names: Sequence[str], classes: Sequence[str],
+                 opts: PackOptions, overwrite: bool = False) -> None:
+    """One file that reads like any packed file: annotations copied (offsets shifted), pixels as HDF5 virtual
+    datasets over the shards (referenced by file name, relative to the master's folder)."""
+    with TemporaryPath(out, overwrite) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["version"] = VERSION
+        f.attrs["classes"] = json.dumps(list(classes), ensure_ascii=False)
+        f.attrs["options"] = json.dumps(asdict(opts), ensure_ascii=False)
+        f.attrs["shards"] = json.dumps([p.name for p in shards])
+        for split in split_names:
+            parts = []
+            for p in shards:
+                with h5py.File(p, "r") as s:
+                    g = s[split]
+                    parts.append({k: g[k][()] for k in g.keys() if k not in ("images", "encoded")}
+                                 | {"shape": g["images" if opts.mode == "fixed" else "encoded"].shape
+                                    if opts.mode != "annotations" else None})
+            g = f.create_group(split)
+            g.attrs["mode"] = opts.mode
+            if opts.mode == "fixed":
+                g.attrs["size"] = opts.size
+            counts = [len(pt["box_offsets"]) - 1 for pt in parts]
+            g.attrs["count"] = sum(counts)
+            box_off, enc_off = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
+            for pt in parts:
+                box_off.append(pt["box_offsets"][1:] + box_off[-1][-1])
+                if "encoded_offsets" in pt:
+                    enc_off.append(pt["encoded_offsets"][1:] + enc_off[-1][-1])
+            for name in ("boxes", "labels", "difficult", "orig_size", "transform"):
+                g.create_dataset(name, data=np.concatenate([pt[name] for pt in parts]))
+            g.create_dataset("box_offsets", data=np.concatenate(box_off))
+            text = h5py.string_dtype("utf-8")
+            for name in ("filenames", "paths"):
+                g.create_dataset(name, data=np.concatenate([pt[name] for pt in parts]).astype(object), dtype=text)
+            if opts.mode == "encoded":
+                g.create_dataset("encoded_offsets", data=np.concatenate(enc_off))
+            if opts.mode in ("fixed", "encoded"):
+                name = "images" if opts.mode == "fixed" else "encoded"
+                total = sum(pt["shape"][0] for pt in parts)
+                layout = h5py.VirtualLayout(shape=(total,) + tuple(parts[0]["shape"][1:]), dtype=np.uint8)
+                pos = 0
+                for p, pt in zip(shards, parts):
+                    n = pt["shape"][0]
+                    if n:
+                        layout[pos:pos + n] = h5py.VirtualSource(p.name, f"{split}/{name}", shape=pt["shape"])
+                    pos += n
+                g.create_virtual_dataset(name, layout)

@@ -3,21 +3,55 @@
 Every path is a :class:`concurrent.futures.Executor`: ``ProcessPoolExecutor`` for ``--workers N``, and
 ``distributed.Client.get_executor()`` for ``--scheduler ADDRESS`` (``local`` starts a throwaway ``LocalCluster``).
 Work units are whole images (or tiles of one huge image).  :func:`run` streams results back in completion order to
-feed the progress bar, and yields them in submission order, so outputs that the caller writes are deterministic.
+feed the progress bar, and yields them in submission order, so outputs the caller writes are deterministic.
+
+Failures: a task that raises is returned with its item; a local worker process that dies (killed, out of memory,
+segfault) breaks the pool: the pool is restarted and the tasks that were in flight are retried one at a time, so
+the one that kills its worker is reported by name (and skipped under ``--on-error skip``).  On Dask, a worker that
+dies has its tasks rescheduled by Dask; a task that kills workers repeatedly ends as ``KilledWorker`` for its item.
+A scheduler that stops answering ends the run with an error instead of a hang.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import logging
 import multiprocessing
 import os
+import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator, Optional, Tuple
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .core import DsprepError
 
 # Measured: Dask workers with glibc's default malloc thresholds spent ~1.5x the CPU on image tasks (large arrays
-# are repeatedly mmapped and trimmed).  A fixed mmap threshold avoids that; set for every worker process we start.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
+# are repeatedly mmapped, zeroed and trimmed).  Fixed thresholds avoid that.  They are set as environment variables
+# for processes we start, and with mallopt() inside every worker (which also covers `dask worker` processes
+# started by hand, whose environment we do not control).
+MMAP_THRESHOLD = 33554432
+TRIM_THRESHOLD = 67108864
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+# Seconds a Dask client may spend reconnecting to a silent scheduler before the run is given up.
+SCHEDULER_GRACE = float(os.environ.get("DSPREP_SCHEDULER_GRACE", "20"))
+
+
+class WorkerLost(DsprepError):
+    """A worker process died (or the scheduler was lost) while working on an item."""
+
+
+def worker_init() -> None:
+    """In each worker process: one OpenCV thread (the processes already use every core; OpenCV's own pool on top
+    would oversubscribe them), and glibc malloc thresholds for large image buffers."""
+    import cv2
+    cv2.setNumThreads(1)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
 
 
 class SerialExecutor(Executor):
@@ -34,13 +68,6 @@ class SerialExecutor(Executor):
         return fut
 
 
-def worker_init() -> None:
-    """In each worker process: one OpenCV thread (the processes already use every core; OpenCV's own pool on top
-    would oversubscribe them)."""
-    import cv2
-    cv2.setNumThreads(1)
-
-
 def parse_workers(value) -> int:
     if value is None:
         return 1
@@ -55,33 +82,57 @@ def parse_workers(value) -> int:
     return n
 
 
-@contextlib.contextmanager
-def executor(workers=1, scheduler: Optional[str] = None):
-    """Yield ``(executor, n_slots)`` for the requested backend and shut it down afterwards."""
-    scheduler = scheduler or os.environ.get("DSPREP_SCHEDULER") or None
-    if scheduler:
-        with _dask_executor(scheduler) as pair:
-            yield pair
-        return
-    n = parse_workers(workers)
-    if n == 1:
-        yield SerialExecutor(), 1
-        return
+class Backend:
+    """An executor plus what :func:`run` needs around it: slot count, restart, health check."""
+
+    def __init__(self, ex: Executor, slots: int, kind: str, restart: Optional[Callable[[], Executor]] = None,
+                 alive: Optional[Callable[[], bool]] = None):
+        self.ex, self.slots, self.kind = ex, slots, kind
+        self._restart, self.alive = restart, alive or (lambda: True)
+
+    def restart(self) -> None:
+        if self._restart is None:
+            raise DsprepError("the executor cannot be restarted")
+        self.ex = self._restart()
+
+
+def _process_pool(n: int) -> ProcessPoolExecutor:
     for k, v in MALLOC_ENV.items():
         os.environ.setdefault(k, v)
     # forkserver, not fork: the parent may already run OpenCV's thread pool (and hold HDF5 handles), and a forked
     # child of a threaded parent can deadlock inside OpenCV.
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["dsprep.jobs", "dsprep.hdf5", "cv2", "numpy"])
-    ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=worker_init)
-    try:
-        yield ex, n
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
+    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=worker_init)
 
 
 @contextlib.contextmanager
-def _dask_executor(address: str):
+def executor(workers=1, scheduler: Optional[str] = None):
+    """Yield a :class:`Backend` for the requested backend and shut it down afterwards."""
+    scheduler = scheduler or os.environ.get("DSPREP_SCHEDULER") or None
+    if scheduler:
+        with _dask_backend(scheduler) as backend:
+            yield backend
+        return
+    n = parse_workers(workers)
+    if n == 1:
+        yield Backend(SerialExecutor(), 1, "serial")
+        return
+    holder: List[ProcessPoolExecutor] = [_process_pool(n)]
+
+    def restart():
+        holder[0].shutdown(wait=False, cancel_futures=True)
+        holder[0] = _process_pool(n)
+        return holder[0]
+
+    try:
+        yield Backend(holder[0], n, "processes", restart=restart)
+    finally:
+        holder[0].shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _dask_backend(address: str):
     try:
         import dask
         from distributed import Client, LocalCluster
@@ -101,28 +152,53 @@ def _dask_executor(address: str):
         if cluster is not None:
             cluster.close()
         raise DsprepError(f"cannot reach the Dask scheduler at {address} ({e})") from e
+    lost_since: List[Optional[float]] = [None]
+
+    def alive() -> bool:
+        if client.status == "running":
+            lost_since[0] = None
+            return True
+        if lost_since[0] is None:
+            lost_since[0] = time.monotonic()
+        return time.monotonic() - lost_since[0] < SCHEDULER_GRACE
+
+    # The client logs every reconnection attempt with a traceback; the run reports a lost scheduler itself.
+    log = logging.getLogger("distributed")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
     try:
         n = max(1, sum(client.nthreads().values()))
         client.run(worker_init)
-        yield client.get_executor(pure=False), n
+        yield Backend(client.get_executor(pure=False), n, "dask", alive=alive)
     finally:
-        client.close()
+        with contextlib.suppress(Exception):
+            client.close(timeout=5)
         if cluster is not None:
             cluster.close()
+        log.setLevel(level)
 
 
-def run(ex: Executor, fn: Callable, items: Iterable[Any], slots: int = 1,
-        on_done: Optional[Callable[[Any], None]] = None) -> Iterator[Tuple[Any, Any, Optional[BaseException]]]:
+def _is_worker_death(err: BaseException) -> bool:
+    if isinstance(err, BrokenProcessPool):
+        return True
+    return type(err).__name__ == "KilledWorker"  # distributed.scheduler.KilledWorker, without importing Dask
+
+
+def run(backend: Backend, fn: Callable, items: Iterable[Any], on_done: Optional[Callable[[Any], None]] = None,
+        isolate_failures: bool = False, describe: Callable[[Any], str] = str
+        ) -> Iterator[Tuple[Any, Any, Optional[BaseException]]]:
     """Apply ``fn`` to every item; yield ``(item, result, error)`` in submission order.
 
     At most ``2 * slots + 2`` tasks are in flight (bounded memory whatever the input size); ``on_done(item)`` is
     called as each finishes, in completion order (for the progress bar).  A task's exception is returned, not
-    raised, so the caller applies its ``--on-error`` policy.
+    raised, so the caller applies its ``--on-error`` policy.  When a local worker process dies, the pool is
+    restarted; with ``isolate_failures`` the tasks that were in flight are retried one by one so that only the
+    item that kills its worker fails, otherwise the run stops with an error naming them.
     """
-    window = max(1, 2 * slots + 2)
+    window = max(1, 2 * backend.slots + 2)
     it = iter(items)
     pending = {}
-    order = []
+    order: List[Any] = []
     done_results = {}
     next_out = 0
     submitted = 0
@@ -134,17 +210,47 @@ def run(ex: Executor, fn: Callable, items: Iterable[Any], slots: int = 1,
             except StopIteration:
                 exhausted = True
                 break
-            fut = ex.submit(fn, item)
-            pending[fut] = submitted
+            pending[backend.ex.submit(fn, item)] = submitted
             order.append(item)
             submitted += 1
         if not pending and next_out >= submitted:
             return
         if pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
+            if not done:
+                if not backend.alive():
+                    names = ", ".join(describe(order[i]) for i in sorted(pending.values())[:5])
+                    raise WorkerLost(f"lost the Dask scheduler (no answer for {SCHEDULER_GRACE:.0f} s) while "
+                                     f"working on {names}")
+                continue
+            cancelled = [f for f in done if f.cancelled()]
+            if cancelled:  # we never cancel: Dask cancels the futures of a client that lost its scheduler
+                raise WorkerLost(f"lost the Dask scheduler while working on {describe(order[pending[cancelled[0]]])}")
+            broken = [f for f in done if isinstance(f.exception(), BrokenProcessPool)]
+            if broken:
+                in_flight = sorted(pending.values())
+                pending.clear()
+                backend.restart()
+                if not isolate_failures:
+                    names = ", ".join(describe(order[i]) for i in in_flight[:5])
+                    raise WorkerLost(f"a worker process died (killed or crashed) while working on one of: {names}")
+                for idx in in_flight:  # one at a time: the culprit breaks the pool alone
+                    fut = backend.ex.submit(fn, order[idx])
+                    wait([fut])
+                    err = fut.exception()
+                    if err is not None and _is_worker_death(err):
+                        backend.restart()
+                        err = WorkerLost(f"{describe(order[idx])}: the worker process died while working on it")
+                    done_results[idx] = (None if err else fut.result(), err)
+                    if on_done is not None:
+                        on_done(order[idx])
             for fut in done:
+                if fut not in pending:
+                    continue
                 idx = pending.pop(fut)
                 err = fut.exception()
+                if err is not None and _is_worker_death(err):
+                    err = WorkerLost(f"{describe(order[idx])}: the worker process died while working on it ({err})")
                 done_results[idx] = (None if err else fut.result(), err)
                 if on_done is not None:
                     on_done(order[idx])

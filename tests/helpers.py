@@ -36,3 +36,20 @@ def gradient(w, h, channels=3):
     y, x = np.mgrid[0:h, 0:w]
     img = np.stack([(x * 7) % 256, (y * 5) % 256, (x + y * 3) % 256][:channels], axis=-1).astype(np.uint8)
     return img if channels > 1 else img[:, :, 0]
+
+
+def die_on(item):
+    """A task for the executor tests: kills its worker process on item 'boom', fails on 'bad'."""
+    import os
+    from dsprep.core import ImageError
+    if item == "boom":
+        os._exit(3)
+    if item == "bad":
+        raise ImageError(f"{item}: not a readable image")
+    return item.upper()
+
+
+def slow(item):
+    import time
+    time.sleep(0.5)
+    return item

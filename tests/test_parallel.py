@@ -1,0 +1,190 @@
+"""The executor layer: local processes, a real Dask cluster on loopback, failures."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dsprep.cli import main
+from dsprep.core import DsprepError
+from dsprep.hdf5 import DetectionH5
+from dsprep.parallel import WorkerLost, executor, run
+
+from helpers import die_on, slow, write_voc_tree
+from test_synth import disc_rgba
+
+import cv2
+
+distributed = pytest.importorskip("distributed")
+
+
+def cli(*args, ok=True, env=None):
+    res = CliRunner(env=env).invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert res.exit_code == 0, res.output
+    return res
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A real scheduler and two single-threaded workers, started with Dask's own commands, on loopback."""
+    port = free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    cwd = tmp_path_factory.mktemp("dask")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], cwd=cwd, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    for _ in range(2):
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nworkers", "1",
+                                       "--nthreads", "1", "--no-dashboard"], cwd=cwd, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with distributed.Client(addr, timeout="5s") as c:
+                    c.wait_for_workers(2, timeout=60)
+                break
+            except (OSError, TimeoutError):
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield addr
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def same_tree(a, b):
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert fa == fb and fa
+    for f in fa:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_tile_dota_on_cluster_matches_single_process(cluster, shared, tmp_path):
+    cli("tile-dota", shared / "dota_example", "--out", tmp_path / "one", "--size", "512")
+    cli("tile-dota", shared / "dota_example", "--out", tmp_path / "dask", "--size", "512", "--scheduler", cluster)
+    same_tree(tmp_path / "one", tmp_path / "dask")
+
+
+def _synth_inputs(root):
+    (root / "objects" / "disc").mkdir(parents=True)
+    (root / "bg").mkdir()
+    cv2.imwrite(str(root / "objects" / "disc" / "d.png"), disc_rgba(31, (0, 0, 255)))
+    cv2.imwrite(str(root / "bg" / "g.png"), np.full((200, 300, 3), 128, np.uint8))
+
+
+def test_synth_on_cluster_matches_single_process(cluster, tmp_path):
+    _synth_inputs(tmp_path)
+    args = ["synth", "--backgrounds", tmp_path / "bg", "--objects", tmp_path / "objects", "-n", "10", "--seed", "4"]
+    cli(*args, "--out", tmp_path / "one")
+    cli(*args, "--out", tmp_path / "dask", "--scheduler", cluster)
+    same_tree(tmp_path / "one", tmp_path / "dask")
+
+
+@pytest.mark.parametrize("extra", [[], ["--shards", "3"]])
+def test_voc_to_h5_on_cluster_matches_single_process(cluster, tmp_path, extra):
+    voc = write_voc_tree(tmp_path / "voc", {f"i{k}": (60 + k, 40, [("cat", (1, 1, 20, 20))]) for k in range(7)})
+    cli("voc-to-h5", voc, tmp_path / "one.h5", "--size", "64x64")
+    cli("voc-to-h5", voc, tmp_path / "dask.h5", "--size", "64x64", "--scheduler", cluster, *extra)
+    a, b = DetectionH5(tmp_path / "one.h5"), DetectionH5(tmp_path / "dask.h5")
+    assert len(a) == len(b) == 7
+    for i in range(7):
+        for k in ("image", "boxes", "labels", "difficult", "transform", "orig_size"):
+            np.testing.assert_array_equal(a[i][k], b[i][k])
+
+
+def test_task_error_on_cluster_names_the_image(cluster, tmp_path):
+    voc = write_voc_tree(tmp_path / "voc", {"a": (40, 30, []), "b": (40, 30, [])})
+    (voc / "JPEGImages" / "b.jpg").write_bytes(b"junk")
+    res = cli("crop", voc, "--out", tmp_path / "c", "--scheduler", cluster, "--backgrounds", tmp_path / "bg",
+              ok=False)
+    assert res.exit_code == 1 and "b.jpg: not a readable image" in res.output
+    res = cli("crop", voc, "--out", tmp_path / "c2", "--scheduler", cluster, "--backgrounds", tmp_path / "bg2",
+              "--on-error", "skip")
+    assert "1 skipped" in res.output and (tmp_path / "bg2" / "a.png").exists()
+
+
+def test_local_worker_death_is_isolated():
+    items = ["a", "b", "boom", "c", "bad", "d"]
+    with executor(2) as backend:
+        out = list(run(backend, die_on, items, isolate_failures=True))
+    assert [i for i, _, _ in out] == items
+    assert [r for _, r, e in out if e is None] == ["A", "B", "C", "D"]
+    errors = {i: e for i, _, e in out if e is not None}
+    assert isinstance(errors["boom"], WorkerLost) and "boom: the worker process died" in str(errors["boom"])
+    assert "bad: not a readable image" in str(errors["bad"])
+    with executor(2) as backend:
+        with pytest.raises(WorkerLost, match="a worker process died"):
+            list(run(backend, die_on, items, isolate_failures=False))
+
+
+def test_lost_scheduler_ends_the_run(tmp_path):
+    port = free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
+                              str(port), "--no-dashboard"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nthreads", "1",
+                               "--no-dashboard"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    import dsprep.parallel as par
+    old = par.SCHEDULER_GRACE
+    par.SCHEDULER_GRACE = 3.0
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with distributed.Client(addr, timeout="5s") as c:
+                    c.wait_for_workers(1, timeout=30)
+                break
+            except (OSError, TimeoutError):
+                assert time.time() < deadline
+                time.sleep(0.5)
+        t0 = time.time()
+        with pytest.raises(WorkerLost, match="lost the Dask scheduler"):
+            with executor(scheduler=addr) as backend:
+                for k, _ in enumerate(run(backend, slow, [str(i) for i in range(200)])):
+                    if k == 2:
+                        sched.kill()
+        assert time.time() - t0 < 60
+    finally:
+        par.SCHEDULER_GRACE = old
+        for p in (worker, sched):
+            p.kill()
+            p.wait()
+
+
+def test_without_dask_the_option_explains(tmp_path):
+    code = ("import sys; sys.modules['distributed'] = None; sys.modules['dask'] = None\n"
+            "from dsprep.cli import main\n"
+            f"main(['color', 'gray-world', {str(tmp_path)!r}, '--in-place', '--scheduler', 'tcp://127.0.0.1:1'])")
+    (tmp_path / "x.png").write_bytes(cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes())
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1 and 'pip install "dsprep[dask]"' in out.stderr and "Traceback" not in out.stderr
+
+
+def test_workers_auto_and_bad_values(tmp_path):
+    (tmp_path / "x.png").write_bytes(cv2.imencode(".png", np.full((4, 4, 3), 9, np.uint8))[1].tobytes())
+    cli("color", "gray-world", tmp_path / "x.png", "--out", tmp_path / "o", "--workers", "auto")
+    res = cli("color", "gray-world", tmp_path / "x.png", "--out", tmp_path / "o2", "--workers", "0", ok=False)
+    assert "--workers must be at least 1" in res.output
