@@ -97,7 +97,7 @@ def main():
 @click.option("--quiet", "-q", is_flag=True)
 @click.pass_context
 def demo(ctx, out, images, seed, overwrite, quiet):
-    """Generate a small VOC data set and run the main commands on it."""
+    """Generate a small VOC data set and run every main command on it."""
     from .demo import make_voc_demo
     from .io import prepare_output_dir
     root = prepare_output_dir(out, overwrite=overwrite)
@@ -111,12 +111,30 @@ def demo(ctx, out, images, seed, overwrite, quiet):
     ctx.invoke(crop, dataset=str(voc), out=str(root / "crops"), classes=None, pad=0, min_size=4,
                backgrounds=str(root / "backgrounds"), blank=None, upright=False, overwrite=overwrite, split=None,
                on_error="fail", quiet=quiet, workers="1", scheduler=None)
-    for step in DEMO_STEPS:
-        step(ctx, root, overwrite, quiet)
-    click.echo(f"demo: done; look at {root}", err=True)
-
-
-DEMO_STEPS: List[Callable] = []  # later capabilities (synth, color, tiling, packing) append their demo step
+    # crop -> synth -> visualize -> info, on the crops and blanked backgrounds made above
+    ctx.invoke(synth, backgrounds=str(root / "backgrounds"), objects=str(root / "crops"), out=str(root / "synth"),
+               count=max(4, images // 2), fmt="voc", ext=".jpg", seed=seed, split="train", canvas="480x360",
+               fit="crop", per_image="3:8", rotate="0:360", scale="0.8:1.2", flip="h", class_weights=None,
+               max_overlap=0.0, blend="none", mask_from="auto", alpha_threshold=127, masks=True,
+               color_method=None, jpeg_quality=95, overwrite=overwrite, append=False, on_error="fail", quiet=quiet,
+               workers="1", scheduler=None)
+    ctx.invoke(visualize_boxes, dataset=str(root / "synth"), out=str(root / "synth_boxes"), classes=None,
+               limit=None, show=False, grid=True, ext=".jpg", overwrite=overwrite, split=None, on_error="fail",
+               quiet=quiet, workers="1", scheduler=None)
+    ctx.invoke(info, dataset=str(root / "synth"), as_json=False, split=None, on_error="fail", quiet=quiet)
+    ctx.invoke(color, method="reference-white", inputs=(str(voc / "JPEGImages"),), out=str(root / "color"),
+               fraction=None, min_pixels=100, p=6.0, jpeg_quality=95, in_place=False, overwrite=overwrite,
+               on_error="fail", quiet=quiet, workers="1", scheduler=None)
+    ctx.invoke(convert_voc_to_dota, dataset=str(root / "synth"), out=str(root / "dota"), overwrite=overwrite,
+               split=None, on_error="fail", quiet=quiet, workers="1", scheduler=None)
+    ctx.invoke(tile_dota, dataset=str(root / "dota"), out=str(root / "tiles"), size=256, gap=64, rates=("1",),
+               thresh=0.7, ext=".png", pad=False, skip_empty=False, overwrite=overwrite, on_error="fail",
+               quiet=quiet, workers="1", scheduler=None)
+    packed = root / "voc.h5"
+    ctx.invoke(voc_to_h5, dataset=str(voc), out=str(packed), splits=("train", "val"), size="256x256",
+               resize="letterbox", encoded=False, compression="none", color_method=None, overwrite=overwrite,
+               shards=None, on_error="fail", quiet=quiet, workers="1", scheduler=None)
+    click.echo(f"demo: done; look at {root} (read {packed} with dsprep.hdf5.DetectionH5)", err=True)
 
 
 @main.command()
@@ -341,7 +359,7 @@ def _convert(dataset, out, target, split, on_error, quiet, overwrite, workers, s
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
 @dataset_options
 @worker_options
-def dota_to_voc(dataset, out, overwrite, split, on_error, quiet, workers, scheduler):
+def convert_dota_to_voc(dataset, out, overwrite, split, on_error, quiet, workers, scheduler):
     """DOTA (images/ + labelTxt/) to VOC: the axis-aligned box of each polygon, difficult kept."""
     _convert(dataset, out, "voc", split, on_error, quiet, overwrite, workers, scheduler)
 
@@ -352,7 +370,7 @@ def dota_to_voc(dataset, out, overwrite, split, on_error, quiet, workers, schedu
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
 @dataset_options
 @worker_options
-def voc_to_dota(dataset, out, overwrite, split, on_error, quiet, workers, scheduler):
+def convert_voc_to_dota(dataset, out, overwrite, split, on_error, quiet, workers, scheduler):
     """VOC to DOTA: each box as a clockwise quad (top-left, top-right, bottom-right, bottom-left)."""
     _convert(dataset, out, "dota", split, on_error, quiet, overwrite, workers, scheduler)
 

@@ -1,0 +1,99 @@
+"""Scaling of the executor layer, measured in one run: images/s with 1 and 2 local workers and on a 2-worker Dask
+cluster on loopback (started here with Dask's own `dask scheduler` / `dask worker` commands), same input.
+
+Commands timed (CPU-bound): `dsprep synth` (1024x512 canvases, 16 objects) and `dsprep color reference-white`
+(1600x1200 JPEGs).  Needs the dask extra (pip install "dsprep[dask]").
+Usage: python benchmarks/bench_scale.py [N]   (default 300)
+"""
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_synth import make_inputs  # noqa: E402
+
+
+
+def start_cluster(cwd: Path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], **quiet),
+             subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nworkers", "2",
+                               "--nthreads", "1", "--no-dashboard"], **quiet)]
+    from distributed import Client
+    deadline = time.time() + 90
+    while True:
+        try:
+            with Client(addr, timeout="5s") as c:
+                c.wait_for_workers(2, timeout=60)
+            return addr, procs
+        except (OSError, TimeoutError):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def timed(args, n, env=None):
+    """The command in a fresh process (the same start-up cost for every configuration)."""
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dsprep"] + [str(a) for a in args] + ["--quiet"], check=True,
+                   env=dict(os.environ, **(env or {})), stderr=subprocess.DEVNULL)
+    return n / (time.perf_counter() - t)
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_inputs(root)
+        (root / "photos").mkdir()
+        rng = np.random.default_rng(0)
+        base = cv2.resize(rng.integers(0, 255, (12, 16, 3)).astype(np.uint8), (1600, 1200))
+        for i in range(n):
+            img = np.clip(base * np.array([0.6, 0.8, 1.0]) + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / "photos" / f"p{i:04d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        addr, procs = start_cluster(root)
+        try:
+            rows = []
+            for name, make in (
+                ("synth", lambda out, extra: ["synth", "--backgrounds", root / "bg", "--objects", root / "objects",
+                                              "--out", out, "-n", n, "--canvas", "1024x512", "--per-image", "16"]
+                 + extra),
+                ("color reference-white", lambda out, extra: ["color", "reference-white", root / "photos", "--out",
+                                                              out] + extra)):
+                rates = {}
+                for label, extra, env in (
+                        ("1 worker, 1 thread", ["--workers", "1"], {"OPENCV_FOR_THREADS_NUM": "1"}),
+                        ("1 worker", ["--workers", "1"], None), ("2 workers", ["--workers", "2"], None),
+                        ("dask 2 workers", ["--scheduler", addr], None)):
+                    rates[label] = max(timed(make(root / f"{name}-{label}-{k}".replace(" ", "_").replace(",", ""),
+                                                  extra), n, env) for k in range(2))
+                rows.append((name, rates))
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait(timeout=30)
+    print(f"{n} images per command, best of 2 runs each, each run a fresh process (start-up included)")
+    print("ratios: against 1 worker whose OpenCV uses one thread (the per-worker rate), and [against the default "
+          "1 worker, whose OpenCV already spreads resizes over both cores]")
+    for name, r in rows:
+        base, one = r["1 worker, 1 thread"], r["1 worker"]
+        print(f"{name:<22} 1 worker/1 thread {base:6.1f}/s | 1 worker {one:6.1f}/s | "
+              f"2 workers {r['2 workers']:6.1f}/s ({r['2 workers'] / base:.2f}x [{r['2 workers'] / one:.2f}x]) | "
+              f"dask 2 workers {r['dask 2 workers']:6.1f}/s ({r['dask 2 workers'] / base:.2f}x "
+              f"[{r['dask 2 workers'] / one:.2f}x])")
+
+
+if __name__ == "__main__":
+    main()
