@@ -172,8 +172,10 @@ def visualize_boxes(dataset, out, classes, limit, show, grid, ext, overwrite, sp
                     scheduler):
     """Draw every box (or polygon) on its image, one file per image in --out."""
     from .draw import contact_sheet, drawable
-    from .io import atomic_write_text, prepare_output_dir, write_image
+    from .io import atomic_write_text, prepare_output_dir, safe_name, write_image
     from .jobs import VisualizeOptions, visualize_one
+    if show:
+        _check_gui()
     ds = _load(dataset, split, on_error, quiet)
     wanted = _csv(classes)
     unknown = [c for c in wanted if c not in ds.classes]
@@ -189,12 +191,12 @@ def visualize_boxes(dataset, out, classes, limit, show, grid, ext, overwrite, sp
     items = [(r, images(r), opts) for r in records]
     summary = Summary("visualize")
     thumbs = []
-    for _, result in run_jobs(visualize_one, items, summary, on_error, workers, scheduler, quiet, "drawing",
-                              name_of=lambda it: it[0].image_path):
+    for item, result in run_jobs(visualize_one, items, summary, on_error, workers, scheduler, quiet, "drawing",
+                                 name_of=lambda it: it[0].image_path):
         if result is not None and result.get("thumb") is not None:
             thumbs.append(result["thumb"])
-        if show:
-            _show(result)
+        if show and result is not None and not _show(out_dir / (safe_name(item[0].stem) + ext)):
+            show = False  # 'q' pressed: keep writing, stop showing
     if not all(drawable(c) for c in ds.classes):
         atomic_write_text(out_dir / "legend.txt", "".join(f"#{i}\t{c}\n" for i, c in enumerate(ds.classes)))
     if grid and thumbs:
@@ -208,9 +210,26 @@ def _image_source(ds):
     return getter if getter is not None else (lambda rec: None)
 
 
-def _show(result):
-    raise DsprepError("--show needs a GUI build of OpenCV (pip install opencv-python); "
-                      "this install has the headless build. The images were written to --out")
+def _check_gui() -> None:
+    """--show opens a window: refuse at once (before any work) when this OpenCV cannot."""
+    import cv2
+    try:
+        cv2.namedWindow("dsprep")
+        cv2.destroyWindow("dsprep")
+    except cv2.error as e:
+        raise DsprepError("--show needs an OpenCV with a GUI (pip install opencv-python) and a display; this one "
+                          "cannot open windows (drop --show: the images are written to --out)") from e
+
+
+def _show(path: Path) -> bool:
+    """Show one written image; returns False when the user pressed q or Esc."""
+    import cv2
+    cv2.imshow("dsprep", cv2.imread(str(path)))
+    key = cv2.waitKey(0) & 0xFF
+    if key in (ord("q"), 27):
+        cv2.destroyAllWindows()
+        return False
+    return True
 
 
 @main.command()
@@ -294,11 +313,13 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, over
     (out_dir / "labelTxt").mkdir(exist_ok=True)
     slots = 1 if scheduler else parse_workers(workers)
     jobs = plan_tile_jobs(root, rate_values, slots if not scheduler else 2, size, gap)
-    opts = TileOptions(out=str(out_dir), size=size, gap=gap, thresh=thresh, ext=ext, pad=pad, skip_empty=skip_empty)
+    opts = TileOptions(out=str(out_dir), size=size, gap=gap, thresh=thresh, ext=ext, pad=pad, skip_empty=skip_empty,
+                       on_error=on_error)
     summary = Summary("tile-dota")
-    for _ in run_jobs(tile_one, [(j, opts) for j in jobs], summary, on_error, workers, scheduler, quiet, "tiling",
-                      name_of=lambda it: it[0].image):
-        pass
+    for _, res in run_jobs(tile_one, [(j, opts) for j in jobs], summary, on_error, workers, scheduler, quiet,
+                           "tiling", name_of=lambda it: it[0].image):
+        for where, reason in (res or {}).get("skipped_lines", []):
+            summary.skip(where, reason)
     _finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
             (["empty_skipped"] if skip_empty else []))
 

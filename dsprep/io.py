@@ -12,7 +12,7 @@ from typing import Optional, Tuple, Union
 import cv2
 import numpy as np
 
-from .core import DsprepError, ImageError, OutputError
+from .core import ImageError, OutputError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PathLike = Union[str, os.PathLike]

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import crop as cropmod
 from . import draw
-from .core import ImageRecord, OutputError, boxes_to_polygons
+from .core import OutputError, boxes_to_polygons
 from .io import atomic_write_bytes as write_bytes_atomic, inside, read_image, safe_name, write_image
 
 
@@ -111,6 +111,7 @@ class TileOptions:
     ext: str = ".png"
     pad: bool = False
     skip_empty: bool = False
+    on_error: str = "fail"  # skip: broken label lines are skipped (and listed), not the whole image
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,9 @@ def tile_one(args) -> dict:
     from .io import atomic_write_text, encode_image
     job, opts = args
     img = read_image(job.image)
+    skipped_lines = []
     if job.label is not None:
-        rec, _, _ = read_dota(job.label)
+        rec, _, skipped_lines = read_dota(job.label, opts.on_error)
         objs = tiling.prepare_objects(rec.polygons, rec.names, rec.difficult, job.rate)
     else:
         objs = tiling.prepare_objects(np.zeros((0, 4, 2)), [], [], job.rate)
@@ -157,7 +159,7 @@ def tile_one(args) -> dict:
         tiles += 1
     return {"images": 1 if job.part == 0 else 0, "tiles": tiles, "empty_skipped": empty,
             "objects": stats.whole + stats.cut, "cut": stats.cut, "difficult_2": stats.difficult2,
-            "dropped": stats.dropped + stats.invalid}
+            "dropped": stats.dropped + stats.invalid, "skipped_lines": skipped_lines if job.part == 0 else []}
 
 
 

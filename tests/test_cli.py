@@ -11,7 +11,7 @@ from dsprep import __version__
 from dsprep.cli import main
 from dsprep.draw import class_color
 
-from helpers import gradient, voc_xml, write_voc_tree
+from helpers import write_voc_tree
 
 
 def run(*args, ok=True):
@@ -144,3 +144,9 @@ def test_demo(tmp_path):
     assert (tmp_path / "demo" / "boxes" / "grid.png").is_file()
     assert any((tmp_path / "demo" / "crops").rglob("*.png"))
     assert "images: 6" in res.output
+
+
+def test_show_refuses_without_gui(voc, tmp_path):
+    res = run("visualize", "boxes", voc, "--out", tmp_path / "v", "--show", ok=False)
+    assert res.exit_code == 1 and "--show needs an OpenCV with a GUI" in res.output
+    assert not (tmp_path / "v").exists()  # refused before any work

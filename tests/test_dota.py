@@ -10,7 +10,7 @@ from dsprep.core import ImageRecord, ParseError
 from dsprep.dataset import load_dataset
 from dsprep.dota import format_dota, parse_dota, self_intersecting
 from dsprep.merge import nms, parse_tile_name
-from dsprep.tiling import rate_name, tile_grid, tile_origins
+from dsprep.tiling import rate_name, tile_origins
 
 from helpers import gradient, write_voc_tree
 
@@ -276,3 +276,12 @@ def test_dota_to_voc_clips_and_keeps_difficult(shared, tmp_path):
     assert "600 objects, 1 clipped" in res.output
     data = json.loads(run("info", tmp_path / "v", "--json").output)
     assert data["objects"] == 600 and data["difficult"] == 6 and data["problems"] == []
+
+
+def test_tile_skips_bad_lines_with_on_error_skip(tmp_path):
+    src = _dota_folder(tmp_path / "src", gradient(100, 100), ["10 10 40 10 40 40 10 40 car 0", "1 2 3 oops"])
+    res = run("tile-dota", src, "--out", tmp_path / "a", "--size", "100", "--gap", "10", ok=False)
+    assert res.exit_code == 1 and "A.txt:2: expected 9 or 10 fields" in res.output
+    res = run("tile-dota", src, "--out", tmp_path / "b", "--size", "100", "--gap", "10", "--on-error", "skip")
+    assert "1 skipped" in res.output and "A.txt:2" in res.output
+    assert _labels(tmp_path / "b", "A__1__0___0")[0][-2:] == ["car", "0"]

@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from dsprep.cli import main
-from dsprep.core import DsprepError
 from dsprep.hdf5 import DetectionH5
 from dsprep.parallel import WorkerLost, executor, run
 
