@@ -9,6 +9,7 @@ from typing import Callable, Iterable, List, Optional
 import click
 
 from . import __version__
+from .color import METHODS as COLOR_METHODS
 from .core import DatasetError, DsprepError, OutputError
 from .report import Summary, progress
 
@@ -374,31 +375,31 @@ def _convert(dataset, out, target, split, on_error, quiet, overwrite, workers, s
     _finish(summary, str(out_dir), ["images", "objects", "clipped"])
 
 
+def convert_options(f):
+    for deco in reversed([click.argument("dataset", type=click.Path()),
+                          click.option("--out", "-o", required=True, type=click.Path(file_okay=False)),
+                          click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder."),
+                          dataset_options, worker_options]):
+        f = deco(f)
+    return f
+
+
 @convert.command("dota-to-voc")
-@click.argument("dataset", type=click.Path())
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False))
-@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
-@dataset_options
-@worker_options
+@convert_options
 def convert_dota_to_voc(dataset, out, overwrite, split, on_error, quiet, workers, scheduler):
     """DOTA (images/ + labelTxt/) to VOC: the axis-aligned box of each polygon, difficult kept."""
     _convert(dataset, out, "voc", split, on_error, quiet, overwrite, workers, scheduler)
 
 
 @convert.command("voc-to-dota")
-@click.argument("dataset", type=click.Path())
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False))
-@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
-@dataset_options
-@worker_options
+@convert_options
 def convert_voc_to_dota(dataset, out, overwrite, split, on_error, quiet, workers, scheduler):
     """VOC to DOTA: each box as a clockwise quad (top-left, top-right, bottom-right, bottom-left)."""
     _convert(dataset, out, "dota", split, on_error, quiet, overwrite, workers, scheduler)
 
 
 @main.command()
-@click.argument("method", type=click.Choice(["reference-white", "channel-white", "two-point", "gray-world",
-                                             "shades-of-gray"]))
+@click.argument("method", type=click.Choice(COLOR_METHODS))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Output folder (same relative names).")
 @click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
@@ -434,8 +435,7 @@ def color(method, inputs, out, fraction, min_pixels, p, jpeg_quality, in_place, 
 def pack_options(f):
     f = click.option("--overwrite", is_flag=True, help="Replace an existing OUT file.")(f)
     f = click.option("--color", "color_method", default=None,
-                     type=click.Choice(["reference-white", "channel-white", "two-point", "gray-world",
-                                        "shades-of-gray"]),
+                     type=click.Choice(COLOR_METHODS),
                      help="Colour-correct every image first (see dsprep color).")(f)
     f = click.option("--compression", type=click.Choice(["none", "lzf", "gzip"]), default="none",
                      show_default=True, help="HDF5 compression (one image per chunk when set).")(f)
@@ -625,7 +625,7 @@ def _weights(text: Optional[str], classes):
               help="A pixel is visible (inside the box) when its alpha is above this.")
 @click.option("--masks", is_flag=True, help="Also write VOC SegmentationObject/ and SegmentationClass/ PNGs.")
 @click.option("--color", "color_method", default=None,
-              type=click.Choice(["reference-white", "channel-white", "two-point", "gray-world", "shades-of-gray"]),
+              type=click.Choice(COLOR_METHODS),
               help="Colour-correct each background first.")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")

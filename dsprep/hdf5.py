@@ -188,7 +188,24 @@ def _preallocate(path: Path, offset: int, length: int) -> None:
         os.close(fd)
 
 
-class H5Writer:
+class _Writer:
+    """What both writers share: the class index, the counts, and the per-split annotation arrays."""
+
+    def _init(self, out: Path, splits: Dict[str, List[ImageRecord]], classes: Sequence[str],
+              opts: PackOptions) -> None:
+        self.out, self.splits, self.classes, self.opts = Path(out), splits, list(classes), opts
+        self.class_index = {c: i for i, c in enumerate(classes)}
+        self.stats = {"images": 0, "objects": 0}
+
+    def _note(self, arrays: "_SplitArrays", split: str, index: int, prepared: dict) -> ImageRecord:
+        rec = self.splits[split][index]
+        arrays.add(index, rec, self.class_index, prepared["orig"], prepared["transform"])
+        self.stats["images"] += 1
+        self.stats["objects"] += len(rec)
+        return rec
+
+
+class H5Writer(_Writer):
     """Builds the packed file under a temporary name; renamed to ``out`` only when complete.
 
     Use as a context manager: :meth:`slot` tells a worker where to write a fixed-size image itself (local workers:
@@ -198,9 +215,7 @@ class H5Writer:
 
     def __init__(self, out: Path, splits: Dict[str, List[ImageRecord]], classes: Sequence[str], opts: PackOptions,
                  overwrite: bool = False, direct: bool = True):
-        self.out, self.splits, self.classes, self.opts = Path(out), splits, list(classes), opts
-        self.class_index = {c: i for i, c in enumerate(classes)}
-        self.stats = {"images": 0, "objects": 0}
+        self._init(out, splits, classes, opts)
         self._tmp = TemporaryPath(out, overwrite)
         self.direct = direct and opts.mode == "fixed" and opts.compression == "none"
         self._state: Dict[str, dict] = {}
@@ -258,10 +273,7 @@ class H5Writer:
         if prepared is None:
             return
         st = self._state[split]
-        rec = self.splits[split][index]
-        st["arrays"].add(index, rec, self.class_index, prepared["orig"], prepared["transform"])
-        self.stats["images"] += 1
-        self.stats["objects"] += len(rec)
+        self._note(st["arrays"], split, index, prepared)
         if "image" in prepared:
             if "slot_base" in st:
                 self._rows(st)[index] = prepared["image"]
@@ -340,14 +352,12 @@ def _copy_raw(g, raw, offsets: List[int], compression: str, block: int = 64 << 2
     g.create_dataset("encoded_offsets", data=np.array(offsets, np.int64))
 
 
-class PickleWriter:
+class PickleWriter(_Writer):
     """The same content as :class:`H5Writer`, as one pickle of numpy arrays (kept in memory until written)."""
 
     def __init__(self, out: Path, splits: Dict[str, List[ImageRecord]], classes: Sequence[str], opts: PackOptions,
                  overwrite: bool = False, direct: bool = False):
-        self.out, self.splits, self.classes, self.opts = Path(out), splits, list(classes), opts
-        self.class_index = {c: i for i, c in enumerate(classes)}
-        self.stats = {"images": 0, "objects": 0}
+        self._init(out, splits, classes, opts)
         self.overwrite = overwrite
         if self.out.exists() and not overwrite:
             from .core import OutputError
@@ -364,10 +374,7 @@ class PickleWriter:
         if prepared is None:
             return
         a = self._acc[split]
-        rec = self.splits[split][index]
-        a["arrays"].add(index, rec, self.class_index, prepared["orig"], prepared["transform"])
-        self.stats["images"] += 1
-        self.stats["objects"] += len(rec)
+        self._note(a["arrays"], split, index, prepared)
         if "image" in prepared:
             a["images"].append(prepared["image"])
         elif "encoded" in prepared:

@@ -53,3 +53,47 @@ def slow(item):
     import time
     time.sleep(0.5)
     return item
+
+
+def run_cli(*args, ok=True):
+    """Invoke the dsprep command line in-process; with ``ok`` assert it succeeded."""
+    from click.testing import CliRunner
+    from dsprep.cli import main
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert res.exit_code == 0, res.output
+    return res
+
+
+def start_dask(cwd, workers=2):
+    """A real ``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes on loopback.
+
+    Returns ``(address, [scheduler, worker...])`` once the workers have registered."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import distributed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"tcp://127.0.0.1:{port}"
+    opts = dict(cwd=cwd, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], **opts)]
+    procs += [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nworkers", "1",
+                                "--nthreads", "1", "--no-dashboard"], **opts) for _ in range(workers)]
+    deadline = time.time() + 90
+    while True:
+        try:
+            with distributed.Client(addr, timeout="5s") as c:
+                c.wait_for_workers(workers, timeout=60)
+            return addr, procs
+        except (OSError, TimeoutError):
+            if time.time() > deadline:
+                for p in procs:
+                    p.kill()
+                raise
+            time.sleep(0.5)

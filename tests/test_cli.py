@@ -5,20 +5,13 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from dsprep import __version__
-from dsprep.cli import main
 from dsprep.draw import class_color
 
-from helpers import write_voc_tree
+from helpers import run_cli as run, write_voc_tree
 
 
-def run(*args, ok=True):
-    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert res.exit_code == 0, res.output
-    return res
 
 
 @pytest.fixture

@@ -3,23 +3,16 @@ import json
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from dsprep.cli import main
 from dsprep.core import ImageRecord, ParseError
 from dsprep.dataset import load_dataset
 from dsprep.dota import format_dota, parse_dota, self_intersecting
 from dsprep.merge import nms, parse_tile_name
 from dsprep.tiling import rate_name, tile_origins
 
-from helpers import gradient, write_voc_tree
+from helpers import run_cli as run, gradient, write_voc_tree
 
 
-def run(*args, ok=True):
-    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert res.exit_code == 0, res.output
-    return res
 
 
 # ---- label files -------------------------------------------------------------------------------------------------

@@ -11,21 +11,14 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from dsprep.cli import main
 from dsprep.dataset import load_dataset
 from dsprep.hdf5 import DetectionH5
 from dsprep.resize import fit_image, map_boxes, unmap_boxes
 
-from helpers import gradient, write_voc_tree
+from helpers import run_cli as run, gradient, write_voc_tree
 
 
-def run(*args, ok=True):
-    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert res.exit_code == 0, res.output
-    return res
 
 
 @pytest.fixture

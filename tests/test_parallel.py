@@ -1,19 +1,15 @@
 """The executor layer: local processes, a real Dask cluster on loopback, failures."""
-import os
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from dsprep.cli import main
 from dsprep.hdf5 import DetectionH5
 from dsprep.parallel import WorkerLost, executor, run
 
-from helpers import die_on, slow, write_voc_tree
+from helpers import die_on, run_cli as cli, slow, start_dask, write_voc_tree
 from test_synth import disc_rgba
 
 import cv2
@@ -21,44 +17,10 @@ import cv2
 distributed = pytest.importorskip("distributed")
 
 
-def cli(*args, ok=True, env=None):
-    res = CliRunner(env=env).invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert res.exit_code == 0, res.output
-    return res
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A real scheduler and two single-threaded workers, started with Dask's own commands, on loopback."""
-    port = free_port()
-    addr = f"tcp://127.0.0.1:{port}"
-    cwd = tmp_path_factory.mktemp("dask")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                               "--port", str(port), "--no-dashboard"], cwd=cwd, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    for _ in range(2):
-        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nworkers", "1",
-                                       "--nthreads", "1", "--no-dashboard"], cwd=cwd, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    addr, procs = start_dask(tmp_path_factory.mktemp("dask"), workers=2)
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with distributed.Client(addr, timeout="5s") as c:
-                    c.wait_for_workers(2, timeout=60)
-                break
-            except (OSError, TimeoutError):
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.5)
         yield addr
     finally:
         for p in reversed(procs):
@@ -137,28 +99,12 @@ def test_local_worker_death_is_isolated():
 
 
 def test_lost_scheduler_ends_the_run(tmp_path):
-    port = free_port()
-    addr = f"tcp://127.0.0.1:{port}"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
-                              str(port), "--no-dashboard"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", addr, "--nthreads", "1",
-                               "--no-dashboard"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    addr, procs = start_dask(tmp_path, workers=1)
+    sched = procs[0]
     import dsprep.parallel as par
     old = par.SCHEDULER_GRACE
     par.SCHEDULER_GRACE = 3.0
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with distributed.Client(addr, timeout="5s") as c:
-                    c.wait_for_workers(1, timeout=30)
-                break
-            except (OSError, TimeoutError):
-                assert time.time() < deadline
-                time.sleep(0.5)
         t0 = time.time()
         with pytest.raises(WorkerLost, match="lost the Dask scheduler"):
             with executor(scheduler=addr) as backend:
@@ -168,7 +114,7 @@ def test_lost_scheduler_ends_the_run(tmp_path):
         assert time.time() - t0 < 60
     finally:
         par.SCHEDULER_GRACE = old
-        for p in (worker, sched):
+        for p in procs:
             p.kill()
             p.wait()
 

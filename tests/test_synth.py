@@ -2,20 +2,14 @@ import cv2
 import numpy as np
 import pytest
 import shapely
-from click.testing import CliRunner
 
-from dsprep.cli import main
 from dsprep.dataset import load_dataset
 from dsprep.dota import read_dota
+from helpers import run_cli as run
 from dsprep.synth import (Sprite, SynthParams, encode_palette_png, overlap_ok, place, sprite_from_image,
                           synthesize, transform_sprite, voc_palette)
 
 
-def run(*args, ok=True):
-    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    if ok:
-        assert res.exit_code == 0, res.output
-    return res
 
 
 def disc_rgba(size, bgr):
