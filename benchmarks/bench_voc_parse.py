@@ -1,6 +1,6 @@
 """Parse rate of VOC XML: dsprep against a plain xml.etree.ElementTree loop, measured in one run, one core.
 
-Generates N VOC XML files (default 20,000; 1-8 objects each, some with <part>s) in a temporary folder, then
+Generates N VOC XML files (default 20,000; 1-8 objects each, some with <part>s) and a tiny JPEG for each, then
 times, over the same files (warm page cache, best of 3):
   * dsprep.voc.read_voc over every file (bytes -> ImageRecord with numpy arrays),
   * dsprep.dataset.load_dataset on the whole folder (layout, image lookup, size/clip checks included),
@@ -13,6 +13,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from dsprep.core import ImageRecord
@@ -24,6 +25,9 @@ def make_files(root: Path, n: int) -> list:
     rng = np.random.default_rng(0)
     ann = root / "Annotations"
     ann.mkdir(parents=True)
+    images = root / "JPEGImages"
+    images.mkdir()
+    tiny = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()  # images exist, as in a real set
     classes = ["person", "car", "chair", "dog", "bus", "aeroplane"]
     paths = []
     for i in range(n):
@@ -41,6 +45,7 @@ def make_files(root: Path, n: int) -> list:
                     b"</bndbox></part></object>")
             data = data.replace(b"</object>", part, 1)
         p.write_bytes(data)
+        (images / f"{i:06d}.jpg").write_bytes(tiny)
         paths.append(p)
     return paths
 
