@@ -139,7 +139,10 @@ def transform_sprite(sprite: Sprite, angle: float, scale: float, flip_h: bool = 
     f -= loy
     # the cached sprite is padded by PAD pixels: x_unpadded = x_padded - PAD
     mp = np.array([[a, b, c - (a + b) * PAD], [d, e, f - (d + e) * PAD]])
-    warped = cv2.warpAffine(sprite.bled(), mp, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # Constant (transparent black) border: a sample that reaches outside the sprite only mixes pixels of the
+    # transparent PAD ring with it, so its alpha is 0 and its colour never shows (and it is 2x faster than
+    # BORDER_REPLICATE).
+    warped = cv2.warpAffine(sprite.bled(), mp, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     a8 = cv2.extractChannel(warped, 3)
     tight = _visible_box(a8, alpha_threshold)
     any_box = _visible_box(a8, 0)
@@ -242,7 +245,7 @@ def compose(canvas: np.ndarray, placed: Sequence[Placed], blend: str = "none", i
         a3 = cv2.merge([a, a, a])
         fg = cv2.multiply(p.color, a3, scale=1.0 / 255.0)
         back = cv2.multiply(region, cv2.bitwise_not(a3), scale=1.0 / 255.0)
-        region[...] = cv2.add(fg, back)
+        cv2.add(fg, back, dst=region)  # written straight into the canvas
     return out
 
 
