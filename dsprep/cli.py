@@ -188,8 +188,8 @@ def visualize_boxes(dataset, out, classes, limit, show, grid, ext, overwrite, sp
     index = {c: i for i, c in enumerate(ds.classes)}
     opts = VisualizeOptions(out=str(out_dir), class_index=index, classes=tuple(wanted), ext=ext,
                             thumb=256 if grid else 0)
-    images = _image_source(ds)
-    items = [(r, images(r), opts) for r in records]
+    # packed files hold their images; folder data sets are read by the jobs themselves
+    items = [(r, ds.image_getter(r) if ds.image_getter else None, opts) for r in records]
     summary = Summary("visualize")
     thumbs = []
     for item, result in run_jobs(visualize_one, items, summary, on_error, workers, scheduler, quiet, "drawing",
@@ -203,12 +203,6 @@ def visualize_boxes(dataset, out, classes, limit, show, grid, ext, overwrite, sp
     if grid and thumbs:
         write_image(out_dir / "grid.png", contact_sheet(thumbs[:256]))
     _finish(summary, str(out_dir), ["images", "objects"])
-
-
-def _image_source(ds):
-    """Images of packed data sets come from the file; folder data sets are read by the jobs themselves."""
-    getter = getattr(ds, "image_getter", None)
-    return getter if getter is not None else (lambda rec: None)
 
 
 def _check_gui() -> None:
@@ -312,8 +306,8 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, over
     out_dir = prepare_output_dir(out, overwrite=overwrite)
     (out_dir / "images").mkdir(exist_ok=True)
     (out_dir / "labelTxt").mkdir(exist_ok=True)
-    slots = 1 if scheduler else parse_workers(workers)
-    jobs = plan_tile_jobs(root, rate_values, slots if not scheduler else 2, size, gap)
+    # the cluster's size is not known before connecting: plan for two slots there
+    jobs = plan_tile_jobs(root, rate_values, 2 if scheduler else parse_workers(workers), size, gap)
     opts = TileOptions(out=str(out_dir), size=size, gap=gap, thresh=thresh, ext=ext, pad=pad, skip_empty=skip_empty,
                        on_error=on_error)
     summary = Summary("tile-dota")

@@ -1,12 +1,10 @@
 """Cutting objects out of images, and blanking classes out to make clean backgrounds.  Pure array functions."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Tuple
 
 import cv2
 import numpy as np
-
-from .core import boxes_to_polygons
 
 
 def pixel_bounds(boxes: np.ndarray, width: int, height: int, pad: int = 0) -> np.ndarray:
@@ -17,11 +15,6 @@ def pixel_bounds(boxes: np.ndarray, width: int, height: int, pad: int = 0) -> np
     hi = np.ceil(b[:, 2:]) + pad
     out = np.concatenate([lo, hi], axis=1)
     return np.clip(out, 0, [width, height, width, height]).astype(np.int64)
-
-
-def crop_boxes(img: np.ndarray, bounds: np.ndarray) -> List[np.ndarray]:
-    """Copies of ``img[y0:y1, x0:x1]`` for each row of integer ``bounds`` (empty rows give empty arrays)."""
-    return [img[y0:y1, x0:x1].copy() for x0, y0, x1, y1 in bounds]
 
 
 def blank_regions(img: np.ndarray, polygons: np.ndarray, value: int = 0) -> np.ndarray:
@@ -40,10 +33,6 @@ def blank_regions(img: np.ndarray, polygons: np.ndarray, value: int = 0) -> np.n
     color = (value,) * (out.shape[2] if out.ndim == 3 else 1)
     cv2.fillPoly(out, list(grown.astype(np.int32)), color)
     return out
-
-
-def blank_boxes(img: np.ndarray, boxes: np.ndarray, value: int = 0) -> np.ndarray:
-    return blank_regions(img, boxes_to_polygons(boxes), value)
 
 
 def crop_polygon_rgba(img: np.ndarray, polygon: np.ndarray, upright: bool = False,

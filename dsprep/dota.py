@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -204,16 +204,3 @@ def _outside(rec: ImageRecord, source: str) -> List[Problem]:
     return [Problem("polygon_outside_image", source, f"object {k} ({rec.names[k]}) extends outside the "
                                                       f"{rec.width}x{rec.height} image") for k in out]
 
-
-def write_dota_dataset(out: Path, items: Iterable[Tuple[ImageRecord, Optional[bytes]]]) -> List[str]:
-    """Write ``images/`` + ``labelTxt/``; returns the stems written."""
-    from .io import atomic_write_bytes
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "labelTxt").mkdir(parents=True, exist_ok=True)
-    stems = []
-    for rec, data in items:
-        write_dota(out / "labelTxt" / f"{rec.stem}.txt", rec)
-        if data is not None:
-            atomic_write_bytes(out / "images" / os.path.basename(rec.image_path), data)
-        stems.append(rec.stem)
-    return stems

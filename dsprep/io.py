@@ -205,11 +205,12 @@ class TemporaryPath:
             raise OutputError(f"{self.target}: already exists (use --overwrite to replace it)")
         if not self.target.parent.exists():
             raise OutputError(f"{self.target.parent}: output folder does not exist")
+
+    def __enter__(self) -> Path:
+        # created on entry, so a temporary file always has an __exit__ that removes or renames it
         fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".partial", dir=self.target.parent)
         os.close(fd)
         self.tmp = Path(name)
-
-    def __enter__(self) -> Path:
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):

@@ -16,7 +16,7 @@ import numpy as np
 from . import crop as cropmod
 from . import draw
 from .core import OutputError, boxes_to_polygons
-from .io import atomic_write_bytes as write_bytes_atomic, inside, read_image, safe_name, write_image
+from .io import inside, read_image, safe_name, write_image
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,6 @@ def crop_one(args) -> dict:
     return result
 
 
-
-
 @dataclass(frozen=True)
 class TileOptions:
     out: str
@@ -130,7 +128,7 @@ def tile_one(args) -> dict:
     """Write the tiles (images + DOTA labels) of one image at one rate."""
     from . import tiling
     from .dota import read_dota
-    from .io import atomic_write_text, encode_image
+    from .io import atomic_write_text
     job, opts = args
     img = read_image(job.image)
     skipped_lines = []
@@ -153,14 +151,13 @@ def tile_one(args) -> dict:
             continue
         name = tiling.tile_name(job.stem, job.rate, left, up)
         pixels = tiling.crop_tile(img, left, up, opts.size, opts.pad)
-        write_bytes_atomic(out / "images" / f"{name}{opts.ext}", encode_image(pixels, opts.ext))
+        write_image(out / "images" / f"{name}{opts.ext}", pixels)
         if job.label is not None:
             atomic_write_text(out / "labelTxt" / f"{name}.txt", "".join(line + "\n" for line in lines))
         tiles += 1
     return {"images": 1 if job.part == 0 else 0, "tiles": tiles, "empty_skipped": empty,
             "objects": stats.whole + stats.cut, "cut": stats.cut, "difficult_2": stats.difficult2,
             "dropped": stats.dropped + stats.invalid, "skipped_lines": skipped_lines if job.part == 0 else []}
-
 
 
 def plan_tile_jobs(root: Path, rates: Sequence[float], slots: int, size: int, gap: int) -> list:
@@ -339,7 +336,7 @@ def synth_one(args) -> dict:
     not depend on which worker makes it or in which order."""
     from .core import ImageRecord
     from .dota import write_dota
-    from .io import atomic_write_bytes, encode_image
+    from .io import atomic_write_bytes
     from .synth import encode_palette_png, synthesize, voc_palette
     from .voc import write_voc
     index, cfg = args
@@ -361,7 +358,7 @@ def synth_one(args) -> dict:
     out = Path(cfg.out)
     h, w = res.image.shape[:2]
     image_dir = out / ("JPEGImages" if cfg.fmt == "voc" else "images")
-    atomic_write_bytes(image_dir / f"{name}{cfg.ext}", encode_image(res.image, cfg.ext, cfg.jpeg_quality))
+    write_image(image_dir / f"{name}{cfg.ext}", res.image, jpeg_quality=cfg.jpeg_quality)
     rec = ImageRecord(f"{name}{cfg.ext}", w, h, boxes=res.boxes, names=res.names,
                       polygons=res.quads if cfg.fmt == "dota" else None, meta={"stem": name})
     if cfg.fmt == "voc":

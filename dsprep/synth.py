@@ -297,7 +297,6 @@ class SynthResult:
     instance: Optional[np.ndarray] = None  # (H, W) uint8: 0 background, k+1 object k (visible pixels)
     dropped_too_large: int = 0
     dropped_no_room: int = 0
-    stats: Dict[str, int] = field(default_factory=dict)
 
 
 def choose_classes(classes: Sequence[str], weights: Dict[str, float], n: int, rng: np.random.Generator) -> List[str]:

@@ -67,10 +67,6 @@ class TileStats:
     dropped: int = 0      # cut pieces that are not 4- or 5-point rings (or not one polygon)
     invalid: int = 0      # objects GEOS could not intersect
 
-    def add(self, other: "TileStats") -> None:
-        for k in self.__dataclass_fields__:
-            setattr(self, k, getattr(self, k) + getattr(other, k))
-
 
 @dataclass
 class TileObjects:

@@ -18,7 +18,7 @@ import numpy as np
 from lxml import etree
 
 from .core import DatasetError, ImageRecord, ParseError, Problem
-from .io import IMAGE_EXTS, ImageError, atomic_write_bytes, image_size
+from .io import IMAGE_EXTS, atomic_write_bytes, image_size
 
 # Defence in depth: documents with a DOCTYPE are rejected before parsing (see parse_voc), and the parser itself
 # never resolves entities, never loads a DTD and never touches the network.
@@ -443,4 +443,4 @@ def write_split_list(path: Path, ids: Sequence[str], append: bool = False) -> No
 
 
 __all__ = ["parse_voc", "format_voc", "read_voc", "write_voc", "clip_boxes", "find_voc_parts", "iter_voc_items",
-           "load_voc_item", "write_voc_dataset", "ImageError"]
+           "load_voc_item", "write_voc_dataset"]
