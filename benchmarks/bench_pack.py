@@ -24,7 +24,7 @@ from dsprep.cli import main as cli
 from dsprep.core import ImageRecord
 from dsprep.demo import make_scene
 from dsprep.hdf5 import DetectionH5
-from dsprep.io import encode_image
+from dsprep.images import encode_image
 from dsprep.voc import write_voc_dataset
 
 

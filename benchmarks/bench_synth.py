@@ -15,7 +15,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from dsprep.cli import main as cli
-from dsprep.io import encode_image, read_image
+from dsprep.images import encode_image, read_image
 from dsprep.synth import sprite_from_image, transform_sprite
 
 

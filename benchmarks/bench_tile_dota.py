@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from dsprep.cli import main as cli
 from dsprep.dota import format_dota, read_dota
-from dsprep.io import encode_image, read_image
+from dsprep.images import encode_image, read_image
 from dsprep.tiling import crop_tile, tile_grid, tile_name
 
 

@@ -9,12 +9,14 @@ An :class:`ImageRecord` is one image with its objects stored as arrays (structur
 * ``difficult``  ``(N,) uint8`` -- 0/1 (DOTA tiling may also write 2: "mostly cut away").
 * ``truncated``  ``(N,) bool``.
 
-Format modules (``voc.py``, ``dota.py``) only translate between files and this type.
+A :class:`Dataset` holds the records of a data set with its class list and the problems found while reading.
+Format modules (``voc.py``, ``dota.py`` ...) only translate between files and these types.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, List, Optional, Sequence
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,6 +33,16 @@ class ParseError(DsprepError):
 
 class ImageError(DsprepError):
     """An image that cannot be read or decoded."""
+
+
+class UsageError(DsprepError):
+    """An impossible option value or combination (exit code 2, like click's own usage errors)."""
+
+    exit_code = 2
+
+
+class ClassError(DsprepError):
+    """An object whose class is not in the pinned class list."""
 
 
 class DatasetError(DsprepError):
@@ -169,13 +181,87 @@ def boxes_to_polygons(boxes: np.ndarray) -> np.ndarray:
                      np.stack([x1, y1], 1), np.stack([x0, y1], 1)], axis=1)
 
 
-def class_list(records: Iterable[ImageRecord], given: Optional[Sequence[str]] = None) -> List[str]:
-    """Deterministic class order: ``given`` first (in its order), then names in order of first appearance."""
-    out = list(given or [])
-    seen = set(out)
+def decide_classes(records: Iterable[ImageRecord], declared: Optional[Sequence[str]] = None,
+                   pinned: Optional[Sequence[str]] = None) -> List[str]:
+    """The one class-list rule of dsprep.
+
+    * ``pinned`` (``--classes``): exactly that list, in its order (duplicates are an error);
+    * else ``declared``: the list a data set states itself (COCO categories, YOLO ``names``, a packed file), in its
+      order, followed by any undeclared name found in ``records``, sorted;
+    * else every name in ``records``, sorted (for VOC, the standard 20-class order).
+
+    Format readers call this with *all* annotation files, whatever ``--split`` selects, so every split of a data set
+    gets the same indices.
+    """
+    if pinned is not None:
+        out = [str(c) for c in pinned]
+        dup = sorted({c for c in out if out.count(c) > 1})
+        if dup:
+            raise UsageError(f"--classes: {', '.join(dup)} listed more than once")
+        if not out:
+            raise UsageError("--classes: the class list is empty")
+        return out
+    seen = set()
     for rec in records:
-        for name in rec.names:
-            if name not in seen:
-                seen.add(name)
-                out.append(name)
-    return out
+        seen.update(rec.names)
+    out = list(declared or [])
+    return out + sorted(seen - set(out))
+
+
+@dataclass
+class Dataset:
+    """A whole data set as read by its format module (see :mod:`dsprep.dataset`)."""
+
+    root: Path
+    format: str  # "voc" | "dota" | "h5" | "pickle"
+    records: List[ImageRecord] = field(default_factory=list)
+    problems: List[Problem] = field(default_factory=list)
+    skipped: List[Tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    classes: List[str] = field(default_factory=list)
+    image_getter: Optional[Callable[[ImageRecord], np.ndarray]] = None  # packed files: BGR image of a record
+    meta: dict = field(default_factory=dict)  # format-specific data-set facts (e.g. COCO category ids)
+
+
+class ErrorPolicy:
+    """``--on-error fail|skip``: raise the first error, or record it and go on."""
+
+    def __init__(self, mode: str = "fail"):
+        if mode not in ("fail", "skip"):
+            raise DsprepError(f"--on-error must be 'fail' or 'skip', not '{mode}'")
+        self.mode = mode
+        self.skipped: List[Tuple[str, str]] = []
+
+    def handle(self, err: DsprepError, file: str) -> None:
+        if self.mode == "fail":
+            raise err
+        self.skipped.append((file, str(err)))
+
+
+class FormatWriter:
+    """How a format writes a data set: a pure translation of records into files, ``{relative path: bytes}``.
+
+    * :meth:`record_files` runs once per image (in worker processes): that image's own annotation files;
+    * :meth:`finish` runs once, with every record written, for the data-set-level files (split lists, a COCO JSON,
+      ``data.yaml``);
+    * :meth:`image_path` says where a record's image goes (relative to the output folder).
+
+    ``lossy`` in a result counts what the format could not keep (``{"polygon_to_box": 3}``), so the caller can
+    name it in the summary.  The caller writes every file through :mod:`dsprep.outputs`.
+    """
+
+    NAME = ""
+
+    def __init__(self, classes: Sequence[str], options: Optional[dict] = None):
+        self.classes = list(classes)
+        self.options = dict(options or {})
+
+    def image_path(self, rec: ImageRecord) -> str:
+        raise NotImplementedError
+
+    def record_files(self, rec: ImageRecord) -> Tuple[dict, dict]:
+        """``({relative path: bytes}, {lossy kind: count})`` for one record."""
+        raise NotImplementedError
+
+    def finish(self, records: Sequence[ImageRecord]) -> dict:
+        """``{relative path: bytes}`` written once all records are."""
+        return {}

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from .core import ImageRecord
-from .io import encode_image
+from .images import encode_image
 from .voc import write_voc_dataset
 
 DEMO_CLASSES = ("ball", "box", "cone")

@@ -15,8 +15,10 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .core import DatasetError, DsprepError, ImageRecord, ParseError, Problem, polygons_to_boxes
-from .io import IMAGE_EXTS, atomic_write_text, image_size
+from .core import (Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
+                   decide_classes, polygons_to_boxes)
+from .images import IMAGE_EXTS, image_size
+from .outputs import atomic_write_text
 
 HEADER_KEYS = ("imagesource", "gsd")
 
@@ -165,9 +167,19 @@ def dota_items(root: Path) -> Tuple[List[Tuple[str, Optional[str], Optional[str]
     return [(s, labels.get(s), images.get(s)) for s in stems], labels_dir, images_dir
 
 
-def load_dota_dataset(root: Path, policy, wrap=lambda it: it):
+LAYOUT = "DOTA: labelTxt/ + images/"
+NAME = "dota"
+
+
+def detect(path: Path) -> bool:
+    return path.is_dir() and (path / "labelTxt").is_dir()
+
+
+def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Dataset:
     """All records of a DOTA folder; image sizes come from the image headers."""
-    from .dataset import Dataset
+    if split is not None:
+        from .core import DatasetError
+        raise DatasetError(f"{root}: a DOTA folder has no split lists (--split {split}); give the split's folder")
     items, labels_dir, _ = dota_items(root)
     if not items:
         raise DatasetError(f"{root}: data set is empty (no labels or images)")
@@ -193,7 +205,22 @@ def load_dota_dataset(root: Path, policy, wrap=lambda it: it):
         ds.records.append(rec)
         ds.problems.extend(problems)
         ds.problems.extend(_outside(rec, label))
+    ds.classes = decide_classes(ds.records)
     return ds
+
+
+class Writer(FormatWriter):
+    """DOTA folder: ``images/`` + ``labelTxt/<name>.txt``; boxes become clockwise quads (nothing is lost)."""
+
+    NAME = NAME
+
+    def image_path(self, rec: ImageRecord) -> str:
+        from .outputs import safe_name
+        return f"images/{safe_name(rec.stem)}{os.path.splitext(rec.image_path)[1] or '.png'}"
+
+    def record_files(self, rec: ImageRecord):
+        from .outputs import safe_name
+        return {f"labelTxt/{safe_name(rec.stem)}.txt": format_dota(rec).encode("utf-8")}, {}
 
 
 def _outside(rec: ImageRecord, source: str) -> List[Problem]:

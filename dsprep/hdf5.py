@@ -30,8 +30,9 @@ import cv2
 import h5py
 import numpy as np
 
-from .core import DatasetError, DsprepError, ImageError, ImageRecord
-from .io import TemporaryPath, check_complete, image_size, read_image
+from .core import Dataset, DatasetError, DsprepError, ImageError, ImageRecord
+from .images import check_complete, image_size, read_image
+from .outputs import TemporaryPath
 from .resize import fit_image, map_boxes
 
 FORMAT = "dsprep-detection"
@@ -106,7 +107,7 @@ def prepare_image(args) -> dict:
         img, _ = correct(img, opts.color)
     if opts.mode == "encoded":
         ext = os.path.splitext(path)[1].lower() or ".png"
-        from .io import encode_image
+        from .images import encode_image
         data = np.frombuffer(encode_image(img, ext if ext in (".jpg", ".jpeg", ".png") else ".png"), np.uint8)
         return {"encoded": data, "orig": (w, h), "transform": np.array([1.0, 1.0, 0.0, 0.0])}
     out, t = fit_image(img, opts.size, opts.resize)
@@ -585,9 +586,17 @@ def _load_pickle_meta(path: str, split: Optional[str]):
     return {"classes": payload["classes"], "options": payload["options"]}, split, d
 
 
-def load_packed_dataset(path: Path, split: Optional[str] = None):
-    """A packed file as a :class:`~dsprep.dataset.Dataset` (records in stored-image pixels) for info/visualize."""
-    from .dataset import Dataset
+LAYOUT = "packed: a .h5/.pkl file"
+NAME = "h5"
+PACKED_SUFFIXES = (".h5", ".hdf5", ".pkl", ".pickle")
+
+
+def detect(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in PACKED_SUFFIXES
+
+
+def load(path: Path, split: Optional[str], policy=None, wrap=None) -> Dataset:
+    """A packed file as a :class:`~dsprep.core.Dataset` (records in stored-image pixels) for info/visualize."""
     reader = DetectionH5(path, split)
     records = []
     for i in range(len(reader)):
@@ -600,7 +609,7 @@ def load_packed_dataset(path: Path, split: Optional[str] = None):
                                    names=[reader.classes[k] for k in a["labels"]],
                                    difficult=a["difficult"].astype(np.uint8), split=reader.split,
                                    meta={"stem": os.path.splitext(a["filename"])[0], "index": i}))
-    ds = Dataset(Path(path), "pickle" if reader.is_pickle else "h5", records, classes=list(reader.classes))
+    ds = Dataset(Path(path), "pickle" if reader.is_pickle else NAME, records, classes=list(reader.classes))
     ds.image_getter = lambda rec: cv2.cvtColor(reader.image(rec.meta["index"]), cv2.COLOR_RGB2BGR)
     return ds
 

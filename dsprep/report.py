@@ -36,8 +36,8 @@ class Summary:
         return time.perf_counter() - self.t0
 
     def line(self, out: Optional[str] = None, order: Optional[List[str]] = None) -> str:
-        keys = order or list(self.counts)
-        parts = [f"{self.counts[k]} {k}" for k in keys if k in self.counts or order]
+        keys = list(order or []) + [k for k in self.counts if k not in (order or [])]
+        parts = [f"{self.counts[k]} {k}" for k in keys if k in self.counts or k in (order or [])]
         if self.skipped:
             reasons = Counter(_reason_kind(r) for _, r in self.skipped)
             parts.append(f"{len(self.skipped)} skipped (" + ", ".join(f"{n} {k}" for k, n in reasons.items()) + ")")

@@ -17,8 +17,10 @@ from xml.sax.saxutils import escape
 import numpy as np
 from lxml import etree
 
-from .core import DatasetError, ImageRecord, ParseError, Problem
-from .io import IMAGE_EXTS, atomic_write_bytes, image_size
+from .core import (Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
+                   decide_classes)
+from .images import IMAGE_EXTS, image_size
+from .outputs import atomic_write_bytes
 
 # Defence in depth: documents with a DOCTYPE are rejected before parsing (see parse_voc), and the parser itself
 # never resolves entities, never loads a DTD and never touches the network.
@@ -419,6 +421,86 @@ def load_voc_item(item: VocItem) -> Tuple[ImageRecord, List[Problem]]:
     rec.split = item.split
     rec.meta["stem"] = stem
     return rec, problems + clip_problems
+
+
+LAYOUT = "VOC: Annotations/, xmls/, annotations/ or *.xml files"
+NAME = "voc"
+
+
+def detect(path: Path) -> bool:
+    """A folder holding VOC XML in any layout :func:`find_voc_parts` knows (the fallback format: checked last)."""
+    return path.is_dir() and bool(find_voc_parts(path))
+
+
+def load(path: Path, split: Optional[str], policy, wrap) -> Dataset:
+    """Every record of a VOC data set; the class list comes from all annotation files, whatever ``split`` is."""
+    items = list(iter_voc_items(path, split))
+    ds = Dataset(path, NAME)
+    for item in wrap(items):
+        ds.problems.extend(item.problems)
+        if item.xml is None:
+            continue
+        try:
+            rec, probs = load_voc_item(item)
+        except DsprepError as e:
+            policy.handle(e, item.xml)
+            ds.problems.append(Problem("unreadable", item.xml, str(e)))
+            continue
+        ds.records.append(rec)
+        ds.problems.extend(probs)
+    ds.classes = decide_classes(ds.records + (_other_records(path, items) if split is not None else []))
+    return ds
+
+
+def _other_records(path: Path, selected: Sequence[VocItem]) -> List[ImageRecord]:
+    """The annotations outside the selected split, read only for their class names (so every split of a data set
+    gets the same class list).  A broken file here is not the selection's problem: it is left out."""
+    chosen = {item.xml for item in selected}
+    out = []
+    for item in iter_voc_items(path, None):
+        if item.xml is not None and item.xml not in chosen:
+            try:
+                out.append(read_voc(item.xml)[0])
+            except DsprepError:
+                continue
+    return out
+
+
+class Writer(FormatWriter):
+    """Standard VOC tree: ``Annotations/<id>.xml``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``.
+
+    Polygons become their axis-aligned boxes (counted as ``polygon_to_box``); boxes are clipped to the image
+    (counted as ``clipped_box``)."""
+
+    NAME = NAME
+
+    def image_path(self, rec: ImageRecord) -> str:
+        return f"JPEGImages/{_safe_stem(rec)}{os.path.splitext(rec.image_path)[1] or '.jpg'}"
+
+    def record_files(self, rec: ImageRecord):
+        lossy = {}
+        box_rec = rec.select(np.arange(len(rec)))
+        if box_rec.polygons is not None:
+            lossy["polygon_to_box"] = len(rec)
+            box_rec.polygons = None
+        box_rec.image_path = os.path.basename(self.image_path(rec))
+        box_rec, problems = clip_boxes(box_rec, rec.image_path)
+        clipped = sum(p.kind == "clipped_box" for p in problems)
+        if clipped:
+            lossy["clipped_box"] = clipped
+        return {f"Annotations/{_safe_stem(rec)}.xml": format_voc(box_rec)}, lossy
+
+    def finish(self, records: Sequence[ImageRecord]) -> dict:
+        by_split: Dict[str, List[str]] = {}
+        for rec in records:
+            by_split.setdefault(rec.split or "trainval", []).append(_safe_stem(rec))
+        return {f"ImageSets/Main/{split}.txt": "".join(f"{i}\n" for i in ids).encode("utf-8")
+                for split, ids in by_split.items()}
+
+
+def _safe_stem(rec: ImageRecord) -> str:
+    from .outputs import safe_name
+    return safe_name(rec.stem)
 
 
 def write_voc_dataset(out: Path, items: Iterable[Tuple[ImageRecord, Optional[bytes]]], split: str = "train",

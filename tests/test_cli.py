@@ -42,9 +42,9 @@ def test_info_json(voc):
 
 
 def test_info_does_not_decode_images(voc, monkeypatch):
-    import dsprep.io
+    import dsprep.images
     calls = []
-    monkeypatch.setattr(dsprep.io, "read_image", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(dsprep.images, "read_image", lambda *a, **k: calls.append(a))
     run("info", voc)
     assert calls == []
 

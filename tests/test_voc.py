@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsprep.core import DatasetError, ImageRecord, ParseError
-from dsprep.dataset import load_dataset, summarize
-from dsprep.io import image_size
+from dsprep.dataset import load_dataset
+from dsprep.info import summarize
+from dsprep.images import image_size
 from dsprep.voc import format_voc, parse_voc, read_voc
 
 from helpers import gradient, voc_xml, write_voc_tree
@@ -201,7 +202,7 @@ def test_empty_and_missing_dataset(tmp_path):
     with pytest.raises(DatasetError, match="not found"):
         load_dataset(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match="no VOC annotations"):
+    with pytest.raises(DatasetError, match="no data set found.*VOC: Annotations/"):
         load_dataset(tmp_path / "empty")
 
 

@@ -1,0 +1,73 @@
+"""What ``dsprep info`` reports: counts, ranges and problems of a loaded data set (a JSON-ready dict) and its text."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from .core import Dataset
+
+
+def summarize(ds: Dataset) -> dict:
+    """Counts and ranges for ``dsprep info`` (a JSON-ready dict)."""
+    per_class = Counter()
+    per_class_difficult = Counter()
+    n_per_image = np.array([len(r) for r in ds.records], dtype=np.int64)
+    for r in ds.records:
+        per_class.update(r.names)
+        per_class_difficult.update(n for n, d in zip(r.names, r.difficult) if d)
+    sizes = np.array([(r.width, r.height) for r in ds.records if r.width > 0 and r.height > 0],
+                     dtype=np.int64).reshape(-1, 2)
+    kinds = Counter(p.kind for p in ds.problems)
+    out = {
+        "path": str(ds.root),
+        "format": ds.format,
+        "images": len(ds.records),
+        "objects": int(n_per_image.sum()),
+        "classes": {c: per_class[c] for c in ds.classes if per_class[c]},
+        "difficult": int(sum(per_class_difficult.values())),
+        "difficult_per_class": {c: per_class_difficult[c] for c in ds.classes if per_class_difficult[c]},
+        "image_size": None if len(sizes) == 0 else {
+            "min_width": int(sizes[:, 0].min()), "max_width": int(sizes[:, 0].max()),
+            "min_height": int(sizes[:, 1].min()), "max_height": int(sizes[:, 1].max())},
+        "objects_per_image": None if len(n_per_image) == 0 else {
+            "min": int(n_per_image.min()), "mean": round(float(n_per_image.mean()), 3),
+            "max": int(n_per_image.max()), "empty_images": int((n_per_image == 0).sum())},
+        "problem_counts": dict(sorted(kinds.items())),
+        "problems": [p.as_dict() for p in ds.problems],
+        "skipped": [{"file": f, "reason": r} for f, r in ds.skipped],
+    }
+    return out
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"{s['path']} ({s['format']})",
+             f"images: {s['images']}   objects: {s['objects']}   difficult: {s['difficult']}"]
+    if s["image_size"]:
+        z = s["image_size"]
+        lines.append(f"image size: {z['min_width']}-{z['max_width']} x {z['min_height']}-{z['max_height']} px")
+    if s["objects_per_image"]:
+        o = s["objects_per_image"]
+        lines.append(f"objects per image: min {o['min']}, mean {o['mean']}, max {o['max']} "
+                     f"({o['empty_images']} images without objects)")
+    if s["classes"]:
+        width = max(len(c) for c in s["classes"])
+        lines.append("classes:")
+        for c, n in sorted(s["classes"].items(), key=lambda kv: (-kv[1], kv[0])):
+            d = s["difficult_per_class"].get(c, 0)
+            lines.append(f"  {c:<{width}}  {n:>7}" + (f"  ({d} difficult)" if d else ""))
+    if s["problem_counts"]:
+        lines.append("problems:")
+        for kind, n in s["problem_counts"].items():
+            lines.append(f"  {kind}: {n}")
+        shown = s["problems"][:20]
+        for p in shown:
+            lines.append(f"    {p['file']}: {p['kind']}" + (f": {p['detail']}" if p["detail"] else ""))
+        if len(s["problems"]) > len(shown):
+            lines.append(f"    ... {len(s['problems']) - len(shown)} more (use --json for all)")
+    else:
+        lines.append("problems: none")
+    if s["skipped"]:
+        lines.append(f"skipped {len(s['skipped'])} files:")
+        lines.extend(f"  {x['reason']}" for x in s["skipped"])
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""Per-image work of ``synth``: make synthetic image ``index`` and write it with its annotation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from ..images import read_image, write_image
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything a synth worker needs besides the image index (file lists are sorted: deterministic)."""
+
+    out: str
+    backgrounds: Tuple[str, ...]
+    objects: Tuple[Tuple[str, Tuple[str, ...]], ...]  # (class, object files)
+    params: object                                     # synth.SynthParams
+    seed: int
+    fmt: str = "voc"                                   # voc | dota
+    ext: str = ".jpg"
+    mask_from: str = "auto"
+    masks: bool = False
+    color: Optional[str] = None
+    jpeg_quality: int = 95
+    prefix: str = "synth_"
+
+
+_SPRITES: dict = {}
+
+
+def _sprite(path: str, mask_from: str):
+    """Object crops are decoded once per worker process (bounded cache)."""
+    from ..synth import sprite_from_image
+    key = (path, mask_from)
+    sp = _SPRITES.get(key)
+    if sp is None:
+        if len(_SPRITES) > 4096:
+            _SPRITES.clear()
+        try:
+            sp = sprite_from_image(read_image(path, cv2.IMREAD_UNCHANGED), mask_from, path)
+        except ValueError as e:
+            from ..core import ImageError
+            raise ImageError(str(e)) from e
+        _SPRITES[key] = sp
+    return sp
+
+
+def synth_name(cfg: SynthConfig, index: int) -> str:
+    return f"{cfg.prefix}{index:06d}"
+
+
+def synth_one(args) -> dict:
+    """Make and write synthetic image ``index``; its generator is seeded by ``(seed, index)``, so the output does
+    not depend on which worker makes it or in which order."""
+    from ..core import ImageRecord
+    from ..dota import write_dota
+    from ..outputs import atomic_write_bytes
+    from ..synth import encode_palette_png, synthesize, voc_palette
+    from ..voc import write_voc
+    index, cfg = args
+    rng = np.random.default_rng([cfg.seed, index])
+    bg_path = cfg.backgrounds[int(rng.integers(len(cfg.backgrounds)))]
+    background = read_image(bg_path)
+    if cfg.color:
+        from ..color import correct
+        background, _ = correct(background, cfg.color)
+    files = dict(cfg.objects)
+    classes = [c for c, _ in cfg.objects]
+
+    def pick(cls, r):
+        paths = files[cls]
+        return _sprite(paths[int(r.integers(len(paths)))], cfg.mask_from)
+
+    res = synthesize(background, pick, classes, cfg.params, rng, masks=cfg.masks, reuse_background=True)
+    name = synth_name(cfg, index)
+    out = Path(cfg.out)
+    h, w = res.image.shape[:2]
+    image_dir = out / ("JPEGImages" if cfg.fmt == "voc" else "images")
+    write_image(image_dir / f"{name}{cfg.ext}", res.image, jpeg_quality=cfg.jpeg_quality)
+    rec = ImageRecord(f"{name}{cfg.ext}", w, h, boxes=res.boxes, names=res.names,
+                      polygons=res.quads if cfg.fmt == "dota" else None, meta={"stem": name})
+    if cfg.fmt == "voc":
+        write_voc(out / "Annotations" / f"{name}.xml", rec)
+    else:
+        write_dota(out / "labelTxt" / f"{name}.txt", rec)
+    if cfg.masks and res.instance is not None:
+        pal = voc_palette()
+        cls_index = {c: i + 1 for i, c in enumerate(classes)}
+        lut = np.zeros(256, np.uint8)
+        for k, n in enumerate(res.names):
+            lut[min(k + 1, 254)] = cls_index[n]
+        atomic_write_bytes(out / "SegmentationObject" / f"{name}.png", encode_palette_png(res.instance, pal))
+        atomic_write_bytes(out / "SegmentationClass" / f"{name}.png", encode_palette_png(lut[res.instance], pal))
+    return {"images": 1, "objects": len(res.names), "dropped_too_large": res.dropped_too_large,
+            "dropped_no_room": res.dropped_no_room, "name": name}
