@@ -8,6 +8,10 @@ An :class:`ImageRecord` is one image with its objects stored as arrays (structur
 * ``names``      ``list[str]`` of length N -- class names.
 * ``difficult``  ``(N,) uint8`` -- 0/1 (DOTA tiling may also write 2: "mostly cut away").
 * ``truncated``  ``(N,) bool``.
+* ``attrs``      ``dict[str, array or list of length N]`` -- per-object facts a format keeps that the model has no
+  field for (COCO ``area``, ``iscrowd``, ``segmentation``, annotation ``id``; labelme shape attributes ...).
+  :meth:`ImageRecord.select` keeps them aligned with the objects.
+* ``meta``       per-image facts (``stem``, the annotation file's path, DOTA header lines, a COCO image id ...).
 
 A :class:`Dataset` holds the records of a data set with its class list and the problems found while reading.
 Format modules (``voc.py``, ``dota.py`` ...) only translate between files and these types.
@@ -93,6 +97,7 @@ class ImageRecord:
     polygons: Optional[np.ndarray] = None
     split: Optional[str] = None
     meta: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.boxes = _as_boxes(self.boxes)
@@ -114,16 +119,20 @@ class ImageRecord:
             if poly.shape != (n, 4, 2):
                 raise ValueError(f"polygons must have shape {(n, 4, 2)}, but got shape {poly.shape}")
             self.polygons = poly
+        for key, values in self.attrs.items():
+            if len(values) != n:
+                raise ValueError(f"attrs['{key}'] must have length {n} (one per object), but got {len(values)}")
         self.width, self.height, self.depth = int(self.width), int(self.height), int(self.depth)
 
     @classmethod
     def trusted(cls, image_path, width, height, depth, boxes, names, difficult, truncated, polygons=None,
-                split=None, meta=None) -> "ImageRecord":
+                split=None, meta=None, attrs=None) -> "ImageRecord":
         """Build from arrays already of the right dtypes and shapes (parsers' hot path: no validation, no copies)."""
         rec = cls.__new__(cls)
         rec.image_path, rec.width, rec.height, rec.depth = image_path, width, height, depth
         rec.boxes, rec.names, rec.difficult, rec.truncated = boxes, names, difficult, truncated
         rec.polygons, rec.split, rec.meta = polygons, split, meta if meta is not None else {}
+        rec.attrs = attrs if attrs is not None else {}
         return rec
 
     def __len__(self) -> int:
@@ -157,7 +166,8 @@ class ImageRecord:
             image_path=self.image_path, width=self.width, height=self.height, depth=self.depth,
             boxes=self.boxes[idx], names=[self.names[i] for i in idx], difficult=self.difficult[idx],
             truncated=self.truncated[idx], polygons=None if self.polygons is None else self.polygons[idx],
-            split=self.split, meta=dict(self.meta))
+            split=self.split, meta=dict(self.meta),
+            attrs={k: (v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx]) for k, v in self.attrs.items()})
 
 
 def _stem(path: str) -> str:
