@@ -588,6 +588,7 @@ def _load_pickle_meta(path: str, split: Optional[str]):
 
 LAYOUT = "packed: a .h5/.pkl file"
 NAME = "h5"
+HAS_IMAGE_FILES = False  # the pixels are inside the file
 PACKED_SUFFIXES = (".h5", ".hdf5", ".pkl", ".pickle")
 
 

@@ -1,19 +1,29 @@
-"""The one output-writing path: atomic file writes, whole-file temporaries, output-folder safety."""
+"""The one output-writing path: atomic file writes, whole-file temporaries, output folders.
+
+* every file is written under a temporary name beside its target (``.<name>.<pid>.partial``) and renamed when
+  complete, so no half-written file ever stands at an output path;
+* :class:`OutputDir` guards an output folder for the length of a run: it refuses a folder that is, contains or lies
+  inside an input (``--overwrite`` notwithstanding), refuses a non-empty folder unless told, and when the run fails
+  or is interrupted it removes what the run created (the whole folder when the run made it), so rerunning the same
+  command works;
+* files are created with the usual permissions (``0666`` less the umask).
+"""
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Iterable, Optional, Set, Union
 
-from .core import OutputError
+from .core import OutputError, UsageError
 
 PathLike = Union[str, os.PathLike]
+TEMP_SUFFIX = ".partial"
 
 
 def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
@@ -41,6 +51,92 @@ def _unlink(path: Path) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def check_not_input(out: PathLike, inputs: Iterable[PathLike], option: str = "--out") -> None:
+    """Refuse an output that is, contains or lies inside an input folder (or is an input file): exit code 2."""
+    out_r = os.path.realpath(str(out))
+    for inp in inputs:
+        if inp is None:
+            continue
+        in_r = os.path.realpath(str(inp))
+        if out_r == in_r or _within(out_r, in_r) or _within(in_r, out_r):
+            raise UsageError(f"{option} {out}: the output would be written {'into' if out_r != in_r else 'over'} the "
+                             f"input {inp} (choose a folder outside it)")
+
+
+def _within(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root and path != root
+
+
+class OutputDir:
+    """An output folder for the length of a run (a context manager yielding its :class:`Path`).
+
+    On entry: refuses a folder overlapping ``inputs``, a non-empty folder unless ``overwrite`` (or
+    ``allow_existing``), creates it.  On an exception (a failed input with ``--on-error fail``, Ctrl-C, SIGTERM):
+    removes what this run created -- the folder itself if the run made it, otherwise every file that was not there
+    before -- plus any temporary file left by a killed worker, then re-raises.  ``keep_on_error`` keeps partial
+    output (``synth``, which resumes with ``--append``); temporary files are removed all the same.
+    """
+
+    def __init__(self, path: PathLike, overwrite: bool = False, inputs: Iterable[PathLike] = (),
+                 allow_existing: bool = False, option: str = "--out", keep_on_error: bool = False):
+        self.path = Path(path)
+        check_not_input(self.path, inputs, option)
+        self.overwrite, self.allow_existing, self.keep = overwrite, allow_existing, keep_on_error
+        self.created = not self.path.exists()
+        self.before: Optional[Set[str]] = None
+
+    def __enter__(self) -> Path:
+        prepare_output_dir(self.path, self.overwrite, self.allow_existing)
+        if not self.created and not self.keep:
+            self.before = set(_walk_files(self.path))
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            return False
+        self.cleanup()
+        return False
+
+    def cleanup(self) -> None:
+        remove_temporaries(self.path)
+        if self.keep:
+            return
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for f in set(_walk_files(self.path)) - (self.before or set()):
+            _unlink(Path(f))
+        _remove_empty_dirs(self.path)
+
+
+def _walk_files(root: Path):
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            yield os.path.join(dirpath, name)
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    for dirpath, _, _ in sorted(os.walk(root), key=lambda t: -len(t[0])):
+        if dirpath != str(root):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
+def remove_temporaries(root: PathLike) -> int:
+    """Remove the temporary files (``.<name>...partial``) a killed writer may have left under ``root``."""
+    n = 0
+    if not Path(root).is_dir():
+        return 0
+    for f in _walk_files(Path(root)):
+        base = os.path.basename(f)
+        if base.startswith(".") and base.endswith(TEMP_SUFFIX):
+            _unlink(Path(f))
+            n += 1
+    return n
 
 
 def prepare_output_dir(path: PathLike, overwrite: bool = False, allow_existing: bool = False) -> Path:

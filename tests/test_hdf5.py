@@ -88,9 +88,10 @@ def test_existing_output_needs_overwrite_and_bad_options(voc, tmp_path):
     res = run("voc-to-h5", voc, out, "--size", "32x32", ok=False)
     assert res.exit_code == 2 and "already exists" in res.output and out.read_bytes() == b"precious"
     res = run("voc-to-h5", voc, tmp_path / "q.h5", "--size", "32x32", "--encoded", ok=False)
-    assert "exclude each other" in res.output
+    assert res.exit_code == 2 and "exclude each other" in res.output
     res = run("voc-to-h5", voc, tmp_path / "q.h5", "--size", "big", ok=False)
-    assert "--size: size must look like 512x512" in res.output and not (tmp_path / "q.h5").exists()
+    assert res.exit_code == 2 and "Invalid value for '--size': size must look like 512x512" in res.output
+    assert not (tmp_path / "q.h5").exists()
 
 
 def test_failed_pack_leaves_nothing(voc, tmp_path):
