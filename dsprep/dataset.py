@@ -128,6 +128,7 @@ def attach_images(ds: Dataset, module: ModuleType, exif: str = "auto") -> None:
         annotated = (rec.width, rec.height) if (records_size and rec.width > 0 and rec.height > 0) else None
         orient, mismatch = decide_orientation(exif, info, annotated)
         rec.meta["orient"] = orient
+        rec.meta["exif"] = info.orientation
         if info.orientation != 1:
             ds.problems.append(Problem("exif_orientation", rec.image_path,
                                        f"EXIF orientation {info.orientation} ({ORIENTATION_NAMES[info.orientation]})"

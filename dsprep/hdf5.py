@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from .core import Dataset, DatasetError, DsprepError, ImageError, ImageRecord
-from .images import check_complete, image_size, read_image
+from .images import apply_orientation, check_complete, probe, read_image, read_record_image
 from .outputs import TemporaryPath
 from .resize import fit_image, map_boxes
 
@@ -90,17 +90,26 @@ def close_slots() -> None:
 
 
 def prepare_image(args) -> dict:
-    """Decode (or take the bytes of) one image, colour-correct and fit it.  Returns what the writer stores."""
-    path, opts, slot = args
+    """Decode (or take the bytes of) one record's image, colour-correct and fit it.  Returns what the writer stores.
+
+    The pixels are those the record's boxes refer to (its EXIF orientation decided when the data set was read, its
+    size checked).  Encoded mode keeps the file's bytes and stores the orientation to apply when reading."""
+    rec, opts, slot = args
+    path = rec.image_path
     if opts.mode == "encoded" and not opts.color:
         try:
             data = np.fromfile(path, dtype=np.uint8)
         except OSError as e:
             raise ImageError(f"{path}: cannot read image ({e.strerror or e})") from e
         check_complete(data, path)
-        w, h, _ = image_size(path, data)
-        return {"encoded": data, "orig": (w, h), "transform": np.array([1.0, 1.0, 0.0, 0.0])}
-    img = read_image(path)
+        info = probe(path, data.tobytes())
+        code = info.orientation if rec.meta.get("orient", True) else 1
+        w, h = info.size(code != 1)
+        if rec.width > 0 and (w, h) != (rec.width, rec.height):
+            raise ImageError(f"{rec.meta.get('annotation_path') or path}: the annotation says {rec.width}x"
+                             f"{rec.height} but the image {path} is {w}x{h} (boxes would not fit the pixels)")
+        return {"encoded": data, "orig": (w, h), "transform": np.array([1.0, 1.0, 0.0, 0.0]), "orientation": code}
+    img = read_record_image(rec)
     h, w = img.shape[:2]
     if opts.color:
         from .color import correct
@@ -132,10 +141,13 @@ class _SplitArrays:
         self.transform: List[np.ndarray] = []
         self.filenames: List[str] = []
         self.paths: List[str] = []
+        self.orientation: List[int] = []
         self.kept: List[int] = []  # indices (in the split's record list) that were stored
 
-    def add(self, idx: int, rec: ImageRecord, class_index: Dict[str, int], orig, transform) -> None:
+    def add(self, idx: int, rec: ImageRecord, class_index: Dict[str, int], orig, transform, orientation: int = 1
+            ) -> None:
         self.kept.append(idx)
+        self.orientation.append(int(orientation))
         self.boxes.append(map_boxes(rec.boxes, transform).astype(np.float32))
         self.labels.append(np.array([class_index[n] for n in rec.names], np.int32))
         self.difficult.append(rec.difficult.astype(bool))
@@ -154,6 +166,7 @@ class _SplitArrays:
             "box_offsets": np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64),
             "orig_size": np.array(self.orig, np.int32).reshape(-1, 2),
             "transform": np.array(self.transform, np.float64).reshape(-1, 4),
+            "orientation": np.array(self.orientation, np.uint8),
         }
 
 
@@ -200,7 +213,8 @@ class _Writer:
 
     def _note(self, arrays: "_SplitArrays", split: str, index: int, prepared: dict) -> ImageRecord:
         rec = self.splits[split][index]
-        arrays.add(index, rec, self.class_index, prepared["orig"], prepared["transform"])
+        arrays.add(index, rec, self.class_index, prepared["orig"], prepared["transform"],
+                   prepared.get("orientation", 1))
         self.stats["images"] += 1
         self.stats["objects"] += len(rec)
         return rec
@@ -406,15 +420,16 @@ class PickleWriter(_Writer):
 
 
 def pack_items(writer, splits: Dict[str, List[ImageRecord]], opts: PackOptions):
-    """``[(split, index, (path, opts, slot))]`` for every image to prepare."""
-    return [(s, i, (rec.image_path, opts, writer.slot(s, i))) for s, recs in splits.items()
-            for i, rec in enumerate(recs)]
+    """``[(split, index, (record, opts, slot))]`` for every image to prepare."""
+    return [(s, i, (rec, opts, writer.slot(s, i))) for s, recs in splits.items() for i, rec in enumerate(recs)]
 
 
 def annotation_only_results(splits: Dict[str, List[ImageRecord]]):
     for s, recs in splits.items():
         for i, rec in enumerate(recs):
-            yield (s, i, None), {"orig": (rec.width, rec.height), "transform": np.array([1.0, 1.0, 0.0, 0.0])}
+            code = rec.meta.get("exif", 1) if rec.meta.get("orient", True) else 1
+            yield (s, i, None), {"orig": (rec.width, rec.height), "transform": np.array([1.0, 1.0, 0.0, 0.0]),
+                                 "orientation": code}
 
 
 # ---- reading -------------------------------------------------------------------------------------------------------
@@ -447,6 +462,8 @@ class DetectionH5:
         self.filenames: List[str] = arrays["filenames"]
         self.paths: List[str] = arrays["paths"]
         self.encoded_offsets: Optional[np.ndarray] = arrays.get("encoded_offsets")
+        # EXIF orientation to apply after decoding an encoded image or a source file (1: none); older files lack it
+        self.orientation: np.ndarray = arrays.get("orientation", np.ones(len(self.box_offsets) - 1, np.uint8))
         self._mem = arrays.get("_mem")  # pickle: the image arrays themselves
         self._pid = None
         self._file = None
@@ -499,11 +516,12 @@ class DetectionH5:
             return img.copy() if isinstance(src, np.ndarray) else img
         if self.mode == "encoded":
             data = src[self.encoded_offsets[i]:self.encoded_offsets[i + 1]]
-            img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
             if img is None:
                 raise ImageError(f"{self.path}: image {i} ({self.filenames[i]}) cannot be decoded")
-            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
-        return cv2.cvtColor(read_image(self.paths[i]), cv2.COLOR_BGR2RGB)
+            img = apply_orientation(img, int(self.orientation[i]))
+            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img if img.flags.writeable else None)
+        return cv2.cvtColor(read_image(self.paths[i], orient=int(self.orientation[i]) != 1), cv2.COLOR_BGR2RGB)
 
     def annotations(self, i: int) -> dict:
         a, b = self.box_offsets[i], self.box_offsets[i + 1]
@@ -566,7 +584,8 @@ def _load_h5_meta(path: str, split: Optional[str]):
         meta = {"classes": json.loads(f.attrs["classes"]), "options": json.loads(f.attrs["options"])}
         split = _pick_split(sorted(f.keys()), split, path)
         g = f[split]
-        arrays = {k: g[k][()] for k in ("boxes", "labels", "difficult", "box_offsets", "orig_size", "transform")}
+        arrays = {k: g[k][()] for k in ("boxes", "labels", "difficult", "box_offsets", "orig_size", "transform",
+                                        "orientation") if k in g}
         arrays["filenames"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["filenames"][()]]
         arrays["paths"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["paths"][()]]
         arrays["mode"] = g.attrs["mode"]
@@ -636,7 +655,7 @@ def pack_shard(args) -> dict:
         for split, recs in splits.items():
             for i, rec in enumerate(recs):
                 try:
-                    prepared = prepare_image((rec.image_path, opts, w.slot(split, i)))
+                    prepared = prepare_image((rec, opts, w.slot(split, i)))
                 except DsprepError as e:
                     if on_error != "skip":
                         raise
@@ -675,8 +694,9 @@ def write_master(out: Path, shards: Sequence[Path], split_names: Sequence[str], 
                 box_off.append(pt["box_offsets"][1:] + box_off[-1][-1])
                 if "encoded_offsets" in pt:
                     enc_off.append(pt["encoded_offsets"][1:] + enc_off[-1][-1])
-            for name in ("boxes", "labels", "difficult", "orig_size", "transform"):
-                g.create_dataset(name, data=np.concatenate([pt[name] for pt in parts]))
+            for name in ("boxes", "labels", "difficult", "orig_size", "transform", "orientation"):
+                if all(name in pt for pt in parts):
+                    g.create_dataset(name, data=np.concatenate([pt[name] for pt in parts]))
             g.create_dataset("box_offsets", data=np.concatenate(box_off))
             text = h5py.string_dtype("utf-8")
             for name in ("filenames", "paths"):

@@ -21,15 +21,11 @@ import struct
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-# OpenCV refuses images above 2^30 pixels by default; dsprep checks memory itself (see _check_memory).  The
-# variable is read once, at OpenCV's first decode, so it is set before cv2 is imported anywhere in dsprep.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 42))
+import cv2
+import numpy as np
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .core import ImageError, OutputError, UsageError  # noqa: E402
-from .outputs import atomic_write_bytes  # noqa: E402
+from .core import ImageError, OutputError, UsageError
+from .outputs import atomic_write_bytes
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIF_POLICIES = ("auto", "apply", "ignore")
@@ -373,6 +369,10 @@ def _decode(data: np.ndarray, name: str, flags: int) -> np.ndarray:
         img = cv2.imdecode(data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8),
                            flags | cv2.IMREAD_IGNORE_ORIENTATION if flags >= 0 else flags)
     except cv2.error as e:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
+            # dsprep lifts the limit (dsprep/__init__.py) unless cv2 was loaded before dsprep was
+            raise ImageError(f"{name}: more pixels than OpenCV's limit, which was fixed when cv2 was loaded before "
+                             f"dsprep: import dsprep first, or set OPENCV_IO_MAX_IMAGE_PIXELS") from e
         raise ImageError(f"{name}: cannot decode image ({str(e).strip().splitlines()[-1]})") from e
     if img is None:
         raise ImageError(f"{name}: not a readable image (corrupt or unsupported format)")

@@ -86,11 +86,13 @@ class OutputDir:
         self.overwrite, self.allow_existing, self.keep = overwrite, allow_existing, keep_on_error
         self.created = not self.path.exists()
         self.before: Optional[Set[str]] = None
+        self.before_dirs: Set[str] = set()
 
     def __enter__(self) -> Path:
         prepare_output_dir(self.path, self.overwrite, self.allow_existing)
         if not self.created and not self.keep:
             self.before = set(_walk_files(self.path))
+            self.before_dirs = {d for d, _, _ in os.walk(self.path)}
         return self.path
 
     def __exit__(self, exc_type, exc, tb):
@@ -108,7 +110,7 @@ class OutputDir:
             return
         for f in set(_walk_files(self.path)) - (self.before or set()):
             _unlink(Path(f))
-        _remove_empty_dirs(self.path)
+        _remove_empty_dirs(self.path, keep=self.before_dirs)
 
 
 def _walk_files(root: Path):
@@ -117,9 +119,9 @@ def _walk_files(root: Path):
             yield os.path.join(dirpath, name)
 
 
-def _remove_empty_dirs(root: Path) -> None:
+def _remove_empty_dirs(root: Path, keep: Set[str] = frozenset()) -> None:
     for dirpath, _, _ in sorted(os.walk(root), key=lambda t: -len(t[0])):
-        if dirpath != str(root):
+        if dirpath != str(root) and dirpath not in keep:
             try:
                 os.rmdir(dirpath)
             except OSError:

@@ -195,8 +195,9 @@ def _dask_backend(address: str):
     cluster = None
     try:
         if address == "local":
+            # silence_logs: its workers would log every task cancelled by Ctrl-C on our stderr
             cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+                                   dashboard_address=None, silence_logs=logging.CRITICAL)
             client = Client(cluster)
         else:
             client = Client(address, timeout="10s")

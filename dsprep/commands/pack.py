@@ -43,13 +43,17 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
     if out_path.exists() and not overwrite:
         raise OutputError(f"{out_path}: already exists (use --overwrite to replace it)")
     groups = {}
+    load_skips = []
     for split in (splits or [None]):
         ds = load(dataset, replace(common, split=split))
         groups[split or "all"] = ds.records
+        load_skips += ds.skipped
     classes = ds.classes  # decided from every annotation file, whatever --split selects
     opts = PackOptions(size=wh, resize=resize, compression=compression, color=color_method,
                        annotations_only=annotations_only)
     summary = start_summary(writer_name)
+    for where, reason in load_skips:
+        summary.skip(where, reason)
     if shards:
         _pack_shards(out_path, groups, classes, opts, shards, summary, common, overwrite)
         return
@@ -60,7 +64,7 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
             results = annotation_only_results(groups)
         else:
             results = run_jobs(pack_one, pack_items(writer, groups, opts), summary, common, "packing",
-                               name_of=lambda it: it[2][0])
+                               name_of=lambda it: it[2][0].image_path)
         for (split, index, _), prepared in results:
             writer.add(split, index, prepared)
     summary.counts.clear()
