@@ -120,31 +120,36 @@ def copy_file(src: PathLike, dst: PathLike) -> None:
 
 
 class TemporaryDir:
-    """Context manager for a whole output folder: yields an empty temporary folder beside ``target``; renames it to
-    ``target`` when the block succeeds.
+    """Context manager for a whole output folder: yields an empty temporary folder beside ``target``; puts its
+    content at ``target`` when the block succeeds.
 
-    ``target`` may be missing or an empty folder; a non-empty one is refused unless ``overwrite``, and is then
-    replaced only once the new folder is complete (the old one is moved aside, the new one renamed in, the old one
-    removed).  On any exception (including Ctrl-C) the temporary folder is removed and ``target`` is left as it was.
-    The checks run when the object is made, so a caller can refuse an existing output before doing the work.
+    * a missing ``target``: the temporary folder is renamed to it (one atomic step);
+    * an empty folder (``.`` included): the finished entries are moved into it, and the folder itself is kept (its
+      permissions, and a shell standing in it, stay valid);
+    * a non-empty folder: refused unless ``overwrite``, and then replaced only once the new folder is complete (the
+      old one is moved aside, the new one renamed in, the old one removed).
+
+    On any exception (including Ctrl-C) the temporary folder is removed and ``target`` is left as it was.  The checks
+    run when the object is made, so a caller can refuse an existing output before doing the work.
     """
 
     def __init__(self, target: PathLike, overwrite: bool = False):
-        self.target = Path(target)
+        self.target = Path(target)  # as the user wrote it, for messages
+        self.path = Path(os.path.abspath(target))  # for the work: '.' has a parent and a name
         self.overwrite = overwrite
         self._check()
 
     def _check(self) -> None:
-        if self.target.exists() and not self.target.is_dir():
+        if self.path.exists() and not self.path.is_dir():
             raise OutputError(f"{self.target}: output exists and is not a folder")
-        if self.target.is_dir() and any(self.target.iterdir()) and not self.overwrite:
+        if self.path.is_dir() and any(self.path.iterdir()) and not self.overwrite:
             raise OutputError(f"{self.target}: output folder is not empty (use --overwrite to replace it)")
 
     def __enter__(self) -> Path:
-        parent = self.target.parent
+        parent = self.path.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".partial", dir=parent))
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=parent))
         except OSError as e:
             raise OutputError(f"{self.target}: cannot create output folder ({e.strerror or e})") from e
         return self.tmp
@@ -162,18 +167,22 @@ class TemporaryDir:
         return False
 
     def _place(self) -> None:
-        target = self.target
+        target = self.path
         old = None
         try:
-            if target.is_dir() and any(target.iterdir()):
+            if target.is_dir() and not any(target.iterdir()):
+                for entry in sorted(self.tmp.iterdir()):
+                    os.replace(entry, target / entry.name)
+                os.rmdir(self.tmp)
+                return
+            if target.is_dir():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
                 os.replace(target, old / target.name)
-            elif target.is_dir():
-                os.rmdir(target)
             os.replace(self.tmp, target)
         except OSError as e:
             if old is not None and not target.exists():
                 os.replace(old / target.name, target)  # put the previous output back
-            raise OutputError(f"{target}: cannot move the finished output into place ({e.strerror or e})") from e
+            raise OutputError(f"{self.target}: cannot move the finished output into place ({e.strerror or e})") \
+                from e
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

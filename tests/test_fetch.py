@@ -558,6 +558,21 @@ def test_an_empty_output_folder_is_used(server, cache, tmp_path, voc_tree, archi
     assert_extracted(tmp_path / "new" / "parents" / "out", voc_tree)
 
 
+def test_out_dot_fills_the_current_empty_folder(server, cache, tmp_path, voc_tree, archive, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    inode = here.stat().st_ino
+    monkeypatch.chdir(here)
+    url = server.add("/voc.tar", archive)
+    res = run_cli("fetch", url, "--sha256", sha(archive), "--out", ".", "--quiet")
+    assert here.stat().st_ino == inode  # the folder is kept (a shell standing in it still sees the data)
+    assert_extracted(here, voc_tree)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "here"]
+    assert "VOCdevkit (voc)" in res.stdout
+    res = run_cli("fetch", url, "--sha256", sha(archive), "--out", ".", ok=False)
+    assert res.exit_code == 2 and "error: .: output folder is not empty" in res.output
+
+
 @pytest.mark.parametrize("kind", ["gz", "bz2", "xz", "zip"])
 def test_compressed_archives(server, cache, tmp_path, voc_tree, kind):
     data = make_zip(voc_tree) if kind == "zip" else make_tar(voc_tree, kind)
