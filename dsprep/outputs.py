@@ -215,3 +215,72 @@ def copy_file(src: PathLike, dst: PathLike) -> None:
     except OSError as e:
         _unlink(tmp)
         raise OutputError(f"{dst}: cannot write ({e.strerror or e})") from e
+
+
+class TemporaryDir:
+    """Context manager for a whole output folder: yields an empty temporary folder beside ``target``; puts its
+    content at ``target`` when the block succeeds.
+
+    * a missing ``target``: the temporary folder is renamed to it (one atomic step);
+    * an empty folder (``.`` included): the finished entries are moved into it, and the folder itself is kept (its
+      permissions, and a shell standing in it, stay valid);
+    * a non-empty folder: refused unless ``overwrite``, and then replaced only once the new folder is complete (the
+      old one is moved aside, the new one renamed in, the old one removed).
+
+    On any exception (including Ctrl-C) the temporary folder is removed and ``target`` is left as it was.  The checks
+    run when the object is made, so a caller can refuse an existing output before doing the work.
+    """
+
+    def __init__(self, target: PathLike, overwrite: bool = False):
+        self.target = Path(target)  # as the user wrote it, for messages
+        self.path = Path(os.path.abspath(target))  # for the work: '.' has a parent and a name
+        self.overwrite = overwrite
+        self._check()
+
+    def _check(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"{self.target}: output exists and is not a folder")
+        if self.path.is_dir() and any(self.path.iterdir()) and not self.overwrite:
+            raise OutputError(f"{self.target}: output folder is not empty (use --overwrite to replace it)")
+
+    def __enter__(self) -> Path:
+        parent = self.path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=parent))
+        except OSError as e:
+            raise OutputError(f"{self.target}: cannot create output folder ({e.strerror or e})") from e
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        try:
+            self._check()  # again: something may have appeared at target while the work ran
+            self._place()
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        return False
+
+    def _place(self) -> None:
+        target = self.path
+        old = None
+        try:
+            if target.is_dir() and not any(target.iterdir()):
+                for entry in sorted(self.tmp.iterdir()):
+                    os.replace(entry, target / entry.name)
+                os.rmdir(self.tmp)
+                return
+            if target.is_dir():
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+                os.replace(target, old / target.name)
+            os.replace(self.tmp, target)
+        except OSError as e:
+            if old is not None and not target.exists():
+                os.replace(old / target.name, target)  # put the previous output back
+            raise OutputError(f"{self.target}: cannot move the finished output into place ({e.strerror or e})") \
+                from e
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
