@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import os
-import shutil
+import secrets
 import tempfile
+import shutil
 from pathlib import Path
 from typing import Iterable, Optional, Set, Union
 
@@ -188,11 +189,21 @@ class TemporaryPath:
             raise OutputError(f"{self.target.parent}: output folder does not exist")
 
     def __enter__(self) -> Path:
-        # created on entry, so a temporary file always has an __exit__ that removes or renames it
-        fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".partial", dir=self.target.parent)
-        os.close(fd)
-        self.tmp = Path(name)
-        return self.tmp
+        # Created on entry, so a temporary file always has an __exit__ that removes or renames it.  Created with
+        # mode 0o666 like every other output: the kernel applies the umask (and a folder's default ACL) at creation,
+        # where mkstemp's fixed 0600 would make this one output unreadable to the group.
+        for _ in range(100):
+            tmp = self.target.with_name(f".{self.target.name}.{secrets.token_hex(6)}.partial")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise OutputError(f"{self.target}: cannot create a file beside it ({e.strerror or e})") from e
+            os.close(fd)
+            self.tmp = tmp
+            return tmp
+        raise OutputError(f"{self.target}: cannot create a temporary file beside it (every name tried exists)")
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:

@@ -152,7 +152,9 @@ def executor(workers=1, scheduler: Optional[str] = None):
     holder: List[ProcessPoolExecutor] = [_process_pool(n)]
 
     def restart():
-        holder[0].shutdown(wait=False, cancel_futures=True)
+        # a broken pool's surviving workers are stopped and waited for: none may finish (and rename an output
+        # into place) after the caller has cleaned up
+        stop_pool(holder[0])
         holder[0] = _process_pool(n)
         return holder[0]
 

@@ -774,7 +774,7 @@ def test_cli_ctrl_c(server, cache, tmp_path, archive, monkeypatch):
     monkeypatch.setattr(F, "fetch", interrupted)
     res = run_cli("fetch", url, "--sha256", sha(archive), "--out", tmp_path / "out", ok=False)
     assert res.exit_code == 130
-    assert _lines(res.stderr) == [f"interrupted: nothing was written to {tmp_path / 'out'}; the partial download is "
+    assert _lines(res.stderr) == [f"interrupted by Ctrl-C: nothing was written to {tmp_path / 'out'}; the partial download is "
                                   f"kept in {cache} and the same command resumes it"]
 
 

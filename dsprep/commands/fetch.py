@@ -6,9 +6,9 @@ from typing import Optional
 
 import click
 
-from ..core import DatasetError, UsageError
+from ..core import DatasetError, Interrupted, UsageError
 from ..report import Summary
-from .common import _load
+from .common import Common, load
 
 
 def _number(option: str, text: str, kind=float, minimum=0.0):
@@ -66,10 +66,9 @@ def fetch(ctx, source: Optional[str], out, sha256, overwrite, cache, timeout, re
     try:
         result = run_fetch(entry, out, cache=cache_dir, overwrite=overwrite, timeout=timeout_s, retries=n_retries,
                            quiet=quiet, log=lambda line: click.echo(line, err=True))
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: nothing was written to {out}; the partial download is kept in {cache_dir} "
-                   "and the same command resumes it", err=True)
-        ctx.exit(130)
+    except KeyboardInterrupt as e:
+        raise Interrupted(getattr(e, "signum", 2), f"nothing was written to {out}; the partial download is kept in "
+                                                   f"{cache_dir} and the same command resumes it") from e
     _show_info(result, quiet)
     dl = result.download
     source_text = f"cache ({dl.path})" if dl.cached else dl.source
@@ -77,7 +76,7 @@ def fetch(ctx, source: Optional[str], out, sha256, overwrite, cache, timeout, re
     summary.verb = f"fetch {entry.name} from {source_text}, {resumed}"
     summary.add("bytes downloaded", dl.fetched)
     summary.add("files extracted", result.members)
-    click.echo(summary.line(str(result.out)), err=True)
+    click.echo(summary.line(str(result.out), ["bytes downloaded", "files extracted"]), err=True)
 
 
 def _show_info(result, quiet: bool) -> None:
@@ -87,7 +86,7 @@ def _show_info(result, quiet: bool) -> None:
         click.echo(f"{result.out}: no data set dsprep reads was found in it (dsprep info skipped)")
         return
     try:
-        ds = _load(result.dataset, None, "skip", quiet)
+        ds = load(result.dataset, Common(on_error="skip", quiet=quiet))
     except DatasetError as e:  # the download is fine; there is just nothing dsprep info can say
         click.echo(f"dsprep info: {e}")
         return

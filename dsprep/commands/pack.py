@@ -1,6 +1,7 @@
 """``dsprep voc-to-h5`` / ``voc-to-pickle``: a data set packed into one file for training input."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -65,8 +66,10 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
         else:
             results = run_jobs(pack_one, pack_items(writer, groups, opts), summary, common, "packing",
                                name_of=lambda it: it[2][0].image_path)
-        for (split, index, _), prepared in results:
-            writer.add(split, index, prepared)
+        # closed (workers stopped) before the writer removes its temporary file on an error
+        with contextlib.closing(results):
+            for (split, index, _), prepared in results:
+                writer.add(split, index, prepared)
     summary.counts.clear()
     summary.add("images", writer.stats["images"])
     summary.add("objects", writer.stats["objects"])
@@ -74,8 +77,11 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
 
 
 def _pack_shards(out_path, groups, classes, opts, shards, summary, common, overwrite):
-    """Workers write K complete shard files; this process ties them together in one master file."""
-    from ..hdf5 import pack_shard, shard_path, shard_ranges, write_master
+    """Workers write K complete shard files; this process ties them together in one master file.
+
+    A run that does not complete (an error, Ctrl-C, SIGTERM, a killed worker) leaves no shard file and no
+    temporary behind (see :class:`dsprep.hdf5.ShardRun`), so the same command can simply be run again."""
+    from ..hdf5 import ShardRun, has_polygons, pack_shard, shard_path, shard_ranges, write_master
     if opts.mode == "annotations" or opts.compression != "none":
         raise DsprepError("--shards works with --size or --encoded, without --compression")
     paths = [shard_path(out_path, k, shards) for k in range(shards)]
@@ -83,14 +89,20 @@ def _pack_shards(out_path, groups, classes, opts, shards, summary, common, overw
     if existing and not overwrite:
         raise OutputError(f"{existing[0]}: already exists (use --overwrite to replace it)")
     ranges = {s: shard_ranges(len(recs), shards) for s, recs in groups.items()}
+    polygons = has_polygons(groups)  # decided for the whole data set: every shard stores the same arrays
     tasks = [(str(paths[k]), {s: groups[s][slice(*ranges[s][k])] for s in groups}, classes, opts, common.on_error,
-              overwrite) for k in range(shards)]
-    for _, res in run_jobs(pack_shard, tasks, summary, common, "packing shards", name_of=lambda t: t[0]):
-        if res is None:
-            raise DsprepError("a shard failed: the master file was not written")
-        for f, reason in res["skipped"]:
-            summary.skip(f, reason)
-    write_master(out_path, paths, list(groups), classes, opts, overwrite=overwrite)
+              overwrite, polygons) for k in range(shards)]
+    with ShardRun(out_path, paths, overwrite):
+        # the executor is shut down (no worker still writing) before ShardRun removes what this run made
+        with contextlib.closing(run_jobs(pack_shard, tasks, summary, common, "packing shards",
+                                         name_of=lambda t: t[0])) as results:
+            for _, res in results:
+                if res is None:
+                    name, reason = summary.skipped[-1]
+                    raise DsprepError(f"shard {name} failed ({reason}): the master file was not written")
+                for f, reason in res["skipped"]:
+                    summary.skip(f, reason)
+        write_master(out_path, paths, list(groups), classes, opts, overwrite=overwrite)
     finish(summary, f"{out_path} (+{shards} shards)", ["images", "objects"], common)
 
 
@@ -99,7 +111,8 @@ def _pack_shards(out_path, groups, classes, opts, shards, summary, common, overw
 @click.argument("out", type=click.Path(dir_okay=False))
 @pack_options
 @click.option("--shards", type=click.IntRange(min=1, max=100000), default=None,
-              help="Workers write this many shard files beside OUT, tied together in OUT by virtual datasets.")
+              help="Workers write this many shard files beside OUT, tied together in OUT by virtual datasets "
+                   "(a run that does not complete removes its shard files).")
 @shared("exif", "classes", "run", "workers")
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
 def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite, shards, common):
@@ -117,8 +130,10 @@ def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_me
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
 def voc_to_pickle(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite,
                   annotations_only, common):
-    """Pack into one pickle of numpy arrays. WARNING: load pickles only from trusted sources (loading runs code);
-    a pickle is loaded whole into memory (VOC2012 at 512x512 is ~13.5 GB per process): best with
+    """Pack into one pickle of numpy arrays (the same content as voc-to-h5). dsprep reads it back (DetectionH5,
+    info, visualize) through a restricted loader that accepts only numpy arrays and plain Python values: a pickle
+    that would run code is refused. Other programs' plain pickle.load() has no such guard: share .h5 files instead.
+    A pickle is loaded whole into memory (VOC2012 at 512x512 is ~13.5 GB per process): best with
     --annotations-only."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common, overwrite,
           "voc-to-pickle")
