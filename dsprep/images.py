@@ -311,6 +311,49 @@ def decide_orientation(policy: str, info: ImageInfo, annotated: Optional[Tuple[i
                     f"{info.size(orient)[1]} with --exif {policy}")
 
 
+def clear_orientation(data: bytes, name: str = "<image>") -> bytes:
+    """The same file with its EXIF orientation set to 1 ("as stored"), every other byte unchanged: for copying a
+    photo whose boxes refer to its stored pixels, so that no reader turns it.  JPEG and TIFF-structured EXIF only;
+    other files are returned as they are."""
+    if data[:2] != b"\xff\xd8":
+        return data
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            break
+        marker = data[pos + 1]
+        if marker == 0xDA:
+            break
+        length, = struct.unpack(">H", data[pos + 2:pos + 4])
+        body = pos + 4
+        if marker == 0xE1 and data[body:body + 6] == b"Exif\x00\x00":
+            at = _orientation_value_offset(data[body + 6:body + length - 2])
+            if at is not None:
+                tiff = body + 6
+                e = "<" if data[tiff:tiff + 2] == b"II" else ">"
+                return data[:tiff + at] + struct.pack(e + "H", 1) + data[tiff + at + 2:]
+        pos += 2 + length
+    return data
+
+
+def _orientation_value_offset(tiff: bytes) -> Optional[int]:
+    """Offset (within the TIFF structure) of the orientation tag's 2-byte value in IFD0, or None."""
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return None
+    e = "<" if tiff[:2] == b"II" else ">"
+    try:
+        ifd, = struct.unpack(e + "I", tiff[4:8])
+        count, = struct.unpack(e + "H", tiff[ifd:ifd + 2])
+        for i in range(count):
+            at = ifd + 2 + 12 * i
+            tag, typ = struct.unpack(e + "HH", tiff[at:at + 4])
+            if tag == 274 and typ == 3:
+                return at + 8
+    except struct.error:
+        return None
+    return None
+
+
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     """Turn stored pixels into the orientation the EXIF tag asks for (a new array; the input is untouched)."""
     if orientation in (1, 0):

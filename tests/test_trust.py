@@ -119,6 +119,21 @@ def test_every_command_cuts_the_pixels_the_boxes_refer_to(exif_voc, tmp_path, ex
     assert sorted(f.split(".")[0] for f in pack.filenames) == sorted(expect_ok)
 
 
+def test_convert_keeps_boxes_and_pixels_together(exif_voc, tmp_path):
+    # VOC -> DOTA: DOTA records no size, so a reader applies the EXIF tag; where the boxes referred to the stored
+    # pixels, the copied photo must have its tag cleared (every other byte kept)
+    run("convert", "voc-to-dota", exif_voc, "--out", tmp_path / "d", "--on-error", "skip")
+    src = (exif_voc / "JPEGImages" / "stored.jpg").read_bytes()
+    copy = (tmp_path / "d" / "images" / "stored.jpg").read_bytes()
+    assert len(copy) == len(src) and sum(a != b for a, b in zip(copy, src)) == 1
+    assert probe(tmp_path / "d" / "images" / "stored.jpg").orientation == 1
+    assert (tmp_path / "d" / "images" / "shown.jpg").read_bytes() == \
+        (exif_voc / "JPEGImages" / "shown.jpg").read_bytes()
+    back = {r.stem: r for r in load_dataset(tmp_path / "d").records}
+    assert (back["stored"].width, back["stored"].height) == (60, 30)
+    assert (back["shown"].width, back["shown"].height) == (30, 60)
+
+
 def test_color_writes_photos_as_they_display(exif_voc, tmp_path):
     run("color", "gray-world", exif_voc / "JPEGImages" / "shown.jpg", "--out", tmp_path / "o")
     out = cv2.imread(str(tmp_path / "o" / "shown.jpg"), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
