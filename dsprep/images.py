@@ -31,7 +31,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIF_POLICIES = ("auto", "apply", "ignore")
 PathLike = Union[str, os.PathLike]
 
-_HEAD = 1 << 16  # bytes read for a header: JPEG APP segments (EXIF) are at most 64 KB each
+_HEAD = 4096  # bytes read at first for a header; longer JPEG APP segments are read on demand
 
 ORIENTATION_NAMES = {1: "normal", 2: "mirrored", 3: "rotated 180", 4: "flipped vertically",
                      5: "transposed", 6: "rotated 90 clockwise", 7: "transversed", 8: "rotated 90 counter-clockwise"}
