@@ -84,6 +84,12 @@ class Problem:
     def as_dict(self) -> dict:
         return {"kind": self.kind, "file": self.file, "detail": self.detail}
 
+    @classmethod
+    def about(cls, kind: str, file: str, err: Exception) -> "Problem":
+        """A problem from an error whose message starts with the file (not repeated in the detail)."""
+        text = str(err)
+        return cls(kind, file, text[len(file) + 2:] if text.startswith(f"{file}: ") else text)
+
 
 def _as_boxes(boxes) -> np.ndarray:
     arr = np.asarray(boxes, dtype=np.float64)

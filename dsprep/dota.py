@@ -193,7 +193,7 @@ def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
             rec, problems, skipped = read_dota(label, policy.mode)
         except DsprepError as e:
             policy.handle(e, label)
-            ds.problems.append(Problem("unreadable", label, str(e)))
+            ds.problems.append(Problem.about("unreadable", label, e))
             continue
         ds.skipped.extend(skipped)
         if image is None:

@@ -446,7 +446,7 @@ def load(path: Path, split: Optional[str], policy, wrap) -> Dataset:
             rec, probs = load_voc_item(item)
         except DsprepError as e:
             policy.handle(e, item.xml)
-            ds.problems.append(Problem("unreadable", item.xml, str(e)))
+            ds.problems.append(Problem.about("unreadable", item.xml, e))
             continue
         ds.records.append(rec)
         ds.problems.extend(probs)

@@ -100,7 +100,7 @@ def test_failed_pack_leaves_nothing(voc, tmp_path):
     assert res.exit_code == 1 and "b.jpg: not a readable image" in res.output
     assert os.listdir(tmp_path) == ["voc"]  # no target, no temporary left behind
     res = run("voc-to-h5", voc, out, "--size", "32x32", "--on-error", "skip")
-    assert "1 skipped" in res.output
+    assert "1 of 3 inputs skipped (1 not a readable image)" in res.output
     assert [DetectionH5(out)[i]["filename"] for i in range(2)] == ["a.jpg", "c.jpg"]
 
 
