@@ -106,7 +106,7 @@ def test_failed_pack_leaves_nothing(voc, tmp_path):
 
 def test_killed_packer_leaves_no_file(tmp_path):
     root = tmp_path / "big"
-    items = {f"i{k:03d}": (400, 300, [("x", (1, 1, 50, 50))]) for k in range(150)}
+    items = {f"i{k:03d}": (400, 300, [("x", (1, 1, 50, 50))]) for k in range(600)}
     write_voc_tree(root, items)
     out = tmp_path / "p.h5"
     proc = subprocess.Popen([sys.executable, "-m", "dsprep", "voc-to-h5", str(root), str(out), "--size", "512x512",
@@ -115,7 +115,7 @@ def test_killed_packer_leaves_no_file(tmp_path):
     while time.time() < deadline and not any(p.name.startswith(".p.h5.") for p in tmp_path.iterdir()):
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)  # Ctrl-C in the middle of writing
-    proc.wait(timeout=60)
+    assert proc.wait(timeout=60) == 130  # it was interrupted (not finished before the signal)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".p.h5")] == []
 
