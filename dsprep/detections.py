@@ -119,12 +119,18 @@ def parse_coco_results(data: bytes, source: str = "<results>"):
                          f'"score"}}, got a JSON {type(doc).__name__}')
     n = len(doc)
     try:
-        images = [d["image_id"] for d in doc]
-        cats = np.array([d["category_id"] for d in doc], np.int64)
+        images = np.array([d["image_id"] for d in doc])
+        cats = np.array([d["category_id"] for d in doc])
         xywh = np.array([d["bbox"] for d in doc], np.float64).reshape(n, 4)
         scores = np.array([d["score"] for d in doc], np.float64)
-        if np.isfinite(xywh).all() and np.isfinite(scores).all() and all(_is_id(i) for i in images):
-            return _ids(images), cats, scores, xywh
+        # numpy infers one type for a whole column: integers give an integer array, any other value does not
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), scores, np.zeros((0, 4))
+        if (cats.dtype.kind == "i" and images.dtype.kind in "iU" and images.ndim == cats.ndim == 1
+                and np.isfinite(xywh).all()
+                and np.isfinite(scores).all()):
+            return (images.astype(np.int64) if images.dtype.kind == "i" else images.astype(object),
+                    cats.astype(np.int64), scores, xywh)
     except (KeyError, TypeError, ValueError, OverflowError):
         pass
     for k, d in enumerate(doc):  # the slow path names the first bad entry
@@ -156,12 +162,6 @@ def _is_id(v) -> bool:
 
 def _is_finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _ids(values: list) -> np.ndarray:
-    if all(_is_int(v) for v in values):
-        return np.array(values, np.int64)
-    return np.array([str(v) for v in values], dtype=object)
 
 
 def file_kind(name: str, known_classes: Sequence[str] = ()) -> Optional[Tuple[str, Optional[str]]]:

@@ -523,12 +523,34 @@ def evaluate_pascal(gt: GroundTruth, dets: Detections, classes: Sequence[str], m
 # ----------------------------------------------------------------------------------------------------------------
 # COCO
 
-def _rank_in_group(group: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def _stable_order(keys: Sequence[Tuple[np.ndarray, int]]) -> np.ndarray:
+    """A stable sort order by several non-negative integer keys ``(values, bound)``, most significant first:
+    one argsort of a combined key when it fits in 62 bits, else a lexsort."""
+    total = 1
+    for _, bound in keys:
+        total *= max(int(bound), 1)
+    if total < 2 ** 62:
+        combined = np.zeros(len(keys[0][0]), np.int64)
+        for values, bound in keys:
+            combined = combined * max(int(bound), 1) + values
+        return np.argsort(combined, kind="stable")
+    return np.lexsort([values for values, _ in reversed(keys)])
+
+
+def _score_rank(scores: np.ndarray) -> np.ndarray:
+    """Dense rank of each score, highest first (equal scores share a rank)."""
+    if len(scores) == 0:
+        return np.zeros(0, np.int64)
+    return np.unique(-scores, return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
+def _rank_in_group(group: np.ndarray, score_rank: np.ndarray) -> np.ndarray:
     """Each detection's place in its group when sorted by score, highest first, file order on ties."""
     n = len(group)
-    order = np.lexsort((np.arange(n), -scores, group))
-    g = group[order]
-    starts = _segments(g)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    order = _stable_order([(group, group.max() + 1), (score_rank, score_rank.max() + 1)])
+    starts = _segments(group[order])
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
     return rank
@@ -606,62 +628,70 @@ def evaluate_coco(gt: GroundTruth, dets: Detections, classes: Sequence[str], iou
     n_classes = len(classes)
     T, R, K, A, M = len(iou_thrs), len(rec_thrs), n_classes, len(area_rngs), len(max_dets)
     n_det = len(dets)
-    rank = _rank_in_group(dets.image * n_classes + dets.label, dets.scores)
+    score_rank = _score_rank(dets.scores)
+    rank = _rank_in_group(dets.image * n_classes + dets.label, score_rank)
     keep = rank < max_dets[-1]
     rows, match = coco_match(gt, dets, n_classes, keep, rank, iou_thrs, area_rngs)
+    # Only detections in ``rows`` (those overlapping an object enough) can match; every other detection is a
+    # false positive at every threshold, or ignored when its area is outside the range.
     gt_ignore = _gt_ignore(gt, area_rngs)
-    # padded with one "no object" column so unmatched rows (-1) index it
-    ignore_pad = np.concatenate([gt_ignore, np.zeros((A, 1), bool)], axis=1)
+    ignore_pad = np.concatenate([gt_ignore, np.zeros((A, 1), bool)], axis=1)  # column -1: "no object"
     nonzero_id = np.r_[gt.ids != 0, False]
-    hit = match >= 0
-    dtm = np.zeros((A, T, n_det), bool)  # COCOeval tests the stored annotation id for non-zero
-    dtm[:, :, rows] = hit & nonzero_id[match]
-    on_ignored = np.zeros((A, T, n_det), bool)
-    on_ignored[:, :, rows] = ignore_pad[np.arange(A)[:, None, None], match]
     det_out = (dets.area[None, :] < area_rngs[:, :1]) | (dets.area[None, :] > area_rngs[:, 1:])  # (A, N)
-    dt_ig = on_ignored | (~dtm & det_out[:, None, :])
+    hit = match >= 0
+    row_tp = hit & nonzero_id[match]  # COCOeval tests the stored annotation id for non-zero
+    row_ig = ignore_pad[np.arange(A)[:, None, None], match] | (~row_tp & det_out[:, None, rows])
+    is_row = np.zeros(n_det, bool)
+    is_row[rows] = True
+    row_of = np.full(n_det, -1, np.int64)
+    row_of[rows] = np.arange(len(rows))
+    npig = np.stack([np.bincount(gt.label[~gt_ignore[a]], minlength=K)[:K] for a in range(A)])  # (A, K)
+    has_gt = np.bincount(gt.label, minlength=K)[:K] > 0
 
     precision = -np.ones((T, R, K, A, M))
     recall = -np.ones((T, K, A, M))
-    # per class, detections in COCOeval's accumulation order: score, then image, then rank in the image
-    by_class = np.lexsort((rank, dets.image, -dets.scores, dets.label))
-    label_sorted = dets.label[by_class]
-    cut = np.searchsorted(label_sorted, np.arange(K + 1))
-    gt_label = gt.label
+    # per class, detections in COCOeval's accumulation order: score, then image, then file order
+    n_img = int(max(dets.image.max(initial=-1), gt.image.max(initial=-1))) + 1
+    by_class = _stable_order([(dets.label, K), (score_rank, score_rank.max(initial=0) + 1), (dets.image, n_img)])
+    cut = np.searchsorted(dets.label[by_class], np.arange(K + 1))
+    eps = np.spacing(1)
     for k in range(K):
+        if not has_gt[k]:
+            continue  # COCOeval: no ground truth -> precision and recall stay -1
         idx = by_class[cut[k]:cut[k + 1]]
-        mine = gt_label == k
-        if not mine.any():
-            continue  # COCOeval: no ground truth and no detection -> every evaluation of the class is empty
-        npig_all = np.count_nonzero(~gt_ignore[:, mine], axis=1)  # (A,)
         r_k = rank[idx]
+        row_pos = np.flatnonzero(is_row[idx])
+        rr = row_of[idx[row_pos]]
+        r_rank = r_k[row_pos]
         for a in range(A):
-            npig = npig_all[a]
-            if npig == 0:
+            n_pos = npig[a, k]
+            if n_pos == 0:
                 continue
-            t_a = dtm[a][:, idx]
-            ig_a = dt_ig[a][:, idx]
+            plain_valid = ~is_row[idx] & ~det_out[a, idx]
+            tp_a, ig_a = row_tp[a][:, rr], row_ig[a][:, rr]
             for m_i, md in enumerate(max_dets):
-                inside = r_k < md
-                tps = t_a & ~ig_a & inside
-                fps = ~t_a & ~ig_a & inside
-                tp = np.cumsum(tps, axis=1).astype(np.float64)
-                fp = np.cumsum(fps, axis=1).astype(np.float64)
-                nd = tp.shape[1]
-                if nd == 0:
-                    recall[:, k, a, m_i] = 0
+                # valid detections so far (true + false positives) at each candidate row, per threshold
+                before = np.cumsum(plain_valid & (r_k < md))[row_pos]
+                valid = ~ig_a & (r_rank < md)[None, :]
+                tp = tp_a & valid
+                n_valid = before[None, :] + np.cumsum(valid, axis=1)
+                n_tp = np.cumsum(tp, axis=1)
+                total_tp = n_tp[:, -1] if len(rr) else np.zeros(T, np.int64)
+                recall[:, k, a, m_i] = total_tp / n_pos
+                if total_tp.max(initial=0) == 0:
                     precision[:, :, k, a, m_i] = 0
                     continue
-                rc = tp / npig
-                pr = tp / (fp + tp + np.spacing(1))
-                recall[:, k, a, m_i] = rc[:, -1]
+                # precision only changes upwards at true positives: the k-th one has recall k / n_pos and
+                # precision k / (tp + fp + eps), exactly COCOeval's float operations
+                ti, ji = np.nonzero(tp)
+                kth = n_tp[ti, ji]
+                width = int(total_tp.max())
+                pr = np.full((T, width), -1.0)
+                pr[ti, kth - 1] = kth / (n_valid[ti, ji].astype(np.float64) + eps)
                 pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
-                for t in range(T):
-                    at = np.searchsorted(rc[t], rec_thrs, side="left")
-                    q = np.zeros(R)
-                    ok = at < nd
-                    q[ok] = pr[t, at[ok]]
-                    precision[t, :, k, a, m_i] = q
+                at = np.searchsorted(np.arange(1, width + 1) / n_pos, rec_thrs, side="left")
+                q = pr[:, np.minimum(at, width - 1)]
+                precision[:, :, k, a, m_i] = np.where(at[None, :] < total_tp[:, None], q, 0.0)
     stats = _coco_stats(precision, recall, iou_thrs, max_dets)
 
     a_all, m_last = 0, M - 1
@@ -684,9 +714,8 @@ def evaluate_coco(gt: GroundTruth, dets: Detections, classes: Sequence[str], iou
                                    precision[t50, :, k, a_all, m_last].copy(), extra))
 
     # per-detection outcome at IoU 0.50, area "all", for pictures
-    status = np.full(n_det, NOT_EVALUATED, np.int8)
-    tp50, ig50 = dtm[a_all, t50], dt_ig[a_all, t50]
-    status[keep] = np.where(ig50[keep], IGNORED, np.where(tp50[keep], TP, FP))
+    status = np.where(keep, np.where(det_out[a_all], IGNORED, FP), NOT_EVALUATED).astype(np.int8)
+    status[rows] = np.where(row_ig[a_all, t50], IGNORED, np.where(row_tp[a_all, t50], TP, FP))
     m50 = np.full(n_det, -1, np.int64)
     m50[rows] = match[a_all, t50]
     found = np.zeros(len(gt), bool)
