@@ -22,7 +22,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -231,7 +231,9 @@ def _coco_set(files: List[Path]) -> DetectionSet:
         data = path.read_bytes()
     except OSError as e:
         raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    images, cats, scores, xywh = parse_coco_results(data, str(path))
+    from .dataset import _bulk  # the garbage-collector pause load_dataset uses: json.loads builds ~1M objects
+    with _bulk():
+        images, cats, scores, xywh = parse_coco_results(data, str(path))
     boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     return DetectionSet("coco", [str(path)], images, None, cats, scores, boxes, None, xywh[:, 2] * xywh[:, 3])
 
@@ -345,8 +347,9 @@ def align(dset: DetectionSet, records: Sequence[ImageRecord], classes: Sequence[
     ground truth does not have are left out and counted.  Returns ``(detections, unmatched, rows)``: ``rows`` are
     the kept rows of ``dset``.
 
-    Text files name images by file stem; COCO results by image id, matched to COCO ground truth's ids (for other
-    ground truth, to the stem).  A text name that is no stem but a COCO image id also matches."""
+    Text files name images by file stem (a name with a folder or an extension matches by its stem); COCO results
+    by image id, matched to COCO ground truth's ids (for other ground truth, to the stem).  A text name that is no
+    stem but a COCO image id also matches."""
     n = len(dset)
     stem_index: Dict[str, int] = {}
     id_index: Dict[int, int] = {}
@@ -362,6 +365,8 @@ def align(dset: DetectionSet, records: Sequence[ImageRecord], classes: Sequence[
             look.append(id_index.get(u, -1))
             continue
         i = stem_index.get(str(u), -1)
+        if i < 0:  # "P0001.png", "images/P0001.png": the file name's stem
+            i = stem_index.get(PurePath(str(u)).stem, -1)
         if i < 0 and id_index:
             try:
                 i = id_index.get(int(str(u)), -1)
@@ -436,12 +441,18 @@ def evaluate_paths(ground_truth_path, detections_path, metric: Optional[str] = N
         raise UsageError(f"--polygon-iou must be one of {', '.join(POLYGON_IOU)}, not '{polygon_iou}'")
     if iou_threshold is not None and not 0 <= iou_threshold < 1:
         raise UsageError(f"--iou-thresh must be in [0, 1), got {iou_threshold}")
-    ds = load_dataset(ground_truth_path, split=split, on_error=on_error, progress=progress)
-    metric = metric or DEFAULT_METRIC.get(ds.format, "voc07")
     if metric == "coco" and iou_threshold is not None:
         raise UsageError("--iou-thresh applies to voc07, voc12, dota-task1 and dota-task2; coco averages over the "
                          "thresholds 0.50:0.05:0.95")
-    dset = read_detections(detections_path, metric, ds.classes, progress or (lambda it: it))
+    ds = load_dataset(ground_truth_path, split=split, on_error=on_error, progress=progress)
+    chosen = metric or DEFAULT_METRIC.get(ds.format, "voc07")
+    dset = read_detections(detections_path, chosen, ds.classes, progress or (lambda it: it))
+    if metric is None and ds.format == "dota" and dset.kind == "task2":
+        chosen = "dota-task2"  # DOTA ground truth with only Task2 (box) files: DOTA's task 2
+    metric = chosen
+    if metric == "coco" and iou_threshold is not None:
+        raise UsageError("--iou-thresh applies to voc07, voc12, dota-task1 and dota-task2; coco averages over the "
+                         "thresholds 0.50:0.05:0.95")
     records = evaluation_order(ds)
     gt = ground_truth(records, ds.classes, metric)
     dets, unmatched, rows = align(dset, records, ds.classes, ds.meta.get("category_ids"))

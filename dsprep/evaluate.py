@@ -486,7 +486,7 @@ def evaluate_pascal(gt: GroundTruth, dets: Detections, classes: Sequence[str], m
     with np.errstate(invalid="ignore"):
         over = ovmax > iou_threshold
     status = np.full(n_det, FP, np.int8)
-    hard = over & gt.difficult[np.maximum(jmax, 0)]
+    hard = over & np.r_[gt.difficult, False][jmax]  # jmax -1 (no object) reads the padding
     status[hard] = IGNORED
     cand = np.flatnonzero(over & ~hard)
     cand = cand[np.lexsort((rank[cand], jmax[cand]))]
@@ -655,6 +655,7 @@ def evaluate_coco(gt: GroundTruth, dets: Detections, classes: Sequence[str], iou
     by_class = _stable_order([(dets.label, K), (score_rank, score_rank.max(initial=0) + 1), (dets.image, n_img)])
     cut = np.searchsorted(dets.label[by_class], np.arange(K + 1))
     eps = np.spacing(1)
+    md = np.array(max_dets)
     for k in range(K):
         if not has_gt[k]:
             continue  # COCOeval: no ground truth -> precision and recall stay -1
@@ -662,36 +663,35 @@ def evaluate_coco(gt: GroundTruth, dets: Detections, classes: Sequence[str], iou
         r_k = rank[idx]
         row_pos = np.flatnonzero(is_row[idx])
         rr = row_of[idx[row_pos]]
-        r_rank = r_k[row_pos]
+        inside = r_k[None, :] < md[:, None]  # (M, n): within each maxDets
+        inside_r = inside[:, row_pos][:, None, :]  # (M, 1, rows)
         for a in range(A):
             n_pos = npig[a, k]
             if n_pos == 0:
                 continue
             plain_valid = ~is_row[idx] & ~det_out[a, idx]
-            tp_a, ig_a = row_tp[a][:, rr], row_ig[a][:, rr]
-            for m_i, md in enumerate(max_dets):
-                # valid detections so far (true + false positives) at each candidate row, per threshold
-                before = np.cumsum(plain_valid & (r_k < md))[row_pos]
-                valid = ~ig_a & (r_rank < md)[None, :]
-                tp = tp_a & valid
-                n_valid = before[None, :] + np.cumsum(valid, axis=1)
-                n_tp = np.cumsum(tp, axis=1)
-                total_tp = n_tp[:, -1] if len(rr) else np.zeros(T, np.int64)
-                recall[:, k, a, m_i] = total_tp / n_pos
-                if total_tp.max(initial=0) == 0:
-                    precision[:, :, k, a, m_i] = 0
-                    continue
-                # precision only changes upwards at true positives: the k-th one has recall k / n_pos and
-                # precision k / (tp + fp + eps), exactly COCOeval's float operations
-                ti, ji = np.nonzero(tp)
-                kth = n_tp[ti, ji]
-                width = int(total_tp.max())
-                pr = np.full((T, width), -1.0)
-                pr[ti, kth - 1] = kth / (n_valid[ti, ji].astype(np.float64) + eps)
-                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
-                at = np.searchsorted(np.arange(1, width + 1) / n_pos, rec_thrs, side="left")
-                q = pr[:, np.minimum(at, width - 1)]
-                precision[:, :, k, a, m_i] = np.where(at[None, :] < total_tp[:, None], q, 0.0)
+            # valid detections (true + false positives) up to each candidate row, per maxDets and threshold
+            before = np.cumsum(plain_valid[None, :] & inside, axis=1, dtype=np.int64)[:, row_pos]  # (M, rows)
+            valid = ~row_ig[a][:, rr][None] & inside_r  # (M, T, rows)
+            tp = row_tp[a][:, rr][None] & valid
+            n_tp = np.cumsum(tp, axis=2, dtype=np.int64)
+            total = n_tp[:, :, -1] if len(rr) else np.zeros((M, T), np.int64)
+            recall[:, k, a, :] = (total / n_pos).T
+            width = int(total.max(initial=0))
+            if width == 0:
+                precision[:, :, k, a, :] = 0
+                continue
+            n_valid = before[:, None, :] + np.cumsum(valid, axis=2, dtype=np.int64)
+            # precision only changes upwards at true positives: the k-th one has recall k / n_pos and precision
+            # k / (tp + fp + eps), exactly COCOeval's float operations
+            mi, ti, ji = np.nonzero(tp)
+            kth = n_tp[mi, ti, ji]
+            pr = np.full((M, T, width), -1.0)
+            pr[mi, ti, kth - 1] = kth / (n_valid[mi, ti, ji].astype(np.float64) + eps)
+            pr = np.maximum.accumulate(pr[:, :, ::-1], axis=2)[:, :, ::-1]
+            at = np.searchsorted(np.arange(1, width + 1) / n_pos, rec_thrs, side="left")
+            q = np.where(at[None, None, :] < total[:, :, None], pr[:, :, np.minimum(at, width - 1)], 0.0)
+            precision[:, :, k, a, :] = q.transpose(1, 2, 0)
     stats = _coco_stats(precision, recall, iou_thrs, max_dets)
 
     a_all, m_last = 0, M - 1

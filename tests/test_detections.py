@@ -398,3 +398,14 @@ def test_packed_ground_truth(tmp_path):
     # (a tiny JPEG over a gradient: colours blur, hence the wider tolerance)
     assert _colour_pixels(img, MISSED_COLOR, 40) > 40 and _colour_pixels(img, TP_COLOR, 40) > 40
     assert _colour_pixels(img, FP_COLOR, 40) == 0
+
+
+def test_defaults_and_image_names_with_extensions(ref, tmp_path):
+    (tmp_path / "t2").mkdir()
+    for f in (ref / "dota/task2").iterdir():
+        lines = [line.split(" ", 1) for line in f.read_text().splitlines()]
+        (tmp_path / "t2" / f.name).write_text("".join(f"images/{a}.png {b}\n" for a, b in lines))
+    doc = json.loads(run("eval", ref / "dota", tmp_path / "t2", "--json").stdout)
+    exp = json.loads((ref / "dota/expected_task2.json").read_text())
+    assert doc["metric"] == "dota-task2" and abs(doc["mAP"] - exp["mAP"]) < 1e-12
+    assert doc["unmatched"]["unknown_images"] == 0
