@@ -605,7 +605,7 @@ def coco_match(gt: GroundTruth, dets: Detections, n_classes: int, keep: np.ndarr
 
 
 def _gt_ignore(gt: GroundTruth, area_rngs: np.ndarray) -> np.ndarray:
-    """(A, M): crowd objects, and objects whose ``area`` is outside each range (bounds included)."""
+    """(areas, objects): crowd objects, and objects whose ``area`` is outside each range (bounds included)."""
     return gt.iscrowd[None, :] | (gt.area[None, :] < area_rngs[:, :1]) | (gt.area[None, :] > area_rngs[:, 1:])
 
 
@@ -692,7 +692,7 @@ def evaluate_coco(gt: GroundTruth, dets: Detections, classes: Sequence[str], iou
             at = np.searchsorted(np.arange(1, width + 1) / n_pos, rec_thrs, side="left")
             q = np.where(at[None, None, :] < total[:, :, None], pr[:, :, np.minimum(at, width - 1)], 0.0)
             precision[:, :, k, a, :] = q.transpose(1, 2, 0)
-    stats = _coco_stats(precision, recall, iou_thrs, max_dets)
+    stats = _coco_stats(precision, recall, iou_thrs, max_dets, [n for n, _, _ in areas])
 
     a_all, m_last = 0, M - 1
     t50 = int(np.flatnonzero(iou_thrs == 0.5)[0]) if (iou_thrs == 0.5).any() else 0
@@ -730,17 +730,16 @@ def _mean_valid(s: np.ndarray) -> Optional[float]:
     return float(np.mean(v)) if len(v) else None
 
 
-def _coco_stats(precision: np.ndarray, recall: np.ndarray, iou_thrs: np.ndarray, max_dets: Sequence[int]
-                ) -> Dict[str, float]:
+def _coco_stats(precision: np.ndarray, recall: np.ndarray, iou_thrs: np.ndarray, max_dets: Sequence[int],
+                area_names: Sequence[str]) -> Dict[str, float]:
     """The twelve numbers of ``COCOeval.summarize()`` (-1 where nothing was evaluated)."""
-    names = [n for n, _, _ in COCO_AREAS]
+    names = list(area_names)
     top = max_dets[-1]
 
     def one(ap: bool, thr=None, area="all", md=top) -> float:
-        a = names.index(area)
-        m = list(max_dets).index(md) if md in max_dets else None
-        if m is None:
+        if area not in names or md not in max_dets:
             return -1.0
+        a, m = names.index(area), list(max_dets).index(md)
         s = precision if ap else recall
         if thr is not None:
             s = s[np.flatnonzero(thr == iou_thrs)]
@@ -798,13 +797,13 @@ def result_document(result: EvalResult, **extra) -> dict:
     return doc
 
 
-_COCO_LINES = (("Average Precision", "(AP)", "0.50:0.95", "all", 100), ("Average Precision", "(AP)", "0.50", "all", 100),
-               ("Average Precision", "(AP)", "0.75", "all", 100), ("Average Precision", "(AP)", "0.50:0.95", "small", 100),
-               ("Average Precision", "(AP)", "0.50:0.95", "medium", 100),
-               ("Average Precision", "(AP)", "0.50:0.95", "large", 100), ("Average Recall", "(AR)", "0.50:0.95", "all", 1),
-               ("Average Recall", "(AR)", "0.50:0.95", "all", 10), ("Average Recall", "(AR)", "0.50:0.95", "all", 100),
-               ("Average Recall", "(AR)", "0.50:0.95", "small", 100), ("Average Recall", "(AR)", "0.50:0.95", "medium", 100),
-               ("Average Recall", "(AR)", "0.50:0.95", "large", 100))
+_COCO_LINES = tuple(
+    (("Average Precision", "(AP)") if ap else ("Average Recall", "(AR)")) + (iou, area, md)
+    for ap, iou, area, md in ((1, "0.50:0.95", "all", 100), (1, "0.50", "all", 100), (1, "0.75", "all", 100),
+                              (1, "0.50:0.95", "small", 100), (1, "0.50:0.95", "medium", 100),
+                              (1, "0.50:0.95", "large", 100), (0, "0.50:0.95", "all", 1), (0, "0.50:0.95", "all", 10),
+                              (0, "0.50:0.95", "all", 100), (0, "0.50:0.95", "small", 100),
+                              (0, "0.50:0.95", "medium", 100), (0, "0.50:0.95", "large", 100)))
 
 
 def format_table(result: EvalResult) -> str:

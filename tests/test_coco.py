@@ -68,8 +68,8 @@ def test_bad_annotation_skipped_under_skip_policy():
     policy = ErrorPolicy("skip")
     cf = parse_coco(json.dumps(doc).encode(), "gt.json", policy)
     assert cf.records[0].names == ["apple"]
-    assert policy.skipped == [("gt.json#annotations[0]", "gt.json: annotations[0]: bbox must be 4 numbers [x, y, w, h], "
-                                                         "got None")]
+    assert policy.skipped == [("gt.json#annotations[0]",
+                               "gt.json: annotations[0]: bbox must be 4 numbers [x, y, w, h], got None")]
 
 
 def test_detect_and_load(tmp_path):
