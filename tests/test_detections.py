@@ -93,13 +93,14 @@ def test_voc_files_are_shifted_to_zero_based(tmp_path):
 
 
 def test_two_files_for_one_class_is_an_error(tmp_path):
-    (tmp_path / "comp4_det_test_car.txt").write_text("")
-    (tmp_path / "comp4_det_val_car.txt").write_text("")
-    res = run("eval", "/nonexistent", tmp_path, ok=False)
-    assert res.exit_code == 2  # (the ground truth is checked first)
-    from dsprep.core import UsageError
-    with pytest.raises(UsageError, match="two results files for class 'car'"):
-        read_detections(tmp_path)
+    root = write_voc_tree(tmp_path / "voc", {"a": (60, 40, [("car", (1, 1, 10, 10))])})
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res/comp4_det_test_car.txt").write_text("a 0.9 1 1 10 10\n")
+    (tmp_path / "res/comp4_det_val_car.txt").write_text("a 0.8 1 1 10 10\n")
+    res = run("eval", root, tmp_path / "res", ok=False)
+    assert res.exit_code == 2
+    assert res.output.strip() == (f"error: {tmp_path / 'res'}: two results files for class 'car': "
+                                  f"comp4_det_test_car.txt and comp4_det_val_car.txt")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -229,6 +230,10 @@ def test_visualize_worst_images_first(ref, tmp_path):
             assert _colour_pixels(img, colour) > 50
     limited = run("eval", ref / "voc", ref / "voc/results", "--visualize", tmp_path / "v2", "--vis-limit", "3")
     assert len(list((tmp_path / "v2").glob("*.jpg"))) == 3 and "3 drawn" in limited.stderr
+    # drawn in two worker processes: the same files, byte for byte
+    run("eval", ref / "voc", ref / "voc/results", "--visualize", tmp_path / "v3", "--vis-score", "0.3", "-j", "2")
+    for name in files + ["index.tsv"]:
+        assert (tmp_path / "v3" / name).read_bytes() == (tmp_path / "vis" / name).read_bytes()
 
 
 # ------------------------------------------------------------------------------------------------------------------
