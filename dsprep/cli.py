@@ -26,6 +26,8 @@ main.add_command(fetch.fetch)  # getting the data comes first
 for _cmd in (demo.demo, info.info, visualize.visualize, crop.crop, tile.tile_dota, tile.merge_dota, convert.convert,
              synth.synth, color.color, pack.voc_to_h5, pack.voc_to_pickle):
     main.add_command(_cmd)
+from .commands.eval import eval_cmd  # noqa: E402  (dsprep eval: detections scored against a ground truth)
+main.add_command(eval_cmd)
 
 
 if __name__ == "__main__":  # pragma: no cover

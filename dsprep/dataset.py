@@ -32,6 +32,7 @@ from .core import Dataset, DatasetError, ErrorPolicy, UsageError, decide_classes
 FORMATS = {
     "h5": "dsprep.hdf5",
     "dota": "dsprep.dota",
+    "coco": "dsprep.coco",
     "voc": "dsprep.voc",
 }
 
