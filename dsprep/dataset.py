@@ -33,6 +33,9 @@ FORMATS = {
     "h5": "dsprep.hdf5",
     "dota": "dsprep.dota",
     "coco": "dsprep.coco",
+    "yolo": "dsprep.yolo",
+    "yolo-obb": "dsprep.yolo_obb",
+    "labelme": "dsprep.labelme",
     "voc": "dsprep.voc",
 }
 
