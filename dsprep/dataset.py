@@ -72,7 +72,7 @@ def load_dataset(path, split: Optional[str] = None, on_error: str = "fail",
     if fmt and not path.exists():
         raise DatasetError(f"{path}: data set not found")
     policy = ErrorPolicy(on_error)
-    with _bulk():
+    with bulk():
         ds = module.load(path, split, policy, progress or (lambda it: it))
         if getattr(module, "HAS_IMAGE_FILES", True):
             attach_images(ds, module, exif)
@@ -150,7 +150,7 @@ def attach_images(ds: Dataset, module: ModuleType, exif: str = "auto") -> None:
 
 
 @contextlib.contextmanager
-def _bulk():
+def bulk():
     """Pause the cyclic garbage collector while building many small records: nothing cyclic is made, and its
     repeated full scans of a growing list otherwise cost ~15% of the reading time."""
     enabled = gc.isenabled()
