@@ -10,6 +10,20 @@ Every format module (``voc.py``, ``dota.py``, ``hdf5.py`` ...) exposes the same 
                                     class list decided from *all* annotation files, see :func:`decide_classes`);
 * ``Writer`` (formats dsprep can write): see :class:`dsprep.core.FormatWriter`.
 
+Formats whose files can be edited in place (``dsprep review``) also expose the edit protocol:
+
+* ``annotation_file(ds, rec) -> str | None``  the file holding ``rec``'s objects;
+* ``load_record(ds, rec) -> (ImageRecord, [Problem])``  that file read again exactly as ``load`` reads it (its
+                                    objects in file order: all those ``load`` keeps);
+* ``save_record(original: bytes, rec, source: str) -> bytes``  pure: the file's new content, ``original`` with
+                                    ``rec``'s objects written in.  ``rec.attrs["source_index"]`` gives, for each
+                                    object, the object of ``original`` it was loaded as (its index in
+                                    ``load_record``'s order) or ``-1`` for a new one; objects of ``original`` it
+                                    does not name are deleted; an object's fields equal to what ``load`` gives for
+                                    it, and everything that is not an object (unknown tags, header lines, comments,
+                                    encoding, line endings), stay byte for byte.  The caller writes the result
+                                    through :mod:`dsprep.outputs`.
+
 Adding a format is one new module and one line in :data:`FORMATS`.  Modules are imported only when used, so the
 command line starts fast.
 """
@@ -107,3 +121,8 @@ def _bulk():
 
 def writable_formats() -> List[str]:
     return [name for name in FORMATS if hasattr(format_module(name), "Writer")]
+
+
+def editable_formats() -> List[str]:
+    """Formats implementing the edit protocol (see the module docstring)."""
+    return [name for name in FORMATS if hasattr(format_module(name), "save_record")]
