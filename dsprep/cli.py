@@ -13,6 +13,7 @@ import click
 from . import __version__
 from .commands import color, convert, crop, demo, info, pack, synth, tile, visualize
 from .commands.common import DsprepGroup
+from .commands.review import review
 
 
 @click.group(cls=DsprepGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -25,6 +26,7 @@ def main():
 for _cmd in (demo.demo, info.info, visualize.visualize, crop.crop, tile.tile_dota, tile.merge_dota, convert.convert,
              synth.synth, color.color, pack.voc_to_h5, pack.voc_to_pickle):
     main.add_command(_cmd)
+main.add_command(review)  # dsprep review: the local page (dsprep/review/)
 
 
 if __name__ == "__main__":  # pragma: no cover

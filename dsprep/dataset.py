@@ -23,6 +23,8 @@ Formats whose files can be edited in place (``dsprep review``) also expose the e
                                     it, and everything that is not an object (unknown tags, header lines, comments,
                                     encoding, line endings), stay byte for byte.  The caller writes the result
                                     through :mod:`dsprep.outputs`.
+* ``split_lists(ds) -> {split: [annotation file]}``  optional, for formats whose splits are lists of files: the
+                                    files each split names, for a data set loaded whole (an image may be in several).
 
 Adding a format is one new module and one line in :data:`FORMATS`.  Modules are imported only when used, so the
 command line starts fast.

@@ -824,3 +824,13 @@ def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Proble
 
 
 save_record = update_voc
+
+
+def split_lists(ds: Dataset) -> Dict[str, List[str]]:
+    """For a data set loaded whole: each split's name -> the annotation files its list names (only the list files
+    and folder listings are read; an image may be in several lists, e.g. ``trainval`` and ``test``)."""
+    root = Path(ds.root)
+    out: Dict[str, List[str]] = {}
+    for split in available_splits(find_voc_parts(root)):
+        out[split] = [item.xml for item in iter_voc_items(root, split) if item.xml is not None]
+    return out

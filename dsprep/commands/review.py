@@ -1,0 +1,61 @@
+"""``dsprep review``: a local page to look through a data set and fix its labels."""
+from __future__ import annotations
+
+import threading
+
+import click
+
+from ..report import progress
+
+
+@click.command()
+@click.argument("dataset", type=click.Path())
+@click.option("--port", type=int, default=0, show_default="a free port",
+              help="Port to listen on (on 127.0.0.1 only).")
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+@click.option("--read-only", is_flag=True, help="Look only: nothing is saved (needed for a read-only data set or a "
+                                                "packed file).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def review(dataset, port, no_browser, read_only, quiet):
+    """A local page to look through DATASET and fix its labels (Ctrl-C to stop).
+
+    Thumbnails filtered by class, split or problem; images with their boxes and polygons; a gallery of each class's
+    objects.  Change an object's class, move, resize, delete or draw boxes and quads, undo, save: each save
+    rewrites only what changed in the annotation file and keeps the previous file in .dsprep-history/ beside it.
+    The server listens on 127.0.0.1 only and answers only requests carrying the random token in the printed URL.
+    """
+    from ..review.server import ReviewServer
+    from ..review.session import HISTORY_DIR, Review
+    server = ReviewServer(port)  # a busy port fails before the data set is read
+    try:
+        session = Review(dataset, read_only=read_only,
+                         progress=lambda it: progress(it, desc="reading annotations", quiet=quiet, unit="file"))
+    except BaseException:
+        server.server_close()
+        raise
+    server.review = session
+    n_obj = sum(len(r) for r in session.records)
+    mode = (f"saving into the annotation files (earlier versions kept in {HISTORY_DIR}/)" if session.editable
+            else "read-only: nothing is saved")
+    click.echo(f"dsprep review: {dataset} ({session.format}, {len(session.records)} images, {n_obj} objects), "
+               f"{mode}")
+    click.echo(f"open {server.url}   (Ctrl-C to stop)")
+    if not no_browser:
+        threading.Thread(target=_open_browser, args=(server.url,), daemon=True).start()
+    try:
+        server.serve_forever(poll_interval=0.25)
+    except KeyboardInterrupt:
+        click.echo("dsprep review: stopped", err=True)
+    finally:
+        server.server_close()
+        session.close()
+
+
+def _open_browser(url: str) -> None:
+    import webbrowser
+    try:
+        opened = webbrowser.open(url)
+    except Exception:  # a broken browser setting must not stop the server
+        opened = False
+    if not opened:
+        click.echo("dsprep review: no browser found: open the URL above yourself", err=True)
