@@ -52,7 +52,7 @@ from .session import ConflictError, EditError, NotEditable, NotFound, Review, he
 HOST = "127.0.0.1"
 MAX_BODY = 16 << 20
 STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 STATUS = ((NotFound, 404), (EditError, 400), (ConflictError, 409), (NotEditable, 403), (ImageError, 422),
           (ParseError, 422))

@@ -68,6 +68,7 @@
       if (k === 'text') e.textContent = v;
       else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
       else if (k === 'dataset') Object.assign(e.dataset, v);
+      else if (k === 'color') e.style.backgroundColor = v;  // CSSOM: the page's CSP allows no style attributes
       else e.setAttribute(k, v === true ? '' : v);
     }
     for (const c of children) if (c !== null && c !== undefined) e.append(c);
@@ -111,7 +112,7 @@
     const on = S.filters[key] === value;
     return node('li', {class: on ? 'on' : null, dataset: {value}, title: label,
                        onclick: () => setFilter(key, on ? null : value)},
-      color ? node('span', {class: 'swatch', style: `background:${color}`}) : null,
+      color ? node('span', {class: 'swatch', color}) : null,
       node('span', {class: 'label', text: label}), node('span', {class: 'count', text: count}));
   }
 
@@ -277,6 +278,16 @@
     return o.polygon ? o.polygon : boxPoints(o.box);
   }
 
+  function area(pts) {  // shoelace
+    let s = 0;
+    for (let j = 0; j < pts.length; j++) {
+      const p = pts[j];
+      const q = pts[(j + 1) % pts.length];
+      s += p[0] * q[1] - q[0] * p[1];
+    }
+    return Math.abs(s) / 2;
+  }
+
   function copyObjects(objs) {
     return objs.map((o) => ({...o, box: o.box && o.box.slice(), polygon: o.polygon && o.polygon.map((p) => p.slice())}));
   }
@@ -360,7 +371,9 @@
     if (!S.cur) return;
     const g = $('#shapes');
     g.textContent = '';
-    S.cur.objects.forEach((o, k) => g.append(shapeOf(o, k)));
+    // largest first: a small object inside a big one stays on top, so it can be clicked
+    const order = S.cur.objects.map((o, k) => [area(points(o)), k]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+    for (const [, k] of order) g.append(shapeOf(S.cur.objects[k], k));
     renderHandles();
     renderList();
     renderEditor();
@@ -416,7 +429,7 @@
     ol.textContent = '';
     S.cur.objects.forEach((o, k) => {
       ol.append(node('li', {class: k === S.cur.sel ? 'on' : null, dataset: {k}, onclick: () => select(k)},
-        node('span', {class: 'swatch', style: `background:${colorOf(o.name)}`}),
+        node('span', {class: 'swatch', color: colorOf(o.name)}),
         node('span', {class: 'label', text: o.name}),
         o.difficult ? node('span', {class: 'flag', title: 'difficult', text: '?'}) : null,
         o.src === null ? node('span', {class: 'flag', title: 'new', text: 'new'}) : null,
@@ -551,7 +564,8 @@
     const k = S.cur.sel;
     if (S.cur.objects[k].name === name) return;
     S.lastClass = name;
-    learnColors([name]).then(() => edit(() => { S.cur.objects[k].name = name; }));
+    edit(() => { S.cur.objects[k].name = name; });
+    learnColors([name]).then(renderShapes);  // a new class gets its colour as soon as the server says it
   }
 
   function deleteSelected() {
