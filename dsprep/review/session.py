@@ -146,6 +146,7 @@ class Review:
         self.can_save = hasattr(self.module, "save_record") and self.ds.image_getter is None
         self.records: List[ImageRecord] = list(self.ds.records)
         self.polygons = any(r.polygons is not None for r in self.records)
+        self._ann = [self._annotation_path(rec) for rec in self.records]  # a record's file never changes
         if not read_only:
             self._check_writable()
         self.editable = self.can_save and not read_only
@@ -166,7 +167,7 @@ class Review:
 
     # ---- loading ---------------------------------------------------------------------------------------------
 
-    def annotation_path(self, rec: ImageRecord) -> Optional[str]:
+    def _annotation_path(self, rec: ImageRecord) -> Optional[str]:
         if not self.can_save:
             return None
         path = self.module.annotation_file(self.ds, rec)
@@ -178,7 +179,7 @@ class Review:
         if not self.can_save:
             raise UsageError(f"{self.root}: a packed {self.format} file cannot be edited (add --read-only to look "
                              f"at it)")
-        folders = dict.fromkeys(os.path.dirname(p) for p in map(self.annotation_path, self.records) if p)
+        folders = dict.fromkeys(os.path.dirname(p) for p in self._ann if p)
         for folder in folders:
             if not _writable(folder):
                 raise UsageError(f"{folder}: the data set is read-only (add --read-only to look at it without "
@@ -205,7 +206,7 @@ class Review:
         by_file: Dict[str, int] = {}
         for i, rec in enumerate(self.records):
             by_file[os.path.normpath(rec.image_path)] = i
-            ann = self.annotation_path(rec) or rec.meta.get("annotation_path")
+            ann = self._ann[i] or rec.meta.get("annotation_path")
             if ann:
                 by_file[os.path.normpath(ann)] = i
         # lines a reader skipped ("file:line"); whole files skipped are already "unreadable" problems
@@ -273,7 +274,7 @@ class Review:
     def _json(self, i: int, version: Optional[str]) -> dict:
         with self.lock:
             rec, probs, rev = self.records[i], list(self.problems[i]), self.rev[i]
-        ann = self.annotation_path(rec)
+        ann = self._ann[i]
         per_object: Dict[int, List[str]] = {}
         problems = []
         for p in probs:
@@ -295,7 +296,7 @@ class Review:
     def open(self, i: int) -> dict:
         """The record as its file holds it now (read again), with the version the page must send back to save."""
         rec = self.record(i)
-        ann = self.annotation_path(rec) if hasattr(self.module, "load_record") else None
+        ann = self._ann[i] if hasattr(self.module, "load_record") else None
         if ann is None:
             return self._json(i, None)
         for _ in range(3):  # a version is the hash of exactly the bytes the record was read from
@@ -363,7 +364,7 @@ class Review:
             raise NotEditable("this review is read-only" + ("" if self.can_save else f" ({self.format} files "
                                                                                       f"cannot be edited)"))
         rec = self.record(i)
-        ann = self.annotation_path(rec)
+        ann = self._ann[i]
         if ann is None:
             raise NotEditable(f"{rec.stem}: no annotation file to save into")
         return rec, ann, os.path.relpath(ann, self.root)
@@ -428,8 +429,8 @@ class Review:
 
     def history(self, i: int) -> List[dict]:
         """Earlier versions of image ``i``'s annotation file, newest first."""
-        rec = self.record(i)
-        ann = self.annotation_path(rec)
+        self.record(i)
+        ann = self._ann[i]
         if ann is None:
             return []
         folder = os.path.join(os.path.dirname(ann), HISTORY_DIR)

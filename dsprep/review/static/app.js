@@ -953,6 +953,7 @@
       const m = /#image=(\d+)/.exec(location.hash);
       if (m) await openById(+m[1], null);
       document.body.dataset.ready = '1';
+      performance.mark('dsprep-ready');  // the first page is drawn (benchmarks read it)
     } catch (e) {
       status(e.message, 'error');
     }
