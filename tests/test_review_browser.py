@@ -134,6 +134,10 @@ def test_voc_filter_a_class_change_it_move_a_box_save(page, voc):
         assert (nx1 - nx0, ny1 - ny0) == (345, 487)  # moved, not resized
         assert page.is_enabled("#save") and page.text_content("#status") == "unsaved changes"
         save(page)
+        page.keyboard.press("Escape")
+        page.keyboard.press("Escape")  # back to the grid, still filtered by 'dog': no dog left
+        expect(page.locator(".card")).to_have_count(0)
+        expect(page.locator("#f-class li[data-value='sofa'] .count")).to_have_text("2 in 2")
     after = target.read_bytes().decode()
     assert "<name>sofa</name>" in after and "<name>dog</name>" not in after
     box = [int(v) for v in re.findall(r"<(?:xmin|ymin|xmax|ymax)>(\d+)<", after.split("<name>person</name>")[1])]
@@ -309,3 +313,36 @@ def test_read_only_page_offers_no_editing(page, voc):
         page.keyboard.press("Delete")
         assert page.locator("#objects li").count() == 2
     assert (voc / "Annotations" / "000001.xml").read_bytes() == before
+
+
+def test_resize_a_box_by_its_corner_and_edge(page, voc):
+    target = voc / "Annotations" / "000001.xml"
+    with serving(voc) as server:
+        open_page(page, server)
+        open_image(page, "000001")
+        page.click("#objects li[data-k='0']")  # dog: 47 239 195 371 (0-based)
+        page.keyboard.press("z")
+        drag(page, center(page, "#handles .handle[data-h='se']"), on_screen(page, 210, 380))
+        assert corners(page, 0) == [(47, 239), (210, 239), (210, 380), (47, 380)]
+        drag(page, center(page, "#handles .handle[data-h='w']"), on_screen(page, 40, 300))
+        assert corners(page, 0) == [(40, 239), (210, 239), (210, 380), (40, 380)]
+        page.keyboard.press("Control+z")
+        assert corners(page, 0) == [(47, 239), (210, 239), (210, 380), (47, 380)]
+        save(page)
+    xml = target.read_text()
+    assert "<xmin>48</xmin>\n\t\t\t<ymin>240</ymin>\n\t\t\t<xmax>210</xmax>\n\t\t\t<ymax>380</ymax>" in xml
+
+
+def test_the_browser_is_sent_through_a_private_redirect_file(page, voc, tmp_path, monkeypatch):
+    """The token never goes on a command line: the browser is given a file that redirects to the URL."""
+    import webbrowser
+    from dsprep.commands.review import open_browser
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda u: opened.append(u) or True)
+    with serving(voc) as server:
+        assert open_browser(server.url, str(tmp_path))
+        [uri] = opened
+        assert uri.startswith("file://") and server.token not in uri
+        page.goto(uri)
+        page.wait_for_selector("body[data-ready='1'] .card")
+        assert page.url == server.url

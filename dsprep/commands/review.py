@@ -1,6 +1,8 @@
 """``dsprep review``: a local page to look through a data set and fix its labels."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 
 import click
@@ -34,6 +36,7 @@ def review(dataset, port, no_browser, read_only, quiet):
         server.server_close()
         raise
     server.review = session
+    private = tempfile.mkdtemp(prefix="dsprep-review-")  # mode 0700: for the browser's redirect file only
     n_obj = sum(len(r) for r in session.records)
     mode = (f"saving into the annotation files (earlier versions kept in {HISTORY_DIR}/)" if session.editable
             else "read-only: nothing is saved")
@@ -41,7 +44,7 @@ def review(dataset, port, no_browser, read_only, quiet):
                f"{mode}")
     click.echo(f"open {server.url}   (Ctrl-C to stop)")
     if not no_browser:
-        threading.Thread(target=_open_browser, args=(server.url,), daemon=True).start()
+        threading.Thread(target=open_browser, args=(server.url, private), daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:
@@ -49,13 +52,23 @@ def review(dataset, port, no_browser, read_only, quiet):
     finally:
         server.server_close()
         session.close()
+        shutil.rmtree(private, ignore_errors=True)
 
 
-def _open_browser(url: str) -> None:
+def open_browser(url: str, folder: str) -> bool:
+    """Open ``url`` in the user's browser without putting it on a command line (where ``ps`` shows it to every
+    local user): the browser gets a redirecting file in ``folder``, a private folder of this user's."""
     import webbrowser
+    from html import escape
+    from pathlib import Path
+    from ..outputs import atomic_write_text
+    page = Path(folder) / "open-dsprep-review.html"
+    atomic_write_text(page, f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url='
+                            f'{escape(url)}"><title>dsprep review</title><a href="{escape(url)}">dsprep review</a>\n')
     try:
-        opened = webbrowser.open(url)
+        opened = webbrowser.open(page.as_uri())
     except Exception:  # a broken browser setting must not stop the server
         opened = False
     if not opened:
         click.echo("dsprep review: no browser found: open the URL above yourself", err=True)
+    return opened
