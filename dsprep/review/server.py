@@ -105,6 +105,8 @@ def _int(text: str) -> int:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: without this a keep-alive connection
+    #                                 waits for the peer's delayed ACK (~40 ms) on every response
     server_version = "dsprep-review"
     sys_version = ""
     server: ReviewServer

@@ -384,13 +384,23 @@
     const grp = svg('g', {class: `obj${k === S.cur.sel ? ' sel' : ''}${o.difficult ? ' difficult' : ''}` +
                                  `${o.problems && o.problems.length ? ' problem' : ''}`, 'data-k': k});
     const pts = points(o);
+    const label = o.name + (o.difficult ? '?' : '');
+    const tip = svg('title');
+    tip.textContent = `#${k} ${label}`;
+    grp.append(tip);
     grp.append(svg('polygon', {points: pts.map((p) => p.join(',')).join(' '), stroke: color, fill: color}));
-    const s = 1 / ppu();
-    const x = Math.min(...pts.map((p) => p[0]));
-    const y = Math.min(...pts.map((p) => p[1]));
-    const t = svg('text', {x, y: y - 3 * s, 'font-size': 12 * s, 'stroke-width': 3 * s, fill: color});
-    t.textContent = o.name + (o.difficult ? '?' : '');
-    grp.append(t);
+    const scale = ppu();
+    const xs = pts.map((p) => p[0]);
+    const ys = pts.map((p) => p[1]);
+    // a name is drawn when it fits across its object on screen (crowded scenes stay readable), and always for the
+    // selected object; every object names itself on hover
+    if (k === S.cur.sel || (Math.max(...xs) - Math.min(...xs)) * scale >= 7 * label.length + 4) {
+      const s = 1 / scale;
+      const t = svg('text', {x: Math.min(...xs), y: Math.min(...ys) - 3 * s, 'font-size': 12 * s,
+                             'stroke-width': 3 * s, fill: color});
+      t.textContent = label;
+      grp.append(t);
+    }
     return grp;
   }
 
