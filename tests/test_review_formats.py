@@ -14,7 +14,7 @@ from dsprep.dataset import editable_formats, format_module, load_dataset
 from dsprep.dota import parse_dota, update_dota
 from dsprep.voc import parse_voc, update_voc
 
-from helpers import voc_xml, write_voc_tree
+from helpers import voc_xml
 
 
 def edited(rec, keep=None):

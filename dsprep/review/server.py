@@ -41,6 +41,7 @@ import re
 import secrets
 import sys
 import traceback
+from concurrent.futures import CancelledError
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
@@ -144,6 +145,9 @@ class Handler(BaseHTTPRequestHandler):
             self._error(status, str(e), api)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except CancelledError:  # the server is stopping: queued thumbnails were dropped
+            self.close_connection = True
+            self._error(503, "dsprep review is stopping", api)
         except Exception:  # a bug: the page gets a line, the terminal the traceback
             traceback.print_exc(file=sys.stderr)
             self._error(500, "internal error (see the terminal running dsprep review)", api)

@@ -87,6 +87,7 @@ def hex_color(name: str) -> str:
 
 
 _OBJECT_REF = re.compile(r"^object (\d+)\b")
+_STAMP = re.compile(r"\d{8}T\d{6}\.\d{6}Z(-\d+)?")  # a history entry is <file name>.<UTC time of the save>
 
 
 class _Cache:
@@ -287,7 +288,8 @@ class Review:
                     "polygon": None if rec.polygons is None else rec.polygons[k].tolist(),
                     "difficult": int(rec.difficult[k]), "truncated": bool(rec.truncated[k]),
                     "problems": per_object.get(k, [])} for k in range(len(rec))]
-        return {"id": i, "stem": rec.stem, "split": ", ".join(sorted(self.splits[i])) or None, "width": rec.width, "height": rec.height,
+        return {"id": i, "stem": rec.stem, "split": ", ".join(sorted(self.splits[i])) or None,
+                "width": rec.width, "height": rec.height,
                 "image": os.path.relpath(rec.image_path, self.root) if self.root.is_dir() else rec.image_path,
                 "annotation": os.path.relpath(ann, self.root) if ann else None,
                 "version": version, "editable": self.editable and ann is not None, "rev": rev,
@@ -388,7 +390,8 @@ class Review:
         """Keep ``current`` in the history folder, then replace the file (atomically, keeping its permissions)."""
         from ..outputs import atomic_write_bytes, prepare_output_dir
         folder = prepare_output_dir(Path(ann).parent / HISTORY_DIR, allow_existing=True)
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{time.time_ns() // 1000 % 1_000_000:06d}Z"
+        ns = time.time_ns()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ns // 1_000_000_000)) + f".{ns // 1000 % 1_000_000:06d}Z"
         entry = f"{os.path.basename(ann)}.{stamp}"
         n = 1
         while (folder / entry).exists():
@@ -425,7 +428,7 @@ class Review:
             names = os.listdir(folder)
         except OSError:
             return []
-        return sorted((n for n in names if n.startswith(prefix) and not n.startswith(".")), reverse=True)
+        return sorted((n for n in names if n.startswith(prefix) and _STAMP.fullmatch(n[len(prefix):])), reverse=True)
 
     def history(self, i: int) -> List[dict]:
         """Earlier versions of image ``i``'s annotation file, newest first."""
@@ -450,7 +453,10 @@ class Review:
             raise NotFound(f"{rel}: no saved version '{entry}'")
         with self.save_lock:
             current = self._current(ann, rel, version)
-            data = _read_bytes(os.path.join(os.path.dirname(ann), HISTORY_DIR, entry))
+            try:
+                data = _read_bytes(os.path.join(os.path.dirname(ann), HISTORY_DIR, entry))
+            except OSError as e:
+                raise NotFound(f"{rel}: cannot read saved version '{entry}' ({e.strerror or e})") from e
             saved = None if data == current else self._write(ann, current, data)
             out = self.open(i)
         out["saved"] = saved is not None
@@ -531,8 +537,10 @@ class Review:
         x0, y0 = poly.min(axis=0)
         x1, y1 = poly.max(axis=0)
         pad = max(4.0, 0.15 * max(x1 - x0, y1 - y0))
-        cx0, cy0 = int(np.clip(np.floor(x0 - pad), 0, max(0, w - 1))), int(np.clip(np.floor(y0 - pad), 0, max(0, h - 1)))
-        cx1, cy1 = int(np.clip(np.ceil(x1 + pad), cx0 + 1, w)), int(np.clip(np.ceil(y1 + pad), cy0 + 1, h))
+        cx0 = int(np.clip(np.floor(x0 - pad), 0, max(0, w - 1)))
+        cy0 = int(np.clip(np.floor(y0 - pad), 0, max(0, h - 1)))
+        cx1 = int(np.clip(np.ceil(x1 + pad), cx0 + 1, w))
+        cy1 = int(np.clip(np.ceil(y1 + pad), cy0 + 1, h))
         part = img[cy0:cy1, cx0:cx1]
         s = min(size / max(part.shape[:2]), 8.0)
         out = cv2.resize(part, (max(1, round(part.shape[1] * s)), max(1, round(part.shape[0] * s))),

@@ -289,7 +289,8 @@
   }
 
   function copyObjects(objs) {
-    return objs.map((o) => ({...o, box: o.box && o.box.slice(), polygon: o.polygon && o.polygon.map((p) => p.slice())}));
+    return objs.map((o) => ({...o, box: o.box && o.box.slice(),
+                             polygon: o.polygon && o.polygon.map((p) => p.slice())}));
   }
 
   async function openImage(pos, focus = null) {
@@ -332,7 +333,7 @@
       zoomTo(focus);
     }
     if (pos + 1 < S.list.length) new Image().src = url(`/api/images/${S.list[pos + 1][0]}/image`);
-    loadHistory();
+    loadHistory().catch(() => {});
   }
 
   function setRecord(rec) {
@@ -345,7 +346,7 @@
     S.cur.undo = [];
     S.cur.dirty = false;
     S.cur.sel = -1;
-    learnColors(rec.objects.map((o) => o.name)).then(renderShapes);
+    learnColors(rec.objects.map((o) => o.name)).then(renderShapes, () => {});
     $('#iv-title').textContent = rec.stem;
     const where = [rec.split && `split ${rec.split}`, `${rec.width} \u00d7 ${rec.height}`, rec.annotation || rec.image];
     $('#iv-info').textContent = where.filter(Boolean).join(' \u00b7 ');
@@ -575,7 +576,7 @@
     if (S.cur.objects[k].name === name) return;
     S.lastClass = name;
     edit(() => { S.cur.objects[k].name = name; });
-    learnColors([name]).then(renderShapes);  // a new class gets its colour as soon as the server says it
+    learnColors([name]).then(renderShapes, () => {});  // a new class gets its colour as soon as the server says it
   }
 
   function deleteSelected() {
@@ -774,7 +775,7 @@
       S.listStale = true;
       hideMessage();
       loadSummary().catch(() => {});
-      loadHistory();
+      loadHistory().catch(() => {});
       return true;
     } catch (e) {
       changed();
@@ -851,7 +852,7 @@
       status(`restored the version saved ${entry.split('.').slice(-2).join('.')}`, 'ok');
       S.listStale = true;
       loadSummary().catch(() => {});
-      loadHistory();
+      loadHistory().catch(() => {});
     } catch (e) {
       message(`Not restored: ${e.message}`, e.conflict ? [['reload from disk', reloadImage], ['ok', hideMessage]]
         : [['ok', hideMessage]], 'error');
@@ -895,6 +896,7 @@
   $('#tool-box').onclick = () => setTool('box');
   $('#tool-quad').onclick = () => setTool('quad');
   $('#sel-class').onchange = (ev) => {
+    ev.target.blur();  // else the arrow keys meant for the next image would change the class again
     if (ev.target.value === '\u0000new') {
       $('#new-class-row').hidden = false;
       $('#new-class').focus();
