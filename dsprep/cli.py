@@ -11,7 +11,7 @@ import sys
 import click
 
 from . import __version__
-from .commands import color, convert, crop, demo, info, pack, synth, tile, visualize
+from .commands import color, convert, crop, demo, fetch, info, pack, synth, tile, visualize
 from .commands.common import DsprepGroup
 from .commands.review import review
 
@@ -23,6 +23,7 @@ def main():
 
 
 # the order of a typical workflow (``dsprep --help`` lists them so)
+main.add_command(fetch.fetch)  # getting the data comes first
 for _cmd in (demo.demo, info.info, visualize.visualize, crop.crop, tile.tile_dota, tile.merge_dota, convert.convert,
              synth.synth, color.color, pack.voc_to_h5, pack.voc_to_pickle):
     main.add_command(_cmd)

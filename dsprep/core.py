@@ -39,6 +39,18 @@ class ImageError(DsprepError):
     """An image that cannot be read or decoded."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: the run stops, removes what it half-did, and says so in one line."""
+
+    def __init__(self, signum: int = 2, message: str = ""):
+        super().__init__(message)
+        self.signum, self.message = signum, message
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
 class UsageError(DsprepError):
     """An impossible option value or combination (exit code 2, like click's own usage errors)."""
 
@@ -71,6 +83,12 @@ class Problem:
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "file": self.file, "detail": self.detail}
+
+    @classmethod
+    def about(cls, kind: str, file: str, err: Exception) -> "Problem":
+        """A problem from an error whose message starts with the file (not repeated in the detail)."""
+        text = str(err)
+        return cls(kind, file, text[len(file) + 2:] if text.startswith(f"{file}: ") else text)
 
 
 def _as_boxes(boxes) -> np.ndarray:

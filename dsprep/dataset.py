@@ -8,6 +8,10 @@ Every format module (``voc.py``, ``dota.py``, ``hdf5.py`` ...) exposes the same 
                                     few bytes, never a full parse);
 * ``load(path, split, policy, wrap) -> Dataset``  every record of the data set (``split`` already applied, the
                                     class list decided from *all* annotation files, see :func:`decide_classes`);
+                                    image headers are not read here (``width == 0`` where the annotation has no size);
+* ``RECORDS_SIZE``                  whether annotations state the image size (then a header that disagrees is a
+                                    ``size_mismatch``); ``HAS_IMAGE_FILES = False`` for packed files;
+* ``check_record(rec) -> (rec, problems)``  checks that need the size (clipping, objects outside the image);
 * ``Writer`` (formats dsprep can write): see :class:`dsprep.core.FormatWriter`.
 
 Formats whose files can be edited in place (``dsprep review``) also expose the edit protocol:
@@ -70,11 +74,12 @@ def detect_format(path: Path) -> str:
 
 def load_dataset(path, split: Optional[str] = None, on_error: str = "fail",
                  progress: Optional[Callable[[Iterable], Iterable]] = None, fmt: Optional[str] = None,
-                 classes: Optional[Sequence[str]] = None) -> Dataset:
-    """Read every annotation of a data set (images are not decoded; headers only where a size is needed).
+                 classes: Optional[Sequence[str]] = None, exif: str = "auto") -> Dataset:
+    """Read every annotation of a data set, and every image's header (pixels are not decoded).
 
     ``fmt`` forces a format (``--format``); ``classes`` pins the class list (``--classes``): objects of other
-    classes are then an error (or skipped and listed with ``on_error="skip"``).
+    classes are then an error (or skipped and listed with ``on_error="skip"``); ``exif`` is the orientation
+    policy (``--exif``, see :func:`dsprep.images.decide_orientation`), decided here once per record.
     """
     path = Path(path)
     name = fmt or detect_format(path)
@@ -84,6 +89,8 @@ def load_dataset(path, split: Optional[str] = None, on_error: str = "fail",
     policy = ErrorPolicy(on_error)
     with _bulk():
         ds = module.load(path, split, policy, progress or (lambda it: it))
+        if getattr(module, "HAS_IMAGE_FILES", True):
+            attach_images(ds, module, exif)
     if classes is not None:
         ds.classes = decide_classes((), pinned=classes)
         ds.records = [_pin(rec, ds, policy) for rec in ds.records]
@@ -106,6 +113,55 @@ def _pin(rec, ds: Dataset, policy: ErrorPolicy):
                                  f"({', '.join(ds.classes)})"), f"{where}#object{k}")
     keep = [k for k in range(len(rec)) if rec.names[k] in known]
     return rec.select(keep)
+
+
+def attach_images(ds: Dataset, module: ModuleType, exif: str = "auto") -> None:
+    """Read every record's image header once: decide its orientation (``rec.meta["orient"]``), fill a size the
+    annotation lacks, report what would hurt training (empty, truncated, unreadable image; size mismatch; EXIF
+    orientation), then run the format's own size-dependent checks."""
+    import os
+    from .core import ImageError, Problem
+    from .images import ORIENTATION_NAMES, decide_orientation, probe
+    records_size = getattr(module, "RECORDS_SIZE", True)
+    check = getattr(module, "check_record", None)
+    out = []
+    for rec in ds.records:
+        where = rec.meta.get("annotation_path") or rec.image_path
+        info = None
+        if rec.image_path and os.path.isfile(rec.image_path):
+            try:
+                info = probe(rec.image_path)
+            except ImageError as e:
+                ds.problems.append(Problem("image_unreadable", rec.image_path, str(e).split(": ", 1)[-1]))
+        if info is None:
+            if rec.width <= 0:
+                ds.problems.append(Problem("size_unknown", where, "no size in the annotation and no readable image"))
+            out.append(rec)
+            continue
+        if info.complete is False:
+            ds.problems.append(Problem("truncated_image", rec.image_path,
+                                       f"{info.kind.upper()} file without its end marker (cut short)"))
+        annotated = (rec.width, rec.height) if (records_size and rec.width > 0 and rec.height > 0) else None
+        orient, mismatch = decide_orientation(exif, info, annotated)
+        rec.meta["orient"] = orient
+        rec.meta["exif"] = info.orientation
+        if info.orientation != 1:
+            ds.problems.append(Problem("exif_orientation", rec.image_path,
+                                       f"EXIF orientation {info.orientation} ({ORIENTATION_NAMES[info.orientation]})"
+                                       f": {'applied' if orient else 'ignored'} (--exif {exif})"))
+        if annotated is None:
+            if records_size and rec.width <= 0:
+                ds.problems.append(Problem("size_from_image", where, "no size in the annotation: read from the "
+                                                                      "image header"))
+            rec.width, rec.height = info.size(orient)
+            rec.depth = info.channels
+        elif mismatch:
+            ds.problems.append(Problem("size_mismatch", where, mismatch))
+        if check is not None and rec.width > 0:
+            rec, probs = check(rec)
+            ds.problems.extend(probs)
+        out.append(rec)
+    ds.records = out
 
 
 @contextlib.contextmanager

@@ -169,6 +169,7 @@ def dota_items(root: Path) -> Tuple[List[Tuple[str, Optional[str], Optional[str]
 
 LAYOUT = "DOTA: labelTxt/ + images/"
 NAME = "dota"
+RECORDS_SIZE = False  # sizes come from the image headers
 
 
 def detect(path: Path) -> bool:
@@ -190,11 +191,9 @@ def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
             continue
         try:
             rec, problems, skipped = read_dota(label, policy.mode)
-            if image is not None:
-                rec.width, rec.height, rec.depth = image_size(image)
         except DsprepError as e:
             policy.handle(e, label)
-            ds.problems.append(Problem("unreadable", label, str(e)))
+            ds.problems.append(Problem.about("unreadable", label, e))
             continue
         ds.skipped.extend(skipped)
         if image is None:
@@ -202,9 +201,9 @@ def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
             rec.image_path = str(root / "images" / f"{stem}.png")
         else:
             rec.image_path = image
+        rec.meta["annotation_path"] = label
         ds.records.append(rec)
         ds.problems.extend(problems)
-        ds.problems.extend(_outside(rec, label))
     ds.classes = decide_classes(ds.records)
     return ds
 
@@ -221,6 +220,11 @@ class Writer(FormatWriter):
     def record_files(self, rec: ImageRecord):
         from .outputs import safe_name
         return {f"labelTxt/{safe_name(rec.stem)}.txt": format_dota(rec).encode("utf-8")}, {}
+
+
+def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
+    """Once the size is known (from the image header): polygons reaching outside the image are reported."""
+    return rec, _outside(rec, rec.meta.get("annotation_path", rec.image_path))
 
 
 def _outside(rec: ImageRecord, source: str) -> List[Problem]:

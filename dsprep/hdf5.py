@@ -10,6 +10,8 @@ This is the only module that imports h5py.  File layout (one group per split; se
     /<split>/labels         (M,) int32 index into the class list
     /<split>/difficult      (M,) bool
     /<split>/box_offsets    (N+1,) int64: image i owns boxes[box_offsets[i]:box_offsets[i+1]]
+    /<split>/polygons       (M, 4, 2) float32 quadrilaterals in the stored image's pixels (data sets with polygons,
+                            such as DOTA, only)
     /<split>/orig_size      (N, 2) int32 original width, height
     /<split>/transform      (N, 4) float64 scale_x, scale_y, pad_x, pad_y (stored = original * scale + pad)
     /<split>/filenames      (N,) UTF-8 strings;  /<split>/paths: the source paths
@@ -30,10 +32,10 @@ import cv2
 import h5py
 import numpy as np
 
-from .core import Dataset, DatasetError, DsprepError, ImageError, ImageRecord
-from .images import check_complete, image_size, read_image
+from .core import Dataset, DatasetError, DsprepError, ImageError, ImageRecord, boxes_to_polygons
+from .images import apply_orientation, check_complete, probe, read_image, read_record_image
 from .outputs import TemporaryPath
-from .resize import fit_image, map_boxes
+from .resize import fit_image, map_boxes, map_polygons
 
 FORMAT = "dsprep-detection"
 VERSION = 1
@@ -90,17 +92,26 @@ def close_slots() -> None:
 
 
 def prepare_image(args) -> dict:
-    """Decode (or take the bytes of) one image, colour-correct and fit it.  Returns what the writer stores."""
-    path, opts, slot = args
+    """Decode (or take the bytes of) one record's image, colour-correct and fit it.  Returns what the writer stores.
+
+    The pixels are those the record's boxes refer to (its EXIF orientation decided when the data set was read, its
+    size checked).  Encoded mode keeps the file's bytes and stores the orientation to apply when reading."""
+    rec, opts, slot = args
+    path = rec.image_path
     if opts.mode == "encoded" and not opts.color:
         try:
             data = np.fromfile(path, dtype=np.uint8)
         except OSError as e:
             raise ImageError(f"{path}: cannot read image ({e.strerror or e})") from e
         check_complete(data, path)
-        w, h, _ = image_size(path, data)
-        return {"encoded": data, "orig": (w, h), "transform": np.array([1.0, 1.0, 0.0, 0.0])}
-    img = read_image(path)
+        info = probe(path, data.tobytes())
+        code = info.orientation if rec.meta.get("orient", True) else 1
+        w, h = info.size(code != 1)
+        if rec.width > 0 and (w, h) != (rec.width, rec.height):
+            raise ImageError(f"{rec.meta.get('annotation_path') or path}: the annotation says {rec.width}x"
+                             f"{rec.height} but the image {path} is {w}x{h} (boxes would not fit the pixels)")
+        return {"encoded": data, "orig": (w, h), "transform": np.array([1.0, 1.0, 0.0, 0.0]), "orientation": code}
+    img = read_record_image(rec)
     h, w = img.shape[:2]
     if opts.color:
         from .color import correct
@@ -121,9 +132,11 @@ def prepare_image(args) -> dict:
 # ---- writing -------------------------------------------------------------------------------------------------------
 
 class _SplitArrays:
-    """Per-split annotation arrays, filled as images arrive (in data set order)."""
+    """Per-split annotation arrays, filled as images arrive (in data set order).  With ``polygons`` every object
+    also gets its quadrilateral (a record without polygons contributes its box corners)."""
 
-    def __init__(self):
+    def __init__(self, polygons: bool = False):
+        self.polygons: Optional[List[np.ndarray]] = [] if polygons else None
         self.boxes: List[np.ndarray] = []
         self.labels: List[np.ndarray] = []
         self.difficult: List[np.ndarray] = []
@@ -132,11 +145,17 @@ class _SplitArrays:
         self.transform: List[np.ndarray] = []
         self.filenames: List[str] = []
         self.paths: List[str] = []
+        self.orientation: List[int] = []
         self.kept: List[int] = []  # indices (in the split's record list) that were stored
 
-    def add(self, idx: int, rec: ImageRecord, class_index: Dict[str, int], orig, transform) -> None:
+    def add(self, idx: int, rec: ImageRecord, class_index: Dict[str, int], orig, transform, orientation: int = 1
+            ) -> None:
         self.kept.append(idx)
+        self.orientation.append(int(orientation))
         self.boxes.append(map_boxes(rec.boxes, transform).astype(np.float32))
+        if self.polygons is not None:
+            quads = rec.polygons if rec.polygons is not None else boxes_to_polygons(rec.boxes)
+            self.polygons.append(map_polygons(quads, transform).astype(np.float32))
         self.labels.append(np.array([class_index[n] for n in rec.names], np.int32))
         self.difficult.append(rec.difficult.astype(bool))
         self.counts.append(len(rec))
@@ -147,13 +166,18 @@ class _SplitArrays:
 
     def arrays(self) -> Dict[str, np.ndarray]:
         n = len(self.counts)
-        return {
+        extra = {}
+        if self.polygons is not None:
+            extra["polygons"] = np.concatenate(self.polygons).reshape(-1, 4, 2) if n else np.zeros((0, 4, 2),
+                                                                                                   np.float32)
+        return extra | {
             "boxes": np.concatenate(self.boxes).reshape(-1, 4) if n else np.zeros((0, 4), np.float32),
             "labels": np.concatenate(self.labels) if n else np.zeros(0, np.int32),
             "difficult": np.concatenate(self.difficult) if n else np.zeros(0, bool),
             "box_offsets": np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64),
             "orig_size": np.array(self.orig, np.int32).reshape(-1, 2),
             "transform": np.array(self.transform, np.float64).reshape(-1, 4),
+            "orientation": np.array(self.orientation, np.uint8),
         }
 
 
@@ -193,14 +217,17 @@ class _Writer:
     """What both writers share: the class index, the counts, and the per-split annotation arrays."""
 
     def _init(self, out: Path, splits: Dict[str, List[ImageRecord]], classes: Sequence[str],
-              opts: PackOptions) -> None:
+              opts: PackOptions, polygons: Optional[bool]) -> None:
         self.out, self.splits, self.classes, self.opts = Path(out), splits, list(classes), opts
+        # one answer for the whole data set (shards pass it in: a shard's slice may hold no polygon record)
+        self.polygons = has_polygons(splits) if polygons is None else bool(polygons)
         self.class_index = {c: i for i, c in enumerate(classes)}
         self.stats = {"images": 0, "objects": 0}
 
     def _note(self, arrays: "_SplitArrays", split: str, index: int, prepared: dict) -> ImageRecord:
         rec = self.splits[split][index]
-        arrays.add(index, rec, self.class_index, prepared["orig"], prepared["transform"])
+        arrays.add(index, rec, self.class_index, prepared["orig"], prepared["transform"],
+                   prepared.get("orientation", 1))
         self.stats["images"] += 1
         self.stats["objects"] += len(rec)
         return rec
@@ -212,11 +239,12 @@ class H5Writer(_Writer):
     Use as a context manager: :meth:`slot` tells a worker where to write a fixed-size image itself (local workers:
     contiguous, uncompressed output), :meth:`add` takes each prepared image in data set order (``None`` for one
     skipped by ``--on-error skip``).  Any exception (Ctrl-C included) removes the temporary file.
+    ``polygons`` stores ``/<split>/polygons`` (default: when any record has polygons).
     """
 
     def __init__(self, out: Path, splits: Dict[str, List[ImageRecord]], classes: Sequence[str], opts: PackOptions,
-                 overwrite: bool = False, direct: bool = True):
-        self._init(out, splits, classes, opts)
+                 overwrite: bool = False, direct: bool = True, polygons: Optional[bool] = None):
+        self._init(out, splits, classes, opts, polygons)
         self._tmp = TemporaryPath(out, overwrite)
         self.direct = direct and opts.mode == "fixed" and opts.compression == "none"
         self._state: Dict[str, dict] = {}
@@ -240,7 +268,7 @@ class H5Writer(_Writer):
         for split, recs in self.splits.items():
             g = f.create_group(split)
             g.attrs["mode"] = opts.mode
-            st = {"group": g, "arrays": _SplitArrays(), "raw": None, "raw_offsets": [0], "rows": None}
+            st = {"group": g, "arrays": _SplitArrays(self.polygons), "raw": None, "raw_offsets": [0], "rows": None}
             if opts.mode == "fixed":
                 w, h = opts.size
                 g.attrs["size"] = (w, h)
@@ -357,13 +385,14 @@ class PickleWriter(_Writer):
     """The same content as :class:`H5Writer`, as one pickle of numpy arrays (kept in memory until written)."""
 
     def __init__(self, out: Path, splits: Dict[str, List[ImageRecord]], classes: Sequence[str], opts: PackOptions,
-                 overwrite: bool = False, direct: bool = False):
-        self._init(out, splits, classes, opts)
+                 overwrite: bool = False, direct: bool = False, polygons: Optional[bool] = None):
+        self._init(out, splits, classes, opts, polygons)
         self.overwrite = overwrite
         if self.out.exists() and not overwrite:
             from .core import OutputError
             raise OutputError(f"{self.out}: already exists (use --overwrite to replace it)")
-        self._acc = {s: {"arrays": _SplitArrays(), "images": [], "encoded": [], "offsets": [0]} for s in splits}
+        self._acc = {s: {"arrays": _SplitArrays(self.polygons), "images": [], "encoded": [], "offsets": [0]}
+                     for s in splits}
 
     def __enter__(self) -> "PickleWriter":
         return self
@@ -405,16 +434,22 @@ class PickleWriter(_Writer):
         return False
 
 
+def has_polygons(splits: Dict[str, List[ImageRecord]]) -> bool:
+    """Whether a data set has polygons (DOTA): then every split of its pack stores ``polygons``."""
+    return any(rec.polygons is not None for recs in splits.values() for rec in recs)
+
+
 def pack_items(writer, splits: Dict[str, List[ImageRecord]], opts: PackOptions):
-    """``[(split, index, (path, opts, slot))]`` for every image to prepare."""
-    return [(s, i, (rec.image_path, opts, writer.slot(s, i))) for s, recs in splits.items()
-            for i, rec in enumerate(recs)]
+    """``[(split, index, (record, opts, slot))]`` for every image to prepare."""
+    return [(s, i, (rec, opts, writer.slot(s, i))) for s, recs in splits.items() for i, rec in enumerate(recs)]
 
 
 def annotation_only_results(splits: Dict[str, List[ImageRecord]]):
     for s, recs in splits.items():
         for i, rec in enumerate(recs):
-            yield (s, i, None), {"orig": (rec.width, rec.height), "transform": np.array([1.0, 1.0, 0.0, 0.0])}
+            code = rec.meta.get("exif", 1) if rec.meta.get("orient", True) else 1
+            yield (s, i, None), {"orig": (rec.width, rec.height), "transform": np.array([1.0, 1.0, 0.0, 0.0]),
+                                 "orientation": code}
 
 
 # ---- reading -------------------------------------------------------------------------------------------------------
@@ -426,15 +461,35 @@ class DetectionH5:
     lazily, one at a time, from a file handle opened in the calling process, so the object can be handed to a
     PyTorch ``DataLoader`` with ``num_workers > 0`` (it pickles without its handle and reopens in each worker).
     Contiguous uncompressed data is read through a memory map of the file (no h5py call per image).
-    Works the same over a pickle cache (``.pkl``), which is loaded whole into memory.
+    Works the same over a pickle cache (``.pkl``), which is loaded whole into memory through a restricted unpickler
+    (numpy arrays and plain Python values only: a pickle that would run code is refused).
+
+    ``split`` may be left out when the file holds one split.  :meth:`open_splits` opens every split at once.
+    When the packed data set has polygons (DOTA), samples also carry ``polygons`` ``(k, 4, 2) float32``.
     """
 
     def __init__(self, path, split: Optional[str] = None):
-        self.path = str(path)
-        if not os.path.isfile(self.path):
-            raise DatasetError(f"{self.path}: not found")
-        self.is_pickle = self.path.lower().endswith((".pkl", ".pickle"))
-        meta, self.split, arrays = (_load_pickle_meta if self.is_pickle else _load_h5_meta)(self.path, split)
+        path = str(path)
+        meta, parts = _read_packed(path, split)
+        ((split, arrays),) = parts.items()
+        self._setup(path, meta, split, arrays)
+
+    @classmethod
+    def open_splits(cls, path) -> Dict[str, "DetectionH5"]:
+        """``{split: reader}`` for every split of a packed file, in sorted order (a pickle is read once)."""
+        path = str(path)
+        meta, parts = _read_packed(path, None, every=True)
+        readers = {}
+        for split, arrays in parts.items():
+            reader = cls.__new__(cls)
+            reader._setup(path, meta, split, arrays)
+            readers[split] = reader
+        return readers
+
+    def _setup(self, path: str, meta: dict, split: str, arrays: dict) -> None:
+        self.path = path
+        self.is_pickle = _is_pickle(path)
+        self.split = split
         self.classes: List[str] = meta["classes"]
         self.options: dict = meta["options"]
         self.mode: str = arrays["mode"]
@@ -444,9 +499,14 @@ class DetectionH5:
         self.box_offsets: np.ndarray = arrays["box_offsets"]
         self.orig_size: np.ndarray = arrays["orig_size"]
         self.transform: np.ndarray = arrays["transform"]
+        self.polygons: Optional[np.ndarray] = arrays.get("polygons")  # (M, 4, 2) float32, or None
         self.filenames: List[str] = arrays["filenames"]
         self.paths: List[str] = arrays["paths"]
         self.encoded_offsets: Optional[np.ndarray] = arrays.get("encoded_offsets")
+        # EXIF orientation to apply after decoding an encoded image or a source file (1: none); older files lack it
+        self.orientation: np.ndarray = arrays.get("orientation", np.ones(len(self.box_offsets) - 1, np.uint8))
+        shape = arrays.get("_shape")
+        self.size: Optional[Tuple[int, int]] = (int(shape[2]), int(shape[1])) if self.mode == "fixed" else None
         self._mem = arrays.get("_mem")  # pickle: the image arrays themselves
         self._pid = None
         self._file = None
@@ -499,17 +559,21 @@ class DetectionH5:
             return img.copy() if isinstance(src, np.ndarray) else img
         if self.mode == "encoded":
             data = src[self.encoded_offsets[i]:self.encoded_offsets[i + 1]]
-            img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            img = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
             if img is None:
                 raise ImageError(f"{self.path}: image {i} ({self.filenames[i]}) cannot be decoded")
-            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
-        return cv2.cvtColor(read_image(self.paths[i]), cv2.COLOR_BGR2RGB)
+            img = apply_orientation(img, int(self.orientation[i]))
+            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img if img.flags.writeable else None)
+        return cv2.cvtColor(read_image(self.paths[i], orient=int(self.orientation[i]) != 1), cv2.COLOR_BGR2RGB)
 
     def annotations(self, i: int) -> dict:
         a, b = self.box_offsets[i], self.box_offsets[i + 1]
-        return {"boxes": self.boxes[a:b], "labels": self.labels[a:b], "difficult": self.difficult[a:b],
-                "filename": self.filenames[i], "orig_size": self.orig_size[i], "transform": self.transform[i],
-                "index": i}
+        out = {"boxes": self.boxes[a:b], "labels": self.labels[a:b], "difficult": self.difficult[a:b],
+               "filename": self.filenames[i], "orig_size": self.orig_size[i], "transform": self.transform[i],
+               "index": i}
+        if self.polygons is not None:
+            out["polygons"] = self.polygons[a:b]
+        return out
 
     def __getitem__(self, i: int) -> dict:
         n = len(self.box_offsets) - 1
@@ -532,8 +596,15 @@ class DetectionH5:
                 images[k] = src[i]
         else:
             images = [self.image(i) for i in idx]
-        return {"images": images, "boxes": [a["boxes"] for a in anns], "labels": [a["labels"] for a in anns],
-                "difficult": [a["difficult"] for a in anns], "filenames": [a["filename"] for a in anns]}
+        out = {"images": images, "boxes": [a["boxes"] for a in anns], "labels": [a["labels"] for a in anns],
+               "difficult": [a["difficult"] for a in anns], "filenames": [a["filename"] for a in anns]}
+        if self.polygons is not None:
+            out["polygons"] = [a["polygons"] for a in anns]
+        return out
+
+
+def _is_pickle(path: str) -> bool:
+    return path.lower().endswith((".pkl", ".pickle"))
 
 
 def _check_shards(path: str) -> None:
@@ -549,45 +620,234 @@ def _pick_split(available: Sequence[str], split: Optional[str], path: str) -> st
     if split is None:
         if len(available) == 1:
             return available[0]
-        raise DatasetError(f"{path}: holds several splits ({', '.join(available)}): choose one with split=")
+        raise DatasetError(f'{path}: holds several splits ({", ".join(available)}): open one with '
+                           f'DetectionH5(path, split="{available[0]}")')
     if split not in available:
-        raise DatasetError(f"{path}: no split '{split}' (available: {', '.join(available)})")
+        raise DatasetError(f'{path}: no split "{split}" (available: {", ".join(available)})')
     return split
 
 
-def _load_h5_meta(path: str, split: Optional[str]):
+def _read_packed(path: str, split: Optional[str], every: bool = False) -> Tuple[dict, Dict[str, dict]]:
+    """``(meta, {split: arrays})`` of a packed file: the split chosen by :func:`_pick_split`, or with ``every``
+    all of them.  Every split's arrays are checked for consistency before anything uses them."""
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: not found")
+    meta, available, get = (_pickle_source if _is_pickle(path) else _h5_source)(path)
+    try:
+        chosen = list(available) if every else [_pick_split(available, split, path)]
+        parts = {}
+        for name in chosen:
+            try:
+                parts[name] = get(name)
+            except (OSError, KeyError) as e:  # h5py: damaged storage, or an object that is not there
+                raise DatasetError(f'{path}: split "{name}" cannot be read ({e})') from e
+            _check_split(path, name, parts[name], len(meta["classes"]))
+    finally:
+        if hasattr(get, "close"):
+            get.close()
+    return meta, parts
+
+
+ARRAY_NAMES = ("boxes", "labels", "difficult", "box_offsets", "orig_size", "transform")
+
+
+class _H5Groups:
+    """Reads split groups of one open HDF5 file (closed by :func:`_read_packed`)."""
+
+    def __init__(self, path: str, f):
+        self.path, self.f = path, f
+
+    def __call__(self, split: str) -> dict:
+        g = self.f[split]
+        missing = [k for k in ARRAY_NAMES + ("filenames", "paths") if k not in g]
+        if missing or "mode" not in g.attrs:
+            raise DatasetError(f"{self.path}: split \"{split}\" lacks {', '.join(missing or ['its mode'])} "
+                               f"(damaged, or not written by dsprep)")
+        arrays = {k: g[k][()] for k in ARRAY_NAMES}
+        arrays["filenames"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["filenames"][()]]
+        arrays["paths"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["paths"][()]]
+        arrays["mode"] = g.attrs["mode"]
+        for k in ("encoded_offsets", "polygons", "orientation"):
+            if k in g:
+                arrays[k] = g[k][()]
+        if arrays["mode"] in ("fixed", "encoded"):
+            name = "images" if arrays["mode"] == "fixed" else "encoded"
+            arrays["_shape"] = g[name].shape if name in g else None
+        return arrays
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _h5_source(path: str):
     try:
         f = h5py.File(path, "r")
     except OSError as e:
         raise DatasetError(f"{path}: not a readable HDF5 file ({e})") from e
-    with f:
+    try:
         if f.attrs.get("format") != FORMAT:
             raise DatasetError(f"{path}: not a dsprep packed file (no format attribute '{FORMAT}')")
-        meta = {"classes": json.loads(f.attrs["classes"]), "options": json.loads(f.attrs["options"])}
-        split = _pick_split(sorted(f.keys()), split, path)
-        g = f[split]
-        arrays = {k: g[k][()] for k in ("boxes", "labels", "difficult", "box_offsets", "orig_size", "transform")}
-        arrays["filenames"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["filenames"][()]]
-        arrays["paths"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["paths"][()]]
-        arrays["mode"] = g.attrs["mode"]
-        if "encoded_offsets" in g:
-            arrays["encoded_offsets"] = g["encoded_offsets"][()]
-    return meta, split, arrays
+        try:
+            meta = {"classes": json.loads(f.attrs["classes"]), "options": json.loads(f.attrs["options"])}
+            available = sorted(k for k in f.keys() if isinstance(f[k], h5py.Group))
+        except (OSError, KeyError, ValueError) as e:
+            raise DatasetError(f"{path}: damaged dsprep packed file ({e})") from e
+        if not (isinstance(meta["classes"], list) and all(isinstance(c, str) for c in meta["classes"])
+                and isinstance(meta["options"], dict)):
+            raise DatasetError(f"{path}: damaged dsprep packed file (classes or options are not what dsprep "
+                               f"writes)")
+    except BaseException:
+        f.close()
+        raise
+    return meta, available, _H5Groups(path, f)
 
 
-def _load_pickle_meta(path: str, split: Optional[str]):
-    with open(path, "rb") as f:
-        payload = pickle.load(f)  # trusted files only: see the README
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise DatasetError(f"{path}: not a dsprep pickle cache")
-    split = _pick_split(sorted(payload["splits"]), split, path)
-    d = dict(payload["splits"][split])
-    d["_mem"] = d.get("images") if d["mode"] == "fixed" else d.get("encoded")
-    return {"classes": payload["classes"], "options": payload["options"]}, split, d
+def _pickle_source(path: str):
+    payload = read_pickle(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT or not isinstance(payload.get("splits"),
+                                                                                          dict):
+        raise DatasetError(f"{path}: not a dsprep pickle cache (no format '{FORMAT}')")
+    meta = {"classes": payload.get("classes"), "options": payload.get("options")}
+    if not (isinstance(meta["classes"], list) and all(isinstance(c, str) for c in meta["classes"])
+            and isinstance(meta["options"], dict)):
+        raise DatasetError(f"{path}: damaged dsprep pickle cache (classes or options are not what dsprep writes)")
+
+    def get(split: str) -> dict:
+        d = payload["splits"][split]
+        if not isinstance(d, dict):
+            raise DatasetError(f"{path}: split \"{split}\" is not what dsprep writes (damaged pickle cache)")
+        d = dict(d)
+        missing = [k for k in ARRAY_NAMES + ("filenames", "paths", "mode") if k not in d]
+        if missing:
+            raise DatasetError(f"{path}: split \"{split}\" lacks {', '.join(missing)} (damaged pickle cache)")
+        if d["mode"] in ("fixed", "encoded"):
+            image_key = "images" if d["mode"] == "fixed" else "encoded"
+            d["_mem"] = d.get(image_key)
+            d["_shape"] = d["_mem"].shape if isinstance(d["_mem"], np.ndarray) and d["_mem"].dtype == np.uint8 \
+                else None
+        return d
+
+    if not all(isinstance(k, str) for k in payload["splits"]):
+        raise DatasetError(f"{path}: damaged dsprep pickle cache (split names are not strings)")
+    return meta, sorted(payload["splits"]), get
+
+
+def _check_split(path: str, split: str, a: dict, n_classes: int) -> None:
+    """Shapes, types and ranges of one split's arrays: a damaged or foreign file is one clear error when opened,
+    never an IndexError (or wrong boxes) in the middle of a training run."""
+    def bad(what: str):
+        raise DatasetError(f'{path}: split "{split}": {what} (damaged, or not written by dsprep)')
+
+    for k in ARRAY_NAMES + tuple(k for k in ("polygons", "encoded_offsets") if k in a):
+        if not isinstance(a[k], np.ndarray) or a[k].dtype.kind not in "biuf" or a[k].ndim == 0:
+            bad(f"{k} is not a numeric array")
+    if not (isinstance(a["mode"], str) and a["mode"] in ("fixed", "encoded", "annotations")):
+        bad(f"unknown mode {a['mode']!r}")
+    off = a["box_offsets"]
+    if off.ndim != 1 or len(off) < 1 or off.dtype.kind not in "iu":
+        bad("box_offsets is not a 1-D integer array")
+    n, m = len(off) - 1, len(a["boxes"])
+    if off[0] != 0 or off[-1] != m or np.any(np.diff(off) < 0):
+        bad(f"box_offsets do not run from 0 to the {m} boxes")
+    shapes = {"boxes": (m, 4), "labels": (m,), "difficult": (m,), "orig_size": (n, 2), "transform": (n, 4)}
+    if "polygons" in a:
+        shapes["polygons"] = (m, 4, 2)
+    if "orientation" in a:
+        shapes["orientation"] = (n,)
+        if a["orientation"].dtype.kind not in "iu" or (n and (a["orientation"].min() < 1 or
+                                                              a["orientation"].max() > 8)):
+            bad("orientation holds values outside the EXIF codes 1..8")
+    for k, shape in shapes.items():
+        if a[k].shape != shape:
+            bad(f"{k} has shape {a[k].shape}, expected {shape}")
+    labels = a["labels"]
+    if labels.dtype.kind not in "iu" or (m and (labels.min() < 0 or labels.max() >= n_classes)):
+        bad(f"labels are not indices into the {n_classes} classes")
+    for k in ("filenames", "paths"):
+        if not (isinstance(a[k], list) and len(a[k]) == n and all(isinstance(x, str) for x in a[k])):
+            bad(f"{k} is not a list of {n} strings")
+    if a["mode"] in ("fixed", "encoded"):
+        shape = a.get("_shape")
+        if shape is None:
+            bad("the image data is missing (or is not uint8)")
+        if a["mode"] == "fixed" and (len(shape) != 4 or shape[0] != n or shape[3] != 3):
+            bad(f"images have shape {shape}, expected ({n}, H, W, 3)")
+        if a["mode"] == "encoded":
+            enc = a.get("encoded_offsets")
+            if enc is None or enc.shape != (n + 1,) or (len(enc) and (enc[0] != 0 or enc[-1] != shape[0]
+                                                                        or np.any(np.diff(enc) < 0))):
+                bad("encoded_offsets do not match the encoded bytes")
+
+
+# ---- pickle caches: only what dsprep writes is ever unpickled ------------------------------------------------------
+
+def _numpy_pickle_globals() -> Dict[Tuple[str, str], object]:
+    """The only globals a dsprep pickle cache names, mapped to this numpy's own objects.
+
+    Measured with numpy 2.4 and protocol 5 (what dsprep writes): contiguous arrays of plain dtypes (numbers, bool,
+    fixed-width strings) name ``numpy.dtype`` and ``numpy._core.numeric._frombuffer``; object arrays and
+    non-contiguous ones (and protocols 3-4) name ``numpy._core.multiarray._reconstruct`` and ``numpy.ndarray``;
+    numpy scalars ``numpy._core.multiarray.scalar``.  numpy 1.x writes the same functions under ``numpy.core``:
+    both spellings are accepted, so a cache loads under either numpy.  Protocol 3 spells sets as calls of
+    ``builtins.set``/``frozenset`` (and complex numbers as ``builtins.complex``): pure value constructors, accepted.
+    Nothing else is: not ``_codecs.encode`` (protocol 2 only), not numpy's ``StringDType`` helper (dsprep never
+    writes one).
+    """
+    if int(np.__version__.split(".")[0]) >= 2:
+        from numpy._core import multiarray, numeric
+    else:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray, numeric
+    functions = {("multiarray", "_reconstruct"): multiarray._reconstruct,
+                 ("multiarray", "scalar"): multiarray.scalar,
+                 ("numeric", "_frombuffer"): numeric._frombuffer}
+    allowed: Dict[Tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                              ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
+                                              ("builtins", "complex"): complex}
+    for package in ("numpy._core", "numpy.core"):
+        for (module, name), obj in functions.items():
+            allowed[(f"{package}.{module}", name)] = obj
+    return allowed
+
+
+_PICKLE_GLOBALS = _numpy_pickle_globals()
+
+
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+class _CacheUnpickler(pickle.Unpickler):
+    """Resolves only the numpy globals above: any other class or function a pickle names (``os.system``,
+    ``builtins.eval``, ...) stops the load before it can be called."""
+
+    def find_class(self, module: str, name: str):
+        obj = _PICKLE_GLOBALS.get((module, name))
+        if obj is None:
+            raise _Refused(f"{module}.{name}")
+        return obj
+
+
+def read_pickle(path) -> object:
+    """Load a pickle that may hold only numpy arrays, dtypes and numpy scalars in plain Python containers and
+    scalars (what dsprep writes).  Anything else is refused with a :class:`DatasetError` naming the file and the
+    refused global, before any of it runs."""
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            return _CacheUnpickler(f).load()
+    except _Refused as e:
+        raise DatasetError(f"{path}: refused to load: the pickle names {e}, and a dsprep cache holds only numpy "
+                           f"arrays and plain Python values (this file was not written by dsprep, or was altered; "
+                           f"nothing in it was run)") from e
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from e
+    except Exception as e:  # noqa: BLE001 - any malformed pickle: truncated, garbage, wrong arguments
+        raise DatasetError(f"{path}: not a readable pickle cache ({type(e).__name__}: {e})") from e
 
 
 LAYOUT = "packed: a .h5/.pkl file"
 NAME = "h5"
+HAS_IMAGE_FILES = False  # the pixels are inside the file
 PACKED_SUFFIXES = (".h5", ".hdf5", ".pkl", ".pickle")
 
 
@@ -596,21 +856,31 @@ def detect(path: Path) -> bool:
 
 
 def load(path: Path, split: Optional[str], policy=None, wrap=None) -> Dataset:
-    """A packed file as a :class:`~dsprep.core.Dataset` (records in stored-image pixels) for info/visualize."""
-    reader = DetectionH5(path, split)
+    """A packed file as a :class:`~dsprep.core.Dataset` for info/visualize: every split (records carry
+    ``rec.split``, and each record's image is read from its own split), or only ``split`` (``--split``).
+    Records are in stored-image pixels, with polygons when the file has them."""
+    readers = DetectionH5.open_splits(path)
+    if split is not None:
+        if split not in readers:
+            raise DatasetError(f"{path}: no split '{split}' in this packed file (--split: choose one of "
+                               f"{', '.join(readers)})")
+        readers = {split: readers[split]}
     records = []
-    for i in range(len(reader)):
-        a = reader.annotations(i)
-        if reader.mode == "fixed":
-            w, h = reader.options["size"]
-        else:
-            w, h = (int(v) for v in a["orig_size"])
-        records.append(ImageRecord(a["filename"], w, h, boxes=a["boxes"].astype(np.float64),
-                                   names=[reader.classes[k] for k in a["labels"]],
-                                   difficult=a["difficult"].astype(np.uint8), split=reader.split,
-                                   meta={"stem": os.path.splitext(a["filename"])[0], "index": i}))
-    ds = Dataset(Path(path), "pickle" if reader.is_pickle else NAME, records, classes=list(reader.classes))
-    ds.image_getter = lambda rec: cv2.cvtColor(reader.image(rec.meta["index"]), cv2.COLOR_RGB2BGR)
+    for name, reader in readers.items():
+        for i in range(len(reader)):
+            a = reader.annotations(i)
+            if reader.mode == "fixed":
+                w, h = reader.size
+            else:
+                w, h = (int(v) for v in a["orig_size"])
+            polygons = a["polygons"].astype(np.float64) if "polygons" in a else None
+            records.append(ImageRecord(a["filename"], w, h, boxes=a["boxes"].astype(np.float64),
+                                       names=[reader.classes[k] for k in a["labels"]],
+                                       difficult=a["difficult"].astype(np.uint8), polygons=polygons, split=name,
+                                       meta={"stem": os.path.splitext(a["filename"])[0], "index": i}))
+    first = next(iter(readers.values()))
+    ds = Dataset(Path(path), "pickle" if first.is_pickle else NAME, records, classes=list(first.classes))
+    ds.image_getter = lambda rec: cv2.cvtColor(readers[rec.split].image(rec.meta["index"]), cv2.COLOR_RGB2BGR)
     return ds
 
 
@@ -626,16 +896,79 @@ def shard_ranges(n: int, shards: int) -> List[Tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
+def partial_files(targets: Sequence[Path]) -> List[Path]:
+    """The temporaries :class:`~dsprep.outputs.TemporaryPath` makes for ``targets`` (``.<name>.<random>.partial``
+    beside each), that exist now."""
+    found = []
+    for folder, names in _by_folder(targets).items():
+        try:
+            with os.scandir(folder) as it:
+                entries = [e.name for e in it]
+        except OSError:
+            continue
+        for entry in entries:
+            for name in names:
+                token = entry[len(name) + 2:-len(".partial")] if entry.startswith(f".{name}.") \
+                    and entry.endswith(".partial") else ""
+                if token and "." not in token:
+                    found.append(folder / entry)
+    return sorted(found)
+
+
+def _by_folder(targets: Sequence[Path]) -> Dict[Path, List[str]]:
+    out: Dict[Path, List[str]] = {}
+    for t in targets:
+        t = Path(t)
+        out.setdefault(t.parent, []).append(t.name)
+    return out
+
+
+class ShardRun:
+    """One sharded packing run: if it does not complete (any exception: an error, Ctrl-C, SIGTERM turned into an
+    exception, a killed worker), everything it wrote is removed on the way out:
+
+    * the shard files at ``shards`` (this run's names), except files that were there before the run and that
+      ``overwrite`` did not allow it to replace;
+    * the ``.partial`` temporaries of the shards and of ``out`` (the master) that appeared during the run (a
+      worker killed mid-write leaves its temporary behind); older ones are not this run's and are kept.
+
+    Leave the executor (stop every worker) before leaving this context, or a worker could still rename a shard
+    into place afterwards.
+    """
+
+    def __init__(self, out: Path, shards: Sequence[Path], overwrite: bool = False):
+        self.out, self.shards, self.overwrite = Path(out), [Path(p) for p in shards], overwrite
+
+    def __enter__(self) -> "ShardRun":
+        self._existed = {p for p in self.shards if p.exists()}
+        self._partials = set(partial_files([self.out] + self.shards))
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            return False
+        doomed = [p for p in self.shards if self.overwrite or p not in self._existed]
+        doomed += [p for p in partial_files([self.out] + self.shards) if p not in self._partials]
+        for p in doomed:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+            except OSError as e:  # keep the run's own error; say what is left
+                print(f"warning: could not remove {p} ({e.strerror or e})", file=sys.stderr)
+        return False
+
+
 def pack_shard(args) -> dict:
     """Worker task: write shard ``k`` (its slice of every split) as a complete packed file, renamed into place when
     complete.  Images that cannot be read fail the shard, or are left out with ``on_error == "skip"``."""
-    path, splits, classes, opts, on_error, overwrite = args
+    path, splits, classes, opts, on_error, overwrite, polygons = args
     skipped = []
-    with H5Writer(Path(path), splits, classes, opts, overwrite=overwrite, direct=True) as w:
+    with H5Writer(Path(path), splits, classes, opts, overwrite=overwrite, direct=True, polygons=polygons) as w:
         for split, recs in splits.items():
             for i, rec in enumerate(recs):
                 try:
-                    prepared = prepare_image((rec.image_path, opts, w.slot(split, i)))
+                    prepared = prepare_image((rec, opts, w.slot(split, i)))
                 except DsprepError as e:
                     if on_error != "skip":
                         raise
@@ -643,6 +976,11 @@ def pack_shard(args) -> dict:
                     prepared = None
                 w.add(split, i, prepared)
     return {"images": w.stats["images"], "objects": w.stats["objects"], "skipped": skipped}
+
+
+def _offsets_end(offsets: List[np.ndarray]) -> int:
+    """The end of the last non-empty block of offsets so far."""
+    return int(next(o[-1] for o in reversed(offsets) if len(o)))
 
 
 def write_master(out: Path, shards: Sequence[Path], split_names: Sequence[str], classes: Sequence[str],
@@ -669,12 +1007,14 @@ def write_master(out: Path, shards: Sequence[Path], split_names: Sequence[str], 
                 g.attrs["size"] = opts.size
             counts = [len(pt["box_offsets"]) - 1 for pt in parts]
             g.attrs["count"] = sum(counts)
+            # each shard's offsets shifted by the totals before it (a shard may hold no image of a split)
             box_off, enc_off = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
             for pt in parts:
-                box_off.append(pt["box_offsets"][1:] + box_off[-1][-1])
+                box_off.append(pt["box_offsets"][1:] + _offsets_end(box_off))
                 if "encoded_offsets" in pt:
-                    enc_off.append(pt["encoded_offsets"][1:] + enc_off[-1][-1])
-            for name in ("boxes", "labels", "difficult", "orig_size", "transform"):
+                    enc_off.append(pt["encoded_offsets"][1:] + _offsets_end(enc_off))
+            names = ("boxes", "labels", "difficult", "orig_size", "transform")
+            for name in names + tuple(n for n in ("polygons", "orientation") if all(n in pt for pt in parts)):
                 g.create_dataset(name, data=np.concatenate([pt[name] for pt in parts]))
             g.create_dataset("box_offsets", data=np.concatenate(box_off))
             text = h5py.string_dtype("utf-8")

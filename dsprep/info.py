@@ -1,11 +1,12 @@
 """What ``dsprep info`` reports: counts, ranges and problems of a loaded data set (a JSON-ready dict) and its text."""
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import numpy as np
 
-from .core import Dataset
+from .core import Dataset, Problem
 
 
 def summarize(ds: Dataset) -> dict:
@@ -71,3 +72,15 @@ def format_summary(s: dict) -> str:
         lines.append(f"skipped {len(s['skipped'])} files:")
         lines.extend(f"  {x['reason']}" for x in s["skipped"])
     return "\n".join(lines)
+
+
+def check_images(ds: Dataset, run) -> None:
+    """Decode every image of ``ds`` (through ``run(fn, items, desc)``, the command's executor) and add a problem
+    for each one that cannot be decoded; the decoder refuses empty, truncated and corrupt files."""
+    from .jobs.check import check_one
+    items = [(rec.image_path, rec.meta.get("orient", True)) for rec in ds.records
+             if rec.image_path and os.path.isfile(rec.image_path)]
+    already = {p.file for p in ds.problems if p.kind in ("image_unreadable", "truncated_image")}
+    for (path, _), result in run(check_one, items, "decoding"):
+        if result is not None and result["error"] and path not in already:
+            ds.problems.append(Problem(result["kind"], path, result["error"]))

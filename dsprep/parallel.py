@@ -19,12 +19,15 @@ import ctypes.util
 import logging
 import multiprocessing
 import os
+import re
+import signal
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
-from .core import DsprepError
+from .core import DsprepError, UsageError
 
 # Measured: Dask workers with glibc's default malloc thresholds spent ~1.5x the CPU on image tasks (large arrays
 # are repeatedly mmapped, zeroed and trimmed).  Fixed thresholds avoid that.  They are set as environment variables
@@ -44,15 +47,26 @@ class WorkerLost(DsprepError):
 
 def worker_init() -> None:
     """In each worker process: one OpenCV thread (the processes already use every core; OpenCV's own pool on top
-    would oversubscribe them), and glibc malloc thresholds for large image buffers."""
+    would oversubscribe them), glibc malloc thresholds for large image buffers, and signals: Ctrl-C is the parent's
+    to handle (a terminal sends it to every process of the group), SIGTERM ends the worker through Python (so
+    atomic writes remove their temporary files), and the worker is sent SIGTERM when its parent dies."""
     import cv2
     cv2.setNumThreads(1)
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
         libc.mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
+        if threading.current_thread() is threading.main_thread():
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: never outlive the parent (even a SIGKILLed one)
     except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
+        pass  # not glibc/Linux: nothing to tune
+    if threading.current_thread() is threading.main_thread():  # Dask runs this on a worker thread: no signals
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _exit_on_term)
+
+
+def _exit_on_term(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 class SerialExecutor(Executor):
@@ -77,10 +91,26 @@ def parse_workers(value) -> int:
     try:
         n = int(value)
     except ValueError as e:
-        raise DsprepError(f"--workers must be a number or 'auto', not '{value}'") from e
+        raise UsageError(f"--workers must be a number or 'auto', not '{value}'") from e
     if n < 1:
-        raise DsprepError(f"--workers must be at least 1, not {n}")
+        raise UsageError(f"--workers must be at least 1, not {n}")
+    if n > 1024:
+        raise UsageError(f"--workers {n}: more worker processes than dsprep will start (at most 1024)")
     return n
+
+
+_ADDRESS = re.compile(r"^(?:(?:tcp|tls|inproc|ucx|ws|wss)://)?(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$")
+
+
+def check_scheduler(value: Optional[str]) -> Optional[str]:
+    """``--scheduler``: ``local`` or a Dask address (``tcp://HOST:PORT``, ``HOST:PORT``); anything else is a usage
+    error before any work."""
+    if value is None or value == "" or value == "local":
+        return value or None
+    m = _ADDRESS.match(value)
+    if not m or "://" not in value and m.group(1) is None or (m.group(1) and not 0 < int(m.group(1)) < 65536):
+        raise UsageError(f"--scheduler must be 'local' or a Dask address such as tcp://HOST:8786, not '{value}'")
+    return value
 
 
 class Backend:
@@ -110,7 +140,7 @@ def _process_pool(n: int) -> ProcessPoolExecutor:
 @contextlib.contextmanager
 def executor(workers=1, scheduler: Optional[str] = None):
     """Yield a :class:`Backend` for the requested backend and shut it down afterwards."""
-    scheduler = scheduler or os.environ.get("DSPREP_SCHEDULER") or None
+    scheduler = check_scheduler(scheduler or os.environ.get("DSPREP_SCHEDULER") or None)
     if scheduler:
         with _dask_backend(scheduler) as backend:
             yield backend
@@ -122,14 +152,37 @@ def executor(workers=1, scheduler: Optional[str] = None):
     holder: List[ProcessPoolExecutor] = [_process_pool(n)]
 
     def restart():
-        holder[0].shutdown(wait=False, cancel_futures=True)
+        # a broken pool's surviving workers are stopped and waited for: none may finish (and rename an output
+        # into place) after the caller has cleaned up
+        stop_pool(holder[0])
         holder[0] = _process_pool(n)
         return holder[0]
 
     try:
         yield Backend(holder[0], n, "processes", restart=restart)
-    finally:
-        holder[0].shutdown(wait=True, cancel_futures=True)
+    except BaseException:
+        stop_pool(holder[0])  # failure or interrupt: no worker may go on writing after we return
+        raise
+    holder[0].shutdown(wait=True, cancel_futures=True)
+
+
+def stop_pool(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
+    """End a process pool now: queued tasks cancelled, workers sent SIGTERM (they remove their temporary files and
+    exit), and killed after ``grace`` seconds if still alive."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        with contextlib.suppress(Exception):
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
 
 
 @contextlib.contextmanager
@@ -144,8 +197,9 @@ def _dask_backend(address: str):
     cluster = None
     try:
         if address == "local":
+            # silence_logs: its workers would log every task cancelled by Ctrl-C on our stderr
             cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+                                   dashboard_address=None, silence_logs=logging.CRITICAL)
             client = Client(cluster)
         else:
             client = Client(address, timeout="10s")
@@ -227,64 +281,70 @@ def run(backend: Backend, fn: Callable, items: Iterable[Any], on_done: Optional[
         if on_done is not None:
             on_done(order[idx])
 
-    while True:
-        while not exhausted and len(pending) < window:
-            idxs = []
-            for _ in range(batch):
-                try:
-                    order.append(next(it))
-                except StopIteration:
-                    exhausted = True
+    try:
+        while True:
+            while not exhausted and len(pending) < window:
+                idxs = []
+                for _ in range(batch):
+                    try:
+                        order.append(next(it))
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    idxs.append(len(order) - 1)
+                if not idxs:
                     break
-                idxs.append(len(order) - 1)
-            if not idxs:
-                break
-            if dask:
-                fut = backend.ex.submit(call_batch, fn, [order[i] for i in idxs])
-            else:
-                fut = backend.ex.submit(fn, order[idxs[0]])
-            pending[fut] = idxs
-        if not pending and next_out >= len(order):
-            return
-        if pending:
-            done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
-            if not done:
-                if not backend.alive():
-                    names = ", ".join(describe(order[i]) for idxs in pending.values() for i in idxs[:1])
-                    raise WorkerLost(f"lost the Dask scheduler (no answer for {SCHEDULER_GRACE:.0f} s) while "
-                                     f"working on {names}")
-                continue
-            cancelled = [f for f in done if f.cancelled()]
-            if cancelled:  # we never cancel: Dask cancels the futures of a client that lost its scheduler
-                raise WorkerLost(f"lost the Dask scheduler while working on {describe(order[pending[cancelled[0]][0]])}")
-            broken = [f for f in done if isinstance(f.exception(), BrokenProcessPool)]
-            if broken:
-                in_flight = sorted(i for idxs in pending.values() for i in idxs)
-                pending.clear()
-                backend.restart()
-                if not isolate_failures:
-                    names = ", ".join(describe(order[i]) for i in in_flight[:5])
-                    raise WorkerLost(f"a worker process died (killed or crashed) while working on one of: {names}")
-                for idx in in_flight:  # one at a time: the culprit breaks the pool alone
-                    fut = backend.ex.submit(fn, order[idx])
-                    wait([fut])
-                    err = fut.exception()
-                    if err is not None and _is_worker_death(err):
-                        backend.restart()
-                    finish(idx, None if err else fut.result(), err)
-            for fut in done:
-                if fut not in pending:
-                    continue
-                idxs = pending.pop(fut)
-                err = fut.exception()
-                if dask and err is None:
-                    for idx, (res, e) in zip(idxs, fut.result()):
-                        finish(idx, res, e)
+                if dask:
+                    fut = backend.ex.submit(call_batch, fn, [order[i] for i in idxs])
                 else:
-                    for idx in idxs:
+                    fut = backend.ex.submit(fn, order[idxs[0]])
+                pending[fut] = idxs
+            if not pending and next_out >= len(order):
+                return
+            if pending:
+                done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
+                if not done:
+                    if not backend.alive():
+                        names = ", ".join(describe(order[i]) for idxs in pending.values() for i in idxs[:1])
+                        raise WorkerLost(f"lost the Dask scheduler (no answer for {SCHEDULER_GRACE:.0f} s) while "
+                                         f"working on {names}")
+                    continue
+                cancelled = [f for f in done if f.cancelled()]
+                if cancelled:  # we never cancel: Dask cancels the futures of a client that lost its scheduler
+                    raise WorkerLost(f"lost the Dask scheduler while working on {describe(order[pending[cancelled[0]][0]])}")
+                broken = [f for f in done if isinstance(f.exception(), BrokenProcessPool)]
+                if broken:
+                    in_flight = sorted(i for idxs in pending.values() for i in idxs)
+                    pending.clear()
+                    backend.restart()
+                    if not isolate_failures:
+                        names = ", ".join(describe(order[i]) for i in in_flight[:5])
+                        raise WorkerLost(f"a worker process died (killed or crashed) while working on one of: {names}")
+                    for idx in in_flight:  # one at a time: the culprit breaks the pool alone
+                        fut = backend.ex.submit(fn, order[idx])
+                        wait([fut])
+                        err = fut.exception()
+                        if err is not None and _is_worker_death(err):
+                            backend.restart()
                         finish(idx, None if err else fut.result(), err)
-        while next_out in done_results:
-            res, err = done_results.pop(next_out)
-            yield order[next_out], res, err
-            order[next_out] = None
-            next_out += 1
+                for fut in done:
+                    if fut not in pending:
+                        continue
+                    idxs = pending.pop(fut)
+                    err = fut.exception()
+                    if dask and err is None:
+                        for idx, (res, e) in zip(idxs, fut.result()):
+                            finish(idx, res, e)
+                    else:
+                        for idx in idxs:
+                            finish(idx, None if err else fut.result(), err)
+            while next_out in done_results:
+                res, err = done_results.pop(next_out)
+                yield order[next_out], res, err
+                order[next_out] = None
+                next_out += 1
+    except BaseException:
+        for fut in pending:  # Dask: stop what has not started; local pools are stopped by executor()
+            with contextlib.suppress(Exception):
+                fut.cancel()
+        raise

@@ -64,3 +64,15 @@ def unmap_boxes(boxes: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Stored-image boxes -> original-image boxes (the inverse of :func:`map_boxes`)."""
     sx, sy, px, py = t
     return (np.asarray(boxes, np.float64) - [px, py, px, py]) / [sx, sy, sx, sy]
+
+
+def map_polygons(polygons: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Original-image points ``(..., 2)`` (e.g. ``(N, 4, 2)`` quads) -> stored-image points, as :func:`map_boxes`."""
+    sx, sy, px, py = t
+    return np.asarray(polygons, np.float64) * [sx, sy] + [px, py]
+
+
+def unmap_polygons(polygons: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Stored-image points -> original-image points (the inverse of :func:`map_polygons`)."""
+    sx, sy, px, py = t
+    return (np.asarray(polygons, np.float64) - [px, py]) / [sx, sy]

@@ -384,3 +384,60 @@ def encode_palette_png(index: np.ndarray, palette: np.ndarray) -> bytes:
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
             + chunk(b"PLTE", palette.astype(np.uint8).tobytes()) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
             + chunk(b"IEND", b""))
+
+
+# ---- option values: the rules of the knobs above (each raises ValueError with a sentence) -------------------------
+
+def parse_range(text: str, cast=float) -> Tuple[float, float]:
+    """``"LOW:HIGH"`` or a single value (``LOW == HIGH``)."""
+    try:
+        parts = [cast(v) for v in str(text).split(":")]
+    except ValueError as e:
+        raise ValueError(f"expected LOW:HIGH or a single value, not '{text}'") from e
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or not all(math.isfinite(p) for p in parts) or parts[0] > parts[1]:
+        raise ValueError(f"expected LOW:HIGH with LOW <= HIGH, not '{text}'")
+    return parts[0], parts[1]
+
+
+def parse_counts(text: str, limit: int = 10000) -> Tuple[int, ...]:
+    """Objects per image: a list (``4,8,16``) or a range (``4:64``); each count from 0 to ``limit``."""
+    try:
+        if ":" in text:
+            lo, hi = parse_range(text, int)
+            values = tuple(range(lo, hi + 1))
+        else:
+            values = tuple(int(v) for v in text.split(","))
+    except ValueError as e:
+        raise ValueError(f"expected a list (4,8,16) or a range (4:64), not '{text}'") from e
+    if not values or min(values) < 0 or max(values) > limit:
+        raise ValueError(f"counts must be from 0 to {limit}, not '{text}'")
+    return values
+
+
+def parse_weights(text: Optional[str], classes: Sequence[str]) -> Tuple[Tuple[str, float], ...]:
+    """``car=2,bus=1``: per-class weights (classes not named get 0); at least one positive."""
+    if not text:
+        return ()
+    out = []
+    for item in (v.strip() for v in text.split(",") if v.strip()):
+        name, sep, value = item.partition("=")
+        try:
+            w = float(value)
+        except ValueError as e:
+            raise ValueError(f"expected NAME=WEIGHT, not '{item}'") from e
+        if not sep or not w >= 0 or not math.isfinite(w):
+            raise ValueError(f"expected NAME=WEIGHT with a finite WEIGHT >= 0, not '{item}'")
+        if name not in classes:
+            raise ValueError(f"no object folder '{name}' (classes: {', '.join(classes)})")
+        out.append((name, w))
+    if sum(w for _, w in out) <= 0:
+        raise ValueError("at least one weight must be positive")
+    return tuple(out)
+
+
+def canvas_bytes(canvas: Tuple[int, int], masks: bool = False) -> int:
+    """Memory one synthetic image needs at most: the canvas, its encoded copy and working arrays."""
+    w, h = canvas
+    return w * h * (3 * 3 + (2 if masks else 0))

@@ -90,8 +90,8 @@ class TileObjects:
         # Areas of polygons with small dyadic coordinates are computed exactly in floating point, so "all vertices
         # inside the window" is exactly the devkit's "intersection area / area == 1".  Other objects (odd rates,
         # invalid rings) go through the same shapely intersection as the devkit.
-        scaled = p.reshape(len(p), -1) * 256.0
-        dyadic = (scaled == np.round(scaled)).all(axis=1) & (np.abs(p).reshape(len(p), -1).max(axis=1, initial=0)
+        scaled = p.reshape(len(p), 8) * 256.0
+        dyadic = (scaled == np.round(scaled)).all(axis=1) & (np.abs(p).reshape(len(p), 8).max(axis=1, initial=0)
                                                               < 2 ** 20)
         self.simple = dyadic & (shapely.is_valid(self.geoms) if len(p) else np.zeros(0, bool))
 
@@ -105,7 +105,9 @@ def prepare_objects(polys: np.ndarray, names: Sequence[str], difficult: Sequence
 
 
 def _fmt(values) -> str:
-    return " ".join(str(float(v)) for v in values)
+    """Numbers as the devkit writes them: ``str`` of a float (``807.0``); ``+ 0.0`` turns a ``-0.0`` (from
+    truncating a value in (-1, 0)) into ``0.0``, as the devkit's ``int()`` does."""
+    return " ".join(str(float(v) + 0.0) for v in values)
 
 
 def _poly4_from_poly5(ring: np.ndarray) -> np.ndarray:

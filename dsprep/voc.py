@@ -395,7 +395,10 @@ def iter_voc_items(root: Path, split: Optional[str] = None) -> Iterator[VocItem]
 
 
 def load_voc_item(item: VocItem) -> Tuple[ImageRecord, List[Problem]]:
-    """Parse one annotation and resolve its image, size and clipping.  Raises :class:`ParseError`/ImageError."""
+    """Parse one annotation and resolve its image.  Raises :class:`ParseError`.
+
+    Image headers are read later, for every format alike (:func:`dsprep.dataset.load_dataset`): sizes missing from
+    the XML are filled from them, then :func:`check_record` clips the boxes."""
     src, image, stem = item.xml, item.image, item.stem
     rec, problems = read_voc(src)
     filename = rec.meta.get("filename", "")
@@ -411,20 +414,19 @@ def load_voc_item(item: VocItem) -> Tuple[ImageRecord, List[Problem]]:
         rec.image_path = os.path.join(item.img_dir, base or f"{stem}.jpg")
     else:
         rec.image_path = image
-    if rec.width <= 0 or rec.height <= 0:
-        if image is not None:
-            rec.width, rec.height, rec.depth = image_size(image)
-            problems.append(Problem("size_from_image", src, "no <size> in the XML: read from the image header"))
-        else:
-            problems.append(Problem("size_unknown", src, "no <size> in the XML and no image to read it from"))
-    rec, clip_problems = clip_boxes(rec, src)
     rec.split = item.split
     rec.meta["stem"] = stem
-    return rec, problems + clip_problems
+    return rec, problems
+
+
+def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
+    """Once the size is known: boxes clipped to the image, each clipped box reported."""
+    return clip_boxes(rec, rec.meta.get("annotation_path", rec.image_path))
 
 
 LAYOUT = "VOC: Annotations/, xmls/, annotations/ or *.xml files"
 NAME = "voc"
+RECORDS_SIZE = True  # <size> is part of the annotation: a header that disagrees is a problem
 
 
 def detect(path: Path) -> bool:
@@ -444,7 +446,7 @@ def load(path: Path, split: Optional[str], policy, wrap) -> Dataset:
             rec, probs = load_voc_item(item)
         except DsprepError as e:
             policy.handle(e, item.xml)
-            ds.problems.append(Problem("unreadable", item.xml, str(e)))
+            ds.problems.append(Problem.about("unreadable", item.xml, e))
             continue
         ds.records.append(rec)
         ds.problems.extend(probs)

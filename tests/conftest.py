@@ -1,6 +1,10 @@
 import os
 from pathlib import Path
 
+# as dsprep/__init__.py does for its users: OpenCV reads the variable when it is loaded, and test modules import cv2
+# before dsprep
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 42))
+
 import pytest
 
 SHARED = Path(os.environ.get("DSPREP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -97,3 +97,30 @@ def start_dask(cwd, workers=2):
                     p.kill()
                 raise
             time.sleep(0.5)
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """A JPEG's bytes with an EXIF APP1 segment holding only the orientation tag (as phone cameras write it)."""
+    import struct
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + \
+        struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+def stored_pixels(path):
+    """Pixels as stored in the file (no EXIF orientation applied): the reference the tests compare with."""
+    data = np.fromfile(str(path), np.uint8)
+    return cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+
+
+def write_dota_tree(root: Path, items, with_labels=True):
+    """items: {stem: (width, height, label_text or None)}; writes gradient PNGs and label files; returns root."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    if with_labels:
+        (root / "labelTxt").mkdir(parents=True, exist_ok=True)
+    for stem, (w, h, text) in items.items():
+        cv2.imwrite(str(root / "images" / f"{stem}.png"), gradient(w, h))
+        if with_labels and text is not None:
+            (root / "labelTxt" / f"{stem}.txt").write_text(text)
+    return root

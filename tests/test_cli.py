@@ -77,9 +77,9 @@ def test_visualize_boxes(voc, tmp_path):
     # an existing non-empty output is never clobbered silently
     res = run("visualize", "boxes", voc, "--out", out, ok=False)
     assert res.exit_code == 2 and "not empty" in res.output
-    run("visualize", "boxes", voc, "--out", out, "--overwrite", "--limit", "1", "--classes", "dog")
-    res = run("visualize", "boxes", voc, "--out", tmp_path / "v2", "--classes", "cow", ok=False)
-    assert "no objects of class cow" in res.output
+    run("visualize", "boxes", voc, "--out", out, "--overwrite", "--limit", "1", "--only", "dog")
+    res = run("visualize", "boxes", voc, "--out", tmp_path / "v2", "--only", "cow", ok=False)
+    assert res.exit_code == 2 and "--only: no class cow" in res.output
 
 
 def test_visualize_non_latin_names_get_legend(tmp_path):
@@ -107,7 +107,7 @@ def test_crop_and_backgrounds(voc, tmp_path):
 
 
 def test_crop_min_size_pad_and_classes(voc, tmp_path):
-    res = run("crop", voc, "--out", tmp_path / "c", "--classes", "cat", "--min-size", "15", "--pad", "2")
+    res = run("crop", voc, "--out", tmp_path / "c", "--only", "cat", "--min-size", "15", "--pad", "2")
     assert "1 crops" in res.output and "1 too_small" in res.output
     assert cv2.imread(str(tmp_path / "c" / "cat" / "a_0.png")).shape == (24, 24, 3)
 
@@ -129,7 +129,8 @@ def test_unreadable_and_truncated_images(voc, tmp_path):
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert res.output.strip().splitlines()[-1].startswith("error: ") and "a.jpg: truncated JPEG" in res.output
     res = run("crop", voc, "--out", tmp_path / "c2", "--on-error", "skip")
-    assert "2 skipped" in res.output and "b.jpg: not a readable image" in res.output
+    assert "2 of 3 inputs skipped (1 truncated JPEG, 1 not a readable image)" in res.output
+    assert "b.jpg: not a readable image" in res.output
 
 
 def test_demo(tmp_path):

@@ -81,7 +81,7 @@ def test_task_error_on_cluster_names_the_image(cluster, tmp_path):
     assert res.exit_code == 1 and "b.jpg: not a readable image" in res.output
     res = cli("crop", voc, "--out", tmp_path / "c2", "--scheduler", cluster, "--backgrounds", tmp_path / "bg2",
               "--on-error", "skip")
-    assert "1 skipped" in res.output and (tmp_path / "bg2" / "a.png").exists()
+    assert "1 of 2 inputs skipped (1 not a readable image)" in res.output and (tmp_path / "bg2" / "a.png").exists()
 
 
 def test_local_worker_death_is_isolated():
@@ -132,4 +132,4 @@ def test_workers_auto_and_bad_values(tmp_path):
     (tmp_path / "x.png").write_bytes(cv2.imencode(".png", np.full((4, 4, 3), 9, np.uint8))[1].tobytes())
     cli("color", "gray-world", tmp_path / "x.png", "--out", tmp_path / "o", "--workers", "auto")
     res = cli("color", "gray-world", tmp_path / "x.png", "--out", tmp_path / "o2", "--workers", "0", ok=False)
-    assert "--workers must be at least 1" in res.output
+    assert res.exit_code == 2 and "Invalid value for '--workers' / '-j': must be at least 1, not 0" in res.output

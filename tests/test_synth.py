@@ -191,7 +191,7 @@ def test_output_safety_and_append(pure):
 
 def test_crop_synth_pipeline_on_dota(shared, tmp_path):
     """DOTA crops turned upright (RGBA, polygon alpha) re-pasted at any angle, then read back."""
-    run("crop", shared / "dota_example", "--out", tmp_path / "crops", "--upright", "--classes",
+    run("crop", shared / "dota_example", "--out", tmp_path / "crops", "--upright", "--only",
         "large-vehicle,small-vehicle", "--backgrounds", tmp_path / "bgs", "--min-size", "6")
     run("synth", "--backgrounds", tmp_path / "bgs", "--objects", tmp_path / "crops", "--out", tmp_path / "syn",
         "--format", "dota", "-n", "3", "--canvas", "512x512", "--per-image", "20")

@@ -1,16 +1,15 @@
 """``dsprep color``: illumination correction of image files or folders."""
 from __future__ import annotations
 
-import json
+import contextlib
 from pathlib import Path
-from typing import List, Optional
 
 import click
 
-from ..core import DatasetError, DsprepError, OutputError
-from ..report import Summary, progress
-from .common import DsprepGroup, _csv, _finish, _load, dataset_options, run_jobs, worker_options
 from ..color import METHODS as COLOR_METHODS
+from ..core import UsageError
+from .common import finish, run_jobs, shared, start_summary
+
 
 @click.command()
 @click.argument("method", type=click.Choice(COLOR_METHODS))
@@ -22,25 +21,28 @@ from ..color import METHODS as COLOR_METHODS
               help="Leave an image unchanged when its reference set has fewer pixels.")
 @click.option("--p", "p", type=click.FloatRange(min=1), default=6.0, show_default=True,
               help="Minkowski norm of shades-of-gray.")
-@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True)
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="Quality of JPEG outputs.")
 @click.option("--in-place", is_flag=True, help="Overwrite the input files (atomically) instead of --out.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
-@click.option("--quiet", "-q", is_flag=True)
-@worker_options
-def color(method, inputs, out, fraction, min_pixels, p, jpeg_quality, in_place, overwrite, on_error, quiet,
-          workers, scheduler):
-    """Illumination correction (reference white and relatives) of image files or folders."""
-    from ..outputs import prepare_output_dir
+@shared("exif", "run", "workers")
+def color(method, inputs, out, fraction, min_pixels, p, jpeg_quality, in_place, overwrite, common):
+    """Illumination correction (reference white and relatives) of image files or folders.
+
+    Photos with an EXIF orientation are written turned as they display (--exif auto or apply; the tag itself is not
+    copied), so the output looks like the input in every viewer."""
     from ..jobs.color import ColorOptions, color_one, color_pairs
+    from ..outputs import OutputDir
     if in_place == bool(out):
-        raise DsprepError("give either --out DIR or --in-place")
-    if out:
-        prepare_output_dir(out, overwrite=overwrite)
-    pairs = color_pairs(inputs, out, in_place)
-    opts = ColorOptions(method, fraction, min_pixels, p, jpeg_quality)
-    summary = Summary(f"color {method}")
-    for _ in run_jobs(color_one, [(s, d, opts) for s, d in pairs], summary, on_error, workers, scheduler, quiet,
-                      "correcting", name_of=lambda it: it[0]):
-        pass
-    _finish(summary, out or "in place", ["images", "unchanged"])
+        raise UsageError("give either --out DIR or --in-place")
+    opts = ColorOptions(method, fraction, min_pixels, p, jpeg_quality, orient=common.exif != "ignore")
+    summary = start_summary(f"color {method}")
+    with contextlib.ExitStack() as stack:
+        if out:
+            stack.enter_context(OutputDir(out, overwrite=overwrite, inputs=[i for i in inputs if Path(i).is_dir()]))
+        pairs = color_pairs(inputs, out, in_place)
+        summary.add("inputs", len(pairs))
+        for _ in run_jobs(color_one, [(s, d, opts) for s, d in pairs], summary, common, "correcting",
+                          name_of=lambda it: it[0]):
+            pass
+    finish(summary, out or "in place", ["images", "unchanged"], common)

@@ -1,74 +1,247 @@
-"""What every command shares: the error-reporting group, option decorators, loading, running jobs, summaries."""
+"""What every command shares: the error-reporting group, the one option vocabulary, loading, running jobs, summaries.
+
+The vocabulary: an option name means the same thing in every command that has it.
+
+* ``--split S``      only the images of split S (as the data set's split lists or split folders name them);
+* ``--format F``     read the data set as format F instead of detecting it;
+* ``--exif P``       the EXIF orientation policy (auto | apply | ignore);
+* ``--classes L``    the class list in index order (``a,b,c`` or a file, one name a line), on commands that assign
+                     class indices;
+* ``--on-error M``   fail at the first bad input, or skip it and list it with its reason;
+* ``--quiet``/``-q`` no progress bar;  ``--json``: the summary as one JSON document on stdout;
+* ``--workers N``/``-j N``, ``--scheduler ADDR``: where the per-image work runs;
+* ``--size WxH`` (or ``N`` for a square), ``--out DIR``, ``--overwrite``.
+
+Every bad option value is a usage error (exit code 2) with a message naming the option.
+"""
 from __future__ import annotations
 
+import functools
 import json
-import sys
-from pathlib import Path
-from typing import Callable, Iterable, List, Optional
+import os
+import signal
+from dataclasses import dataclass
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import click
 
-from ..core import DatasetError, DsprepError, OutputError
-from ..report import Summary, progress
+from ..core import DsprepError, Interrupted, UsageError
+from ..report import Summary, part_kind, progress
 
 
 class DsprepGroup(click.Group):
-    """Turns a :class:`DsprepError` into one ``error: ...`` line and its exit code; other errors are bugs."""
+    """Turns a :class:`DsprepError` into one ``error: ...`` line and its exit code, and Ctrl-C or SIGTERM into one
+    ``interrupted: ...`` line (exit 130 / 143); any other exception is a bug and keeps its traceback."""
 
     def invoke(self, ctx):
+        top = ctx.parent is None
+        previous = signal.signal(signal.SIGTERM, _raise_interrupted) if top and _main_thread() else None
         try:
             return super().invoke(ctx)
         except DsprepError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except KeyboardInterrupt as e:
+            if not top:
+                raise
+            err = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+            what = "Ctrl-C" if err.signum == signal.SIGINT else f"signal {signal.Signals(err.signum).name}"
+            click.echo(f"interrupted by {what}: " + (err.message or "stopped; nothing half-done was left at the "
+                                                                 "output"), err=True)
+            ctx.exit(err.exit_code)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def list_commands(self, ctx):  # keep the order commands were added in: the order of a typical workflow
         return list(self.commands)
 
 
-def _csv(value: Optional[str]) -> List[str]:
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+# ---- option values ---------------------------------------------------------------------------------------------------
+
+class SizeType(click.ParamType):
+    """``WxH`` (``1024x768``) or ``N`` (a square): ``(width, height)`` in pixels."""
+
+    name = "WxH"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        from ..resize import parse_size
+        try:
+            return parse_size(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+SIZE = SizeType()
+
+
+def parse_class_list(value: Optional[str]) -> Optional[List[str]]:
+    """``--classes``: ``a,b,c``, or a file holding one class name a line (blank lines and ``#`` comments skipped)."""
+    if value is None:
+        return None
+    if os.path.isfile(value):
+        try:
+            with open(value, encoding="utf-8-sig") as f:
+                names = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+        except (OSError, UnicodeDecodeError) as e:
+            raise click.BadParameter(f"cannot read class list file {value} ({e})", param_hint="--classes") from e
+    else:
+        names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise click.BadParameter(f"'{value}' names no class", param_hint="--classes")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise click.BadParameter(f"{', '.join(dup)} listed more than once", param_hint="--classes")
+    return names
+
+
+def csv_list(value: Optional[str]) -> List[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
-def dataset_options(f):
-    f = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")(f)
-    f = click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
-                     help="fail: stop at the first bad file; skip: go on and list skipped files at the end.")(f)
-    f = click.option("--split", default=None, help="Only the images listed for this split (e.g. train).")(f)
-    return f
+def _check_workers(ctx, param, value):
+    from ..parallel import parse_workers
+    try:
+        parse_workers(value)
+    except UsageError as e:
+        raise click.BadParameter(str(e).replace("--workers ", ""), ctx, param) from e
+    return value
 
 
-def worker_options(f):
-    f = click.option("--scheduler", default=None, envvar="DSPREP_SCHEDULER",
-                     help="Dask scheduler address (tcp://HOST:8786), or 'local' for a throwaway cluster "
-                          "[env: DSPREP_SCHEDULER]. Needs dsprep[dask].")(f)
-    f = click.option("--workers", "-j", default="1", show_default=True,
-                     help="Local worker processes (a number or 'auto').")(f)
-    return f
+def _check_scheduler(ctx, param, value):
+    from ..parallel import check_scheduler
+    try:
+        return check_scheduler(value)
+    except UsageError as e:
+        raise click.BadParameter(str(e).replace("--scheduler ", ""), ctx, param) from e
 
 
-def _load(path, split, on_error, quiet):
+# ---- the shared options ------------------------------------------------------------------------------------------
+
+@dataclass
+class Common:
+    """The shared options of one command run (only those the command declares are set)."""
+
+    on_error: str = "fail"
+    quiet: bool = False
+    as_json: bool = False
+    split: Optional[str] = None
+    fmt: Optional[str] = None
+    exif: str = "auto"
+    classes: Optional[List[str]] = None
+    workers: str = "1"
+    scheduler: Optional[str] = None
+
+
+_FIELDS = set(Common.__dataclass_fields__)
+
+
+def _format_names() -> List[str]:
+    from ..dataset import FORMATS
+    return list(FORMATS)
+
+
+def _options(group: str) -> List[Callable]:
+    if group == "run":
+        return [click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+                             help="fail: stop at the first bad input; skip: go on, and list every skipped input "
+                                  "with its reason."),
+                click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+                click.option("--json", "as_json", is_flag=True,
+                             help="Also print the summary as one JSON document on stdout.")]
+    if group == "dataset":
+        return [click.option("--split", default=None, help="Only the images of this split (as the data set's split "
+                                                            "lists or split folders name them)."),
+                click.option("--format", "fmt", type=click.Choice(_format_names()), default=None,
+                             help="Read the data set as this format [default: detected from its layout]."),
+                _exif_option()]
+    if group == "exif":
+        return [_exif_option()]
+    if group == "classes":
+        return [click.option("--classes", default=None, callback=lambda c, p, v: parse_class_list(v),
+                             help="The class list in index order: a,b,c or a file with one name a line [default: "
+                                  "every class of the data set, sorted]. Objects of other classes are errors "
+                                  "(skipped and listed with --on-error skip).")]
+    if group == "workers":
+        return [click.option("--workers", "-j", default="1", show_default=True, callback=_check_workers,
+                             help="Worker processes: a number, or 'auto' for one per CPU."),
+                click.option("--scheduler", default=None, envvar="DSPREP_SCHEDULER", callback=_check_scheduler,
+                             help="Run on a Dask cluster: its scheduler address (tcp://HOST:8786), or 'local' for "
+                                  "a throwaway one [env: DSPREP_SCHEDULER]. Needs dsprep[dask].")]
+    raise ValueError(group)
+
+
+def _exif_option():
+    return click.option("--exif", type=click.Choice(["auto", "apply", "ignore"]), default="auto", show_default=True,
+                        help="EXIF orientation of photos: apply it, ignore it, or auto: the annotation's recorded "
+                             "image size decides (see README).")
+
+
+def shared(*groups: str):
+    """Add the shared option groups (``run``, ``dataset``, ``exif``, ``classes``, ``workers``) to a command; the
+    command receives them bundled as ``common: Common``."""
+    def deco(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            common = Common(**{k: kwargs.pop(k) for k in list(kwargs) if k in _FIELDS})
+            return f(*args, common=common, **kwargs)
+        for group in reversed(groups):
+            for opt in reversed(_options(group)):
+                wrapper = opt(wrapper)
+        return wrapper
+    return deco
+
+
+# ---- loading, running, reporting -----------------------------------------------------------------------------------
+
+def load(path, common: Common):
+    """The data set, read as the shared options say (split, format, EXIF policy, pinned classes, --on-error)."""
     from ..dataset import load_dataset
-    return load_dataset(path, split=split, on_error=on_error,
-                        progress=lambda it: progress(it, desc="reading annotations", quiet=quiet, unit="file"))
+    return load_dataset(path, split=common.split, on_error=common.on_error, fmt=common.fmt, classes=common.classes,
+                        exif=common.exif,
+                        progress=lambda it: progress(it, desc="reading annotations", quiet=common.quiet, unit="file"))
 
 
-def run_jobs(fn: Callable, items: List, summary: Summary, on_error: str, workers, scheduler, quiet: bool,
-             desc: str, name_of: Callable = lambda item: str(item)) -> Iterable[dict]:
+def start_summary(verb: str, ds=None) -> Summary:
+    """A summary that already lists what reading the data set skipped (every skipped input is accounted for)."""
+    summary = Summary(verb)
+    if ds is not None:
+        summary.add("inputs", len(ds.records) + sum(1 for f, _ in ds.skipped if part_kind(f) is None))
+        for f, reason in ds.skipped:
+            summary.skip(f, reason)
+    return summary
+
+
+def run_jobs(fn: Callable, items: List, summary: Summary, common: Common, desc: str,
+             name_of: Callable = lambda item: str(item)) -> Iterable[Tuple[object, Optional[dict]]]:
     """Run per-image jobs through the executor layer, feeding the bar, applying ``--on-error``.
 
     Yields ``(item, result)`` in input order; ``result`` is None for an item skipped by ``--on-error skip``."""
     from ..parallel import executor, run
-    with executor(workers, scheduler) as backend, progress(total=len(items), desc=desc, quiet=quiet) as bar:
+    with executor(common.workers, common.scheduler) as backend, \
+            progress(total=len(items), desc=desc, quiet=common.quiet) as bar:
         for item, result, err in run(backend, fn, items, on_done=lambda _: bar.update(1),
-                                     isolate_failures=on_error == "skip", describe=name_of):
+                                     isolate_failures=common.on_error == "skip", describe=name_of):
             if err is None:
                 for k, v in result.items():
                     if isinstance(v, int) and not isinstance(v, bool):
                         summary.add(k, v)
+                for where, reason in result.get("skipped", ()):
+                    summary.skip(where, reason)
                 yield item, result
             elif isinstance(err, DsprepError):
-                if on_error == "fail":
+                if common.on_error == "fail":
                     raise err
                 summary.skip(name_of(item), str(err))
                 yield item, None
@@ -76,7 +249,16 @@ def run_jobs(fn: Callable, items: List, summary: Summary, on_error: str, workers
                 raise err
 
 
-def _finish(summary: Summary, out: Optional[str], order: List[str]) -> None:
-    click.echo(summary.line(out, order), err=True)
+def finish(summary: Summary, out: Optional[str], order: Sequence[str], common: Optional[Common] = None) -> None:
+    """The one summary line (and one line per skipped input) on stderr; with ``--json`` the same as JSON on stdout."""
+    click.echo(summary.line(out, list(order)), err=True)
     for line in summary.details():
         click.echo(line, err=True)
+    if common is not None and common.as_json:
+        click.echo(json.dumps(summary.as_dict(out), ensure_ascii=False, indent=1))
+
+
+def check_classes_known(wanted: Sequence[str], ds, option: str) -> None:
+    unknown = [c for c in wanted if c not in ds.classes]
+    if unknown:
+        raise UsageError(f"{option}: no class {', '.join(unknown)} in {ds.root} (classes: {', '.join(ds.classes)})")

@@ -1,16 +1,17 @@
 """``dsprep voc-to-h5`` / ``voc-to-pickle``: a data set packed into one file for training input."""
 from __future__ import annotations
 
-import json
+import contextlib
+from dataclasses import replace
 from pathlib import Path
-from typing import List, Optional
 
 import click
 
-from ..core import DatasetError, DsprepError, OutputError
-from ..report import Summary, progress
-from .common import DsprepGroup, _csv, _finish, _load, dataset_options, run_jobs, worker_options
 from ..color import METHODS as COLOR_METHODS
+from ..core import DsprepError, OutputError, UsageError
+from ..report import part_kind
+from .common import SIZE, finish, load, run_jobs, shared, start_summary
+
 
 def pack_options(f):
     f = click.option("--overwrite", is_flag=True, help="Replace an existing OUT file.")(f)
@@ -23,36 +24,40 @@ def pack_options(f):
                      help="Store the original encoded files (full resolution; the default without --size).")(f)
     f = click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox",
                      show_default=True, help="How --size is reached: keep aspect and pad, or stretch.")(f)
-    f = click.option("--size", default=None, help="Store every image at this size, e.g. 512x512.")(f)
+    f = click.option("--size", type=SIZE, default=None, help="Store every image at this size, e.g. 512x512.")(f)
     f = click.option("--split", "splits", multiple=True,
-                     help="Pack these splits (repeatable), one group each; default: everything as 'all'.")(f)
+                     help="Only the images of this split; repeat to pack several, one group each [default: "
+                          "everything, as 'all'].")(f)
     return f
 
 
-def _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, on_error,
-          quiet, workers, scheduler, overwrite, writer_name, shards=0):
+def _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common,
+          overwrite, writer_name, shards=0):
     from ..hdf5 import H5Writer, PackOptions, PickleWriter, annotation_only_results, pack_items
     from ..jobs.pack import pack_one
-    from ..resize import parse_size
+    from ..outputs import check_not_input
+    on_error, workers, scheduler = common.on_error, common.workers, common.scheduler
     if size and encoded:
-        raise DsprepError("--size and --encoded exclude each other (fixed-size arrays, or the original files)")
-    try:
-        wh = parse_size(size) if size else None
-    except ValueError as e:
-        raise DsprepError(f"--size: {e}") from e
+        raise UsageError("--size and --encoded exclude each other (fixed-size arrays, or the original files)")
+    wh = size
     out_path = Path(out)
+    check_not_input(out_path, [dataset], "OUT")
     if out_path.exists() and not overwrite:
         raise OutputError(f"{out_path}: already exists (use --overwrite to replace it)")
     groups = {}
+    load_skips = []
     for split in (splits or [None]):
-        ds = _load(dataset, split, on_error, quiet)
+        ds = load(dataset, replace(common, split=split))
         groups[split or "all"] = ds.records
+        load_skips += ds.skipped
     classes = ds.classes  # decided from every annotation file, whatever --split selects
     opts = PackOptions(size=wh, resize=resize, compression=compression, color=color_method,
                        annotations_only=annotations_only)
-    summary = Summary(writer_name)
+    summary = start_summary(writer_name)
+    for where, reason in load_skips:
+        summary.skip(where, reason)
     if shards:
-        _pack_shards(out_path, groups, classes, opts, shards, summary, on_error, quiet, workers, scheduler, overwrite)
+        _pack_shards(out_path, groups, classes, opts, shards, summary, common, overwrite)
         return
     writer_cls = H5Writer if writer_name == "voc-to-h5" else PickleWriter
     # Local workers write fixed-size pixels into the file themselves; a cluster returns them to this process.
@@ -60,19 +65,26 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
         if opts.mode == "annotations":
             results = annotation_only_results(groups)
         else:
-            results = run_jobs(pack_one, pack_items(writer, groups, opts), summary, on_error, workers, scheduler,
-                               quiet, "packing", name_of=lambda it: it[2][0])
-        for (split, index, _), prepared in results:
-            writer.add(split, index, prepared)
+            results = run_jobs(pack_one, pack_items(writer, groups, opts), summary, common, "packing",
+                               name_of=lambda it: it[2][0].image_path)
+        # closed (workers stopped) before the writer removes its temporary file on an error
+        with contextlib.closing(results):
+            for (split, index, _), prepared in results:
+                writer.add(split, index, prepared)
     summary.counts.clear()
+    summary.add("inputs", sum(len(recs) for recs in groups.values()) +
+                sum(1 for where, _ in load_skips if part_kind(where) is None))
     summary.add("images", writer.stats["images"])
     summary.add("objects", writer.stats["objects"])
-    _finish(summary, str(out_path), ["images", "objects"])
+    finish(summary, str(out_path), ["images", "objects"], common)
 
 
-def _pack_shards(out_path, groups, classes, opts, shards, summary, on_error, quiet, workers, scheduler, overwrite):
-    """Workers write K complete shard files; this process ties them together in one master file."""
-    from ..hdf5 import pack_shard, shard_path, shard_ranges, write_master
+def _pack_shards(out_path, groups, classes, opts, shards, summary, common, overwrite):
+    """Workers write K complete shard files; this process ties them together in one master file.
+
+    A run that does not complete (an error, Ctrl-C, SIGTERM, a killed worker) leaves no shard file and no
+    temporary behind (see :class:`dsprep.hdf5.ShardRun`), so the same command can simply be run again."""
+    from ..hdf5 import ShardRun, has_polygons, pack_shard, shard_path, shard_ranges, write_master
     if opts.mode == "annotations" or opts.compression != "none":
         raise DsprepError("--shards works with --size or --encoded, without --compression")
     paths = [shard_path(out_path, k, shards) for k in range(shards)]
@@ -80,32 +92,36 @@ def _pack_shards(out_path, groups, classes, opts, shards, summary, on_error, qui
     if existing and not overwrite:
         raise OutputError(f"{existing[0]}: already exists (use --overwrite to replace it)")
     ranges = {s: shard_ranges(len(recs), shards) for s, recs in groups.items()}
-    tasks = [(str(paths[k]), {s: groups[s][slice(*ranges[s][k])] for s in groups}, classes, opts, on_error,
-              overwrite) for k in range(shards)]
-    for _, res in run_jobs(pack_shard, tasks, summary, on_error, workers, scheduler, quiet, "packing shards",
-                           name_of=lambda t: t[0]):
-        if res is None:
-            raise DsprepError("a shard failed: the master file was not written")
-        for f, reason in res["skipped"]:
-            summary.skip(f, reason)
-    write_master(out_path, paths, list(groups), classes, opts, overwrite=overwrite)
-    _finish(summary, f"{out_path} (+{shards} shards)", ["images", "objects"])
+    polygons = has_polygons(groups)  # decided for the whole data set: every shard stores the same arrays
+    tasks = [(str(paths[k]), {s: groups[s][slice(*ranges[s][k])] for s in groups}, classes, opts, common.on_error,
+              overwrite, polygons) for k in range(shards)]
+    with ShardRun(out_path, paths, overwrite):
+        # the executor is shut down (no worker still writing) before ShardRun removes what this run made
+        with contextlib.closing(run_jobs(pack_shard, tasks, summary, common, "packing shards",
+                                         name_of=lambda t: t[0])) as results:
+            for _, res in results:
+                if res is None:
+                    name, reason = summary.skipped[-1]
+                    raise DsprepError(f"shard {name} failed ({reason}): the master file was not written")
+                for f, reason in res["skipped"]:
+                    summary.skip(f, reason)
+        write_master(out_path, paths, list(groups), classes, opts, overwrite=overwrite)
+    finish(summary, f"{out_path} (+{shards} shards)", ["images", "objects"], common)
 
 
 @click.command("voc-to-h5")
 @click.argument("dataset", type=click.Path())
 @click.argument("out", type=click.Path(dir_okay=False))
 @pack_options
-@click.option("--shards", type=click.IntRange(min=1), default=None,
-              help="Workers write this many shard files beside OUT, tied together in OUT by virtual datasets.")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
-@click.option("--quiet", "-q", is_flag=True)
-@worker_options
-def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite, shards, on_error,
-              quiet, workers, scheduler):
+@click.option("--shards", type=click.IntRange(min=1, max=100000), default=None,
+              help="Workers write this many shard files beside OUT, tied together in OUT by virtual datasets "
+                   "(a run that does not complete removes its shard files).")
+@shared("exif", "classes", "run", "workers")
+@click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
+def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite, shards, common):
     """Pack a data set into one HDF5 file for fast training input (see README for the layout)."""
-    _pack(dataset, out, splits, size, resize, encoded, compression, color_method, False, on_error, quiet, workers,
-          scheduler, overwrite, "voc-to-h5", shards=shards or 0)
+    _pack(dataset, out, splits, size, resize, encoded, compression, color_method, False, common, overwrite,
+          "voc-to-h5", shards=shards or 0)
 
 
 @click.command("voc-to-pickle")
@@ -113,13 +129,14 @@ def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_me
 @click.argument("out", type=click.Path(dir_okay=False))
 @pack_options
 @click.option("--annotations-only", is_flag=True, help="Store only the annotations (images read from their files).")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
-@click.option("--quiet", "-q", is_flag=True)
-@worker_options
+@shared("exif", "classes", "run", "workers")
+@click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
 def voc_to_pickle(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite,
-                  annotations_only, on_error, quiet, workers, scheduler):
-    """Pack into one pickle of numpy arrays. WARNING: load pickles only from trusted sources (loading runs code);
-    a pickle is loaded whole into memory (VOC2012 at 512x512 is ~13.5 GB per process): best with
+                  annotations_only, common):
+    """Pack into one pickle of numpy arrays (the same content as voc-to-h5). dsprep reads it back (DetectionH5,
+    info, visualize) through a restricted loader that accepts only numpy arrays and plain Python values: a pickle
+    that would run code is refused. Other programs' plain pickle.load() has no such guard: share .h5 files instead.
+    A pickle is loaded whole into memory (VOC2012 at 512x512 is ~13.5 GB per process): best with
     --annotations-only."""
-    _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, on_error, quiet,
-          workers, scheduler, overwrite, "voc-to-pickle")
+    _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common, overwrite,
+          "voc-to-pickle")

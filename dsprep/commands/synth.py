@@ -1,61 +1,20 @@
 """``dsprep synth``: synthetic images with exact annotations, from object crops and backgrounds."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import List, Optional
 
 import click
 
-from ..core import DatasetError, DsprepError, OutputError
-from ..report import Summary, progress
-from .common import DsprepGroup, _csv, _finish, _load, dataset_options, run_jobs, worker_options
 from ..color import METHODS as COLOR_METHODS
+from ..core import DatasetError, Interrupted, UsageError
+from .common import SIZE, finish, run_jobs, shared, start_summary
 
-def _range(text: str, name: str, cast=float):
+
+def _parsed(fn, option: str, *args):
     try:
-        parts = [cast(v) for v in text.split(":")]
+        return fn(*args)
     except ValueError as e:
-        raise DsprepError(f"--{name}: expected LOW:HIGH or a single value, not '{text}'") from e
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or parts[0] > parts[1]:
-        raise DsprepError(f"--{name}: expected LOW:HIGH with LOW <= HIGH, not '{text}'")
-    return tuple(parts)
-
-
-def _counts(text: str):
-    try:
-        if ":" in text:
-            lo, hi = _range(text, "per-image", int)
-            values = tuple(range(lo, hi + 1))
-        else:
-            values = tuple(int(v) for v in text.split(","))
-    except ValueError as e:
-        raise DsprepError(f"--per-image: expected a list (4,8,16) or a range (4:64), not '{text}'") from e
-    if not values or min(values) < 0:
-        raise DsprepError(f"--per-image: counts must be 0 or more, not '{text}'")
-    return values
-
-
-def _weights(text: Optional[str], classes):
-    if not text:
-        return ()
-    out = []
-    for item in _csv(text):
-        name, sep, value = item.partition("=")
-        try:
-            w = float(value)
-        except ValueError as e:
-            raise DsprepError(f"--class-weights: expected NAME=WEIGHT, not '{item}'") from e
-        if not sep or w < 0:
-            raise DsprepError(f"--class-weights: expected NAME=WEIGHT with WEIGHT >= 0, not '{item}'")
-        if name not in classes:
-            raise DsprepError(f"--class-weights: no object folder '{name}' (classes: {', '.join(classes)})")
-        out.append((name, w))
-    if sum(w for _, w in out) <= 0:
-        raise DsprepError("--class-weights: at least one weight must be positive")
-    return tuple(out)
+        raise click.BadParameter(str(e), param_hint=option) from e
 
 
 @click.command()
@@ -64,11 +23,14 @@ def _weights(text: Optional[str], classes):
               help="Folder of class folders of object crops (objects/car/*.png: class = folder name).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output data set folder.")
 @click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True, help="Images to make.")
-@click.option("--format", "fmt", type=click.Choice(["voc", "dota"]), default="voc", show_default=True)
-@click.option("--ext", type=click.Choice([".jpg", ".png"]), default=".jpg", show_default=True)
+@click.option("--format", "out_format", type=click.Choice(["voc", "dota"]), default="voc", show_default=True,
+              help="Format of the data set written.")
+@click.option("--ext", type=click.Choice([".jpg", ".png"]), default=".jpg", show_default=True,
+              help="Format of the images written.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes (any --workers).")
-@click.option("--split", default="train", show_default=True, help="VOC split list to write the ids to.")
-@click.option("--canvas", default=None, help="Output size WxH (default: each background's own size).")
+@click.option("--split-name", default="train", show_default=True,
+              help="Name of the split list the new image ids go to (VOC: ImageSets/Main/NAME.txt).")
+@click.option("--canvas", type=SIZE, default=None, help="Output size WxH (default: each background's own size).")
 @click.option("--fit", type=click.Choice(["crop", "resize", "pad"]), default="crop", show_default=True,
               help="Background to canvas: random crop (pad when smaller), stretch, or pad/cut at the top-left.")
 @click.option("--per-image", default="4,8,16", show_default=True, help="Objects per image: a list or LOW:HIGH.")
@@ -79,7 +41,8 @@ def _weights(text: Optional[str], classes):
 @click.option("--class-weights", default=None, help="e.g. car=2,bus=1 (default: classes drawn uniformly).")
 @click.option("--max-overlap", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Largest overlap between boxes (intersection over the smaller box); 0 = disjoint.")
-@click.option("--blend", type=click.Choice(["none", "gaussian", "poisson"]), default="none", show_default=True)
+@click.option("--blend", type=click.Choice(["none", "gaussian", "poisson"]), default="none", show_default=True,
+              help="How objects are blended in: plain alpha, softened edges, or Poisson (seamless) cloning.")
 @click.option("--mask-from", type=click.Choice(["auto", "alpha", "nonblack"]), default="auto", show_default=True,
               help="Object transparency: PNG alpha, or every non-black pixel opaque (auto: alpha when present).")
 @click.option("--alpha-threshold", type=click.IntRange(0, 254), default=127, show_default=True,
@@ -88,24 +51,27 @@ def _weights(text: Optional[str], classes):
 @click.option("--color", "color_method", default=None,
               type=click.Choice(COLOR_METHODS),
               help="Colour-correct each background first.")
-@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True)
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="Quality of JPEG outputs.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
-@click.option("--append", is_flag=True, help="Add to an existing output, numbering after its last image.")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
-@click.option("--quiet", "-q", is_flag=True)
-@worker_options
-def synth(backgrounds, objects, out, count, fmt, ext, seed, split, canvas, fit, per_image, rotate, scale, flip,
-          class_weights, max_overlap, blend, mask_from, alpha_threshold, masks, color_method, jpeg_quality, overwrite,
-          append, on_error, quiet, workers, scheduler):
+@click.option("--append", is_flag=True,
+              help="Add -n images to an existing output, numbering after its last image (also: finish an "
+                   "interrupted run).")
+@shared("exif", "run", "workers")
+def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, canvas, fit, per_image, rotate, scale,
+          flip, class_weights, max_overlap, blend, mask_from, alpha_threshold, masks, color_method, jpeg_quality,
+          overwrite, append, common):
     """Paste object crops onto backgrounds: synthetic images with exact annotations."""
-    from ..images import is_image
-    from ..outputs import prepare_output_dir
+    from ..images import available_memory, is_image
     from ..jobs.synth import SynthConfig, synth_one
-    from ..resize import parse_size
-    from ..synth import SynthParams
-    from ..voc import write_split_list
+    from ..outputs import OutputDir
+    from ..synth import SynthParams, canvas_bytes, parse_counts, parse_range, parse_weights
     if overwrite and append:
-        raise DsprepError("--overwrite and --append exclude each other")
+        raise UsageError("--overwrite and --append exclude each other")
+    if canvas is not None and canvas_bytes(canvas, masks) > available_memory():
+        raise click.BadParameter(f"{canvas[0]}x{canvas[1]}: one such image needs "
+                                 f"{canvas_bytes(canvas, masks) / 1e9:.1f} GB of memory, "
+                                 f"{available_memory() / 1e9:.1f} GB are available", param_hint="--canvas")
     bg_dir, obj_dir = Path(backgrounds), Path(objects)
     for d, what in ((bg_dir, "--backgrounds"), (obj_dir, "--objects")):
         if not d.is_dir():
@@ -118,34 +84,68 @@ def synth(backgrounds, objects, out, count, fmt, ext, seed, split, canvas, fit, 
     obj = tuple((c, files) for c, files in obj if files)
     if not obj:
         raise DatasetError(f"{obj_dir}: no class folders with object images (expected objects/<class>/*.png)")
-    try:
-        size = parse_size(canvas) if canvas else None
-    except ValueError as e:
-        raise DsprepError(f"--canvas: {e}") from e
-    params = SynthParams(canvas=size, fit=fit, per_image=_counts(per_image), rotate=_range(rotate, "rotate"),
-                         scale=_range(scale, "scale"), flip=flip if flip != "none" else "",
-                         class_weights=_weights(class_weights, [c for c, _ in obj]), max_overlap=max_overlap,
-                         blend=blend, alpha_threshold=alpha_threshold)
-    if params.scale[0] <= 0:
-        raise DsprepError("--scale: values must be positive")
-    out_dir = prepare_output_dir(out, overwrite=overwrite, allow_existing=append)
-    image_dir = out_dir / ("JPEGImages" if fmt == "voc" else "images")
-    subdirs = [image_dir, out_dir / ("Annotations" if fmt == "voc" else "labelTxt")]
-    if masks:
-        subdirs += [out_dir / "SegmentationObject", out_dir / "SegmentationClass"]
-    for d in subdirs:
-        d.mkdir(parents=True, exist_ok=True)
-    start = 0
-    if append:
-        taken = [int(p.stem[len("synth_"):]) for p in image_dir.glob("synth_*") if p.stem[6:].isdigit()]
-        start = max(taken) + 1 if taken else 0
-    cfg = SynthConfig(out=str(out_dir), backgrounds=bgs, objects=obj, params=params, seed=seed, fmt=fmt, ext=ext,
-                      mask_from=mask_from, masks=masks, color=color_method, jpeg_quality=jpeg_quality)
-    summary = Summary("synth")
-    names = [r["name"] for _, r in run_jobs(synth_one, [(i, cfg) for i in range(start, start + count)], summary,
-                                            on_error, workers, scheduler, quiet, "synthesizing",
-                                            name_of=lambda it: f"image {it[0]}") if r is not None]
-    if fmt == "voc":
+    scale_range = _parsed(parse_range, "--scale", scale)
+    if scale_range[0] <= 0:
+        raise click.BadParameter("scales must be positive", param_hint="--scale")
+    params = SynthParams(canvas=canvas, fit=fit, per_image=_parsed(parse_counts, "--per-image", per_image),
+                         rotate=_parsed(parse_range, "--rotate", rotate), scale=scale_range,
+                         flip=flip if flip != "none" else "",
+                         class_weights=_parsed(parse_weights, "--class-weights", class_weights, [c for c, _ in obj]),
+                         max_overlap=max_overlap, blend=blend, alpha_threshold=alpha_threshold)
+    summary = start_summary("synth")
+    summary.add("inputs", count)
+    # keep_on_error: an interrupted run keeps its finished prefix, so --append can complete it exactly
+    with OutputDir(out, overwrite=overwrite, allow_existing=append, inputs=[backgrounds, objects],
+                   keep_on_error=True) as out_dir:
+        image_dir = out_dir / ("JPEGImages" if out_format == "voc" else "images")
+        subdirs = [image_dir, out_dir / ("Annotations" if out_format == "voc" else "labelTxt")]
+        if masks:
+            subdirs += [out_dir / "SegmentationObject", out_dir / "SegmentationClass"]
+        for d in subdirs:
+            d.mkdir(parents=True, exist_ok=True)
+        start = 0
+        if append:
+            taken = [int(p.stem[len("synth_"):]) for p in image_dir.glob("synth_*") if p.stem[6:].isdigit()]
+            start = max(taken) + 1 if taken else 0
+        cfg = SynthConfig(out=str(out_dir), backgrounds=bgs, objects=obj, params=params, seed=seed, fmt=out_format,
+                          ext=ext, mask_from=mask_from, masks=masks, color=color_method, jpeg_quality=jpeg_quality,
+                          orient=common.exif != "ignore")
+        names, done = [], 0
+        try:
+            for _, r in run_jobs(synth_one, [(i, cfg) for i in range(start, start + count)], summary, common,
+                                 "synthesizing", name_of=lambda it: f"image {it[0]}"):
+                done += 1
+                if r is not None:
+                    names.append(r["name"])
+        except BaseException as e:
+            # Results arrive in index order: the first `done` images are complete; later ones a worker may have
+            # finished out of order are removed, so the output is exactly a shorter uninterrupted run.
+            removed = _remove_from(out_dir, subdirs, start + done)
+            _write_list(out_dir, out_format, split_name, names, append)
+            if isinstance(e, KeyboardInterrupt):
+                raise Interrupted(getattr(e, "signum", 2),
+                                  f"kept the {done} finished images ({start}..{start + done - 1}) and their list; "
+                                  f"{removed} out-of-order files removed; finish the run with --append -n "
+                                  f"{count - done}") from e
+            raise
+        _write_list(out_dir, out_format, split_name, names, append)
+    finish(summary, str(out_dir), ["images", "objects", "dropped_too_large", "dropped_no_room"], common)
+
+
+def _write_list(out_dir: Path, out_format: str, split_name: str, names, append: bool) -> None:
+    from ..voc import write_split_list
+    if out_format == "voc":
         (out_dir / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
-        write_split_list(out_dir / "ImageSets" / "Main" / f"{split}.txt", names, append=append)
-    _finish(summary, str(out_dir), ["images", "objects", "dropped_too_large", "dropped_no_room"])
+        write_split_list(out_dir / "ImageSets" / "Main" / f"{split_name}.txt", names, append=append)
+
+
+def _remove_from(out_dir: Path, subdirs, first: int) -> int:
+    """Remove ``synth_<i>.*`` with ``i >= first`` from the output folders; returns how many files."""
+    n = 0
+    for d in subdirs:
+        for p in d.glob("synth_*"):
+            digits = p.stem[len("synth_"):]
+            if digits.isdigit() and int(digits) >= first:
+                p.unlink()
+                n += 1
+    return n

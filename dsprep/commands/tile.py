@@ -1,34 +1,37 @@
 """``dsprep tile-dota`` (DOTA_devkit-identical tiles) and ``merge-dota`` (detections mapped back)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import List, Optional
 
 import click
 
-from ..core import DatasetError, DsprepError, OutputError
-from ..report import Summary, progress
-from .common import DsprepGroup, _csv, _finish, _load, dataset_options, run_jobs, worker_options
+from ..core import DatasetError, DsprepError
+from ..report import progress
+from .common import SIZE, finish, run_jobs, shared, start_summary
 
 
-def _rate(value: str) -> float:
-    try:
-        r = float(value)
-    except ValueError as e:
-        raise click.BadParameter(f"'{value}' is not a number") from e
-    if not r > 0:
-        raise click.BadParameter(f"rate must be positive, got {value}")
-    return r
+def _rate(ctx, param, values):
+    out = []
+    for value in values:
+        try:
+            r = float(value)
+        except ValueError as e:
+            raise click.BadParameter(f"'{value}' is not a number", ctx, param) from e
+        if not (r > 0 and r < float("inf")):
+            raise click.BadParameter(f"rate must be a positive number, not {value}", ctx, param)
+        out.append(r)
+    return out
 
 
 @click.command("tile-dota")
 @click.argument("dataset", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Output folder: OUT/images/ and OUT/labelTxt/.")
-@click.option("--size", type=click.IntRange(min=1), default=1024, show_default=True, help="Tile size (pixels).")
-@click.option("--gap", type=click.IntRange(min=0), default=200, show_default=True, help="Overlap between tiles.")
-@click.option("--rate", "rates", multiple=True, default=["1"], show_default=True,
+@click.option("--size", type=SIZE, default="1024", show_default=True,
+              help="Tile size in pixels: N (the devkit's square tiles; WxH must be square).")
+@click.option("--gap", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Overlap between neighbouring tiles, in pixels.")
+@click.option("--rate", "rates", multiple=True, default=["1"], show_default=True, callback=_rate,
               help="Resize factor; repeat for several (tile names carry it: P0706__0.5__0___0).")
 @click.option("--thresh", type=click.FloatRange(0, 1), default=0.7, show_default=True,
               help="A cut object keeps its difficult flag when more than this fraction of it is kept, else 2.")
@@ -37,35 +40,44 @@ def _rate(value: str) -> float:
 @click.option("--pad", is_flag=True, help="Pad border tiles to SIZE x SIZE (not devkit-compatible).")
 @click.option("--skip-empty", is_flag=True, help="Write no image or label for tiles without objects.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
-@click.option("--quiet", "-q", is_flag=True)
-@worker_options
-def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, overwrite, on_error, quiet, workers,
-              scheduler):
+@shared("exif", "run", "workers")
+def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, overwrite, common):
     """Split DOTA images into tiles, identical to DOTA_devkit ImgSplit.py output."""
     from ..jobs.tile import TileOptions, plan_tile_jobs, tile_one
-    from ..outputs import prepare_output_dir
+    from ..outputs import OutputDir
     from ..parallel import parse_workers
     from ..tiling import tile_origins
-    tile_origins(size, size, gap)  # validates size/gap before any work
+    if size[0] != size[1]:
+        raise click.BadParameter(f"{size[0]}x{size[1]}: DOTA_devkit tiles are square (give one number)",
+                                 param_hint="--size")
+    size = size[0]
+    if gap >= size:
+        raise click.BadParameter(f"{gap} must be smaller than --size {size}", param_hint="--gap")
+    tile_origins(size, size, gap)
     root = Path(dataset)
     if not root.is_dir():
         raise DatasetError(f"{root}: data set not found")
-    rate_values = [_rate(r) for r in rates]
-    out_dir = prepare_output_dir(out, overwrite=overwrite)
-    (out_dir / "images").mkdir(exist_ok=True)
-    (out_dir / "labelTxt").mkdir(exist_ok=True)
     # the cluster's size is not known before connecting: plan for two slots there
-    jobs = plan_tile_jobs(root, rate_values, 2 if scheduler else parse_workers(workers), size, gap)
-    opts = TileOptions(out=str(out_dir), size=size, gap=gap, thresh=thresh, ext=ext, pad=pad, skip_empty=skip_empty,
-                       on_error=on_error)
-    summary = Summary("tile-dota")
-    for _, res in run_jobs(tile_one, [(j, opts) for j in jobs], summary, on_error, workers, scheduler, quiet,
-                           "tiling", name_of=lambda it: it[0].image):
-        for where, reason in (res or {}).get("skipped_lines", []):
-            summary.skip(where, reason)
-    _finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
-            (["empty_skipped"] if skip_empty else []))
+    jobs, bad = plan_tile_jobs(root, rates, 2 if common.scheduler else parse_workers(common.workers), size, gap,
+                               common.exif)
+    summary = start_summary("tile-dota")
+    summary.add("inputs", len({j.image for j in jobs}) + len(bad))
+    if bad and common.on_error == "fail":
+        raise DsprepError(bad[0][1])
+    for where, reason in bad:
+        summary.skip(where, reason)
+    opts = TileOptions(out="", size=size, gap=gap, thresh=thresh, ext=ext, pad=pad, skip_empty=skip_empty,
+                       on_error=common.on_error)
+    with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
+        (out_dir / "images").mkdir(exist_ok=True)
+        if (root / "labelTxt").is_dir():
+            (out_dir / "labelTxt").mkdir(exist_ok=True)
+        opts = TileOptions(**{**opts.__dict__, "out": str(out_dir)})
+        for _ in run_jobs(tile_one, [(j, opts) for j in jobs], summary, common, "tiling",
+                          name_of=lambda it: it[0].image):
+            pass
+    finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
+           (["empty_skipped"] if skip_empty else []), common)
 
 
 @click.command("merge-dota")
@@ -76,24 +88,32 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, over
 @click.option("--iou", type=click.Choice(["poly", "box"]), default="poly", show_default=True,
               help="Exact polygon IoU, or axis-aligned box IoU.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
-@click.option("--quiet", "-q", is_flag=True)
-def merge_dota(detections, out, nms_thresh, iou, overwrite, quiet):
+@shared("run")
+def merge_dota(detections, out, nms_thresh, iou, overwrite, common):
     """Map per-tile detections (Task1_<class>.txt) back to their images, with NMS."""
-    from ..outputs import atomic_write_text, prepare_output_dir
     from ..merge import format_task1, merge, parse_task1
+    from ..outputs import OutputDir, atomic_write_text
     src = Path(detections)
-    files = sorted(src.glob("Task1_*.txt")) if src.is_dir() else [src]
     if not src.exists():
         raise DatasetError(f"{src}: not found")
+    files = sorted(src.glob("Task1_*.txt")) if src.is_dir() else [src]
     if not files:
         raise DatasetError(f"{src}: no Task1_<class>.txt files")
-    out_dir = prepare_output_dir(out, overwrite=overwrite)
-    summary = Summary("merge-dota")
-    for f in progress(files, desc="merging", quiet=quiet, unit="class"):
-        dets = parse_task1(f.read_text(encoding="utf-8"), str(f))
-        kept = merge(dets, nms_thresh, iou)
-        atomic_write_text(out_dir / f.name, format_task1(dets, kept))
-        summary.add("classes")
-        summary.add("detections", len(dets.stems))
-        summary.add("kept", sum(len(v) for v in kept.values()))
-    _finish(summary, str(out_dir), ["classes", "detections", "kept"])
+    summary = start_summary("merge-dota")
+    summary.add("inputs", len(files))
+    with OutputDir(out, overwrite=overwrite, inputs=[detections]) as out_dir:
+        for f in progress(files, desc="merging", quiet=common.quiet, unit="class"):
+            try:
+                dets = parse_task1(f.read_text(encoding="utf-8"), str(f))
+            except (DsprepError, OSError, UnicodeDecodeError) as e:
+                err = e if isinstance(e, DsprepError) else DatasetError(f"{f}: cannot read ({e})")
+                if common.on_error == "fail":
+                    raise err from e
+                summary.skip(str(f), str(err))
+                continue
+            kept = merge(dets, nms_thresh, iou)
+            atomic_write_text(out_dir / f.name, format_task1(dets, kept))
+            summary.add("classes")
+            summary.add("detections", len(dets.stems))
+            summary.add("kept", sum(len(v) for v in kept.values()))
+    finish(summary, str(out_dir), ["classes", "detections", "kept"], common)

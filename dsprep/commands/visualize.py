@@ -1,15 +1,12 @@
 """``dsprep visualize boxes``: annotations drawn on their images."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import List, Optional
 
 import click
 
-from ..core import DatasetError, DsprepError, OutputError
-from ..report import Summary, progress
-from .common import DsprepGroup, _csv, _finish, _load, dataset_options, run_jobs, worker_options
+from ..core import DsprepError
+from .common import DsprepGroup, check_classes_known, csv_list, finish, load, run_jobs, shared, start_summary
 
 
 @click.group(cls=DsprepGroup)
@@ -19,50 +16,47 @@ def visualize():
 
 @visualize.command("boxes")
 @click.argument("dataset", type=click.Path())
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for the drawn images.")
-@click.option("--classes", default=None, help="Only these classes (comma-separated).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Folder for the drawn images (never inside the data set).")
+@click.option("--only", default=None, help="Draw only objects of these classes (comma-separated).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many images.")
 @click.option("--show", is_flag=True, help="Also show each image in a window (needs a GUI build of OpenCV).")
 @click.option("--grid", is_flag=True, help="Also write one contact sheet (grid.png) of the drawn images.")
-@click.option("--ext", type=click.Choice([".jpg", ".png"]), default=".jpg", show_default=True)
+@click.option("--ext", type=click.Choice([".jpg", ".png"]), default=".jpg", show_default=True,
+              help="Format of the drawn images.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
-@dataset_options
-@worker_options
-def visualize_boxes(dataset, out, classes, limit, show, grid, ext, overwrite, split, on_error, quiet, workers,
-                    scheduler):
+@shared("dataset", "classes", "run", "workers")
+def visualize_boxes(dataset, out, only, limit, show, grid, ext, overwrite, common):
     """Draw every box (or polygon) on its image, one file per image in --out."""
     from ..draw import contact_sheet, drawable
     from ..images import write_image
-    from ..outputs import atomic_write_text, prepare_output_dir, safe_name
     from ..jobs.visualize import VisualizeOptions, visualize_one
+    from ..outputs import OutputDir, atomic_write_text, safe_name
     if show:
         _check_gui()
-    ds = _load(dataset, split, on_error, quiet)
-    wanted = _csv(classes)
-    unknown = [c for c in wanted if c not in ds.classes]
-    if unknown:
-        raise DsprepError(f"--classes: no objects of class {', '.join(unknown)} in {dataset} "
-                          f"(classes: {', '.join(ds.classes)})")
-    out_dir = prepare_output_dir(out, overwrite=overwrite)
+    ds = load(dataset, common)
+    wanted = csv_list(only)
+    check_classes_known(wanted, ds, "--only")
     records = ds.records[:limit] if limit else ds.records
     index = {c: i for i, c in enumerate(ds.classes)}
-    opts = VisualizeOptions(out=str(out_dir), class_index=index, classes=tuple(wanted), ext=ext,
-                            thumb=256 if grid else 0)
-    # packed files hold their images; folder data sets are read by the jobs themselves
-    items = [(r, ds.image_getter(r) if ds.image_getter else None, opts) for r in records]
-    summary = Summary("visualize")
-    thumbs = []
-    for item, result in run_jobs(visualize_one, items, summary, on_error, workers, scheduler, quiet, "drawing",
-                                 name_of=lambda it: it[0].image_path):
-        if result is not None and result.get("thumb") is not None:
-            thumbs.append(result["thumb"])
-        if show and result is not None and not _show(out_dir / (safe_name(item[0].stem) + ext)):
-            show = False  # 'q' pressed: keep writing, stop showing
-    if not all(drawable(c) for c in ds.classes):
-        atomic_write_text(out_dir / "legend.txt", "".join(f"#{i}\t{c}\n" for i, c in enumerate(ds.classes)))
-    if grid and thumbs:
-        write_image(out_dir / "grid.png", contact_sheet(thumbs[:256]))
-    _finish(summary, str(out_dir), ["images", "objects"])
+    summary = start_summary("visualize", ds)
+    with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
+        opts = VisualizeOptions(out=str(out_dir), class_index=index, classes=tuple(wanted), ext=ext,
+                                thumb=256 if grid else 0)
+        # packed files hold their images; folder data sets are read by the jobs themselves
+        items = [(r, ds.image_getter(r) if ds.image_getter else None, opts) for r in records]
+        thumbs = []
+        for item, result in run_jobs(visualize_one, items, summary, common, "drawing",
+                                     name_of=lambda it: it[0].image_path):
+            if result is not None and result.get("thumb") is not None:
+                thumbs.append(result["thumb"])
+            if show and result is not None and not _show(out_dir / (safe_name(item[0].stem) + ext)):
+                show = False  # 'q' pressed: keep writing, stop showing
+        if not all(drawable(c) for c in ds.classes):
+            atomic_write_text(out_dir / "legend.txt", "".join(f"#{i}\t{c}\n" for i, c in enumerate(ds.classes)))
+        if grid and thumbs:
+            write_image(out_dir / "grid.png", contact_sheet(thumbs[:256]))
+    finish(summary, str(out_dir), ["images", "objects"], common)
 
 
 def _check_gui() -> None:
@@ -79,7 +73,8 @@ def _check_gui() -> None:
 def _show(path: Path) -> bool:
     """Show one written image; returns False when the user pressed q or Esc."""
     import cv2
-    cv2.imshow("dsprep", cv2.imread(str(path)))
+    from ..images import read_image
+    cv2.imshow("dsprep", read_image(path))
     key = cv2.waitKey(0) & 0xFF
     if key in (ord("q"), 27):
         cv2.destroyAllWindows()

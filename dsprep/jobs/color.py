@@ -18,6 +18,7 @@ class ColorOptions:
     min_pixels: int = 100
     p: float = 6.0
     jpeg_quality: int = 95
+    orient: bool = True  # apply EXIF orientation (--exif auto/apply): written as it displays
 
 
 def color_one(args) -> dict:
@@ -25,7 +26,7 @@ def color_one(args) -> dict:
     from ..color import correct
     from ..core import ImageError
     src, dst, opts = args
-    img = read_image(src, cv2.IMREAD_UNCHANGED)
+    img = read_image(src, "unchanged", orient=opts.orient)
     if img.dtype != np.uint8:
         raise ImageError(f"{src}: {img.dtype} image: only 8-bit images are supported")
     out, changed = correct(img, opts.method, opts.fraction, opts.min_pixels, opts.p)

@@ -25,7 +25,12 @@ def convert_one(args) -> dict:
     image = out / opts.writer.image_path(rec)
     if Path(rec.image_path).is_file():
         image.parent.mkdir(parents=True, exist_ok=True)
-        copy_file(rec.image_path, image)
+        if rec.meta.get("exif", 1) != 1 and not rec.meta.get("orient", True):
+            # the boxes refer to the stored pixels: the copy must not be turned by readers that apply the tag
+            from ..images import clear_orientation
+            atomic_write_bytes(image, clear_orientation(Path(rec.image_path).read_bytes(), rec.image_path))
+        else:
+            copy_file(rec.image_path, image)
     return {"images": 1, "objects": len(rec), **lossy}
 
 

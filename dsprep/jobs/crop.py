@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import crop as cropmod
 from ..core import OutputError, boxes_to_polygons
-from ..images import read_image, write_image
+from ..images import read_record_image, write_image
 from ..outputs import inside, safe_name
 
 
@@ -36,7 +36,7 @@ def _target(root: str, *parts: str) -> Path:
 def crop_one(args) -> dict:
     """Write every selected object of one image to ``out/<class>/<stem>_<k>.png`` (+ a blanked background)."""
     rec, opts = args
-    img = read_image(rec.image_path, cv2.IMREAD_UNCHANGED)
+    img = read_record_image(rec, "unchanged")
     if img.ndim == 3 and img.shape[2] == 4 and not opts.rgba:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
     h, w = img.shape[:2]

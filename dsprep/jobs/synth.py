@@ -27,21 +27,22 @@ class SynthConfig:
     color: Optional[str] = None
     jpeg_quality: int = 95
     prefix: str = "synth_"
+    orient: bool = True  # apply EXIF orientation of backgrounds and crops (--exif auto/apply)
 
 
 _SPRITES: dict = {}
 
 
-def _sprite(path: str, mask_from: str):
+def _sprite(path: str, mask_from: str, orient: bool = True):
     """Object crops are decoded once per worker process (bounded cache)."""
     from ..synth import sprite_from_image
-    key = (path, mask_from)
+    key = (path, mask_from, orient)
     sp = _SPRITES.get(key)
     if sp is None:
         if len(_SPRITES) > 4096:
             _SPRITES.clear()
         try:
-            sp = sprite_from_image(read_image(path, cv2.IMREAD_UNCHANGED), mask_from, path)
+            sp = sprite_from_image(read_image(path, "unchanged", orient=orient), mask_from, path)
         except ValueError as e:
             from ..core import ImageError
             raise ImageError(str(e)) from e
@@ -64,7 +65,7 @@ def synth_one(args) -> dict:
     index, cfg = args
     rng = np.random.default_rng([cfg.seed, index])
     bg_path = cfg.backgrounds[int(rng.integers(len(cfg.backgrounds)))]
-    background = read_image(bg_path)
+    background = read_image(bg_path, orient=cfg.orient)
     if cfg.color:
         from ..color import correct
         background, _ = correct(background, cfg.color)
@@ -73,7 +74,7 @@ def synth_one(args) -> dict:
 
     def pick(cls, r):
         paths = files[cls]
-        return _sprite(paths[int(r.integers(len(paths)))], cfg.mask_from)
+        return _sprite(paths[int(r.integers(len(paths)))], cfg.mask_from, cfg.orient)
 
     res = synthesize(background, pick, classes, cfg.params, rng, masks=cfg.masks, reuse_background=True)
     name = synth_name(cfg, index)

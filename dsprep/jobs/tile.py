@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -33,6 +33,7 @@ class TileJob:
     rate: float
     part: int = 0
     parts: int = 1
+    orient: bool = True  # apply the EXIF orientation (decided once, by --exif)
 
 
 def tile_one(args) -> dict:
@@ -41,13 +42,13 @@ def tile_one(args) -> dict:
     from ..dota import read_dota
     from ..outputs import atomic_write_text
     job, opts = args
-    img = read_image(job.image)
     skipped_lines = []
-    if job.label is not None:
+    if job.label is not None:  # labels first: a broken label file fails before the image is decoded
         rec, _, skipped_lines = read_dota(job.label, opts.on_error)
         objs = tiling.prepare_objects(rec.polygons, rec.names, rec.difficult, job.rate)
     else:
         objs = tiling.prepare_objects(np.zeros((0, 4, 2)), [], [], job.rate)
+    img = read_image(job.image, orient=job.orient)
     if job.rate != 1:
         img = cv2.resize(img, None, fx=job.rate, fy=job.rate, interpolation=cv2.INTER_CUBIC)
     h, w = img.shape[:2]
@@ -68,32 +69,55 @@ def tile_one(args) -> dict:
         tiles += 1
     return {"images": 1 if job.part == 0 else 0, "tiles": tiles, "empty_skipped": empty,
             "objects": stats.whole + stats.cut, "cut": stats.cut, "difficult_2": stats.difficult2,
-            "dropped": stats.dropped + stats.invalid, "skipped_lines": skipped_lines if job.part == 0 else []}
+            "dropped": stats.dropped + stats.invalid, "skipped": skipped_lines if job.part == 0 else []}
 
 
-def plan_tile_jobs(root: Path, rates: Sequence[float], slots: int, size: int, gap: int) -> list:
-    """One job per image and rate; when there are fewer images than worker slots, an image's tiles are shared out
-    over several jobs (each decodes the image itself, so it works the same on a cluster)."""
-    from ..core import DatasetError
+def plan_tile_jobs(root: Path, rates: Sequence[float], slots: int, size: int, gap: int, exif: str = "auto"
+                   ) -> Tuple[list, List[Tuple[str, str]]]:
+    """One job per image and rate, and the inputs that cannot be tiled as ``(file, reason)``.
+
+    A folder without ``labelTxt/`` (DOTA's test split) gives image tiles only.  Where ``labelTxt/`` exists, an image
+    without a label file, or a label file without an image, is such a bad input.  Every image header is read here:
+    its orientation is decided once (``--exif``), and each rate is checked to give a tileable image that fits in
+    memory before any work.  When there are fewer images than worker slots, an image's tiles are shared out over
+    several jobs (each decodes the image itself, so it works the same on a cluster)."""
+    from ..core import DatasetError, ImageError, UsageError
     from ..dota import dota_items
-    from ..images import image_size
+    from ..images import available_memory, decide_orientation, is_image, probe
     from ..tiling import tile_grid
+    bad: List[Tuple[str, str]] = []
     if (root / "labelTxt").is_dir():
-        items, _, _ = dota_items(root)
+        items, labels_dir, _ = dota_items(root)
+        for stem, label, image in items:
+            if image is None:
+                bad.append((label, f"{label}: label file without an image in {root / 'images'}"))
+            elif label is None:
+                bad.append((image, f"{image}: no label file {labels_dir / (stem + '.txt')} (other images have one)"))
+        items = [it for it in items if it[1] is not None and it[2] is not None]
     elif (root / "images").is_dir():
-        items = [(p.stem, None, str(p)) for p in sorted((root / "images").iterdir()) if p.is_file()]
+        items = [(p.stem, None, str(p)) for p in sorted((root / "images").iterdir()) if p.is_file() and is_image(p)]
     else:
         raise DatasetError(f"{root}: no images/ folder (expected a DOTA layout: images/ + labelTxt/)")
-    items = [(stem, label, image) for stem, label, image in items if image is not None]
-    if not items:
+    if not items and not bad:
         raise DatasetError(f"{root}: data set is empty (no images in images/)")
     jobs = []
-    share = max(1, -(-slots // len(items))) if slots > 1 else 1
+    share = max(1, -(-slots // max(1, len(items)))) if slots > 1 else 1
     for stem, label, image in items:
+        try:
+            info = probe(image)
+        except ImageError as e:
+            bad.append((image, str(e)))
+            continue
+        orient, _ = decide_orientation(exif, info, None)
+        w, h = info.size(orient)
         for rate in rates:
-            parts = 1
-            if share > 1:
-                w, h, _ = image_size(image)
-                parts = max(1, min(share, len(tile_grid(int(w * rate), int(h * rate), size, gap))))
-            jobs += [TileJob(stem, image, label, rate, part, parts) for part in range(parts)]
-    return jobs
+            rw, rh = int(round(w * rate)), int(round(h * rate))
+            if rw < 1 or rh < 1:
+                raise UsageError(f"--rate {rate}: {image} ({w}x{h}) would shrink to {rw}x{rh} pixels")
+            need = (w * h + rw * rh) * 3
+            if need > available_memory():
+                raise UsageError(f"--rate {rate}: resizing {image} ({w}x{h}) to {rw}x{rh} needs {need / 1e9:.1f} GB "
+                                 f"of memory; {available_memory() / 1e9:.1f} GB are available")
+            parts = max(1, min(share, len(tile_grid(rw, rh, size, gap)))) if share > 1 else 1
+            jobs += [TileJob(stem, image, label, rate, part, parts, orient) for part in range(parts)]
+    return jobs, bad

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from .. import draw
-from ..images import read_image, write_image
+from ..images import read_record_image, write_image
 from ..outputs import safe_name
 
 
@@ -24,7 +24,7 @@ class VisualizeOptions:
 
 def visualize_one(args) -> dict:
     rec, image, opts = args  # image: a decoded array (packed data sets) or None (read from rec.image_path)
-    img = image if image is not None else read_image(rec.image_path)
+    img = image if image is not None else read_record_image(rec)
     drawn = draw.draw_record(img, rec, opts.class_index, classes=opts.classes)
     name = safe_name(rec.stem) + opts.ext
     path = Path(opts.out) / name
