@@ -17,8 +17,9 @@ Every format module (``voc.py``, ``dota.py``, ``hdf5.py`` ...) exposes the same 
 Formats whose files can be edited in place (``dsprep review``) also expose the edit protocol:
 
 * ``annotation_file(ds, rec) -> str | None``  the file holding ``rec``'s objects;
-* ``load_record(ds, rec) -> (ImageRecord, [Problem])``  that file read again exactly as ``load`` reads it (its
-                                    objects in file order: all those ``load`` keeps);
+* ``load_record(ds, rec) -> (ImageRecord, [Problem])``  that file read again as ``load`` reads it (its objects
+                                    in file order: all those ``load`` keeps; image headers are then read by
+                                    :func:`reload_record`, as by :func:`load_dataset`);
 * ``save_record(original: bytes, rec, source: str) -> bytes``  pure: the file's new content, ``original`` with
                                     ``rec``'s objects written in.  ``rec.attrs["source_index"]`` gives, for each
                                     object, the object of ``original`` it was loaded as (its index in
@@ -179,6 +180,17 @@ def _bulk():
 
 def writable_formats() -> List[str]:
     return [name for name in FORMATS if hasattr(format_module(name), "Writer")]
+
+
+def reload_record(ds: Dataset, rec, exif: str = "auto"):
+    """``(record, problems)``: the annotation file of ``rec`` (a record of ``ds``) read again exactly as
+    :func:`load_dataset` read it: the format's ``load_record``, then its image header (:func:`attach_images`)."""
+    module = format_module(ds.format)
+    new, problems = module.load_record(ds, rec)
+    one = Dataset(ds.root, ds.format, [new], list(problems))
+    if getattr(module, "HAS_IMAGE_FILES", True):
+        attach_images(one, module, exif)
+    return one.records[0], one.problems
 
 
 def editable_formats() -> List[str]:

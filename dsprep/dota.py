@@ -330,17 +330,17 @@ def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
 
 
 def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
-    """Read ``rec``'s label file again, as :func:`load` with ``on_error="skip"`` reads it (image size from the
-    image header); each skipped line becomes a ``skipped_line`` problem."""
+    """Read ``rec``'s label file again, as :func:`load` with ``on_error="skip"`` reads it (each skipped line becomes
+    a ``skipped_line`` problem); image headers are read by :func:`dsprep.dataset.reload_record`, as by
+    ``load_dataset``."""
     label = annotation_file(ds, rec)
     new, problems, skipped = read_dota(label, "skip")
     problems += [Problem("skipped_line", where, reason) for where, reason in skipped]
-    if os.path.isfile(rec.image_path):
-        new.width, new.height, new.depth = image_size(rec.image_path)
-    else:
+    if not os.path.isfile(rec.image_path):
         problems.append(Problem("annotation_without_image", label, "no image found for this label file"))
     new.image_path, new.split = rec.image_path, rec.split
-    return new, problems + _outside(new, label)
+    new.meta["annotation_path"] = label
+    return new, problems
 
 
 save_record = update_dota

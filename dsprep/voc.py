@@ -720,7 +720,7 @@ def update_voc(original: bytes, rec: ImageRecord, source: str = "<xml>") -> byte
 
     * an object of ``original`` that ``rec`` does not name is removed (with the white space before it);
     * an object named by ``rec`` keeps its element; only the fields that differ from what the data set reader
-      gives for it (the box clipped to the image, as :func:`load_voc_item` does) are rewritten: the text of its
+      gives for it (the box clipped to the image, as :func:`check_record` does) are rewritten: the text of its
       ``<name>``, of the four ``<bndbox>`` coordinates (1-based, exact, see :func:`_shifted`), of ``<difficult>``
       or ``<truncated>`` (added when missing).  Unknown tags, ``<part>``, attributes and comments stay;
     * new objects follow the last object (or the last element of ``<annotation>``), indented like the document.
@@ -819,7 +819,8 @@ def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
 
 
 def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
-    """Read ``rec``'s annotation file again, exactly as :func:`load` read it (image, size, clipping, split)."""
+    """Read ``rec``'s annotation file again, as :func:`load` reads it (image file, split); image headers, the size
+    they give and :func:`check_record` are applied by :func:`dsprep.dataset.reload_record`, as by ``load_dataset``."""
     image = rec.image_path if os.path.isfile(rec.image_path) else None
     item = VocItem(rec.meta["annotation_path"], image, rec.stem, rec.split, os.path.dirname(rec.image_path))
     return load_voc_item(item)

@@ -24,11 +24,12 @@ def writable_copy(src: Path, dst: Path) -> Path:
 
 
 @contextlib.contextmanager
-def serving(path, read_only=False):
-    """A real review server for ``path`` on 127.0.0.1 (a free port), serving from a thread."""
+def serving(path, read_only=False, **options):
+    """A real review server for ``path`` on 127.0.0.1 (a free port), serving from a thread; ``options`` go to
+    :class:`~dsprep.review.session.Review` (``exif=``)."""
     from dsprep.review.server import ReviewServer
     from dsprep.review.session import Review
-    server = ReviewServer(0, Review(path, read_only=read_only))
+    server = ReviewServer(0, Review(path, read_only=read_only, **options))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

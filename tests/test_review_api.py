@@ -233,6 +233,35 @@ def test_thumbnails_crops_and_view_images_are_jpeg_in_parallel(voc):
         assert code == 200 and max(crop.shape[:2]) == 128
 
 
+def test_pixels_follow_the_orientation_decided_at_load(tmp_path):
+    """A phone photo stored 60x30 with EXIF orientation 6: the page shows the pixels its boxes refer to."""
+    from helpers import gradient, voc_xml, with_exif_orientation
+    root = tmp_path / "voc"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    data = with_exif_orientation(cv2.imencode(".jpg", gradient(60, 30))[1].tobytes(), 6)
+    for stem, (w, h) in {"shown": (30, 60), "stored": (60, 30), "neither": (50, 50)}.items():
+        (root / "JPEGImages" / f"{stem}.jpg").write_bytes(data)
+        (root / "Annotations" / f"{stem}.xml").write_bytes(voc_xml(f"{stem}.jpg", w, h, [("cat", (3, 5, 12, 20))]))
+
+    def shape(c, path):
+        code, _, body = c.get(path)
+        return cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape[:2] if code == 200 else code
+
+    for exif, expect in (("auto", {"shown": (60, 30), "stored": (30, 60), "neither": 422}),
+                         ("ignore", {"shown": 422, "stored": (30, 60), "neither": 422})):
+        with serving(root, exif=exif) as server:
+            c = Client(server)
+            got = {stem: shape(c, f"/api/images/{image_id(c, stem)}/image") for stem in expect}
+            assert got == expect, exif
+            for stem in expect:  # every thumbnail is drawn, a size mismatch too (the problem says why)
+                i = image_id(c, stem)
+                assert c.get(f"/api/images/{i}/thumb")[0] == 200
+                assert max(shape(c, f"/api/images/{i}/thumb?size=128")) <= 128
+            kinds = {p["kind"] for p in c.json("GET", f"/api/images/{image_id(c, 'neither')}")["problems"]}
+            assert "size_mismatch" in kinds
+
+
 def test_gallery_lists_a_class_sorted(voc):
     with serving(voc) as server:
         c = Client(server)

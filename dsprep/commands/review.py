@@ -8,6 +8,7 @@ import threading
 import click
 
 from ..report import progress
+from .common import shared
 
 
 @click.command()
@@ -18,7 +19,8 @@ from ..report import progress
 @click.option("--read-only", is_flag=True, help="Look only: nothing is saved (needed for a read-only data set or a "
                                                 "packed file).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def review(dataset, port, no_browser, read_only, quiet):
+@shared("exif")
+def review(dataset, port, no_browser, read_only, common):
     """A local page to look through DATASET and fix its labels (Ctrl-C to stop).
 
     Thumbnails filtered by class, split or problem; images with their boxes and polygons; a gallery of each class's
@@ -30,8 +32,8 @@ def review(dataset, port, no_browser, read_only, quiet):
     from ..review.session import HISTORY_DIR, Review
     server = ReviewServer(port)  # a busy port fails before the data set is read
     try:
-        session = Review(dataset, read_only=read_only,
-                         progress=lambda it: progress(it, desc="reading annotations", quiet=quiet, unit="file"))
+        session = Review(dataset, read_only=read_only, exif=common.exif,
+                         progress=lambda it: progress(it, desc="reading annotations", quiet=common.quiet, unit="file"))
     except BaseException:
         server.server_close()
         raise

@@ -137,10 +137,11 @@ class Review:
     """One data set under review.  Records are addressed by their index in the loaded data set (``id``)."""
 
     def __init__(self, path, read_only: bool = False, progress: Optional[Callable[[Iterable], Iterable]] = None,
-                 workers: int = 0):
+                 workers: int = 0, exif: str = "auto"):
         from ..dataset import format_module, load_dataset
         self.root = Path(path)
-        self.ds = load_dataset(path, on_error="skip", progress=progress)
+        self.exif = exif
+        self.ds = load_dataset(path, on_error="skip", progress=progress, exif=exif)
         self.format = self.ds.format
         self.module = format_module(self.format)
         self.read_only = read_only
@@ -297,6 +298,7 @@ class Review:
 
     def open(self, i: int) -> dict:
         """The record as its file holds it now (read again), with the version the page must send back to save."""
+        from ..dataset import reload_record
         rec = self.record(i)
         ann = self._ann[i] if hasattr(self.module, "load_record") else None
         if ann is None:
@@ -304,7 +306,7 @@ class Review:
         for _ in range(3):  # a version is the hash of exactly the bytes the record was read from
             try:
                 before = _sha256(_read_bytes(ann))
-                new, problems = self.module.load_record(self.ds, rec)
+                new, problems = reload_record(self.ds, rec, self.exif)
                 after = _sha256(_read_bytes(ann))
             except OSError as e:
                 raise NotFound(f"{os.path.relpath(ann, self.root)}: cannot read ({e.strerror or e})") from e
@@ -465,15 +467,24 @@ class Review:
 
     # ---- pixels ----------------------------------------------------------------------------------------------
 
-    def _pixels(self, rec: ImageRecord, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    def _pixels(self, rec: ImageRecord, reduce: int = 1, strict: bool = True) -> np.ndarray:
+        """The record's pixels as every command sees them (dsprep's decoder, the orientation decided at load).
+
+        ``strict``: an image whose size is not the record's is an error (its boxes would not fit), as for every
+        command; thumbnails are drawn anyway (the grid shows what is wrong).  ``reduce`` 2, 4 or 8 decodes a JPEG
+        that many times smaller."""
         if self.ds.image_getter is not None:
             return self.ds.image_getter(rec)
-        from ..images import read_image
+        from ..images import read_image, read_record_image
         if not _inside(self.root, rec.image_path):
             raise NotFound(f"{rec.stem}: image outside the data set")
         if not os.path.isfile(rec.image_path):
             raise NotFound(f"{rec.stem}: no image file")
-        return read_image(rec.image_path, flags)
+        if strict:
+            return read_record_image(rec)
+        flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                 8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
+        return read_image(rec.image_path, flags, orient=rec.meta.get("orient", True))
 
     def _full(self, i: int) -> np.ndarray:
         rec = self.record(i)
@@ -501,9 +512,7 @@ class Review:
         big = max(rec.width, rec.height)
         while factor < 8 and big // (factor * 2) >= size and self.ds.image_getter is None:
             factor *= 2
-        flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-                 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
-        img = self._pixels(rec, flags)
+        img = self._pixels(rec, factor, strict=False)
         h, w = img.shape[:2]
         s = min(size / max(h, w), 1.0)
         small = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) \
