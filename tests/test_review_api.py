@@ -513,3 +513,50 @@ def test_command_serves_until_interrupted(voc):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_json_gives_the_url_and_stopping_counts_the_saves(voc):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "dsprep", "review", str(voc), "--no-browser", "--json", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        doc = json.loads(proc.stdout.readline())
+        assert doc["format"] == "voc" and doc["images"] == 13 and doc["objects"] == 37 and doc["editable"]
+        import urllib.request
+        base = doc["url"].split("?")[0]
+        token = doc["url"].split("token=")[1]
+
+        def call(path, body=None):
+            req = urllib.request.Request(base.rstrip("/") + path, headers={"X-Dsprep-Token": token,
+                                                                           "Content-Type": "application/json"},
+                                         data=None if body is None else json.dumps(body).encode())
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())
+
+        i = next(it[0] for it in call("/api/images")["items"] if it[1] == "000001")
+        rec = call(f"/api/images/{i}")
+        objects = as_sent(rec)
+        objects[0]["difficult"] = 1
+        assert call(f"/api/images/{i}/save", {"version": rec["version"], "objects": objects})["saved"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        err = proc.stderr.read()
+        assert f"dsprep review: {voc} (voc, 13 images, 37 objects)" in err and "open http://127.0.0.1:" in err
+        assert "stopped; 1 file saved (earlier versions in .dsprep-history/)" in err
+        assert proc.stdout.read() == ""  # stdout: the JSON document only
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_broken_file_stops_the_start_unless_skipped(tmp_path):
+    root = write_voc_tree(tmp_path / "v", {"a": (60, 40, [("cat", (11, 6, 30, 25))]), "b": (60, 40, [])})
+    (root / "Annotations" / "b.xml").write_bytes(b"<annotation><object>")
+    res = run_cli("review", root, "--no-browser", ok=False)
+    assert res.exit_code == 1 and res.output.startswith("error: ") and "b.xml" in res.output
+    assert res.output.count("\n") == 1
+    with serving(root, on_error="skip") as server:
+        s = Client(server).json("GET", "/api/dataset")
+        assert s["images"] == 1 and s["other_problem_count"] == 1
+        assert s["other_problems"][0]["kind"] == "unreadable" and s["other_problems"][0]["file"].endswith("b.xml")

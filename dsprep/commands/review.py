@@ -1,6 +1,7 @@
 """``dsprep review``: a local page to look through a data set and fix its labels."""
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import threading
@@ -18,8 +19,7 @@ from .common import shared
 @click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
 @click.option("--read-only", is_flag=True, help="Look only: nothing is saved (needed for a read-only data set or a "
                                                 "packed file).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@shared("exif")
+@shared("dataset", "run")
 def review(dataset, port, no_browser, read_only, common):
     """A local page to look through DATASET and fix its labels (Ctrl-C to stop).
 
@@ -27,12 +27,14 @@ def review(dataset, port, no_browser, read_only, common):
     objects.  Change an object's class, move, resize, delete or draw boxes and quads, undo, save: each save
     rewrites only what changed in the annotation file and keeps the previous file in .dsprep-history/ beside it.
     The server listens on 127.0.0.1 only and answers only requests carrying the random token in the printed URL.
+    With --json, stdout gets one line: a JSON document with the URL and the counts (the rest goes to stderr).
     """
     from ..review.server import ReviewServer
     from ..review.session import HISTORY_DIR, Review
     server = ReviewServer(port)  # a busy port fails before the data set is read
     try:
-        session = Review(dataset, read_only=read_only, exif=common.exif,
+        session = Review(dataset, read_only=read_only, exif=common.exif, split=common.split, fmt=common.fmt,
+                         on_error=common.on_error,
                          progress=lambda it: progress(it, desc="reading annotations", quiet=common.quiet, unit="file"))
     except BaseException:
         server.server_close()
@@ -42,19 +44,26 @@ def review(dataset, port, no_browser, read_only, common):
     n_obj = sum(len(r) for r in session.records)
     mode = (f"saving into the annotation files (earlier versions kept in {HISTORY_DIR}/)" if session.editable
             else "read-only: nothing is saved")
+    human = common.as_json  # with --json, stdout carries the JSON document only
     click.echo(f"dsprep review: {dataset} ({session.format}, {len(session.records)} images, {n_obj} objects), "
-               f"{mode}")
-    click.echo(f"open {server.url}   (Ctrl-C to stop)")
+               f"{mode}", err=human)
+    click.echo(f"open {server.url}   (Ctrl-C to stop)", err=human)
+    if common.as_json:
+        click.echo(json.dumps({"url": server.url, "port": server.port, "dataset": str(dataset),
+                               "format": session.format, "images": len(session.records), "objects": n_obj,
+                               "editable": session.editable, "skipped": len(session.ds.skipped)}, ensure_ascii=False))
     if not no_browser:
         threading.Thread(target=open_browser, args=(server.url, private), daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.25)
-    except KeyboardInterrupt:
-        click.echo("dsprep review: stopped", err=True)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM is how a review ends: not an error
+        pass
     finally:
         server.server_close()
-        session.close()
+        session.close()  # waits for a save in progress
         shutil.rmtree(private, ignore_errors=True)
+    click.echo(f"dsprep review: stopped; {session.saves} file{'s' * (session.saves != 1)} saved"
+               + (f" (earlier versions in {HISTORY_DIR}/)" if session.saves else ""), err=True)
 
 
 def open_browser(url: str, folder: str) -> bool:

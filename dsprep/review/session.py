@@ -137,11 +137,12 @@ class Review:
     """One data set under review.  Records are addressed by their index in the loaded data set (``id``)."""
 
     def __init__(self, path, read_only: bool = False, progress: Optional[Callable[[Iterable], Iterable]] = None,
-                 workers: int = 0, exif: str = "auto"):
+                 workers: int = 0, exif: str = "auto", split: Optional[str] = None, fmt: Optional[str] = None,
+                 on_error: str = "skip"):
         from ..dataset import format_module, load_dataset
         self.root = Path(path)
         self.exif = exif
-        self.ds = load_dataset(path, on_error="skip", progress=progress, exif=exif)
+        self.ds = load_dataset(path, split=split, on_error=on_error, progress=progress, fmt=fmt, exif=exif)
         self.format = self.ds.format
         self.module = format_module(self.format)
         self.read_only = read_only
@@ -154,6 +155,7 @@ class Review:
         self.editable = self.can_save and not read_only
         self.rev = [0] * len(self.records)  # bumped when a record changes (thumbnail URLs carry it)
         self.generation = 0
+        self.saves = 0  # files written (saves and restores)
         self.lock = threading.RLock()
         self.save_lock = threading.Lock()
         self.problems: List[List[Problem]] = [[] for _ in self.records]
@@ -403,6 +405,7 @@ class Review:
         mode = stat.S_IMODE(os.stat(ann).st_mode)
         atomic_write_bytes(ann, data)
         os.chmod(ann, mode)
+        self.saves += 1
         return entry
 
     def save(self, i: int, version: str, objects: Sequence[dict]) -> dict:
@@ -594,8 +597,11 @@ class Review:
             order = np.lexsort((rows[:, 1], rows[:, 0], -rows[:, col]))
         return [[int(r[0]), int(r[1]), round(float(r[2]), 2), round(float(r[3]), 4)] for r in rows[order]]
 
-    def close(self) -> None:
+    def close(self, wait: float = 30.0) -> None:
+        """Stop making pixels; wait (up to ``wait`` seconds) for a save in progress to finish writing."""
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.save_lock.acquire(timeout=wait):
+            self.save_lock.release()
 
 
 def _numbers(value, shape: Tuple[int, ...], message: str) -> np.ndarray:
