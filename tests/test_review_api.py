@@ -560,3 +560,35 @@ def test_broken_file_stops_the_start_unless_skipped(tmp_path):
         s = Client(server).json("GET", "/api/dataset")
         assert s["images"] == 1 and s["other_problem_count"] == 1
         assert s["other_problems"][0]["kind"] == "unreadable" and s["other_problems"][0]["file"].endswith("b.xml")
+
+
+def test_coco_is_reviewed_read_only_and_its_file_names_cannot_escape(tmp_path):
+    pytest.importorskip("dsprep.coco", reason="the COCO reader (dsprep/coco.py, from the eval branch) is not here")
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    img = cv2.imencode(".jpg", np.full((40, 60, 3), 90, np.uint8))[1].tobytes()
+    (tmp_path / "secret.jpg").write_bytes(img)  # outside the data set
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "../../secret.jpg"]  # the reader finds images/ from 5
+    for n in names[:5]:
+        (root / "images" / n).write_bytes(img)
+    doc = {"images": [{"id": i + 1, "file_name": n, "width": 60, "height": 40} for i, n in enumerate(names)],
+           "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [5, 5, 20, 10], "area": 200,
+                            "iscrowd": 0} for i in range(len(names))]
+           + [{"id": 99, "image_id": 1, "category_id": 1, "bbox": [1, 1, 0, 5], "area": 0, "iscrowd": 0}],
+           "categories": [{"id": 1, "name": "cat"}]}
+    ann = root / "annotations" / "instances_x.json"
+    ann.write_text(json.dumps(doc))
+    with pytest.raises(UsageError, match="cannot save coco annotations yet.*--read-only"):
+        Review(ann)
+    with serving(ann, read_only=True) as server:
+        c = Client(server)
+        s = c.json("GET", "/api/dataset")
+        assert s["format"] == "coco" and s["images"] == 6 and not s["editable"]
+        # the JSON's problem (a zero-width bbox) names the file shared by every image: listed, not pinned on one
+        assert s["other_problem_count"] == 1 and s["problem_images"] == 0
+        good, bad = image_id(c, "a"), image_id(c, "secret")
+        assert c.get(f"/api/images/{good}/image")[0] == 200 and c.get(f"/api/images/{good}/thumb")[0] == 200
+        for path in (f"/api/images/{bad}/image", f"/api/images/{bad}/thumb", f"/api/images/{bad}/objects/0/crop"):
+            code, _, body = c.get(path)
+            assert code == 404 and b"outside the data set" in body

@@ -141,6 +141,9 @@ class Review:
                  on_error: str = "skip"):
         from ..dataset import format_module, load_dataset
         self.root = Path(path)
+        # what may be served: the data set's folder; for a data set that is a file (a COCO JSON), its folder and the
+        # one above it, where its images are looked for (images/, val2017/ beside annotations/)
+        self.image_root = self.root if self.root.is_dir() else Path(os.path.abspath(self.root)).parent.parent
         self.exif = exif
         self.ds = load_dataset(path, split=split, on_error=on_error, progress=progress, fmt=fmt, exif=exif)
         self.format = self.ds.format
@@ -180,8 +183,11 @@ class Review:
         return path
 
     def _check_writable(self) -> None:
-        if not self.can_save:
+        if self.ds.image_getter is not None:
             raise UsageError(f"{self.root}: a packed {self.format} file cannot be edited (add --read-only to look "
+                             f"at it)")
+        if not self.can_save:
+            raise UsageError(f"{self.root}: dsprep cannot save {self.format} annotations yet (add --read-only to look "
                              f"at it)")
         folders = dict.fromkeys(os.path.dirname(p) for p in self._ann if p)
         for folder in folders:
@@ -207,12 +213,13 @@ class Review:
 
     def _attach_problems(self) -> None:
         """Each problem of the loaded data set to the record whose annotation (or image) file it names."""
-        by_file: Dict[str, int] = {}
+        owners: Dict[str, List[int]] = {}
         for i, rec in enumerate(self.records):
-            by_file[os.path.normpath(rec.image_path)] = i
-            ann = self._ann[i] or rec.meta.get("annotation_path")
-            if ann:
-                by_file[os.path.normpath(ann)] = i
+            for f in {rec.image_path, self._ann[i] or rec.meta.get("annotation_path")}:
+                if f:
+                    owners.setdefault(os.path.normpath(f), []).append(i)
+        # a file shared by many records (a COCO JSON) does not say which image a problem is about
+        by_file = {f: ids[0] for f, ids in owners.items() if len(ids) == 1}
         # lines a reader skipped ("file:line"); whole files skipped are already "unreadable" problems
         skipped = [Problem("skipped_line", f.rsplit(":", 1)[0], reason)
                    for f, reason in self.ds.skipped if re.search(r":\d+$", f)]
@@ -479,7 +486,7 @@ class Review:
         if self.ds.image_getter is not None:
             return self.ds.image_getter(rec)
         from ..images import read_image, read_record_image
-        if not _inside(self.root, rec.image_path):
+        if ".." in Path(rec.image_path).parts or not _inside(self.image_root, rec.image_path):
             raise NotFound(f"{rec.stem}: image outside the data set")
         if not os.path.isfile(rec.image_path):
             raise NotFound(f"{rec.stem}: no image file")
