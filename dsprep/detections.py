@@ -231,8 +231,8 @@ def _coco_set(files: List[Path]) -> DetectionSet:
         data = path.read_bytes()
     except OSError as e:
         raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    from .dataset import _bulk  # the garbage-collector pause load_dataset uses: json.loads builds ~1M objects
-    with _bulk():
+    from .dataset import bulk  # the garbage-collector pause load_dataset uses: json.loads builds ~1M objects
+    with bulk():
         images, cats, scores, xywh = parse_coco_results(data, str(path))
     boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     return DetectionSet("coco", [str(path)], images, None, cats, scores, boxes, None, xywh[:, 2] * xywh[:, 3])
@@ -429,10 +429,12 @@ class Evaluation:
 
 def evaluate_paths(ground_truth_path, detections_path, metric: Optional[str] = None, split: Optional[str] = None,
                    on_error: str = "fail", iou_threshold: Optional[float] = None, polygon_iou: str = "devkit",
-                   progress=None) -> Evaluation:
+                   progress=None, loader=None) -> Evaluation:
     """Read a ground-truth data set (any format :func:`dsprep.dataset.load_dataset` reads) and detection files,
     and evaluate.  ``metric`` defaults by the ground truth's format: ``coco`` for COCO, ``dota-task1`` for DOTA,
-    ``voc07`` otherwise.  ``iou_threshold`` (VOC/DOTA metrics only; default 0.5): the IoU a match must exceed."""
+    ``voc07`` otherwise.  ``iou_threshold`` (VOC/DOTA metrics only; default 0.5): the IoU a match must exceed.
+    ``loader(path) -> Dataset`` reads the ground truth instead of a plain :func:`load_dataset` (the command passes
+    its shared options: format, EXIF policy, pinned classes)."""
     from .dataset import load_dataset
     from .evaluate import METRICS, POLYGON_IOU, evaluate
     if metric is not None and metric not in METRICS:
@@ -444,7 +446,8 @@ def evaluate_paths(ground_truth_path, detections_path, metric: Optional[str] = N
     if metric == "coco" and iou_threshold is not None:
         raise UsageError("--iou-thresh applies to voc07, voc12, dota-task1 and dota-task2; coco averages over the "
                          "thresholds 0.50:0.05:0.95")
-    ds = load_dataset(ground_truth_path, split=split, on_error=on_error, progress=progress)
+    ds = loader(ground_truth_path) if loader is not None else \
+        load_dataset(ground_truth_path, split=split, on_error=on_error, progress=progress)
     chosen = metric or DEFAULT_METRIC.get(ds.format, "voc07")
     dset = read_detections(detections_path, chosen, ds.classes, progress or (lambda it: it))
     if metric is None and ds.format == "dota" and dset.kind == "task2":

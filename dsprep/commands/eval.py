@@ -8,7 +8,7 @@ import click
 
 from ..evaluate import METRICS, POLYGON_IOU
 from ..report import Summary, progress
-from .common import _finish, dataset_options, run_jobs, worker_options
+from .common import finish, load, run_jobs, shared
 
 
 @click.command("eval")
@@ -22,7 +22,6 @@ from .common import _finish, dataset_options, run_jobs, worker_options
 @click.option("--polygon-iou", type=click.Choice(POLYGON_IOU), default="devkit", show_default=True,
               help="dota-task1: devkit = DOTA_devkit's polyiou, including its result on self-intersecting quads; "
                    "valid = the IoU of the shapes as repaired by shapely.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of the table.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write precision-recall curves here (pr_<class>.png, pr_all.png).")
 @click.option("--visualize", "vis_dir", type=click.Path(file_okay=False), default=None,
@@ -32,21 +31,25 @@ from .common import _finish, dataset_options, run_jobs, worker_options
 @click.option("--vis-limit", type=click.IntRange(min=1), default=None,
               help="--visualize: only the N worst images.")
 @click.option("--overwrite", is_flag=True, help="Write into non-empty --plot / --visualize folders.")
-@dataset_options
-@worker_options
-def eval_cmd(ground_truth, detections, metric, iou_thresh, polygon_iou, as_json, plot_dir, vis_dir, vis_score,
-             vis_limit, overwrite, split, on_error, quiet, workers, scheduler):
+@shared("dataset", "classes", "run", "workers")
+def eval_cmd(ground_truth, detections, metric, iou_thresh, polygon_iou, plot_dir, vis_dir, vis_score, vis_limit,
+             overwrite, common):
     """Evaluate DETECTIONS (results files or a folder of them) against GROUND_TRUTH (a VOC, DOTA, COCO or packed
-    data set): per-class AP and the mean."""
+    data set): per-class AP and the mean.  With --json the result is printed as one JSON document."""
     from ..detections import evaluate_paths
     from ..evaluate import format_table, result_document
-    from ..outputs import prepare_output_dir
+    from ..outputs import check_not_input, prepare_output_dir
     summary = Summary("eval")
     # output folders are checked before any work, so a refusal costs nothing
+    for folder, option in ((plot_dir, "--plot"), (vis_dir, "--visualize")):
+        if folder:
+            check_not_input(folder, [ground_truth, detections], option)
     plot_out = prepare_output_dir(plot_dir, overwrite=overwrite) if plot_dir else None
     vis_out = prepare_output_dir(vis_dir, overwrite=overwrite) if vis_dir else None
-    ev = evaluate_paths(ground_truth, detections, metric, split, on_error, iou_thresh, polygon_iou,
-                        progress=lambda it: progress(it, desc="reading", quiet=quiet, unit="file"))
+    ev = evaluate_paths(ground_truth, detections, metric, common.split, common.on_error, iou_thresh, polygon_iou,
+                        progress=lambda it: progress(it, desc="reading", quiet=common.quiet, unit="file"),
+                        loader=lambda path: load(path, common))
+    as_json = common.as_json
     res, lost = ev.result, ev.unmatched
     if as_json:
         doc = result_document(res, ground_truth=str(ground_truth), detections=str(detections),
@@ -60,7 +63,7 @@ def eval_cmd(ground_truth, detections, metric, iou_thresh, polygon_iou, as_json,
         from ..jobs.eval import write_charts
         summary.add("charts", write_charts(res, plot_out))
     if vis_out is not None:
-        _visualize(ev, vis_out, vis_score, vis_limit, summary, on_error, workers, scheduler, quiet)
+        _visualize(ev, vis_out, vis_score, vis_limit, summary, common)
     summary.add("images", len(ev.records))
     summary.add("ground truths", sum(c.ground_truths for c in res.classes))
     summary.add("detections", len(ev.dets))
@@ -69,7 +72,7 @@ def eval_cmd(ground_truth, detections, metric, iou_thresh, polygon_iou, as_json,
     mean = "-" if res.mAP is None else f"{res.mAP:.4f}"
     summary.verb = f"eval ({res.metric}, mAP {mean})"
     outs = " and ".join(str(p) for p in (plot_out, vis_out) if p is not None)
-    _finish(summary, outs or None, ["images", "ground truths", "detections"])
+    finish(summary, outs or None, ["images", "ground truths", "detections"])
 
 
 def _warn(lost, ignored_files, skipped) -> None:
@@ -87,16 +90,14 @@ def _warn(lost, ignored_files, skipped) -> None:
         click.echo(f"  skipped {where}: {reason}", err=True)
 
 
-def _visualize(ev, out_dir, min_score: float, limit: Optional[int], summary: Summary, on_error: str, workers,
-               scheduler, quiet: bool) -> None:
+def _visualize(ev, out_dir, min_score: float, limit: Optional[int], summary: Summary, common) -> None:
     from ..jobs.eval import OutcomeOptions, draw_one, plan_outcomes, write_index
     items, index = plan_outcomes(ev, min_score, limit)
     opts = OutcomeOptions(str(out_dir))
     getter = ev.dataset.image_getter  # packed data sets hold their images
     jobs = [(item, getter(ev.records[item.index]) if getter else None, opts) for item in items]
     drawn = Summary("visualize")
-    for _ in run_jobs(draw_one, jobs, drawn, on_error, workers, scheduler, quiet, "drawing",
-                      name_of=lambda it: it[0].image_path):
+    for _ in run_jobs(draw_one, jobs, drawn, common, "drawing", name_of=lambda it: it[0].image_path):
         pass
     write_index(out_dir, index)
     summary.add("drawn", drawn.counts.get("images", 0))

@@ -59,6 +59,7 @@ class OutcomeItem:
     gt_state: np.ndarray
     gt_labels: Tuple[str, ...]
     caption: str
+    orient: bool = True  # apply the EXIF orientation (decided when the ground truth was read)
 
 
 def plan_outcomes(ev, min_score: float, limit: Optional[int] = None) -> Tuple[List[OutcomeItem], str]:
@@ -97,7 +98,8 @@ def plan_outcomes(ev, min_score: float, limit: Optional[int] = None) -> Tuple[Li
                    f"(score >= {min_score:g}, {iou})")
         items.append(OutcomeItem(rank, int(i), rec.image_path, rec.stem, dq[d], res.status[d].copy(),
                                  tuple(names[k] for k in dets.label[d]), dets.scores[d].copy(), gq[g],
-                                 gt_state[g], tuple(names[k] for k in gt.label[g]), caption))
+                                 gt_state[g], tuple(names[k] for k in gt.label[g]), caption,
+                                 rec.meta.get("orient", True)))
         lines.append(f"{rank}\t{rec.stem}\t{tp[i]}\t{fp[i]}\t{missed[i]}\n")
     return items, "".join(lines)
 
@@ -116,7 +118,7 @@ def draw_one(args) -> dict:
     """Worker task: read one image, draw its outcome, write ``<rank>_<image>.jpg``."""
     from ..evalviz import draw_outcome
     item, image, opts = args  # image: decoded pixels (packed data sets) or None (read from item.image_path)
-    img = image if image is not None else read_image(item.image_path)
+    img = image if image is not None else read_image(item.image_path, orient=item.orient)
     drawn = draw_outcome(img, item.det_quads, item.det_status, item.det_labels, item.det_scores, item.gt_quads,
                          item.gt_state, item.gt_labels, item.caption)
     write_image(Path(opts.out) / outcome_name(item, opts.ext), drawn, jpeg_quality=92)
