@@ -483,7 +483,10 @@ class Writer(FormatWriter):
         lossy = {}
         box_rec = rec.select(np.arange(len(rec)))
         if box_rec.polygons is not None:
-            lossy["polygon_to_box"] = len(rec)
+            from .shapes import axis_aligned
+            bent = int((~axis_aligned(box_rec.polygons, box_rec.boxes)).sum())  # a rectangle loses nothing
+            if bent:
+                lossy["polygon_to_box"] = bent
             box_rec.polygons = None
         box_rec.image_path = os.path.basename(self.image_path(rec))
         box_rec, problems = clip_boxes(box_rec, rec.image_path)

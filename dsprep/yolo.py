@@ -451,6 +451,8 @@ def _num(v: float) -> str:
 
 def format_yolo(classes: Sequence[int], values: np.ndarray) -> str:
     """Label text: one ``class v1 v2 ...`` line per object (LF line endings, numbers at full precision)."""
+    if len(classes) == 0:
+        return ""
     vals = np.asarray(values, np.float64).reshape(len(classes), -1)
     return "".join(f"{int(c)} " + " ".join(_num(v) for v in row) + "\n" for c, row in zip(classes, vals.tolist()))
 

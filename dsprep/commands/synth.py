@@ -8,6 +8,7 @@ import click
 from ..color import METHODS as COLOR_METHODS
 from ..core import DatasetError, Interrupted, UsageError
 from .common import SIZE, finish, run_jobs, shared, start_summary
+from .convert import _FormatChoice
 
 
 def _parsed(fn, option: str, *args):
@@ -23,8 +24,8 @@ def _parsed(fn, option: str, *args):
               help="Folder of class folders of object crops (objects/car/*.png: class = folder name).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output data set folder.")
 @click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True, help="Images to make.")
-@click.option("--format", "out_format", type=click.Choice(["voc", "dota"]), default="voc", show_default=True,
-              help="Format of the data set written.")
+@click.option("--format", "out_format", type=_FormatChoice(), default="voc", show_default=True,
+              help="Format of the data set written (dota and yolo-obb get each object's rotated rectangle).")
 @click.option("--ext", type=click.Choice([".jpg", ".png"]), default=".jpg", show_default=True,
               help="Format of the images written.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes (any --workers).")
@@ -97,46 +98,71 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
     # keep_on_error: an interrupted run keeps its finished prefix, so --append can complete it exactly
     with OutputDir(out, overwrite=overwrite, allow_existing=append, inputs=[backgrounds, objects],
                    keep_on_error=True) as out_dir:
-        image_dir = out_dir / ("JPEGImages" if out_format == "voc" else "images")
-        subdirs = [image_dir, out_dir / ("Annotations" if out_format == "voc" else "labelTxt")]
+        from ..core import ImageRecord
+        from ..dataset import format_module
+        existing, classes = _existing(out_dir, out_format, append, [c for c, _ in obj])
+        writer = format_module(out_format).Writer(classes, {"root": str(Path(out_dir).resolve())})
+        probe = ImageRecord(f"synth_000000{ext}", 1, 1, split=split_name, meta={"stem": "synth_000000"})
+        subdirs = [out_dir / Path(writer.image_path(probe)).parent]
+        subdirs += [out_dir / Path(rel).parent for rel in writer.record_files(probe)[0]]
         if masks:
             subdirs += [out_dir / "SegmentationObject", out_dir / "SegmentationClass"]
+        subdirs = list(dict.fromkeys(subdirs))
         for d in subdirs:
             d.mkdir(parents=True, exist_ok=True)
+        image_dir = subdirs[0]
         start = 0
         if append:
             taken = [int(p.stem[len("synth_"):]) for p in image_dir.glob("synth_*") if p.stem[6:].isdigit()]
             start = max(taken) + 1 if taken else 0
         cfg = SynthConfig(out=str(out_dir), backgrounds=bgs, objects=obj, params=params, seed=seed, fmt=out_format,
                           ext=ext, mask_from=mask_from, masks=masks, color=color_method, jpeg_quality=jpeg_quality,
-                          orient=common.exif != "ignore")
-        names, done = [], 0
+                          orient=common.exif != "ignore", writer=writer, split=split_name)
+        names, records, done = [], [], 0
         try:
             for _, r in run_jobs(synth_one, [(i, cfg) for i in range(start, start + count)], summary, common,
                                  "synthesizing", name_of=lambda it: f"image {it[0]}"):
                 done += 1
                 if r is not None:
                     names.append(r["name"])
+                    records.append(r["record"])
         except BaseException as e:
             # Results arrive in index order: the first `done` images are complete; later ones a worker may have
             # finished out of order are removed, so the output is exactly a shorter uninterrupted run.
             removed = _remove_from(out_dir, subdirs, start + done)
-            _write_list(out_dir, out_format, split_name, names, append)
+            _write_lists(out_dir, writer, split_name, names, existing + records, append)
             if isinstance(e, KeyboardInterrupt):
                 raise Interrupted(getattr(e, "signum", 2),
                                   f"kept the {done} finished images ({start}..{start + done - 1}) and their list; "
                                   f"{removed} out-of-order files removed; finish the run with --append -n "
                                   f"{count - done}") from e
             raise
-        _write_list(out_dir, out_format, split_name, names, append)
+        _write_lists(out_dir, writer, split_name, names, existing + records, append)
     finish(summary, str(out_dir), ["images", "objects", "dropped_too_large", "dropped_no_room"], common)
 
 
-def _write_list(out_dir: Path, out_format: str, split_name: str, names, append: bool) -> None:
+def _existing(out_dir: Path, out_format: str, append: bool, classes):
+    """With --append: the records already in the output (for the data-set files written at the end: a COCO JSON,
+    a data.yaml) and the class list extended by the new classes; VOC and DOTA need neither."""
+    if not append or out_format in ("voc", "dota"):
+        return [], list(classes)
+    from ..dataset import load_dataset
+    try:
+        ds = load_dataset(out_dir, fmt=out_format, on_error="skip")
+    except DatasetError:
+        return [], list(classes)
+    return list(ds.records), list(ds.classes) + [c for c in classes if c not in ds.classes]
+
+
+def _write_lists(out_dir: Path, writer, split_name: str, names, records, append: bool) -> None:
+    """The data-set files: VOC's split list (appended to), or the writer's own (COCO JSON, data.yaml ...)."""
+    from ..jobs.convert import write_dataset_files
     from ..voc import write_split_list
-    if out_format == "voc":
+    if writer.NAME == "voc":
         (out_dir / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
         write_split_list(out_dir / "ImageSets" / "Main" / f"{split_name}.txt", names, append=append)
+    else:
+        write_dataset_files(out_dir, writer, records)
 
 
 def _remove_from(out_dir: Path, subdirs, first: int) -> int:

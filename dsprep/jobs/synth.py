@@ -20,7 +20,7 @@ class SynthConfig:
     objects: Tuple[Tuple[str, Tuple[str, ...]], ...]  # (class, object files)
     params: object                                     # synth.SynthParams
     seed: int
-    fmt: str = "voc"                                   # voc | dota
+    fmt: str = "voc"                                   # any writable format (the registry's name)
     ext: str = ".jpg"
     mask_from: str = "auto"
     masks: bool = False
@@ -28,6 +28,11 @@ class SynthConfig:
     jpeg_quality: int = 95
     prefix: str = "synth_"
     orient: bool = True  # apply EXIF orientation of backgrounds and crops (--exif auto/apply)
+    writer: Optional[object] = None  # the format's FormatWriter (where files go, what they hold)
+    split: str = "train"             # the split the images belong to (--split-name)
+
+
+ORIENTED = ("dota", "yolo-obb")  # formats that get each object's rotated rectangle rather than its box
 
 
 _SPRITES: dict = {}
@@ -58,10 +63,8 @@ def synth_one(args) -> dict:
     """Make and write synthetic image ``index``; its generator is seeded by ``(seed, index)``, so the output does
     not depend on which worker makes it or in which order."""
     from ..core import ImageRecord
-    from ..dota import write_dota
     from ..outputs import atomic_write_bytes
     from ..synth import encode_palette_png, synthesize, voc_palette
-    from ..voc import write_voc
     index, cfg = args
     rng = np.random.default_rng([cfg.seed, index])
     bg_path = cfg.backgrounds[int(rng.integers(len(cfg.backgrounds)))]
@@ -80,14 +83,16 @@ def synth_one(args) -> dict:
     name = synth_name(cfg, index)
     out = Path(cfg.out)
     h, w = res.image.shape[:2]
-    image_dir = out / ("JPEGImages" if cfg.fmt == "voc" else "images")
-    write_image(image_dir / f"{name}{cfg.ext}", res.image, jpeg_quality=cfg.jpeg_quality)
     rec = ImageRecord(f"{name}{cfg.ext}", w, h, boxes=res.boxes, names=res.names,
-                      polygons=res.quads if cfg.fmt == "dota" else None, meta={"stem": name})
-    if cfg.fmt == "voc":
-        write_voc(out / "Annotations" / f"{name}.xml", rec)
-    else:
-        write_dota(out / "labelTxt" / f"{name}.txt", rec)
+                      polygons=res.quads if cfg.fmt in ORIENTED else None, split=cfg.split, meta={"stem": name})
+    image = out / cfg.writer.image_path(rec)
+    image.parent.mkdir(parents=True, exist_ok=True)
+    write_image(image, res.image, jpeg_quality=cfg.jpeg_quality)
+    files, _ = cfg.writer.record_files(rec)
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / rel, data)
+    rec.image_path = str(image)
     if cfg.masks and res.instance is not None:
         pal = voc_palette()
         cls_index = {c: i + 1 for i, c in enumerate(classes)}
@@ -97,4 +102,4 @@ def synth_one(args) -> dict:
         atomic_write_bytes(out / "SegmentationObject" / f"{name}.png", encode_palette_png(res.instance, pal))
         atomic_write_bytes(out / "SegmentationClass" / f"{name}.png", encode_palette_png(lut[res.instance], pal))
     return {"images": 1, "objects": len(res.names), "dropped_too_large": res.dropped_too_large,
-            "dropped_no_room": res.dropped_no_room, "name": name}
+            "dropped_no_room": res.dropped_no_room, "name": name, "record": rec}
