@@ -7,7 +7,8 @@ continuous), so a box ``[x, y, w, h]`` becomes ``(x, y, x + w, y + h)`` and noth
 
 Each image becomes one :class:`~dsprep.core.ImageRecord` (images without annotations included), with per-object
 ``attrs``: ``area`` (float64: the file's ``area``, which for COCO is the segmentation's area, not the box's;
-``w * h`` when absent), ``iscrowd`` (bool), ``id`` and ``category_id`` (int64), ``segmentation`` (as in the file:
+``w * h`` when absent), ``iscrowd`` (bool), ``id`` and ``category_id`` (int64), ``xywh`` (the ``bbox`` as written,
+so writing it back gives the same numbers), ``segmentation`` (as in the file:
 polygon rings, an RLE mask, or ``[]``; see :mod:`dsprep.shapes`) and, when the file has them, ``coco_extra`` (the
 annotation's other keys, e.g. CVAT's ``attributes``).  The image id is in ``rec.meta["image_id"]``, the image
 entry's other keys in ``rec.meta["coco_image"]``.  A record whose objects are all single 4-point polygons also gets
@@ -151,8 +152,9 @@ def _annotation_arrays(anns: list, source: str, policy: ErrorPolicy, data: bytes
         area = np.array(area_raw, np.float64)
         crowd = np.array(crowd_raw, np.int64) != 0
         ids = np.array(id_raw, np.int64)
+        crowd_ok = np.isin(np.array(crowd_raw, np.int64), (0, 1)).all() if crowd.any() else True
         if area.shape == (n,) and ids.shape == (n,) and crowd.shape == (n,) and np.isfinite(xywh).all() and \
-                np.isfinite(area).all():
+                np.isfinite(area).all() and crowd_ok:
             segs = list(map(methodcaller("get", "segmentation"), anns))
             return np.arange(n), img, cat, xywh, area, crowd, ids, segs
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
@@ -265,7 +267,7 @@ def parse_coco(data: bytes, source: str = "<coco>", policy: Optional[ErrorPolicy
         if any_quad and n and quad[sel].all():
             polygons = np.array([s[0] for s in seg_sel], np.float64).reshape(n, 4, 2)
         attrs = {"area": area[sel], "iscrowd": crowd[sel], "id": ids[sel], "category_id": cat_kept[sel],
-                 "segmentation": seg_sel}
+                 "segmentation": seg_sel, "xywh": xywh[sel]}
         if extras is not None:
             attrs["coco_extra"] = [extras[k] for k in sel.tolist()]
         meta = {"image_id": iid, "file_name": file_name,
@@ -483,6 +485,16 @@ def _num(v: float):
     return int(f) if f.is_integer() and abs(f) < 2 ** 53 else f
 
 
+def _widths(boxes: np.ndarray, xywh: Optional[np.ndarray]) -> np.ndarray:
+    """``(N, 2)`` widths and heights to write: the file's own ``w, h`` where they still give this box exactly (``x +
+    w`` in floating point is not always the ``x1`` that ``x1 - x`` came from), else ``x1 - x0, y1 - y0``."""
+    wh = boxes[:, 2:] - boxes[:, :2]
+    if xywh is None or len(xywh) != len(boxes):
+        return wh
+    same = (xywh[:, :2] == boxes[:, :2]).all(axis=1) & (xywh[:, :2] + xywh[:, 2:] == boxes[:, 2:]).all(axis=1)
+    return np.where(same[:, None], xywh[:, 2:], wh)
+
+
 def _unique_ids(wanted: Sequence[Optional[int]], start: int = 1) -> Tuple[List[int], int]:
     """Keep each wanted id that is set and not yet taken; give the others new ids above every wanted one.
     Returns ``(ids, how many were changed)``."""
@@ -578,6 +590,7 @@ class Writer(FormatWriter):
             crowd = rec.attrs.get("iscrowd")
             extra = rec.attrs.get("coco_extra")
             b = rec.boxes
+            wh = _widths(b, rec.attrs.get("xywh"))
             for k in range(len(rec)):
                 seg = segs[k] if segs is not None else None
                 if not seg and rec.polygons is not None:
@@ -586,7 +599,7 @@ class Writer(FormatWriter):
                     float((b[k, 2] - b[k, 0]) * (b[k, 3] - b[k, 1]))
                 ann = {"id": ann_ids[pos + k], "image_id": iid, "category_id": cat_id[rec.names[k]],
                        "segmentation": seg if seg else [], "area": _num(area),
-                       "bbox": [_num(b[k, 0]), _num(b[k, 1]), _num(b[k, 2] - b[k, 0]), _num(b[k, 3] - b[k, 1])],
+                       "bbox": [_num(b[k, 0]), _num(b[k, 1]), _num(wh[k, 0]), _num(wh[k, 1])],
                        "iscrowd": int(bool(crowd[k])) if crowd is not None else 0}
                 if extra is not None and extra[k]:
                     ann.update({key: v for key, v in extra[k].items() if key not in ann})
