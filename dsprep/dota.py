@@ -219,7 +219,13 @@ class Writer(FormatWriter):
 
     def record_files(self, rec: ImageRecord):
         from .outputs import safe_name
-        return {f"labelTxt/{safe_name(rec.stem)}.txt": format_dota(rec).encode("utf-8")}, {}
+        lossy = {}
+        spaced = [k for k, n in enumerate(rec.names) if len(n.split()) != 1]
+        if spaced:  # fields are separated by white space: "small vehicle" is written "small-vehicle", as DOTA does
+            rec = rec.select(np.arange(len(rec)))
+            rec.names = ["-".join(n.split()) or "_" for n in rec.names]
+            lossy["class_name_spaces"] = len(spaced)
+        return {f"labelTxt/{safe_name(rec.stem)}.txt": format_dota(rec).encode("utf-8")}, lossy
 
 
 def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:

@@ -174,7 +174,7 @@ def test_detect_and_load_one_file(tmp_path):
 def test_info_reads_coco(tmp_path):
     gt = tmp_path / "gt.json"
     gt.write_text(json.dumps(DOC))
-    out = json.loads(run_cli("info", gt, "--json").output)
+    out = json.loads(run_cli("info", gt, "--json").stdout)
     assert out["images"] == 3 and out["objects"] == 3 and out["classes"] == {"zebra": 1, "apple": 2}
 
 

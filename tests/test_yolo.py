@@ -260,7 +260,7 @@ def test_bad_line_through_the_cli_names_file_and_line(tmp_path):
     assert res.exit_code == 1
     assert res.output.strip() == (f"error: {src}/labels/train/000000000025.txt:3: cy is 1.5, outside [0, 1] (YOLO "
                                   f"coordinates are normalized by the image size)")
-    out = json.loads(run_cli("info", src, "--on-error", "skip", "--json").output)
+    out = json.loads(run_cli("info", src, "--on-error", "skip", "--json").stdout)
     assert out["objects"] == 5 and out["skipped"][0]["file"].endswith("000000000025.txt:3")
 
 

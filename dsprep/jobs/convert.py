@@ -21,6 +21,7 @@ LOSSY = {
     "clipped_polygon": "polygon corners outside the image moved onto its border",
     "image_id_renumbered": "image ids repeated across splits given new ids",
     "annotation_id_renumbered": "annotation ids repeated across splits given new ids",
+    "class_name_spaces": "class names with white space written with '-' (DOTA separates fields by spaces)",
     "renamed_duplicate_name": "images of the same name (in different splits or folders) renamed so none is "
                               "overwritten",
 }
