@@ -65,3 +65,30 @@ def element_lines(doc: Union[str, bytes], key: str, indices: Iterable[int]) -> D
 def element_line(doc: Union[str, bytes], key: str, index: int) -> int:
     """The line of one entry (1 when it cannot be found: still a valid ``file:line``)."""
     return element_lines(doc, key, [index]).get(int(index), 1)
+
+
+def value_span(doc: str, key: str):
+    """``(start, end)`` character offsets of the value of the top-level ``key`` in a JSON object text, or None."""
+    try:
+        i = _skip_ws(doc, 0)
+        if doc[i] == "\ufeff":
+            i = _skip_ws(doc, i + 1)
+        if doc[i] != "{":
+            return None
+        i = _skip_ws(doc, i + 1)
+        while doc[i] != "}":
+            name, i = _DECODER.raw_decode(doc, i)
+            i = _skip_ws(doc, i)
+            if doc[i] != ":":
+                return None
+            i = _skip_ws(doc, i + 1)
+            start = i
+            _, i = _DECODER.raw_decode(doc, i)
+            if name == key:
+                return start, i
+            i = _skip_ws(doc, i)
+            if doc[i] == ",":
+                i = _skip_ws(doc, i + 1)
+    except (ValueError, IndexError):
+        return None
+    return None

@@ -74,12 +74,22 @@ def parse_labelme(data: bytes, source: str = "<labelme>") -> Tuple[ImageRecord, 
     """Parse one labelme document.  Returns the record (``image_path`` = the file's ``imagePath``, not resolved)
     and the problems found.  A malformed document or shape raises :class:`ParseError` naming the file and the
     shape's line."""
+    rec, problems, _, _ = _parse(data, source)
+    return rec, problems
+
+
+def _load_doc(data: bytes, source: str) -> dict:
     try:
-        doc = json.loads(data)
+        return json.loads(data)
     except json.JSONDecodeError as e:
         raise ParseError(f"{source}:{e.lineno}: malformed JSON ({e.msg})") from e
     except UnicodeDecodeError as e:
         raise ParseError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+
+
+def _parse(data: bytes, source: str):
+    """``(record, problems, doc, objects)``; each object lists the indices of its shapes in ``doc["shapes"]``."""
+    doc = _load_doc(data, source)
     if not isinstance(doc, dict) or not isinstance(doc.get("shapes"), list):
         raise ParseError(f"{source}: not a labelme file (expected an object with a 'shapes' list)")
     size = []
@@ -134,10 +144,11 @@ def parse_labelme(data: bytes, source: str = "<labelme>") -> Tuple[ImageRecord, 
             if gid is not None:
                 groups[(label, gid)] = len(objects)
             objects.append({"name": label, "shapes": [shape], "rings": [ring] if ring is not None else [],
-                            "box": box, "flags": dict(flags), "rect": ring is None})
+                            "box": box, "flags": dict(flags), "rect": ring is None, "indices": [k]})
         else:
             obj = objects[at]
             obj["shapes"].append(shape)
+            obj["indices"].append(k)
             if ring is not None:
                 obj["rings"].append(ring)
             else:
@@ -173,7 +184,7 @@ def parse_labelme(data: bytes, source: str = "<labelme>") -> Tuple[ImageRecord, 
         truncated=np.array([bool(o["flags"].get("truncated")) for o in objects], bool),
         polygons=quads, meta=meta,
         attrs={"segmentation": segs, "labelme": [o["shapes"] for o in objects]})
-    return rec, problems
+    return rec, problems, doc, objects
 
 
 def read_labelme(path) -> Tuple[ImageRecord, List[Problem]]:
@@ -409,6 +420,125 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
             rs = [rec.polygons[k]]
         out.append(rings_mask(rs, bounds[k]) if rs else None)
     return out if any(m is not None for m in out) else None
+
+
+# ---- the edit protocol (dsprep review) -------------------------------------------------------------------------
+
+def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
+    """The labelme file holding ``rec``'s objects."""
+    return rec.meta.get("annotation_path")
+
+
+def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
+    """Read ``rec``'s file again as :func:`load` reads it (the image is the one ``load`` found)."""
+    new, problems = read_labelme(rec.meta["annotation_path"])
+    new.image_path, new.split = rec.image_path, rec.split
+    return new, [p for p in problems if p.kind != "annotation_without_image" or not os.path.isfile(rec.image_path)]
+
+
+def update_labelme(original: bytes, rec: ImageRecord, source: str = "<labelme>") -> bytes:
+    """``original`` (a labelme file) with the objects of ``rec`` written in; everything but the ``shapes`` list
+    kept byte for byte (and the list too when nothing changed).
+
+    ``rec.attrs["source_index"]`` names, for each object, the object of ``original`` it was loaded as (the order
+    :func:`parse_labelme` gives) or ``-1`` for a new one.  A named object keeps its shapes; when its box moved,
+    their points follow the box (scaled and shifted from the old box onto the new one), or take the record's
+    quadrilateral when it has one; a new label or difficult/truncated flag is set on all its shapes.  Objects not
+    named are removed with their shapes; points, lines and other shapes that are no objects stay.  New objects are
+    appended as rectangles (or polygons for quadrilaterals)."""
+    from .jsonpos import value_span
+    from .voc import source_indices
+    old, _, doc, objects = _parse(original, source)
+    src = source_indices(rec, len(objects), source)
+    of_old = {int(j): k for k, j in enumerate(src) if j >= 0}
+    shapes = list(doc["shapes"])
+    keep = [True] * len(shapes)
+    changed = False
+    for j, obj in enumerate(objects):
+        k = of_old.get(j)
+        if k is None:
+            for i in obj["indices"]:
+                keep[i] = False
+            changed = True
+            continue
+        quad = rec.polygons[k] if rec.polygons is not None else None
+        same_geometry = np.array_equal(rec.boxes[k], old.boxes[j]) and (
+            quad is None or (old.polygons is not None and np.array_equal(quad, old.polygons[j])))
+        for i in obj["indices"]:
+            s = dict(shapes[i])
+            if s.get("label") != rec.names[k]:
+                s["label"] = rec.names[k]
+            fl = dict(s.get("flags") or {})
+            for key, on in (("difficult", rec.difficult[k]), ("truncated", rec.truncated[k])):
+                if bool(on) != bool(fl.get(key)):
+                    fl[key] = bool(on)
+            if fl != (s.get("flags") or {}):
+                s["flags"] = fl
+            if not same_geometry:
+                s["points"] = _moved(s, old.boxes[j], rec.boxes[k], quad if len(obj["indices"]) == 1 else None)
+            if s != shapes[i]:
+                shapes[i] = s
+                changed = True
+    added = [k for k in range(len(rec)) if src[k] < 0]
+    out_shapes = [s for s, kept in zip(shapes, keep) if kept]
+    for k in added:
+        flags = {key: True for key, on in (("difficult", rec.difficult[k]), ("truncated", rec.truncated[k])) if on}
+        if rec.polygons is not None:
+            out_shapes.append(_shape(rec.names[k], rec.polygons[k].tolist(), "polygon", None, flags))
+        else:
+            x0, y0, x1, y1 = (float(v) for v in rec.boxes[k])
+            out_shapes.append(_shape(rec.names[k], [[x0, y0], [x1, y1]], "rectangle", None, flags))
+        changed = True
+    if not changed:
+        return original
+    bom = b"\xef\xbb\xbf" if original.startswith(b"\xef\xbb\xbf") else b""
+    text = original[len(bom):].decode("utf-8")
+    span = value_span(text, "shapes")
+    if span is None:
+        raise DsprepError(f"{source}: internal: the shapes list was not found; nothing written")
+    start, end = span
+    line_start = text.rfind("\n", 0, start) + 1
+    indent = len(text[line_start:start]) - len(text[line_start:start].lstrip(" "))
+    if "\n" in text[start:end]:  # labelme's own layout: indented by 2, nested under the key's indentation
+        body = json.dumps(out_shapes, indent=2, ensure_ascii=False).replace("\n", "\n" + " " * indent)
+    else:  # a compact file stays compact
+        body = json.dumps(out_shapes, ensure_ascii=False)
+    result = text[:start] + body + text[end:]
+    _verify(result, source, rec, objects, of_old, added)
+    return bom + result.encode("utf-8")
+
+
+def _verify(result: str, source: str, rec: ImageRecord, objects, of_old, added) -> None:
+    """The edited file reads back as the edit says: the kept objects in file order, then the new ones, with their
+    names and (except circles, which keep their roundness) boxes."""
+    check, _, _, after = _parse(result.encode("utf-8"), source)
+    order = [of_old[j] for j in range(len(objects)) if j in of_old] + added
+    ok = check.names == [rec.names[k] for k in order]
+    if ok:
+        for got, k, obj in zip(check.boxes, order, after):
+            round_ = any((s.get("shape_type") or "polygon") == "circle" for s in obj["shapes"])
+            if not round_ and not np.allclose(got, rec.boxes[k], rtol=0, atol=1e-6):
+                ok = False
+    if not ok:
+        raise DsprepError(f"{source}: internal: the edited file does not read back as edited; nothing written")
+
+
+def _moved(shape: dict, old_box: np.ndarray, new_box: np.ndarray, quad: Optional[np.ndarray]) -> list:
+    """A shape's points after its object's box moved: the quad when given (a one-polygon object edited as a
+    polygon), else the points mapped from the old box onto the new one."""
+    kind = shape.get("shape_type") or "polygon"
+    if quad is not None and kind == "polygon":
+        return [[float(x), float(y)] for x, y in quad]
+    pts = np.asarray(shape["points"], np.float64).reshape(-1, 2)
+    if kind == "rectangle" and len(pts) == 2 and np.array_equal(
+            np.concatenate([pts.min(0), pts.max(0)]), old_box):
+        return [[float(new_box[0]), float(new_box[1])], [float(new_box[2]), float(new_box[3])]]
+    size = np.where(old_box[2:] > old_box[:2], old_box[2:] - old_box[:2], 1.0)
+    scale = (new_box[2:] - new_box[:2]) / size
+    return [[float(x), float(y)] for x, y in (pts - old_box[:2]) * scale + new_box[:2]]
+
+
+save_record = update_labelme
 
 
 class Writer(FormatWriter):

@@ -846,11 +846,14 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
             if lab not in used:
                 policy.handle(ParseError(f"{lab}: label file without an image (no image of that name in "
                                          f"{', '.join(str(src) for src in s.sources)})"), lab)
+    declared = names is not None
     if names is None:
         max_class = max(max_class, _max_class_elsewhere(layout, chosen, obb))
         names = [str(i) for i in range(max_class + 1)]
     for rec in ds.records:
         rec.names = [names[i] for i in rec.names]
+        rec.meta["yolo_classes"] = names  # one list shared by every record: the indices of its label file
+        rec.meta["yolo_declared"] = declared
     ds.classes = decide_classes(ds.records, declared=names)
     return ds
 
@@ -903,6 +906,111 @@ def to_pixels(rec: ImageRecord, obb: bool) -> Tuple[ImageRecord, List[Problem]]:
     problems += [Problem("degenerate_box", source, f"object {k} ({rec.names[k]}): zero width or height")
                  for k in np.flatnonzero((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1]))]
     return out, problems
+
+
+# ---- the edit protocol (dsprep review) -----------------------------------------------------------------------
+
+def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
+    """The label file holding ``rec``'s objects (None for an image without one: nothing to save into)."""
+    path = rec.meta.get("label_path")
+    return path if path and os.path.isfile(path) else None
+
+
+def load_record(ds: Dataset, rec: ImageRecord, obb: bool = False) -> Tuple[ImageRecord, List[Problem]]:
+    """Read ``rec``'s label file again as :func:`load` with ``on_error="skip"`` reads it (each skipped line becomes
+    a ``skipped_line`` problem); numbers stay normalized until :func:`dsprep.dataset.reload_record` reads the image
+    header, as ``load_dataset`` does."""
+    lab = rec.meta["label_path"]
+    names = rec.meta.get("yolo_classes") or []
+    declared = rec.meta.get("yolo_declared", True)
+    found = read_labels(lab, obb, len(names) if declared else None, "skip", missing_ok=True)
+    cls, vals, skipped = found if found is not None else (np.zeros(0, np.int64), np.zeros((0, _FIELDS[obb] - 1)), [])
+    problems = [Problem("skipped_line", where, reason) for where, reason in skipped]
+    n = len(cls)
+    meta = dict(rec.meta)
+    if found is None:
+        meta.pop("annotation_path", None)
+    new = ImageRecord.trusted(
+        image_path=rec.image_path, width=0, height=0, depth=3, boxes=np.full((n, 4), np.nan),
+        names=[names[i] if i < len(names) else str(i) for i in cls.tolist()], difficult=np.zeros(n, np.uint8),
+        truncated=np.zeros(n, bool), split=rec.split, meta=meta, attrs={"normalized": vals})
+    return new, problems
+
+
+def update_yolo(original: bytes, rec: ImageRecord, source: str = "<labels>", obb: bool = False) -> bytes:
+    """``original`` (a label file) with the objects of ``rec`` written in; every other line kept as it was.
+
+    ``rec.attrs["source_index"]`` says for each object which object line of ``original`` it is (its index among
+    the lines :func:`parse_yolo` with ``on_error="skip"`` reads) or ``-1`` for a new one.  An object line not named
+    is removed; a named one is rewritten only when its class or geometry differ from what the data set reader gives
+    for it (the box clipped to the image); blank and unreadable lines stay.  New objects are appended with the
+    file's line ending.  Class indices come from the data set's class list (``rec.meta["yolo_classes"]``); numbers
+    are normalized by ``rec.width``/``rec.height``, at full precision."""
+    from .voc import source_indices
+    names = rec.meta.get("yolo_classes")
+    if names is None:
+        raise DsprepError(f"{source}: the record does not come from a YOLO data set (no class list)")
+    index = {n: i for i, n in enumerate(names)}
+    unknown = sorted({n for n in rec.names if n not in index})
+    if unknown:
+        raise DsprepError(f"{source}: class {', '.join(unknown)} is not in the data set's class list "
+                          f"({', '.join(names)}); add it to the class list (data.yaml names) first")
+    bom = b"\xef\xbb\xbf" if original.startswith(b"\xef\xbb\xbf") else b""
+    try:
+        text = original[len(bom):].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ParseError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    lines = text.splitlines(keepends=True)
+    object_lines = []  # (line number, class, values)
+    for i, line in enumerate(lines):
+        cls, vals, skipped = parse_yolo(line, source, obb, len(names), on_error="skip")
+        if len(cls) == 1 and not skipped:
+            object_lines.append((i, int(cls[0]), vals[0]))
+    src = source_indices(rec, len(object_lines), source)
+    of_old = {int(j): k for k, j in enumerate(src) if j >= 0}
+    new_vals, _ = normalized(rec, obb)
+    loaded = _loaded_geometry(rec, [v for _, _, v in object_lines], obb)
+    mine = rec.polygons if obb else rec.boxes
+    if obb and mine is None:
+        mine = boxes_to_polygons(rec.boxes)
+    newline = "\r\n" if "\r\n" in text else "\n"
+    out = list(lines)
+    for j, (i, c, _) in enumerate(object_lines):
+        k = of_old.get(j)
+        if k is None:
+            out[i] = ""
+            continue
+        same_place = np.array_equal(mine[k], loaded[j])
+        if index[rec.names[k]] == c and same_place:
+            continue
+        body = lines[i].rstrip("\r\n")
+        ending = lines[i][len(body):]
+        if same_place:  # only the class changed: only the class field is rewritten
+            lead = body[:len(body) - len(body.lstrip())]
+            rest = body.lstrip()
+            out[i] = lead + str(index[rec.names[k]]) + rest[len(rest.split()[0]):] + ending
+        else:
+            out[i] = format_yolo([index[rec.names[k]]], new_vals[k:k + 1]).rstrip("\n") + ending
+    added = [k for k in range(len(rec)) if src[k] < 0]
+    if added:
+        last = max((i for i, line in enumerate(out) if line), default=None)
+        if last is not None and not out[last].endswith(("\n", "\r")):
+            out[last] += newline
+        out += [format_yolo([index[rec.names[k]]], new_vals[k:k + 1]).replace("\n", newline) for k in added]
+    return bom + "".join(out).encode("utf-8")
+
+
+def _loaded_geometry(rec: ImageRecord, values: Sequence[np.ndarray], obb: bool) -> np.ndarray:
+    """What the data set reader gives for each object line, at this record's size (boxes clipped)."""
+    vals = np.array(values, np.float64).reshape(-1, _FIELDS[obb] - 1)
+    boxes, quads = denormalize(vals, rec.width, rec.height, obb)
+    if obb:
+        return quads
+    return np.clip(boxes, 0.0, [rec.width, rec.height, rec.width, rec.height])
+
+
+def save_record(original: bytes, rec: ImageRecord, source: str) -> bytes:
+    return update_yolo(original, rec, source, obb=False)
 
 
 # ---- writing -------------------------------------------------------------------------------------------------

@@ -29,6 +29,17 @@ def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
     return yolo.to_pixels(rec, obb=True)
 
 
+annotation_file = yolo.annotation_file
+
+
+def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
+    return yolo.load_record(ds, rec, obb=True)
+
+
+def save_record(original: bytes, rec: ImageRecord, source: str) -> bytes:
+    return yolo.update_yolo(original, rec, source, obb=True)
+
+
 class Writer(yolo.Writer):
     """Ultralytics OBB layout (as :class:`dsprep.yolo.Writer`); each object as its four corners."""
 

@@ -147,3 +147,54 @@ def test_object_masks_are_the_polygons_pixels():
     assert np.array_equal(masks[1] | edge, inside | edge)
     # centre (24, 54), rim (28, 54): a disc of radius 4
     assert masks[2].sum() == pytest.approx(np.pi * 16, abs=4)
+
+
+# ---- the edit protocol (dsprep review) ------------------------------------------------------------------------------
+
+def _edited(rec, keep=None):
+    keep = np.arange(len(rec)) if keep is None else np.asarray(keep, np.intp)
+    out = rec.select(keep)
+    out.attrs["source_index"] = keep.astype(np.int64)
+    return out
+
+
+def test_untouched_save_byte_for_byte_and_reload():
+    from dsprep.dataset import reload_record
+    from dsprep.labelme import annotation_file, save_record
+    ds = load_dataset(DATA / "labelme")
+    for rec in ds.records:
+        path = annotation_file(ds, rec)
+        original = Path(path).read_bytes()
+        assert save_record(original, _edited(rec), path) == original
+        again, _ = reload_record(ds, rec)
+        assert again == rec
+
+
+def test_edits_keep_everything_else(tmp_path):
+    from dsprep.labelme import read_labelme, save_record
+    shutil.copytree(DATA / "labelme", tmp_path / "lm")
+    path = tmp_path / "lm" / "IMG_0042.json"
+    original = path.read_bytes()
+    rec, _ = read_labelme(path)
+    ed = _edited(rec, [1])                       # the two-part person deleted
+    ed.names[0] = "wolf"                         # the dog renamed
+    ed.boxes[0] = [50, 10, 80, 30]               # and moved: the rectangle takes the new corners
+    out = save_record(original, ed, str(path))
+    d0, d1 = json.loads(original), json.loads(out)
+    assert [s["label"] for s in d1["shapes"]] == ["wolf"]
+    assert d1["shapes"][0]["points"] == [[50.0, 10.0], [80.0, 30.0]]
+    assert d1["shapes"][0]["description"] == "sitting"
+    assert {k: v for k, v in d1.items() if k != "shapes"} == {k: v for k, v in d0.items() if k != "shapes"}
+    head = original[:original.index(b'"shapes"')]
+    assert out.startswith(head) and out.endswith(original[original.index(b'"imagePath"') - 4:])
+    # a polygon object moved as a box: its points follow the box
+    rec, _ = read_labelme(tmp_path / "lm" / "IMG_0041.json")
+    ed = _edited(rec)
+    ed.boxes[1] = rec.boxes[1] + [10, 5, 10, 5]
+    ed.difficult[1] = 0
+    d = json.loads(save_record((tmp_path / "lm" / "IMG_0041.json").read_bytes(), ed, "x.json"))
+    cat = d["shapes"][1]
+    assert cat["flags"] == {"difficult": False}
+    before = json.loads((DATA / "labelme" / "IMG_0041.json").read_bytes())["shapes"][1]["points"]
+    np.testing.assert_allclose(cat["points"], np.array(before) + [10, 5])
+    assert d["shapes"][3]["shape_type"] == "point"  # not an object: stays

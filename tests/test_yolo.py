@@ -345,3 +345,62 @@ def test_normalized_round_trip_within_float_rounding(rows, w, h):
     rec = ImageRecord("a.jpg", w, h, boxes=np.clip(boxes, 0, [w, h, w, h]), names=["a"] * len(vals))
     back, _ = normalized(rec, obb=False)
     np.testing.assert_allclose(back, vals, rtol=0, atol=4e-16 * max(w, h))
+
+
+# ---- the edit protocol (dsprep review) ------------------------------------------------------------------------------
+
+def _edited(rec, keep=None):
+    keep = np.arange(len(rec)) if keep is None else np.asarray(keep, np.intp)
+    out = rec.select(keep)
+    out.attrs["source_index"] = keep.astype(np.int64)
+    return out
+
+
+@pytest.mark.parametrize("name", ["yolo_ultralytics", "yolo_roboflow", "yolo_obb_dota8", "yolo_darknet_cvat"])
+def test_untouched_records_save_byte_for_byte_and_reload(name):
+    from dsprep.dataset import format_module, reload_record
+    ds = load_dataset(DATA / name)
+    mod = format_module(ds.format)
+    for rec in ds.records:
+        path = mod.annotation_file(ds, rec)
+        if path is None:
+            assert not Path(rec.meta["label_path"]).is_file()
+            continue
+        original = Path(path).read_bytes()
+        assert mod.save_record(original, _edited(rec), path) == original
+        again, _ = reload_record(ds, rec)
+        assert again == rec and again.image_path == rec.image_path and again.split == rec.split
+
+
+def test_edits_touch_only_their_lines(tmp_path):
+    from dsprep.dataset import format_module, reload_record
+    src = tmp_path / "src"
+    shutil.copytree(DATA / "yolo_ultralytics", src)
+    lab = src / "labels" / "train" / "000000000009.txt"
+    lab.write_bytes(b"0 0.500000 0.500000 0.250000 0.500000\r\n\r\n2 0.812500 0.250000 0.125000 0.187500\r\n")
+    ds = load_dataset(src)
+    mod = format_module("yolo")
+    rec = ds.records[0]
+    ed = _edited(rec)
+    ed.names[1] = "bicycle"                       # a new class: only that line changes
+    out = mod.save_record(lab.read_bytes(), ed, str(lab))
+    assert out == b"0 0.500000 0.500000 0.250000 0.500000\r\n\r\n1 0.812500 0.250000 0.125000 0.187500\r\n"
+    ed.boxes[1, 0] = 70                           # moved: the line is written again, at full precision
+    out = mod.save_record(lab.read_bytes(), ed, str(lab))
+    assert out.endswith(b"\r\n1 0.8020833333333334 0.25 0.14583333333333334 0.1875\r\n")
+    ed = _edited(rec, [1])                        # object 0 deleted, one added (96 x 64 image)
+    ed = ImageRecord(rec.image_path, rec.width, rec.height, boxes=np.vstack([ed.boxes, [[0, 0, 48, 32]]]),
+                     names=ed.names + ["person"], meta=dict(rec.meta), attrs={"source_index": np.array([1, -1])})
+    out = mod.save_record(lab.read_bytes(), ed, str(lab))
+    assert out == b"\r\n2 0.812500 0.250000 0.125000 0.187500\r\n0 0.25 0.25 0.5 0.5\r\n"
+    lab.write_bytes(out)
+    again, _ = reload_record(ds, rec)
+    np.testing.assert_allclose(again.boxes, [[72, 10, 84, 22], [0, 0, 48, 32]], atol=1e-12)
+    with pytest.raises(Exception, match="class zebra is not in the data set's class list"):
+        ed.names[1] = "zebra"
+        mod.save_record(lab.read_bytes(), ed, str(lab))
+
+
+def test_yolo_formats_are_editable():
+    from dsprep.dataset import editable_formats
+    assert {"yolo", "yolo-obb", "labelme"} <= set(editable_formats())
