@@ -7,11 +7,10 @@ continuous), so a box ``[x, y, w, h]`` becomes ``(x, y, x + w, y + h)`` and noth
 
 Each image becomes one :class:`~dsprep.core.ImageRecord` (images without annotations included), with per-object
 ``attrs``: ``area`` (float64: the file's ``area``, which for COCO is the segmentation's area, not the box's;
-``w * h`` when absent), ``iscrowd`` (bool), ``id`` and ``category_id`` (int64), ``xywh`` (the ``bbox`` as written,
-so writing it back gives the same numbers), ``segmentation`` (as in the file:
+``w * h`` when absent), ``iscrowd`` (bool), ``id`` and ``category_id`` (int64), ``segmentation`` (as in the file:
 polygon rings, an RLE mask, or ``[]``; see :mod:`dsprep.shapes`) and, when the file has them, ``coco_extra`` (the
 annotation's other keys, e.g. CVAT's ``attributes``).  The image id is in ``rec.meta["image_id"]``, the image
-entry's other keys in ``rec.meta["coco_image"]``.  A record whose objects are all single 4-point polygons also gets
+entry itself (for its other keys) in ``rec.meta["coco_image"]``.  A record whose objects are all single 4-point polygons also gets
 them as quadrilaterals (``rec.polygons``: DOTA-like data converted to COCO comes back as it was).
 
 The data set's classes are the categories in their declared order, and ``Dataset.meta`` keeps ``category_ids``
@@ -31,6 +30,7 @@ import math
 import mmap
 import os
 from dataclasses import dataclass, field
+from itertools import chain, compress
 from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -46,6 +46,7 @@ RECORDS_SIZE = True
 _KEYS = (b'"images"', b'"annotations"', b'"categories"')
 _ANN_KEYS = frozenset({"id", "image_id", "category_id", "bbox", "area", "iscrowd", "segmentation"})
 _IMAGE_KEYS = frozenset({"id", "file_name", "width", "height"})
+_NUMBERS = itemgetter("image_id", "category_id", "area", "iscrowd", "id")
 
 
 @dataclass
@@ -113,9 +114,23 @@ def _categories(doc: dict, source: str, data: bytes) -> Tuple[Dict[str, int], Li
 
 
 def _images(doc: dict, source: str, data: bytes) -> List[Tuple[int, str, int, int, dict]]:
+    imgs = doc["images"]
+    n = len(imgs)
+    try:  # the common case in C-level passes; any irregularity is found and named by the checked loop below
+        ids = np.fromiter(map(itemgetter("id"), imgs), np.int64, n)
+        raw_ids = list(map(itemgetter("id"), imgs))
+        names = list(map(methodcaller("get", "file_name"), imgs))
+        wh = np.array([list(map(methodcaller("get", "width", 0), imgs)),
+                       list(map(methodcaller("get", "height", 0), imgs))], np.float64).reshape(2, n)
+        if all(type(v) is int for v in raw_ids) and len(np.unique(ids)) == n and np.isfinite(wh).all() and \
+                (wh >= 0).all() and None not in names and all(type(v) is str for v in names):
+            return list(zip(ids.tolist(), names, wh[0].astype(np.int64).tolist(), wh[1].astype(np.int64).tolist(),
+                            imgs))
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        pass
     out = []
     seen = set()
-    for i, img in enumerate(doc["images"]):
+    for i, img in enumerate(imgs):
         if not isinstance(img, dict) or "id" not in img:
             raise ParseError(f"{_where(data, source, 'images', i)}: expected an object with an 'id', got {img!r:.80}")
         where = lambda: _where(data, source, "images", i)  # noqa: E731 (computed only on error)
@@ -126,37 +141,53 @@ def _images(doc: dict, source: str, data: bytes) -> List[Tuple[int, str, int, in
         name = str(img.get("file_name") or f"{iid}.jpg")
         w = int(_number(img.get("width", 0) or 0, "width", where))
         h = int(_number(img.get("height", 0) or 0, "height", where))
-        extra = {k: v for k, v in img.items() if k not in _IMAGE_KEYS} if len(img) > 4 else {}
-        out.append((iid, name, w, h, extra))
+        if w < 0 or h < 0:
+            raise ParseError(f"{where()}: width and height must not be negative, got {w}x{h}")
+        out.append((iid, name, w, h, img))
     return out
 
 
 def _annotation_arrays(anns: list, source: str, policy: ErrorPolicy, data: bytes):
-    """``(rows, image_id, category_id, xywh, area, iscrowd, ann_id, segmentation)`` for the valid annotations, in
-    file order (``rows``: their indices in ``annotations``).
+    """``(rows, image_id, category_id, xywh, area, iscrowd, ann_id, segmentation, complete)`` for the valid
+    annotations, in file order (``rows``: their indices in ``annotations``; ``complete``: every annotation has all
+    seven standard keys).
 
     The common case is a few C-level passes (``map`` with ``itemgetter``); on any irregularity each annotation is
     checked on its own so the error names it (and its line)."""
     n = len(anns)
     try:
-        img = np.fromiter(map(itemgetter("image_id"), anns), np.int64, n)
-        cat = np.fromiter(map(itemgetter("category_id"), anns), np.int64, n)
-        xywh = np.array(list(map(itemgetter("bbox"), anns)), np.float64).reshape(n, 4)
-        area_raw = list(map(methodcaller("get", "area"), anns))
-        crowd_raw = list(map(methodcaller("get", "iscrowd", 0), anns))
-        id_raw = list(map(methodcaller("get", "id"), anns))
-        if None in area_raw:
-            area_raw = [xywh[k, 2] * xywh[k, 3] if a is None else a for k, a in enumerate(area_raw)]
-        if None in id_raw:
-            id_raw = [k + 1 if a is None else a for k, a in enumerate(id_raw)]
-        area = np.array(area_raw, np.float64)
-        crowd = np.array(crowd_raw, np.int64) != 0
-        ids = np.array(id_raw, np.int64)
-        crowd_ok = np.isin(np.array(crowd_raw, np.int64), (0, 1)).all() if crowd.any() else True
-        if area.shape == (n,) and ids.shape == (n,) and crowd.shape == (n,) and np.isfinite(xywh).all() and \
-                np.isfinite(area).all() and crowd_ok:
+        bboxes = list(map(itemgetter("bbox"), anns))
+        if (np.fromiter(map(len, bboxes), np.int64, n) != 4).any():
+            raise ValueError("a bbox without 4 numbers")
+        xywh = np.fromiter(chain.from_iterable(bboxes), np.float64, 4 * n).reshape(n, 4)
+        complete = True
+        try:  # every key present: one C-level pass for the five numbers (integers exact below 2**53, checked)
+            num = np.fromiter(chain.from_iterable(map(_NUMBERS, anns)), np.float64, 5 * n).reshape(n, 5)
+            whole = num[:, [0, 1, 3, 4]]
+            if np.abs(whole).max(initial=0) >= 2 ** 53 or (whole != np.floor(whole)).any():
+                raise ValueError("an id or crowd flag that is not an integer")
+            img, cat, crowd_raw, ids = (num[:, i].astype(np.int64) for i in (0, 1, 3, 4))
+            area = num[:, 2]
+            segs = list(map(itemgetter("segmentation"), anns))
+        except (KeyError, TypeError):  # some missing (or null): defaults, w * h and k + 1 as documented
+            complete = False
+            img = np.fromiter(map(itemgetter("image_id"), anns), np.int64, n)
+            cat = np.fromiter(map(itemgetter("category_id"), anns), np.int64, n)
+            area_raw = list(map(methodcaller("get", "area"), anns))
+            if None in area_raw:
+                area_raw = [xywh[k, 2] * xywh[k, 3] if a is None else a for k, a in enumerate(area_raw)]
+            area = np.array(area_raw, np.float64)
+            crowd_raw = np.array([0 if c is None else c for c in map(methodcaller("get", "iscrowd", 0), anns)],
+                                 np.int64)
+            id_raw = list(map(methodcaller("get", "id"), anns))
+            if None in id_raw:
+                id_raw = [k + 1 if a is None else a for k, a in enumerate(id_raw)]
+            ids = np.array(id_raw, np.int64)
             segs = list(map(methodcaller("get", "segmentation"), anns))
-            return np.arange(n), img, cat, xywh, area, crowd, ids, segs
+        crowd = crowd_raw != 0
+        if area.shape == (n,) and ids.shape == (n,) and np.isfinite(xywh).all() and np.isfinite(area).all() and \
+                ((crowd_raw == 0) | (crowd_raw == 1)).all():
+            return np.arange(n), img, cat, xywh, area, crowd, ids, segs, complete
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         pass
     rows = []
@@ -185,10 +216,32 @@ def _annotation_arrays(anns: list, source: str, policy: ErrorPolicy, data: bytes
             policy.handle(ParseError(msg), f"{source}#object{k}")
     if not rows:
         z = np.zeros(0, np.int64)
-        return z, z, z, np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool), z, []
+        return z, z, z, np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool), z, [], False
     k, img, cat, b, area, crowd, ids, segs = zip(*rows)
     return (np.array(k), np.array(img, np.int64), np.array(cat, np.int64), np.array(b, np.float64),
-            np.array(area, np.float64), np.array(crowd, bool), np.array(ids, np.int64), list(segs))
+            np.array(area, np.float64), np.array(crowd, bool), np.array(ids, np.int64), list(segs), False)
+
+
+def _quads(segs: list) -> np.ndarray:
+    """``(N,) bool``: which segmentations are exactly one 4-point ring (C-level passes; types checked only on the
+    few candidates)."""
+    n = len(segs)
+    try:
+        rings = np.fromiter(map(len, segs), np.int64, n)
+    except TypeError:  # a missing segmentation (None)
+        rings = np.fromiter((len(s) if s is not None else 0 for s in segs), np.int64, n)
+    out = np.zeros(n, bool)
+    one = rings == 1
+    if one.any():
+        firsts = list(compress(segs, one.tolist()))
+        try:
+            inner = np.fromiter(map(len, map(itemgetter(0), firsts)), np.int64, len(firsts))
+        except (TypeError, KeyError):
+            inner = np.fromiter((len(s[0]) if isinstance(s, list) and isinstance(s[0], list) else 0 for s in firsts),
+                                np.int64, len(firsts))
+        cand = np.flatnonzero(one)[inner == 8]
+        out[cand] = [type(segs[k]) is list and type(segs[k][0]) is list for k in cand.tolist()]
+    return out
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -206,8 +259,16 @@ def parse_coco(data: bytes, source: str = "<coco>", policy: Optional[ErrorPolicy
 
     Malformed JSON or a malformed image/category entry raises :class:`ParseError` naming the file and line.  A
     malformed annotation, or one naming an image or category the file does not declare, raises too, or with
-    ``policy`` in skip mode is left out and listed (``file#objectK``)."""
-    policy = policy or ErrorPolicy("fail")
+    ``policy`` in skip mode is left out and listed (``file#objectK``).
+
+    The cyclic garbage collector is paused meanwhile (as :func:`dsprep.dataset.load_dataset` does): the document
+    and the records hold no cycles, and its repeated scans of the growing heap would cost a third of the time."""
+    from .dataset import bulk
+    with bulk():
+        return _parse(data, source, policy or ErrorPolicy("fail"))
+
+
+def _parse(data: bytes, source: str, policy: ErrorPolicy) -> CocoFile:
     doc = _load_json(data, source)
     if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations",
                                                                                      "categories")):
@@ -218,7 +279,7 @@ def parse_coco(data: bytes, source: str = "<coco>", policy: Optional[ErrorPolicy
     cat_ids = np.array(list(categories.values()), np.int64)
     images = _images(doc, source, data)
     anns = doc["annotations"]
-    rows, img, cat, xywh, area, crowd, ids, segs = _annotation_arrays(anns, source, policy, data)
+    rows, img, cat, xywh, area, crowd, ids, segs, complete = _annotation_arrays(anns, source, policy, data)
     problems: List[Problem] = []
 
     image_ids = np.array([i[0] for i in images], np.int64)
@@ -244,41 +305,50 @@ def parse_coco(data: bytes, source: str = "<coco>", policy: Optional[ErrorPolicy
     degenerate = np.flatnonzero((xywh[:, 2] <= 0) | (xywh[:, 3] <= 0))
     for k in degenerate:
         problems.append(Problem("degenerate_box", source, f"annotation id {ids[k]}: bbox width or height <= 0"))
-    # objects whose segmentation is one 4-point ring (quads); images whose objects all are get rec.polygons
-    quad = np.fromiter((type(s) is list and len(s) == 1 and type(s[0]) is list and len(s[0]) == 8 for s in segs),
-                       bool, len(segs))
-    extra_keys = set().union(*map(dict.keys, anns)) - _ANN_KEYS if anns and isinstance(anns[0], dict) else set()
+    quad = _quads(segs)
     extras = None
-    if extra_keys:
+    sizes = np.fromiter(map(len, anns), np.int64, len(anns)) if anns and isinstance(anns[0], dict) else None
+    # 7 keys, all of them read above: nothing else in that annotation (the usual case, found without a key scan)
+    if sizes is not None and not (complete and (sizes == len(_ANN_KEYS)).all()) and \
+            set().union(*(a.keys() for a in anns if isinstance(a, dict))) - _ANN_KEYS:
         kept = rows if ok.all() else rows[np.flatnonzero(ok)]
         extras = [{k: v for k, v in anns[r].items() if k not in _ANN_KEYS} or None for r in kept.tolist()]
 
+    # One stable sort by image, then every per-image array is a slice (a view: records of one file share their
+    # arrays' memory, which nothing modifies in place) -- no per-image fancy indexing.
     order = np.argsort(img_index, kind="stable")  # objects of one image keep their file order
-    starts = np.searchsorted(img_index[order], np.arange(len(images) + 1))
-    names = cat_names[cat_index]
-    cat_kept = cat_ids[cat_index]
-    any_quad = bool(quad.any())
+    bounds = np.searchsorted(img_index[order], np.arange(len(images) + 1)).tolist()
+    boxes, area, crowd, ids = boxes[order], area[order], crowd[order], ids[order]
+    cat_sorted = cat_ids[cat_index[order]]
+    names = cat_names[cat_index[order]].tolist()
+    order_list = order.tolist()
+    segs = list(map(segs.__getitem__, order_list))
+    if extras is not None:
+        extras = list(map(extras.__getitem__, order_list))
+    all_quads = np.zeros(len(images), bool)
+    if quad.any():
+        bad_before = np.concatenate([[0], np.cumsum(~quad[order])])
+        lo, hi = np.array(bounds[:-1]), np.array(bounds[1:])
+        all_quads = (bad_before[hi] == bad_before[lo]) & (hi > lo)
+    zeros_u8, zeros_b = np.zeros(len(order), np.uint8), np.zeros(len(order), bool)
     records = []
+    all_quads = all_quads.tolist()
     for i, (iid, file_name, w, h, extra) in enumerate(images):
-        sel = order[starts[i]:starts[i + 1]]
-        n = len(sel)
-        seg_sel = [segs[k] for k in sel.tolist()]
-        polygons = None
-        if any_quad and n and quad[sel].all():
-            polygons = np.array([s[0] for s in seg_sel], np.float64).reshape(n, 4, 2)
-        attrs = {"area": area[sel], "iscrowd": crowd[sel], "id": ids[sel], "category_id": cat_kept[sel],
-                 "segmentation": seg_sel, "xywh": xywh[sel]}
+        a, b = bounds[i], bounds[i + 1]
+        seg_sel = segs[a:b]
+        polygons = np.array([s[0] for s in seg_sel], np.float64).reshape(b - a, 4, 2) if all_quads[i] else None
+        attrs = {"area": area[a:b], "iscrowd": crowd[a:b], "id": ids[a:b], "category_id": cat_sorted[a:b],
+                 "segmentation": seg_sel}
         if extras is not None:
-            attrs["coco_extra"] = [extras[k] for k in sel.tolist()]
-        meta = {"image_id": iid, "file_name": file_name,
-                "stem": os.path.splitext(os.path.basename(file_name.replace("\\", "/")))[0],
+            attrs["coco_extra"] = extras[a:b]
+        base = file_name.rpartition("/")[2].rpartition("\\")[2]
+        stem, dot, _ = base.rpartition(".")
+        meta = {"image_id": iid, "file_name": file_name, "stem": stem if dot and stem else base,
                 "annotation_path": source}
-        if extra:
-            meta["coco_image"] = extra
-        records.append(ImageRecord.trusted(
-            image_path=file_name, width=w, height=h, depth=3, boxes=boxes[sel], names=names[sel].tolist(),
-            difficult=np.zeros(n, np.uint8), truncated=np.zeros(n, bool), polygons=polygons, meta=meta,
-            attrs=attrs))
+        if len(extra) > 4:
+            meta["coco_image"] = extra  # the image entry itself: its other keys are written back (not copied here)
+        records.append(ImageRecord.trusted(file_name, w, h, 3, boxes[a:b], names[a:b], zeros_u8[a:b], zeros_b[a:b],
+                                           polygons, None, meta, attrs))
     info = doc.get("info") if isinstance(doc.get("info"), dict) else None
     licenses = doc.get("licenses") if isinstance(doc.get("licenses"), list) else None
     return CocoFile(records, categories, problems, list(policy.skipped), cat_entries, info, licenses)
@@ -485,14 +555,18 @@ def _num(v: float):
     return int(f) if f.is_integer() and abs(f) < 2 ** 53 else f
 
 
-def _widths(boxes: np.ndarray, xywh: Optional[np.ndarray]) -> np.ndarray:
-    """``(N, 2)`` widths and heights to write: the file's own ``w, h`` where they still give this box exactly (``x +
-    w`` in floating point is not always the ``x1`` that ``x1 - x`` came from), else ``x1 - x0, y1 - y0``."""
-    wh = boxes[:, 2:] - boxes[:, :2]
-    if xywh is None or len(xywh) != len(boxes):
-        return wh
-    same = (xywh[:, :2] == boxes[:, :2]).all(axis=1) & (xywh[:, :2] + xywh[:, 2:] == boxes[:, 2:]).all(axis=1)
-    return np.where(same[:, None], xywh[:, 2:], wh)
+def _extent(lo: float, hi: float) -> float:
+    """The width to write for a box from ``lo`` to ``hi``: the shortest decimal ``w`` with ``lo + w == hi`` in
+    floating point (so reading it back gives ``hi`` exactly, and ``[10.26, 4.9, 14.04, 28.22]`` stays as written
+    rather than becoming ``14.039999999999997``), else ``hi - lo``."""
+    w = hi - lo
+    if lo + w != hi or w == 0 or float(w).is_integer():
+        return w
+    for digits in range(1, 17):
+        c = round(w, digits)
+        if lo + c == hi:
+            return c
+    return w
 
 
 def _unique_ids(wanted: Sequence[Optional[int]], start: int = 1) -> Tuple[List[int], int]:
@@ -583,14 +657,14 @@ class Writer(FormatWriter):
                                        "annotations": [], "categories": cats}
             image = {"id": iid, "file_name": os.path.basename(self.image_path(rec)), "width": int(rec.width),
                      "height": int(rec.height)}
-            image.update({k: v for k, v in (rec.meta.get("coco_image") or {}).items() if k not in image})
+            image.update({k: v for k, v in (rec.meta.get("coco_image") or {}).items()
+                          if k not in image and k not in _IMAGE_KEYS})
             doc["images"].append(image)
             segs = rec.attrs.get("segmentation")
             areas = rec.attrs.get("area")
             crowd = rec.attrs.get("iscrowd")
             extra = rec.attrs.get("coco_extra")
             b = rec.boxes
-            wh = _widths(b, rec.attrs.get("xywh"))
             for k in range(len(rec)):
                 seg = segs[k] if segs is not None else None
                 if not seg and rec.polygons is not None:
@@ -599,7 +673,8 @@ class Writer(FormatWriter):
                     float((b[k, 2] - b[k, 0]) * (b[k, 3] - b[k, 1]))
                 ann = {"id": ann_ids[pos + k], "image_id": iid, "category_id": cat_id[rec.names[k]],
                        "segmentation": seg if seg else [], "area": _num(area),
-                       "bbox": [_num(b[k, 0]), _num(b[k, 1]), _num(wh[k, 0]), _num(wh[k, 1])],
+                       "bbox": [_num(b[k, 0]), _num(b[k, 1]), _num(_extent(b[k, 0], b[k, 2])),
+                                _num(_extent(b[k, 1], b[k, 3]))],
                        "iscrowd": int(bool(crowd[k])) if crowd is not None else 0}
                 if extra is not None and extra[k]:
                     ann.update({key: v for key, v in extra[k].items() if key not in ann})

@@ -367,19 +367,18 @@ def parse_yolo(text: str, source: str = "<labels>", obb: bool = False, n_classes
     rows = text.split("\n") if "\r" not in text else text.splitlines()
     fields = [r.split() for r in rows]
     good = [f for f in fields if f]
-    if good and all(len(f) == n for f in good):
+    if not good:
+        return np.zeros(0, np.int64), np.zeros((0, n - 1)), []
+    if all(len(f) == n for f in good):
         try:
             arr = np.array(good, dtype=np.float64)
         except ValueError:
             arr = None
-        if arr is not None:
-            cls = arr[:, 0]
-            vals = arr[:, 1:]
-            ok = ((cls >= 0) & (cls == np.floor(cls)) & ((vals >= 0) & (vals <= 1)).all(axis=1))
-            if n_classes is not None:
-                ok &= cls < n_classes
-            if ok.all():
-                return cls.astype(np.int64), vals, []
+        # a few whole-array checks (NaN fails them all); any doubt: the line-by-line path names the line
+        if arr is not None and arr.min() >= 0 and arr[:, 1:].max() <= 1:
+            cls = arr[:, 0].astype(np.int64)
+            if (cls == arr[:, 0]).all() and (n_classes is None or cls.max() < n_classes):
+                return cls, arr[:, 1:], []
     return _parse_slow(fields, source, obb, n_classes, on_error)
 
 
@@ -887,24 +886,35 @@ def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
 
 
 def to_pixels(rec: ImageRecord, obb: bool) -> Tuple[ImageRecord, List[Problem]]:
+    """The record with its normalized numbers (``attrs["normalized"]``) turned into pixels at its size: boxes
+    (clipped to the image, each clipped one reported, as VOC boxes are), or quads.  A few numpy operations per
+    record: this runs once per image of every YOLO data set read."""
     vals = rec.attrs.get("normalized")
     if vals is None:
         return rec, []
-    boxes, quads = denormalize(vals, rec.width, rec.height, obb)
-    out = rec.select(np.arange(len(rec)))
-    del out.attrs["normalized"]
-    out.boxes, out.polygons = boxes, quads
+    W, H = float(rec.width), float(rec.height)
+    attrs = {k: v for k, v in rec.attrs.items() if k != "normalized"}
+    quads = None
+    problems: List[Problem] = []
     source = rec.meta.get("annotation_path", rec.image_path)
-    problems = []
-    if not obb:  # centre +- half size may reach outside the image: clipped and reported, as VOC boxes are
-        lim = np.array([rec.width, rec.height, rec.width, rec.height], np.float64)
-        out.boxes = np.clip(boxes, 0.0, lim)
-        problems += [Problem("clipped_box", source, f"object {k} ({rec.names[k]}) extends outside the "
-                                                    f"{rec.width}x{rec.height} image")
-                     for k in np.flatnonzero((out.boxes != boxes).any(axis=1))]
-    b = out.boxes
-    problems += [Problem("degenerate_box", source, f"object {k} ({rec.names[k]}): zero width or height")
-                 for k in np.flatnonzero((b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1]))]
+    if obb:
+        quads = vals.reshape(-1, 4, 2) * (W, H)
+        boxes = np.concatenate([quads.min(axis=1), quads.max(axis=1)], axis=1)
+    else:
+        half = vals[:, 2:] * 0.5
+        lo, hi = vals[:, :2] - half, vals[:, :2] + half
+        boxes = np.concatenate([lo * (W, H), hi * (W, H)], axis=1)
+        if len(boxes) and (lo.min() < 0 or hi.max() > 1):  # centre +- half size reaches outside the image
+            clipped = np.clip(boxes, 0.0, (W, H, W, H))
+            problems += [Problem("clipped_box", source, f"object {k} ({rec.names[k]}) extends outside the "
+                                                        f"{rec.width}x{rec.height} image")
+                         for k in np.flatnonzero((clipped != boxes).any(axis=1))]
+            boxes = clipped
+    if len(boxes) and (boxes[:, 2:] <= boxes[:, :2]).any():
+        problems += [Problem("degenerate_box", source, f"object {k} ({rec.names[k]}): zero width or height")
+                     for k in np.flatnonzero((boxes[:, 2:] <= boxes[:, :2]).any(axis=1))]
+    out = ImageRecord.trusted(rec.image_path, rec.width, rec.height, rec.depth, boxes, rec.names, rec.difficult,
+                              rec.truncated, quads, rec.split, rec.meta, attrs)
     return out, problems
 
 

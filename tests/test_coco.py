@@ -190,7 +190,8 @@ def test_cvat_export():
                                       {"attributes": {"occluded": True}}]
     assert f0.attrs["segmentation"][0] == [] and len(f0.attrs["segmentation"][1][0]) == 12
     assert f1.attrs["iscrowd"].tolist() == [True, False] and "counts" in f1.attrs["segmentation"][0]
-    assert f0.meta["coco_image"] == {"license": 0, "flickr_url": "", "coco_url": "", "date_captured": 0}
+    assert f0.meta["coco_image"] == {"id": 1, "width": 96, "height": 64, "file_name": "frame_000000.jpg",
+                                     "license": 0, "flickr_url": "", "coco_url": "", "date_captured": 0}
     assert len(f2) == 0
 
 
