@@ -10,8 +10,9 @@ Each image becomes one :class:`~dsprep.core.ImageRecord` (images without annotat
 ``w * h`` when absent), ``iscrowd`` (bool), ``id`` and ``category_id`` (int64), ``segmentation`` (as in the file:
 polygon rings, an RLE mask, or ``[]``; see :mod:`dsprep.shapes`) and, when the file has them, ``coco_extra`` (the
 annotation's other keys, e.g. CVAT's ``attributes``).  The image id is in ``rec.meta["image_id"]``, the image
-entry itself (for its other keys) in ``rec.meta["coco_image"]``.  A record whose objects are all single 4-point polygons also gets
-them as quadrilaterals (``rec.polygons``: DOTA-like data converted to COCO comes back as it was).
+entry itself (for its other keys) in ``rec.meta["coco_image"]``.  A record whose objects are all single 4-point
+polygons also gets them as quadrilaterals (``rec.polygons``: DOTA-like data converted to COCO comes back as it
+was).  The arrays of one file's records are slices of shared arrays (nothing modifies a record's arrays in place).
 
 The data set's classes are the categories in their declared order, and ``Dataset.meta`` keeps ``category_ids``
 (name -> id, ids as in the file: neither 0- nor 1-based nor contiguous is assumed), ``supercategories`` and the
@@ -529,7 +530,7 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's pixels over its pixel bounds (``crop.pixel_bounds``, no pad): polygon rings rasterized (pixel
     centres inside), RLE masks decoded; None for box-only objects; None when no object has a shape."""
     from .crop import pixel_bounds
-    from .shapes import rings, segmentation_mask
+    from .shapes import segmentation_mask
     segs = rec.attrs.get("segmentation")
     if segs is None and rec.polygons is None:
         return None

@@ -90,7 +90,8 @@ def test_labelme_to_labelme_is_byte_identical(tmp_path):
     run_cli("convert", DATA / "labelme", "--to", "labelme", "--out", tmp_path / "out")
     for src in sorted((DATA / "labelme").glob("*.json")):
         assert (tmp_path / "out" / src.name).read_bytes() == src.read_bytes()
-        assert (tmp_path / "out" / f"{src.stem}.jpg").read_bytes() == (DATA / "labelme" / f"{src.stem}.jpg").read_bytes()
+        image = f"{src.stem}.jpg"
+        assert (tmp_path / "out" / image).read_bytes() == (DATA / "labelme" / image).read_bytes()
 
 
 def test_windows_image_path_and_missing_image(tmp_path):

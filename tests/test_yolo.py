@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from dsprep.core import DatasetError, ErrorPolicy, ImageRecord, ParseError
+from dsprep.core import DatasetError, ImageRecord, ParseError
 from dsprep.dataset import detect_format, load_dataset
 from dsprep.yolo import (Writer, find_layout, format_yolo, label_path, normalized, parse_yaml, parse_yolo,
                          yaml_names, yaml_string)
