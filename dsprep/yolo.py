@@ -749,9 +749,11 @@ def detect_kind(path: Path) -> Optional[str]:
     n = _sample_fields(layout)
     if n == 9:
         return "yolo-obb"
-    if n == 5 or n is None:
+    if n == 5 or (n is not None and n >= 7 and n % 2 == 1 and layout.kind != "flat"):
+        return "yolo"  # (segmentation polygons: read as YOLO, whose reader names each such line)
+    if n is None:
         # a flat folder needs labels that look like YOLO to be told from any folder with a classes.txt
-        return "yolo" if (n == 5 or layout.kind != "flat") else None
+        return "yolo" if layout.kind != "flat" else None
     return None
 
 

@@ -275,6 +275,13 @@ def test_detect_tells_boxes_from_oriented_boxes():
         load_dataset(DATA / "yolo_obb_dota8", fmt="yolo")
 
 
+def test_segmentation_labels_are_named_not_ignored(tmp_path):
+    _one_image(tmp_path / "seg", "train", "a", 40, 40, "0 0.1 0.1 0.5 0.1 0.5 0.5 0.2 0.6 0.1 0.4\n", ["x"])
+    assert detect_format(tmp_path / "seg") == "yolo"
+    with pytest.raises(ParseError, match=r"a.txt:1: expected 5 fields .*got 11 \(a segmentation polygon\? only boxes"):
+        load_dataset(tmp_path / "seg")
+
+
 def test_label_path_is_ultralytics_rule():
     assert label_path("/d/images/train/a.b.jpg") == "/d/labels/train/a.b.txt"
     assert label_path("/images/x/images/train/a.jpg") == "/images/x/labels/train/a.txt"  # the last images/
