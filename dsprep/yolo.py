@@ -342,7 +342,7 @@ def yaml_names(doc: dict, source: str) -> Optional[List[str]]:
     return out
 
 
-_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_ .\-/()]*")
+_PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_ .\-/()]*")
 _RESERVED = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
 
 
