@@ -7,8 +7,8 @@ One text file per image, one object per line, every coordinate normalized by the
 
 ``class`` is a 0-based index into the data set's class list.  An image without a label file has no objects.  Label
 files carry no image size: it comes from the image header (read for every format by :mod:`dsprep.dataset`), so
-:func:`load` keeps the normalized numbers in ``rec.attrs["normalized"]`` and :func:`check_record` turns them into
-pixels once the size is known (until then ``rec.boxes`` is NaN, never a wrong number).
+:func:`load` keeps the normalized boxes (or corners) in ``rec.attrs["normalized"]`` and :func:`check_record` turns
+them into pixels once the size is known (until then ``rec.boxes`` is NaN, never a wrong number).
 
 Layouts read (:func:`find_layout`):
 
@@ -767,8 +767,9 @@ def _beside(image: str) -> str:
     return os.path.splitext(image)[0] + ".txt"
 
 
-def read_labels(path: str, obb: bool, n_classes: Optional[int], on_error: str, missing_ok: bool = False):
-    """Parse one label file (see :func:`parse_yolo`); with ``missing_ok`` a missing file gives None."""
+def read_label_text(path: str, missing_ok: bool = False) -> Optional[str]:
+    """A label file's text (UTF-8, with or without a byte-order mark); with ``missing_ok`` a missing file gives
+    None."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -779,10 +780,15 @@ def read_labels(path: str, obb: bool, n_classes: Optional[int], on_error: str, m
     except OSError as e:
         raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ParseError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    return parse_yolo(text, path, obb, n_classes, on_error)
+
+
+def read_labels(path: str, obb: bool, n_classes: Optional[int], on_error: str, missing_ok: bool = False):
+    """Parse one label file (see :func:`parse_yolo`); with ``missing_ok`` a missing file gives None."""
+    text = read_label_text(path, missing_ok)
+    return None if text is None else parse_yolo(text, path, obb, n_classes, on_error)
 
 
 def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Dataset:
@@ -810,9 +816,13 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
                                        f"'{s.alias_of}')"))
             if split is not None:
                 chosen = [t for t in layout.splits if t.name == s.alias_of]
-    max_class = -1
-    empty = (np.zeros(0, np.int64), np.zeros((0, _FIELDS[obb] - 1)), [])
+    n_fields = _FIELDS[obb]
     labels_of = _beside if layout.kind == "flat" else label_path
+    # Pass 1, per image: its label file read and split into numbers.  Files whose lines all have the right number
+    # of fields are checked together in pass 2 (a few whole-array tests); the others, and the files pass 2 finds
+    # a bad number in, go through the line-by-line parser, which names each bad line and applies --on-error.
+    entries: List[list] = []  # [image, label file or None, split, classes, values, text]
+    regular: List[int] = []
     for s in chosen:
         images = split_images(s)
         listed = any(not src.is_dir() for src in s.sources)
@@ -823,40 +833,134 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
                 continue
             lab = labels_of(image)
             try:
-                found = read_labels(lab, obb, n_classes, policy.mode, missing_ok=True)
+                text = read_label_text(lab, missing_ok=True)
             except DsprepError as e:
                 policy.handle(e, lab)
                 ds.problems.append(Problem.about("unreadable", lab, e))
                 continue
-            cls, vals, skipped = found if found is not None else empty
-            ds.skipped.extend(skipped)
-            if len(cls):
-                max_class = max(max_class, int(cls.max()))
-            n = len(cls)
-            meta = {"stem": os.path.splitext(os.path.basename(image))[0], "label_path": lab}
-            if found is not None:
-                used.add(lab)
-                meta["annotation_path"] = lab
-            rec = ImageRecord.trusted(
-                image_path=image, width=0, height=0, depth=3, boxes=np.full((n, 4), np.nan),
-                names=cls.tolist(),  # indices for now: names once the class list is known
-                difficult=np.zeros(n, np.uint8), truncated=np.zeros(n, bool), split=s.name, meta=meta,
-                attrs={"normalized": vals})
-            ds.records.append(rec)
+            if text is None:
+                entries.append([image, None, s.name, _NO_CLASSES, np.zeros((0, n_fields - 1)), None])
+                continue
+            used.add(lab)
+            rows = _rows(text, n_fields)
+            if rows is None:
+                found = _checked(text, lab, obb, n_classes, policy, ds)
+                if found is not None:
+                    entries.append([image, lab, s.name, found[0], found[1], None])
+                continue
+            regular.append(len(entries))
+            entries.append([image, lab, s.name, None, rows, text])
         for lab in _label_files(layout, s):
             if lab not in used:
                 policy.handle(ParseError(f"{lab}: label file without an image (no image of that name in "
                                          f"{', '.join(str(src) for src in s.sources)})"), lab)
+    # Pass 2: the regular files' numbers, all at once.
+    if regular:
+        arrays = [entries[i][4] for i in regular]
+        big = np.concatenate(arrays)
+        ends = np.cumsum(np.fromiter(map(len, arrays), np.int64, len(arrays)))
+        starts = np.concatenate([[0], ends[:-1]])
+        cls_f = big[:, 0]
+        good = (big.min(axis=1) >= 0) & (big[:, 1:].max(axis=1) <= 1) & (cls_f == np.floor(cls_f))
+        if n_classes is not None:
+            good &= cls_f < n_classes
+        bad_before = np.concatenate([[0], np.cumsum(~good)])
+        file_bad = (bad_before[ends] != bad_before[starts]).tolist()
+        cls_all = np.where(good, cls_f, 0).astype(np.int64)
+        for j, i in enumerate(regular):
+            e = entries[i]
+            if file_bad[j]:
+                found = _checked(e[5], e[1], obb, n_classes, policy, ds)
+                if found is None:
+                    e[0] = None  # unreadable: skipped under --on-error skip
+                    continue
+                e[3], e[4] = found
+            else:
+                a, b = starts[j], ends[j]
+                e[3], e[4] = cls_all[a:b], big[a:b, 1:]
+    entries = [e for e in entries if e[0] is not None]
+    max_class = max((int(e[3].max()) for e in entries if len(e[3])), default=-1)
     declared = names is not None
     if names is None:
         max_class = max(max_class, _max_class_elsewhere(layout, chosen, obb))
         names = [str(i) for i in range(max_class + 1)]
-    for rec in ds.records:
-        rec.names = [names[i] for i in rec.names]
-        rec.meta["yolo_classes"] = names  # one list shared by every record: the indices of its label file
-        rec.meta["yolo_declared"] = declared
+    parts = normalized_parts([e[4] for e in entries], obb)
+    for (image, lab, split_name, cls, vals, _), (norm, norm_box, flags) in zip(entries, parts):
+        n = len(cls)
+        meta = {"stem": os.path.splitext(os.path.basename(image))[0],
+                "label_path": lab if lab is not None else labels_of(image),
+                "yolo_classes": names,  # one list shared by every record: the indices of its label file
+                "yolo_declared": declared, "yolo_flags": flags}
+        if lab is not None:
+            meta["annotation_path"] = lab
+        attrs = {"normalized": norm}
+        if obb:
+            attrs["normalized_box"] = norm_box
+        ds.records.append(ImageRecord.trusted(
+            image, 0, 0, 3, np.full((n, 4), np.nan), [names[i] for i in cls.tolist()], np.zeros(n, np.uint8),
+            np.zeros(n, bool), None, split_name, meta, attrs))
     ds.classes = decide_classes(ds.records, declared=names)
     return ds
+
+
+_NO_CLASSES = np.zeros(0, np.int64)
+
+
+def _rows(text: str, n_fields: int) -> Optional[np.ndarray]:
+    """The label lines as a ``(K, n_fields)`` float array when every non-blank line has ``n_fields`` numbers, else
+    None (the line-by-line parser then says which line is wrong)."""
+    lines = text.split("\n") if "\r" not in text else text.splitlines()
+    fields = [f for f in map(str.split, lines) if f]
+    if not fields:
+        return np.zeros((0, n_fields))
+    if not all(len(f) == n_fields for f in fields):
+        return None
+    try:
+        return np.array(fields, np.float64)
+    except ValueError:
+        return None
+
+
+def _checked(text: str, lab: str, obb: bool, n_classes: Optional[int], policy, ds: Dataset):
+    """``(classes, values)`` from the line-by-line parser (skipped lines listed), or None for a file it refuses."""
+    try:
+        cls, vals, skipped = parse_yolo(text, lab, obb, n_classes, policy.mode)
+    except DsprepError as e:
+        policy.handle(e, lab)
+        ds.problems.append(Problem.about("unreadable", lab, e))
+        return None
+    ds.skipped.extend(skipped)
+    return cls, vals
+
+
+def normalized_parts(values: Sequence[np.ndarray], obb: bool):
+    """For each record's label numbers: ``(normalized boxes or corners, normalized boxes (OBB) or None, (reaches
+    outside the image, has a zero-size box))``, computed for all records at once.  Boxes are ``x0 y0 x1 y1`` as
+    fractions of the image size (``cx -+ w/2``: multiplied by the size later, the same numbers as
+    ``(cx -+ w/2) * W``)."""
+    if not values:
+        return []
+    counts = np.fromiter(map(len, values), np.int64, len(values))
+    ends = np.cumsum(counts)
+    starts = np.concatenate([[0], ends[:-1]])
+    big = np.concatenate(values).reshape(-1, _FIELDS[obb] - 1)
+    if obb:
+        corners = big.reshape(-1, 4, 2)
+        box = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+        norm = big
+        outside = np.zeros(len(big), bool)  # corners are within [0, 1]
+    else:
+        half = big[:, 2:] * 0.5
+        box = np.concatenate([big[:, :2] - half, big[:, :2] + half], axis=1)
+        norm = box
+        outside = (box < 0).any(axis=1) | (box > 1).any(axis=1)
+    flat = (box[:, 2:] <= box[:, :2]).any(axis=1)
+    out_before = np.concatenate([[0], np.cumsum(outside)])
+    flat_before = np.concatenate([[0], np.cumsum(flat)])
+    clip = (out_before[ends] != out_before[starts]).tolist()
+    degenerate = (flat_before[ends] != flat_before[starts]).tolist()
+    return [(norm[a:b], box[a:b] if obb else None, (c, d))
+            for a, b, c, d in zip(starts.tolist(), ends.tolist(), clip, degenerate)]
 
 
 def _max_class_elsewhere(layout: YoloLayout, chosen: Sequence[YoloSplit], obb: bool) -> int:
@@ -888,31 +992,30 @@ def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
 
 
 def to_pixels(rec: ImageRecord, obb: bool) -> Tuple[ImageRecord, List[Problem]]:
-    """The record with its normalized numbers (``attrs["normalized"]``) turned into pixels at its size: boxes
-    (clipped to the image, each clipped one reported, as VOC boxes are), or quads.  A few numpy operations per
-    record: this runs once per image of every YOLO data set read."""
-    vals = rec.attrs.get("normalized")
-    if vals is None:
+    """The record with its normalized numbers (``attrs["normalized"]``, prepared by :func:`normalized_parts`)
+    turned into pixels at its size: boxes (clipped to the image, each clipped one reported, as VOC boxes are), or
+    quads.  One or two multiplications per record: this runs once per image of every YOLO data set read."""
+    norm = rec.attrs.get("normalized")
+    if norm is None:
         return rec, []
     W, H = float(rec.width), float(rec.height)
-    attrs = {k: v for k, v in rec.attrs.items() if k != "normalized"}
+    attrs = {k: v for k, v in rec.attrs.items() if k not in ("normalized", "normalized_box")}
+    outside, flat = rec.meta.get("yolo_flags", (True, True))
     quads = None
+    if obb:
+        quads = norm.reshape(-1, 4, 2) * (W, H)
+        boxes = rec.attrs["normalized_box"] * (W, H, W, H)
+    else:
+        boxes = norm * (W, H, W, H)
     problems: List[Problem] = []
     source = rec.meta.get("annotation_path", rec.image_path)
-    if obb:
-        quads = vals.reshape(-1, 4, 2) * (W, H)
-        boxes = np.concatenate([quads.min(axis=1), quads.max(axis=1)], axis=1)
-    else:
-        half = vals[:, 2:] * 0.5
-        lo, hi = vals[:, :2] - half, vals[:, :2] + half
-        boxes = np.concatenate([lo * (W, H), hi * (W, H)], axis=1)
-        if len(boxes) and (lo.min() < 0 or hi.max() > 1):  # centre +- half size reaches outside the image
-            clipped = np.clip(boxes, 0.0, (W, H, W, H))
-            problems += [Problem("clipped_box", source, f"object {k} ({rec.names[k]}) extends outside the "
-                                                        f"{rec.width}x{rec.height} image")
-                         for k in np.flatnonzero((clipped != boxes).any(axis=1))]
-            boxes = clipped
-    if len(boxes) and (boxes[:, 2:] <= boxes[:, :2]).any():
+    if outside and not obb and len(boxes):  # centre +- half size reaches outside the image
+        clipped = np.clip(boxes, 0.0, (W, H, W, H))
+        problems += [Problem("clipped_box", source, f"object {k} ({rec.names[k]}) extends outside the "
+                                                    f"{rec.width}x{rec.height} image")
+                     for k in np.flatnonzero((clipped != boxes).any(axis=1))]
+        boxes = clipped
+    if flat and len(boxes):
         problems += [Problem("degenerate_box", source, f"object {k} ({rec.names[k]}): zero width or height")
                      for k in np.flatnonzero((boxes[:, 2:] <= boxes[:, :2]).any(axis=1))]
     out = ImageRecord.trusted(rec.image_path, rec.width, rec.height, rec.depth, boxes, rec.names, rec.difficult,
@@ -942,10 +1045,15 @@ def load_record(ds: Dataset, rec: ImageRecord, obb: bool = False) -> Tuple[Image
     meta = dict(rec.meta)
     if found is None:
         meta.pop("annotation_path", None)
+    (norm, norm_box, flags), = normalized_parts([vals], obb)
+    meta["yolo_flags"] = flags
+    attrs = {"normalized": norm}
+    if obb:
+        attrs["normalized_box"] = norm_box
     new = ImageRecord.trusted(
         image_path=rec.image_path, width=0, height=0, depth=3, boxes=np.full((n, 4), np.nan),
         names=[names[i] if i < len(names) else str(i) for i in cls.tolist()], difficult=np.zeros(n, np.uint8),
-        truncated=np.zeros(n, bool), split=rec.split, meta=meta, attrs={"normalized": vals})
+        truncated=np.zeros(n, bool), split=rec.split, meta=meta, attrs=attrs)
     return new, problems
 
 
