@@ -17,8 +17,8 @@ one object in several parts, as labelme2coco merges them):
   ``rec.meta`` only to be written back to labelme.
 
 Every object's original shapes are kept in ``rec.attrs["labelme"]``, so labelme -> labelme loses nothing.  Shape
-flags ``difficult``/``truncated`` map to the model's flags.  A record gets quadrilaterals (``rec.polygons``) when all
-its objects are single 4-point polygons (DOTA-like data).
+flags ``difficult``/``truncated`` map to the model's flags.  A data set whose objects are all single 4-point polygons
+(DOTA-like data) gets them as quadrilaterals (``rec.polygons``), every record of it; other data sets none.
 """
 from __future__ import annotations
 
@@ -393,8 +393,21 @@ def load(path: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
             continue
         ds.records.append(rec)
         ds.problems.extend(problems)
+    # quadrilaterals for the whole data set or for none of it (commands and review treat a data set as one or
+    # the other): a data set whose objects are all single 4-point polygons is DOTA-like
+    ds.meta["labelme_quads"] = any(r.polygons is not None for r in ds.records) and all(
+        r.polygons is not None or len(r) == 0 for r in ds.records)
+    ds.records = [_quads_or_none(r, ds.meta["labelme_quads"]) for r in ds.records]
     ds.classes = decide_classes(ds.records + others)
     return ds
+
+
+def _quads_or_none(rec: ImageRecord, quads: bool) -> ImageRecord:
+    if quads and rec.polygons is None:  # (an image without objects)
+        rec.polygons = np.zeros((0, 4, 2), np.float64)
+    elif not quads:
+        rec.polygons = None
+    return rec
 
 
 def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
@@ -432,6 +445,7 @@ def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
 def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
     """Read ``rec``'s file again as :func:`load` reads it (the image is the one ``load`` found)."""
     new, problems = read_labelme(rec.meta["annotation_path"])
+    new = _quads_or_none(new, bool(ds.meta.get("labelme_quads")) and (new.polygons is not None or len(new) == 0))
     new.image_path, new.split = rec.image_path, rec.split
     return new, [p for p in problems if p.kind != "annotation_without_image" or not os.path.isfile(rec.image_path)]
 

@@ -52,10 +52,17 @@ def test_group_id_parts_are_one_object():
     assert len(rec.attrs["labelme"][0]) == 2
 
 
-def test_all_quads_become_polygons():
+def test_all_quads_become_polygons(tmp_path):
     rec, _ = parse_labelme(doc([shape("a", [[0, 5], [5, 0], [10, 5], [5, 10]]),
                                 shape("b", [[20, 20], [30, 20], [30, 30], [20, 30]])]))
     assert rec.polygons.shape == (2, 4, 2)
+    # a data set has quads everywhere or nowhere
+    for name, shapes in (("q", [shape("a", [[0, 5], [5, 0], [10, 5], [5, 10]])]), ("e", [])):
+        (tmp_path / f"{name}.json").write_bytes(doc(shapes))
+    ds = load_dataset(tmp_path)
+    assert [r.polygons.shape for r in ds.records] == [(0, 4, 2), (1, 4, 2)]
+    (tmp_path / "r.json").write_bytes(doc([shape("c", [[0, 0], [4, 4]], "rectangle")]))
+    assert [r.polygons for r in load_dataset(tmp_path).records] == [None, None, None]
 
 
 @pytest.mark.parametrize("bad, message", [
