@@ -235,3 +235,26 @@ def _outside(rec: ImageRecord, source: str) -> List[Problem]:
     return [Problem("polygon_outside_image", source, f"object {k} ({rec.names[k]}) extends outside the "
                                                       f"{rec.width}x{rec.height} image") for k in out]
 
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Object masks (see dsprep.dataset.object_masks): a pixel belongs to an object when its centre lies inside the
+# object's quad or on its outline.  Coordinates need no orientation step: DOTA labels refer to the pixels as read.
+
+def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
+    """Each object's quad as a bool mask over its pixel bounds (all objects at once: one shapely call)."""
+    import shapely
+    from .crop import pixel_bounds
+    if rec.polygons is None or len(rec) == 0:
+        return None
+    b = pixel_bounds(rec.boxes, rec.width, rec.height)
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    sizes = w * h
+    obj = np.repeat(np.arange(len(rec)), sizes)
+    local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    xs = b[obj, 0] + local % np.maximum(w[obj], 1) + 0.5
+    ys = b[obj, 1] + local // np.maximum(w[obj], 1) + 0.5
+    polys = shapely.polygons(rec.polygons)
+    inside = shapely.intersects_xy(polys[obj], xs, ys)
+    parts = np.split(inside, np.cumsum(sizes)[:-1])
+    return [p.reshape(int(hk), int(wk)) for p, wk, hk in zip(parts, w.tolist(), h.tolist())]
