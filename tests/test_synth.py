@@ -141,7 +141,7 @@ def test_alpha_vs_nonblack_masks():
 def test_soft_alpha_is_blended():
     sprite = Sprite(np.full((8, 8, 3), 255, np.uint8), np.full((8, 8), 128, np.uint8))
     bg = np.zeros((20, 20, 3), np.uint8)
-    params = SynthParams(per_image=(1,), rotate=(0, 0), scale=(1, 1), flip="")
+    params = SynthParams(per_image=(1,), rotate=(0, 0), scale=(1, 1), flip="", blend="none")
     res = synthesize(bg, lambda c, r: sprite, ["a"], params, np.random.default_rng(0))
     x0, y0, x1, y1 = res.boxes[0].astype(int)
     assert (x1 - x0, y1 - y0) == (8, 8)

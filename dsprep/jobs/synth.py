@@ -17,6 +17,7 @@ class SynthConfig:
 
     out: str
     backgrounds: Tuple[str, ...]
+    sidecars: Tuple[Optional[str], ...]               # each background's blanked-regions file, or None
     objects: Tuple[Tuple[str, Tuple[str, ...]], ...]  # (class, object files)
     params: object                                     # synth.SynthParams
     seed: int
@@ -64,8 +65,13 @@ def synth_one(args) -> dict:
     from ..voc import write_voc
     index, cfg = args
     rng = np.random.default_rng([cfg.seed, index])
-    bg_path = cfg.backgrounds[int(rng.integers(len(cfg.backgrounds)))]
+    bg_index = int(rng.integers(len(cfg.backgrounds)))
+    bg_path = cfg.backgrounds[bg_index]
     background = read_image(bg_path, orient=cfg.orient)
+    keepout = None
+    if cfg.sidecars[bg_index] is not None and cfg.params.avoid_blanked:
+        from ..fill import read_keepout
+        keepout = read_keepout(cfg.sidecars[bg_index], (background.shape[1], background.shape[0]), bg_path)
     if cfg.color:
         from ..color import correct
         background, _ = correct(background, cfg.color)
@@ -76,13 +82,14 @@ def synth_one(args) -> dict:
         paths = files[cls]
         return _sprite(paths[int(r.integers(len(paths)))], cfg.mask_from, cfg.orient)
 
-    res = synthesize(background, pick, classes, cfg.params, rng, masks=cfg.masks, reuse_background=True)
+    res = synthesize(background, pick, classes, cfg.params, rng, masks=cfg.masks, reuse_background=True,
+                     keepout=keepout)
     name = synth_name(cfg, index)
     out = Path(cfg.out)
     h, w = res.image.shape[:2]
     image_dir = out / ("JPEGImages" if cfg.fmt == "voc" else "images")
     write_image(image_dir / f"{name}{cfg.ext}", res.image, jpeg_quality=cfg.jpeg_quality)
-    rec = ImageRecord(f"{name}{cfg.ext}", w, h, boxes=res.boxes, names=res.names,
+    rec = ImageRecord(f"{name}{cfg.ext}", w, h, boxes=res.boxes, names=res.names, truncated=res.truncated,
                       polygons=res.quads if cfg.fmt == "dota" else None, meta={"stem": name})
     if cfg.fmt == "voc":
         write_voc(out / "Annotations" / f"{name}.xml", rec)
@@ -92,9 +99,11 @@ def synth_one(args) -> dict:
         pal = voc_palette()
         cls_index = {c: i + 1 for i, c in enumerate(classes)}
         lut = np.zeros(256, np.uint8)
+        lut[255] = 255  # void: objects pasted but too hidden to annotate
         for k, n in enumerate(res.names):
             lut[min(k + 1, 254)] = cls_index[n]
         atomic_write_bytes(out / "SegmentationObject" / f"{name}.png", encode_palette_png(res.instance, pal))
         atomic_write_bytes(out / "SegmentationClass" / f"{name}.png", encode_palette_png(lut[res.instance], pal))
-    return {"images": 1, "objects": len(res.names), "dropped_too_large": res.dropped_too_large,
+    return {"images": 1, "objects": len(res.names), "truncated": int(np.count_nonzero(res.truncated)),
+            "hidden": res.hidden, "dropped_too_large": res.dropped_too_large,
             "dropped_no_room": res.dropped_no_room, "name": name}
