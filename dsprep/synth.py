@@ -164,15 +164,17 @@ def transform_sprite(sprite: Sprite, angle: float, scale: float, flip_h: bool = 
     if tight is None or any_box is None:
         return None
     vx0, vy0, vx1, vy1 = vis
-    quad = np.array(apply(((vx0, vy0), (vx1, vy0), (vx1, vy1), (vx0, vy1))), np.float64)
+    corners = apply(((vx0, vy0), (vx1, vy0), (vx1, vy1), (vx0, vy1)))
+    qx, qy = [p[0] for p in corners], [p[1] for p in corners]
     # The sprite's extent holds every pixel with any alpha and the whole quad, so placing the extent inside the
-    # canvas keeps boxes and quads inside the image.
-    x0 = max(0, min(any_box[0], int(np.floor(quad[:, 0].min()))))
-    y0 = max(0, min(any_box[1], int(np.floor(quad[:, 1].min()))))
-    x1 = min(ow, max(any_box[2], int(np.ceil(quad[:, 0].max()))))
-    y1 = min(oh, max(any_box[3], int(np.ceil(quad[:, 1].max()))))
-    quad = quad - [x0, y0]
-    box = np.array(tight, np.float64) - [x0, y0, x0, y0]
+    # canvas keeps boxes and quads inside the image.  (Plain Python on these few numbers: numpy's per-call cost
+    # would dominate.)
+    x0 = max(0, min(any_box[0], math.floor(min(qx))))
+    y0 = max(0, min(any_box[1], math.floor(min(qy))))
+    x1 = min(ow, max(any_box[2], math.ceil(max(qx))))
+    y1 = min(oh, max(any_box[3], math.ceil(max(qy))))
+    quad = np.array([(px - x0, py - y0) for px, py in corners], np.float64)
+    box = np.array((tight[0] - x0, tight[1] - y0, tight[2] - x0, tight[3] - y0), np.float64)
     return Placed(cv2.cvtColor(warped[y0:y1, x0:x1], cv2.COLOR_BGRA2BGR), a8[y0:y1, x0:x1], box, quad,
                   sprite.name)
 
@@ -184,7 +186,9 @@ def soften_edges(alpha: np.ndarray, blend: str, feather: float = 2.0, threshold:
     """The alpha a sprite is pasted with, for each ``blend``:
 
     * ``feather``: a soft edge about ``feather`` pixels wide, inside the silhouette only (the alpha is never raised:
-      no background colour leaks in around the object): ``min(alpha, GaussianBlur(alpha, sigma = feather / 2))``;
+      no background colour leaks in around the object): ``min(alpha, GaussianBlur(alpha))`` with a
+      ``2 round(feather) + 1`` square kernel and OpenCV's sigma for that size (1.1 for ``feather`` 2: its fast
+      fixed-point path);
     * ``gaussian``: the same with a fixed 5 x 5, sigma 1 kernel (``feather`` 2; kept for existing command lines);
     * ``poisson``: binary, 255 where ``alpha > threshold`` (exactly the pixels Poisson cloning replaces);
     * ``none``: unchanged.
@@ -195,10 +199,9 @@ def soften_edges(alpha: np.ndarray, blend: str, feather: float = 2.0, threshold:
         return cv2.compare(alpha, threshold, cv2.CMP_GT)
     if blend == "gaussian":
         return cv2.min(alpha, cv2.GaussianBlur(alpha, (5, 5), 1.0))
-    if blend == "feather" and feather > 0:
-        sigma = feather / 2.0
-        k = 2 * int(math.ceil(2.0 * sigma)) + 1
-        return cv2.min(alpha, cv2.GaussianBlur(alpha, (k, k), sigma))
+    if blend == "feather" and feather >= 0.5:
+        k = 2 * int(round(feather)) + 1
+        return cv2.min(alpha, cv2.GaussianBlur(alpha, (k, k), 0))
     return alpha
 
 
@@ -208,10 +211,11 @@ def overlap_ok(cand: np.ndarray, boxes: np.ndarray, max_overlap: float) -> np.nd
     if len(boxes) == 0 or max_overlap >= 1:
         return np.ones(len(cand), bool)
     c, b = cand[:, None, :], boxes[None, :, :]
+    if max_overlap <= 0:  # disjoint interiors: no positive-area intersection (fewest array operations)
+        hit = (c[..., 0] < b[..., 2]) & (b[..., 0] < c[..., 2]) & (c[..., 1] < b[..., 3]) & (b[..., 1] < c[..., 3])
+        return ~hit.any(axis=1)
     ix = np.minimum(c[..., 2], b[..., 2]) - np.maximum(c[..., 0], b[..., 0])
     iy = np.minimum(c[..., 3], b[..., 3]) - np.maximum(c[..., 1], b[..., 1])
-    if max_overlap <= 0:  # disjoint interiors: no positive-area intersection
-        return ~((ix > 0) & (iy > 0)).any(axis=1)
     inter = np.maximum(ix, 0) * np.maximum(iy, 0)
     area_c = (c[..., 2] - c[..., 0]) * (c[..., 3] - c[..., 1])
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
@@ -484,9 +488,11 @@ class _Occupancy:
     objects may overlap -- which object owns each visible pixel (``owner``: 0 none, k + 1 object k), each object's
     visible area when placed and how much of it later objects hid."""
 
-    def __init__(self, size: Tuple[int, int], keepout: Optional[np.ndarray], track: bool, max_occlusion: float):
+    def __init__(self, size: Tuple[int, int], keepout: Optional[np.ndarray], track: bool, max_occlusion: float,
+                 capacity: int = 16):
         W, H = size
-        self.extents = np.zeros((0, 4), np.float64)
+        self._extents = np.zeros((max(capacity, 1), 4), np.float64)
+        self.n = 0
         self.keep = cv2.integral(cv2.compare(keepout, 0, cv2.CMP_GT) // 255) if keepout is not None else None
         if self.keep is not None and not self.keep[-1, -1]:
             self.keep = None  # nothing blanked inside this canvas
@@ -494,6 +500,11 @@ class _Occupancy:
         self.max_occlusion = max_occlusion
         self.area = np.zeros(0, np.int64)
         self.hidden = np.zeros(0, np.int64)
+
+    @property
+    def extents(self) -> np.ndarray:
+        """``(n, 4)`` extents placed so far (a view)."""
+        return self._extents[:self.n]
 
     def accept_for(self, t: Placed, threshold: int) -> Optional[Callable[[np.ndarray], np.ndarray]]:
         """The test of candidate positions for sprite ``t`` beyond the box test, or None when there is none."""
@@ -535,7 +546,10 @@ class _Occupancy:
 
     def add(self, t: Placed, threshold: int) -> None:
         x0, y0, x1, y1 = t.extent
-        self.extents = np.vstack([self.extents, [x0, y0, x1, y1]])
+        if self.n == len(self._extents):
+            self._extents = np.concatenate([self._extents, np.zeros_like(self._extents)])
+        self._extents[self.n] = (x0, y0, x1, y1)
+        self.n += 1
         if self.owner is None:
             return
         vis = t.alpha > threshold
@@ -581,8 +595,8 @@ def synthesize(background: np.ndarray, pick_sprite, classes: Sequence[str], para
     else:
         keep = None
     box_overlap = params.box_overlap
-    occ = _Occupancy((W, H), keep, track=box_overlap > 0, max_occlusion=params.max_occlusion)
     n = int(rng.choice(np.asarray(params.per_image)))
+    occ = _Occupancy((W, H), keep, track=box_overlap > 0, max_occlusion=params.max_occlusion, capacity=n)
     chosen = choose_classes(list(classes), dict(params.class_weights), n, rng)
     placed: List[Placed] = []
     too_large = no_room = 0

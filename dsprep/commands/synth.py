@@ -62,7 +62,7 @@ def _parsed(fn, option: str, *args):
               help="How objects are blended in: feathered edges, plain alpha, gaussian-softened edges (= feather 2), "
                    "or Poisson (seamless) cloning.")
 @click.option("--feather", type=click.FloatRange(0, 50), default=2.0, show_default=True,
-              help="Width in pixels of the soft edge inside each object (--blend feather; 0 = hard edges).")
+              help="Width in pixels of the soft edge inside each object (--blend feather; below 0.5: hard edges).")
 @click.option("--harmonize", is_flag=True,
               help="Match each object's colour statistics (Lab mean and spread) to the region it lands on.")
 @click.option("--harmonize-strength", type=click.FloatRange(0, 1), default=0.5, show_default=True,
