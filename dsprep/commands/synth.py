@@ -141,6 +141,8 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
             subdirs += [out_dir / "SegmentationObject", out_dir / "SegmentationClass"]
         for d in subdirs:
             d.mkdir(parents=True, exist_ok=True)
+        if masks:
+            _write_labelmap(out_dir, [c for c, _ in obj])
         start = 0
         if append:
             taken = [int(p.stem[len("synth_"):]) for p in image_dir.glob("synth_*") if p.stem[6:].isdigit()]
@@ -176,6 +178,16 @@ def _write_list(out_dir: Path, out_format: str, split_name: str, names, append: 
     if out_format == "voc":
         (out_dir / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
         write_split_list(out_dir / "ImageSets" / "Main" / f"{split_name}.txt", names, append=append)
+
+
+def _write_labelmap(out_dir: Path, classes) -> None:
+    """``labelmap.txt``: what the SegmentationClass values mean (background 0, then the classes in folder order),
+    with their palette colours, as Datumaro and ``dsprep.voc.read_labelmap`` read it."""
+    from ..outputs import atomic_write_text
+    from ..synth import voc_palette
+    pal = voc_palette()
+    lines = [f"{name}:{','.join(str(int(v)) for v in pal[i])}::" for i, name in enumerate(["background"] + classes)]
+    atomic_write_text(out_dir / "labelmap.txt", "# label:color_rgb:parts:actions\n" + "\n".join(lines) + "\n")
 
 
 def _remove_from(out_dir: Path, subdirs, first: int) -> int:
