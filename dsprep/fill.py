@@ -43,21 +43,33 @@ def fill_regions(img: np.ndarray, mask: np.ndarray, method: str = "inpaint") -> 
     out = img.copy()
     if method == "black":
         out[hole] = 0
-    elif method == "mean":
+        return out
+    if method == "mean":
         out[hole] = np.round(img[~hole].mean(axis=0)).astype(img.dtype)
-    elif method == "blur" or img.dtype != np.uint8 or (img.ndim == 3 and img.shape[2] not in (1, 3)):
-        out[hole] = push_pull(img, hole)[hole]
+        return out
+    # The work is done in a window around the regions: half their size beyond them on each side (the membrane's
+    # coarsest levels average about that far; Telea looks INPAINT_RADIUS pixels out).
+    x, y, w, h = cv2.boundingRect(hole.view(np.uint8))
+    m = max(w, h) // 2 + 8
+    win = np.s_[max(0, y - m):y + h + m, max(0, x - m):x + w + m]
+    if not hole[win].all():
+        sub_img, sub_hole = img[win], hole[win]
+    else:  # the regions leave nothing known inside the window: use the whole image
+        win, sub_img, sub_hole = np.s_[:, :], img, hole
+    if method == "blur" or img.dtype != np.uint8 or (img.ndim == 3 and img.shape[2] not in (1, 3)):
+        filled = push_pull(sub_img, sub_hole)
     else:
-        hole8 = hole.view(np.uint8)
-        out = cv2.inpaint(img, hole8, INPAINT_RADIUS, cv2.INPAINT_TELEA)  # known pixels are kept as they are
+        hole8 = sub_hole.view(np.uint8)
+        filled = cv2.inpaint(sub_img, hole8, INPAINT_RADIUS, cv2.INPAINT_TELEA)  # known pixels are kept as they are
         depth = cv2.distanceTransform(hole8, cv2.DIST_L2, 3)
         deep = depth > 1.0
         if deep.any():
-            membrane = push_pull(img, hole)
-            w = np.minimum(depth[deep] / INPAINT_BLEND, 1.0)
+            membrane = push_pull(sub_img, sub_hole)
+            wt = np.minimum(depth[deep] / INPAINT_BLEND, 1.0)
             if img.ndim == 3:
-                w = w[:, None]
-            out[deep] = np.round(out[deep] * (1.0 - w) + membrane[deep] * w).astype(np.uint8)
+                wt = wt[:, None]
+            filled[deep] = np.round(filled[deep] * (1.0 - wt) + membrane[deep] * wt).astype(np.uint8)
+    out[win][sub_hole] = filled[sub_hole]
     return out
 
 
