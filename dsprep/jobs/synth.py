@@ -89,8 +89,9 @@ def synth_one(args) -> dict:
     h, w = res.image.shape[:2]
     image_dir = out / ("JPEGImages" if cfg.fmt == "voc" else "images")
     write_image(image_dir / f"{name}{cfg.ext}", res.image, jpeg_quality=cfg.jpeg_quality)
-    rec = ImageRecord(f"{name}{cfg.ext}", w, h, boxes=res.boxes, names=res.names, truncated=res.truncated,
-                      polygons=res.quads if cfg.fmt == "dota" else None, meta={"stem": name})
+    # trusted: the arrays are built here with the model's shapes and dtypes (the checks cost more than the XML)
+    rec = ImageRecord.trusted(f"{name}{cfg.ext}", w, h, 3, res.boxes, res.names, np.zeros(len(res.names), np.uint8),
+                              res.truncated, polygons=res.quads if cfg.fmt == "dota" else None, meta={"stem": name})
     if cfg.fmt == "voc":
         write_voc(out / "Annotations" / f"{name}.xml", rec)
     else:
