@@ -78,6 +78,9 @@ class Sprite:
         """
         key = ("premultiplied", edge_width)
         if key not in self._cache:
+            variants = [k for k in self._cache if k[0] == "premultiplied"]
+            if len(variants) >= MAX_VARIANTS:  # bounded memory: the oldest variant goes (dicts keep insertion order)
+                del self._cache[variants[0]]
             a = soften_edges(self.alpha, "feather", edge_width) if edge_width > 0 else self.alpha
             color = cv2.multiply(self.bgr, cv2.merge([a, a, a]), scale=1.0 / 255.0)
             self._cache[key] = cv2.copyMakeBorder(np.dstack([color, a]), PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT,
@@ -87,6 +90,7 @@ class Sprite:
 
 PAD = 2
 FEATHER_STEPS = 4  # feathered variants of a sprite per octave of scale: the width drawn is within 9% of the asked
+MAX_VARIANTS = 4   # feathered variants kept per sprite (the jitter's range spans about three)
 
 
 def edge_width(blend: str, feather: float, scale: float) -> float:

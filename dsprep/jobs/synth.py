@@ -32,22 +32,29 @@ class SynthConfig:
 
 
 _SPRITES: dict = {}
+_SPRITE_BYTES = [0]
+SPRITE_CACHE_BYTES = 512 << 20  # per worker process
+SPRITE_BYTES_PER_PIXEL = 4 * (1 + 4)  # BGR + alpha, and up to 4 feathered premultiplied BGRA variants
 
 
 def _sprite(path: str, mask_from: str, orient: bool = True):
-    """Object crops are decoded once per worker process (bounded cache)."""
+    """Object crops are decoded once per worker process (a cache bounded in memory, emptied when full: what it holds
+    never changes what is made, only how fast)."""
     from ..synth import sprite_from_image
     key = (path, mask_from, orient)
     sp = _SPRITES.get(key)
     if sp is None:
-        if len(_SPRITES) > 4096:
-            _SPRITES.clear()
         try:
             sp = sprite_from_image(read_image(path, "unchanged", orient=orient), mask_from, path)
         except ValueError as e:
             from ..core import ImageError
             raise ImageError(str(e)) from e
+        size = sp.alpha.size * SPRITE_BYTES_PER_PIXEL
+        if len(_SPRITES) >= 4096 or _SPRITE_BYTES[0] + size > SPRITE_CACHE_BYTES:
+            _SPRITES.clear()
+            _SPRITE_BYTES[0] = 0
         _SPRITES[key] = sp
+        _SPRITE_BYTES[0] += size
     return sp
 
 
