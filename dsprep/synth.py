@@ -706,7 +706,7 @@ def synthesize(background: np.ndarray, pick_sprite, classes: Sequence[str], para
             bx, by, bw, bh = cv2.boundingRect(vis.view(np.uint8))
             boxes[k] = (x0 + bx, y0 + by, x0 + bx + bw, y0 + by + bh)
             quads[k] = _pixel_quad(vis) + (x0, y0)
-        keep_obj = frac <= params.drop_above
+        keep_obj = (frac <= params.drop_above) & (occ.hidden < occ.area)  # nothing visible: never annotated
         truncated = frac > params.truncated_above
     instance = None
     if masks:

@@ -461,3 +461,17 @@ def test_voc_sample_pipeline_gives_real_looking_exact_images(shared, tmp_path):
                 np.testing.assert_array_equal(m, inst[y0:y1, x0:x1] == k + 1)
                 if out.name == "sil":
                     assert m.mean() < 0.9  # a silhouette, not a rectangle (upright: a rectangle would fill it)
+
+
+def test_a_wholly_hidden_object_is_never_annotated():
+    """Even when every hidden share is allowed (--max-occlusion 1 --drop-hidden 1), an object with no visible pixel
+    left is counted as hidden, not annotated with the box of pixels nobody sees."""
+    big = Sprite(np.full((40, 40, 3), 200, np.uint8), np.full((40, 40), 255, np.uint8))
+    small = Sprite(np.full((10, 10, 3), 50, np.uint8), np.full((10, 10), 255, np.uint8))
+    bg = np.zeros((40, 40, 3), np.uint8)
+    params = SynthParams(per_image=(2,), rotate=(0, 0), scale=(1, 1), flip="", blend="none", max_occlusion=1.0,
+                         drop_above=1.0)
+    order = iter([small, big])
+    res = synthesize(bg, lambda c, r: next(order), ["a"], params, np.random.default_rng(0), masks=True)
+    assert res.hidden == 1 and len(res.boxes) == 1 and tuple(res.boxes[0]) == (0, 0, 40, 40)
+    assert (res.instance == 1).all()
