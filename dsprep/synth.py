@@ -98,8 +98,8 @@ def edge_width(blend: str, feather: float, scale: float) -> float:
     quarter octaves, so a sprite is feathered once per quarter octave it is drawn at); 0 for hard edges."""
     if blend == "gaussian":
         feather = 2.0
-    elif blend != "feather" or feather <= 0:
-        return 0.0
+    elif blend != "feather" or feather < 0.5:
+        return 0.0  # hard edges
     level = round(math.log2(max(scale, 1e-6)) * FEATHER_STEPS)
     return feather / 2.0 ** (level / FEATHER_STEPS)
 

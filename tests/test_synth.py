@@ -475,3 +475,17 @@ def test_a_wholly_hidden_object_is_never_annotated():
     res = synthesize(bg, lambda c, r: next(order), ["a"], params, np.random.default_rng(0), masks=True)
     assert res.hidden == 1 and len(res.boxes) == 1 and tuple(res.boxes[0]) == (0, 0, 40, 40)
     assert (res.instance == 1).all()
+
+
+@pytest.mark.parametrize("feather", [0, 2, 4])
+def test_the_soft_edge_is_as_wide_as_asked_at_any_scale(feather):
+    """The sprite is feathered before it is warped (once per quarter octave of scale): on the canvas the edge's
+    ramp (alpha strictly between 5% and 95%) is --feather pixels wide, one more where scaling up blurs it too."""
+    alpha = np.zeros((201, 201), np.uint8)
+    cv2.circle(alpha, (100, 100), 90, 255, -1)
+    sprite = Sprite(np.full((201, 201, 3), 200, np.uint8), alpha)
+    for scale in (0.5, 0.8, 1.0, 1.3, 2.0):
+        t = transform_sprite(sprite, 0, scale, False, False, 127, "feather", feather)
+        row = t.alpha[t.alpha.shape[0] // 2]
+        ramp = ((row > 12) & (row < 243)).sum() / 2
+        assert feather <= ramp <= feather + 1 + (scale > 1), (scale, ramp)
