@@ -15,8 +15,8 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .core import (Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
-                   decide_classes, polygons_to_boxes)
+from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError,
+                   Problem, decide_classes, polygons_to_boxes)
 from .images import IMAGE_EXTS, image_size
 from .outputs import atomic_write_text
 
@@ -56,8 +56,9 @@ def parse_dota(text: str, source: str = "<labels>", on_error: str = "fail"
                     v = float(tok)
                 except ValueError as e:
                     raise ParseError(f"{source}:{lineno}: cannot parse {'xy'[i % 2]}{i // 2 + 1} from '{tok}'") from e
-                if not np.isfinite(v):
-                    raise ParseError(f"{source}:{lineno}: {'xy'[i % 2]}{i // 2 + 1} is '{tok}'")
+                if not abs(v) <= MAX_COORDINATE:  # also NaN
+                    raise ParseError(f"{source}:{lineno}: {'xy'[i % 2]}{i // 2 + 1} is '{tok}'"
+                                     + ("" if not np.isfinite(v) else " (beyond any image)"))
                 xy.append(v)
             diff = 0
             if len(fields) == 10:

@@ -17,8 +17,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 from lxml import etree
 
-from .core import (Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
-                   decide_classes)
+from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError,
+                   Problem, decide_classes)
 from .images import IMAGE_EXTS, image_size
 from .outputs import atomic_write_bytes
 
@@ -92,8 +92,9 @@ def _coords_slow(texts: dict, source: str, k: int, name: str) -> List[float]:
             v = _coord(t, shift=c in ("xmin", "ymin"))
         except (ValueError, ArithmeticError) as e:
             raise ParseError(f"{source}: object {k} ({name}): cannot parse {c} from '{t.strip()}'") from e
-        if not math.isfinite(v):
-            raise ParseError(f"{source}: object {k} ({name}): {c} is {t.strip()}")
+        if not abs(v) <= MAX_COORDINATE:  # also NaN and infinities
+            raise ParseError(f"{source}: object {k} ({name}): {c} is {t.strip()}"
+                             + ("" if not math.isfinite(v) else " (beyond any image)"))
         vals.append(v)
     return vals
 
@@ -188,6 +189,10 @@ def _from_root(root, source: str) -> Tuple[ImageRecord, List[Problem]]:
         difficult.append(_FLAGS[diff] if diff in _FLAGS else _flag(diff, "difficult", source))
         truncated.append(_FLAGS[trunc] if trunc in _FLAGS else _flag(trunc, "truncated", source))
     boxes = np.array(coords, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) and not np.abs(boxes).max() <= MAX_COORDINATE:  # one vectorized test for the fast path
+        k = int(np.flatnonzero(~(np.abs(boxes) <= MAX_COORDINATE).all(axis=1))[0])
+        _coords_slow({c.tag: c.text for obj in objects[k:k + 1] for el in obj if el.tag == "bndbox" for c in el},
+                     source, k, names[k])
     rec = ImageRecord.trusted(image_path=filename, width=width, height=height, depth=depth,
                               boxes=boxes, names=names,
                               difficult=np.array(difficult, np.uint8), truncated=np.array(truncated, bool),
