@@ -11,7 +11,7 @@ import sys
 import click
 
 from . import __version__
-from .commands import color, convert, crop, demo, fetch, info, pack, synth, tile, visualize
+from .commands import color, convert, crop, demo, eval as eval_, fetch, info, pack, review, synth, tile, visualize
 from .commands.common import DsprepGroup
 
 
@@ -21,10 +21,11 @@ def main():
     """dsprep: turn raw object-detection data into training-ready data."""
 
 
-# the order of a typical workflow (``dsprep --help`` lists them so)
-main.add_command(fetch.fetch)  # getting the data comes first
-for _cmd in (demo.demo, info.info, visualize.visualize, crop.crop, tile.tile_dota, tile.merge_dota, convert.convert,
-             synth.synth, color.color, pack.voc_to_h5, pack.voc_to_pickle):
+# the order of a typical workflow (``dsprep --help`` lists them so): get and inspect the data, fix it, prepare it,
+# make more of it, pack it for training, score the detector
+for _cmd in (demo.demo, fetch.fetch, info.info, visualize.visualize, review.review, convert.convert, crop.crop,
+             tile.tile_dota, synth.synth, color.color, pack.voc_to_h5, pack.voc_to_pickle, tile.merge_dota,
+             eval_.eval_cmd):
     main.add_command(_cmd)
 
 
