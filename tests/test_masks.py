@@ -279,7 +279,8 @@ def test_crop_writes_silhouettes_where_masks_exist(shared, tmp_path):
 
 def test_grabcut_finds_the_silhouettes_of_objects_without_masks(tmp_path):
     """On demo scenes (textured backgrounds, shaded balls, turned boxes and cones) with their mask files removed,
-    GrabCut's masks agree with the true ones (mean IoU >= 0.9; 0.98 when written), the same bytes in any process order."""
+    GrabCut's masks agree with the true ones (mean IoU >= 0.9; 0.98 when written), the same bytes in any process
+    order."""
     from dsprep.demo import make_voc_demo
     from helpers import run_cli as run
     truth = tmp_path / "truth"

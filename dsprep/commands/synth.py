@@ -147,8 +147,8 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
         if append:
             taken = [int(p.stem[len("synth_"):]) for p in image_dir.glob("synth_*") if p.stem[6:].isdigit()]
             start = max(taken) + 1 if taken else 0
-        cfg = SynthConfig(out=str(out_dir), backgrounds=bgs, sidecars=sidecars, objects=obj, params=params, seed=seed, fmt=out_format,
-                          ext=ext, mask_from=mask_from, masks=masks, color=color_method, jpeg_quality=jpeg_quality,
+        cfg = SynthConfig(out=str(out_dir), backgrounds=bgs, sidecars=sidecars, objects=obj, params=params, seed=seed,
+                          fmt=out_format, ext=ext, mask_from=mask_from, masks=masks, color=color_method, jpeg_quality=jpeg_quality,
                           orient=common.exif != "ignore")
         names, done = [], 0
         try:
