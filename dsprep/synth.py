@@ -290,8 +290,13 @@ def place(size: Tuple[int, int], extent: Tuple[int, int], occupied: np.ndarray, 
             return int(xy[0, 0]), int(xy[0, 1])
         if len(occupied) and max_overlap <= 0:  # disjoint extents (the default): the fewest array operations
             x, y, b = xy[:, :1], xy[:, 1:], occupied
-            hit = (x < b[:, 2]) & (b[:, 0] < x + w) & (y < b[:, 3]) & (b[:, 1] < y + h)
-            ok = np.flatnonzero(~hit.any(axis=1))
+            free = ~((x < b[:, 2]) & (b[:, 0] < x + w) & (y < b[:, 3]) & (b[:, 1] < y + h)).any(axis=1)
+            if accept is None:
+                i = int(free.argmax())
+                if free[i]:
+                    return int(xy[i, 0]), int(xy[i, 1])
+                continue
+            ok = np.flatnonzero(free)
         elif len(occupied) and max_overlap < 1:
             cand = np.empty((k, 4), np.float64)
             cand[:, :2] = xy
