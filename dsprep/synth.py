@@ -288,6 +288,14 @@ def place(size: Tuple[int, int], extent: Tuple[int, int], occupied: np.ndarray, 
         xy = (rng.random((k, 2)) * high).astype(np.int64)
         if len(occupied) == 0 and accept is None:
             return int(xy[0, 0]), int(xy[0, 1])
+        if accept is None and max_overlap <= 0 and k * len(occupied) <= 128:
+            # Few candidates and boxes (the common case): plain Python tests them in order, stopping at the first
+            # free one, faster than a dozen array operations on tiny arrays; the same answer as the array test.
+            boxes = occupied.tolist()
+            for cx, cy in xy.tolist():
+                if not any(cx < bx1 and bx0 < cx + w and cy < by1 and by0 < cy + h for bx0, by0, bx1, by1 in boxes):
+                    return cx, cy
+            continue
         if len(occupied) and max_overlap <= 0:  # disjoint extents (the default): the fewest array operations
             x, y, b = xy[:, :1], xy[:, 1:], occupied
             free = ~((x < b[:, 2]) & (b[:, 0] < x + w) & (y < b[:, 3]) & (b[:, 1] < y + h)).any(axis=1)
@@ -667,21 +675,26 @@ def synthesize(background: np.ndarray, pick_sprite, classes: Sequence[str], para
     placed: List[Placed] = []
     too_large = no_room = 0
     base_scale = 1.0 if params.scale is not None else fit.object_scale
+    # the loop's constants as locals (a few microseconds per object add up over 16 objects)
+    rot_lo, rot_hi = params.rotate
+    sc_lo, sc_hi = params.scale if params.scale is not None else params.jitter
+    may_flip_h, may_flip_v = "h" in params.flip, "v" in params.flip
+    blend, feather, candidates, rounds = params.blend, params.feather, params.candidates, params.rounds
+    uniform, random = rng.uniform, rng.random
     for cls in chosen:
         sprite = pick_sprite(cls, rng)
-        angle = rng.uniform(*params.rotate)
-        scale = rng.uniform(*(params.scale if params.scale is not None else params.jitter)) * base_scale
-        flip_h = "h" in params.flip and bool(rng.random() < 0.5)
-        flip_v = "v" in params.flip and bool(rng.random() < 0.5)
-        t = transform_sprite(sprite, angle, scale, flip_h, flip_v, thr, params.blend, params.feather)
+        angle = uniform(rot_lo, rot_hi)
+        scale = uniform(sc_lo, sc_hi) * base_scale
+        flip_h = may_flip_h and random() < 0.5
+        flip_v = may_flip_v and random() < 0.5
+        t = transform_sprite(sprite, angle, scale, flip_h, flip_v, thr, blend, feather)
         if t is None:
             too_large += 1
             continue
         h, w = t.alpha.shape
         # Placement tests the sprite's whole extent (faint edges included), so annotated boxes, which lie inside
         # it, keep the same guarantee.
-        pos = place((W, H), (w, h), occ.extents, box_overlap, rng, params.candidates, params.rounds,
-                    accept=occ.accept_for(t, thr))
+        pos = place((W, H), (w, h), occ.extents, box_overlap, rng, candidates, rounds, accept=occ.accept_for(t, thr))
         if pos is None:
             if w > W or h > H:
                 too_large += 1

@@ -489,3 +489,22 @@ def test_the_soft_edge_is_as_wide_as_asked_at_any_scale(feather):
         row = t.alpha[t.alpha.shape[0] // 2]
         ramp = ((row > 12) & (row < 243)).sum() / 2
         assert feather <= ramp <= feather + 1 + (scale > 1), (scale, ramp)
+
+
+def test_placement_paths_agree():
+    """The plain-Python test used for few candidates and the array test give the same positions."""
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(0, 40))
+        xy = rng.integers(0, 200, (n, 2))
+        wh = rng.integers(5, 60, (n, 2))
+        occupied = np.hstack([xy, xy + wh]).astype(np.float64)
+        extent = (int(rng.integers(5, 80)), int(rng.integers(5, 80)))
+        got = place((260, 260), extent, occupied, 0.0, np.random.default_rng(seed))
+        # the array path: an accept test that takes every position forces it
+        want = place((260, 260), extent, occupied, 0.0, np.random.default_rng(seed),
+                     accept=lambda c: np.ones(len(c), bool))
+        assert got == want
+        if got is not None:
+            cand = np.array([[got[0], got[1], got[0] + extent[0], got[1] + extent[1]]], np.float64)
+            assert overlap_ok(cand, occupied, 0.0).all()
