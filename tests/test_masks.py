@@ -325,3 +325,24 @@ def test_grabcut_beats_the_rectangle_on_real_photos(shared):
             ours.append(0.0 if g is None else (g & m).sum() / (g | m).sum())
             rect.append(m.mean())
     assert len(ours) == 9 and np.mean(ours) > np.mean(rect) + 0.05
+
+
+def test_crop_takes_masks_from_any_format_module(tmp_path, monkeypatch):
+    """crop asks the registry, not VOC: whatever a format module's object_masks answers (COCO's polygons and RLE,
+    labelme's shapes) becomes the crops' alpha and what the backgrounds blank."""
+    from helpers import run_cli as run
+    root = write_voc_tree(tmp_path / "d", {"a": (60, 40, [("cat", (11, 6, 40, 35)), ("dog", (45, 5, 55, 15))])})
+    disc = np.zeros((30, 30), np.uint8)
+    cv2.circle(disc, (15, 15), 12, 1, -1)
+    import dsprep.voc as voc
+    monkeypatch.setattr(voc, "object_masks", lambda rec: [disc.astype(bool), None])
+    res = run("crop", root, "--out", tmp_path / "c", "--backgrounds", tmp_path / "b", "--blank-margin", "0",
+              "--fill", "black")
+    assert "2 crops, 1 masked" in res.output
+    cat = cv2.imread(str(tmp_path / "c" / "cat" / "a_0.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(cat[..., 3] > 0, disc.astype(bool))
+    assert cv2.imread(str(tmp_path / "c" / "dog" / "a_1.png"), cv2.IMREAD_UNCHANGED).shape == (11, 11, 3)
+    bg = cv2.imread(str(tmp_path / "b" / "a.png"))
+    black = (bg == 0).all(axis=-1)
+    np.testing.assert_array_equal(black[5:35, 10:40], disc.astype(bool))  # the silhouette, not its box
+    assert black[4:15, 44:55].all()  # the dog has no mask: its box
