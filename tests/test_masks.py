@@ -346,3 +346,20 @@ def test_crop_takes_masks_from_any_format_module(tmp_path, monkeypatch):
     black = (bg == 0).all(axis=-1)
     np.testing.assert_array_equal(black[5:35, 10:40], disc.astype(bool))  # the silhouette, not its box
     assert black[4:15, 44:55].all()  # the dog has no mask: its box
+
+
+def test_instance_table_against_a_per_instance_reference(shared):
+    for path in sorted((shared / "voc_sample" / "SegmentationObject").glob("*.png")):
+        inst = reference_png_values(path.read_bytes())
+        cls = reference_png_values((path.parent.parent / "SegmentationClass" / path.name).read_bytes())
+        count, box, icls = instance_table(inst, cls)
+        for i in range(256):
+            ys, xs = np.nonzero(inst == i)
+            if i in (0, 255) or len(ys) == 0:
+                assert count[i] == 0 and icls[i] == -1
+                continue
+            assert count[i] == len(ys)
+            assert tuple(box[i]) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            values, n = np.unique(cls[ys, xs], return_counts=True)
+            n[(values == 0) | (values == 255)] = 0
+            assert icls[i] == (values[np.argmax(n)] if n.max() > 0 else -1)
