@@ -125,8 +125,8 @@ class Placed:
 
     color: np.ndarray   # (h, w, 3) uint8: premultiplied by alpha, or (premultiplied False) straight colour
     alpha: np.ndarray   # (h, w) uint8: the alpha pasted
-    box: np.ndarray     # (4,) tight box of visible pixels, sprite coordinates (0-based, continuous)
-    quad: np.ndarray    # (4, 2) rotated rectangle of the visible pixels, sprite coordinates
+    box: Sequence[float]   # x0, y0, x1, y1: tight box of visible pixels, sprite coordinates (0-based, continuous)
+    quad: Sequence         # 4 (x, y) corners: rotated rectangle of the visible pixels, sprite coordinates
     name: str = ""
     x: int = 0
     y: int = 0
@@ -169,7 +169,8 @@ def transform_sprite(sprite: Sprite, angle: float, scale: float, flip_h: bool = 
         return None
     # One affine map in pixel-index space (what warpAffine uses): flips first, then scale and rotation about the
     # centre (as cv2.getRotationMatrix2D: counter-clockwise on screen).  Folding the flips into the matrix avoids
-    # copying flipped arrays; plain floats, because numpy's per-call cost dominates on 2x3 matrices.
+    # copying flipped arrays; plain floats, because numpy's per-call cost dominates on 2x3 matrices (this function
+    # runs for every object: its arithmetic is written out).
     rad = math.radians(angle)
     ca, sa = scale * math.cos(rad), scale * math.sin(rad)
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
@@ -179,21 +180,20 @@ def transform_sprite(sprite: Sprite, angle: float, scale: float, flip_h: bool = 
     d, e = -sa * fx, ca * fy
     c = ca * tx + sa * ty + (1 - ca) * cx - sa * cy
     f = -sa * tx + ca * ty + sa * cx + (1 - ca) * cy
-
-    def apply(points):
-        """Continuous coordinates (pixel i spans [i, i+1)) through the index-space map."""
-        return [(a * (x - 0.5) + b * (y - 0.5) + c + 0.5, d * (x - 0.5) + e * (y - 0.5) + f + 0.5)
-                for x, y in points]
-
-    (x00, y00), (x10, y10), (x11, y11), (x01, y01) = apply(((0, 0), (w, 0), (w, h), (0, h)))
-    lox = math.floor(min(x00, x10, x11, x01)) - 1
-    loy = math.floor(min(y00, y10, y11, y01)) - 1
-    ow = math.ceil(max(x00, x10, x11, x01)) + 1 - lox
-    oh = math.ceil(max(y00, y10, y11, y01)) + 1 - loy
+    # Continuous coordinates (pixel i spans [i, i+1)) through the index-space map: x' = a x + b y + kx, so over
+    # the corners of a rectangle the extremes are kx + (a x0 or a x1) + (b y0 or b y1).
+    kx, ky = c + 0.5 - 0.5 * (a + b), f + 0.5 - 0.5 * (d + e)
+    aw, bh, dw, eh = a * w, b * h, d * w, e * h
+    lox = math.floor(kx + min(0.0, aw) + min(0.0, bh)) - 1
+    loy = math.floor(ky + min(0.0, dw) + min(0.0, eh)) - 1
+    ow = math.ceil(kx + max(0.0, aw) + max(0.0, bh)) + 1 - lox
+    oh = math.ceil(ky + max(0.0, dw) + max(0.0, eh)) + 1 - loy
     c -= lox
     f -= loy
+    kx -= lox
+    ky -= loy
     # the cached sprite is padded by PAD pixels: x_unpadded = x_padded - PAD
-    mp = np.array([[a, b, c - (a + b) * PAD], [d, e, f - (d + e) * PAD]])
+    mp = np.array(((a, b, c - (a + b) * PAD), (d, e, f - (d + e) * PAD)))
     # Constant (transparent black) border: a sample that reaches outside the sprite only mixes pixels of the
     # transparent PAD ring with it, so its alpha is 0 and its colour never shows (and it is 2x faster than
     # BORDER_REPLICATE).
@@ -203,22 +203,22 @@ def transform_sprite(sprite: Sprite, angle: float, scale: float, flip_h: bool = 
     a8 = cv2.extractChannel(warped, 3)
     if not premultiplied:
         a8 = soften_edges(a8, blend, feather, alpha_threshold)
-    tight = _visible_box(a8, alpha_threshold)
-    any_box = _visible_box(a8, 0)
-    if tight is None or any_box is None:
+    tx0, ty0, tw, th = cv2.boundingRect(cv2.compare(a8, alpha_threshold, cv2.CMP_GT) if alpha_threshold > 0 else a8)
+    if tw == 0:
         return None
+    ax0, ay0, aw_, ah_ = cv2.boundingRect(a8)
     vx0, vy0, vx1, vy1 = vis
-    corners = apply(((vx0, vy0), (vx1, vy0), (vx1, vy1), (vx0, vy1)))
-    qx, qy = [p[0] for p in corners], [p[1] for p in corners]
+    corners = [(kx + a * px + b * py, ky + d * px + e * py) for px, py in ((vx0, vy0), (vx1, vy0), (vx1, vy1),
+                                                                          (vx0, vy1))]
+    (qx0, qy0), (qx1, qy1), (qx2, qy2), (qx3, qy3) = corners
     # The sprite's extent holds every pixel with any alpha and the whole quad, so placing the extent inside the
-    # canvas keeps boxes and quads inside the image.  (Plain Python on these few numbers: numpy's per-call cost
-    # would dominate.)
-    x0 = max(0, min(any_box[0], math.floor(min(qx))))
-    y0 = max(0, min(any_box[1], math.floor(min(qy))))
-    x1 = min(ow, max(any_box[2], math.ceil(max(qx))))
-    y1 = min(oh, max(any_box[3], math.ceil(max(qy))))
-    quad = np.array([(px - x0, py - y0) for px, py in corners], np.float64)
-    box = np.array((tight[0] - x0, tight[1] - y0, tight[2] - x0, tight[3] - y0), np.float64)
+    # canvas keeps boxes and quads inside the image.
+    x0 = max(0, min(ax0, math.floor(min(qx0, qx1, qx2, qx3))))
+    y0 = max(0, min(ay0, math.floor(min(qy0, qy1, qy2, qy3))))
+    x1 = min(ow, max(ax0 + aw_, math.ceil(max(qx0, qx1, qx2, qx3))))
+    y1 = min(oh, max(ay0 + ah_, math.ceil(max(qy0, qy1, qy2, qy3))))
+    quad = ((qx0 - x0, qy0 - y0), (qx1 - x0, qy1 - y0), (qx2 - x0, qy2 - y0), (qx3 - x0, qy3 - y0))
+    box = (tx0 - x0, ty0 - y0, tx0 + tw - x0, ty0 + th - y0)
     return Placed(cv2.cvtColor(warped[y0:y1, x0:x1], cv2.COLOR_BGRA2BGR), a8[y0:y1, x0:x1], box, quad,
                   sprite.name, premultiplied=premultiplied)
 
