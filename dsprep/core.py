@@ -25,6 +25,11 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 
+# No image has a pixel coordinate beyond this (a 100-gigapixel image is 316,000 pixels a side): a coordinate
+# past it in an annotation is a broken number, refused where the file is read rather than overflowing later.
+MAX_COORDINATE = 1e8
+
+
 class DsprepError(Exception):
     """Bad input or an impossible request: reported to the user as one line, never a traceback."""
 

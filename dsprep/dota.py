@@ -15,8 +15,8 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .core import (Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
-                   decide_classes, polygons_to_boxes)
+from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError,
+                   Problem, decide_classes, polygons_to_boxes)
 from .images import IMAGE_EXTS, image_size
 from .outputs import atomic_write_text
 
@@ -56,8 +56,9 @@ def parse_dota(text: str, source: str = "<labels>", on_error: str = "fail"
                     v = float(tok)
                 except ValueError as e:
                     raise ParseError(f"{source}:{lineno}: cannot parse {'xy'[i % 2]}{i // 2 + 1} from '{tok}'") from e
-                if not np.isfinite(v):
-                    raise ParseError(f"{source}:{lineno}: {'xy'[i % 2]}{i // 2 + 1} is '{tok}'")
+                if not abs(v) <= MAX_COORDINATE:  # also NaN
+                    raise ParseError(f"{source}:{lineno}: {'xy'[i % 2]}{i // 2 + 1} is '{tok}'"
+                                     + ("" if not np.isfinite(v) else " (beyond any image)"))
                 xy.append(v)
             diff = 0
             if len(fields) == 10:
@@ -242,7 +243,6 @@ def _outside(rec: ImageRecord, source: str) -> List[Problem]:
                                                       f"{rec.width}x{rec.height} image") for k in out]
 
 
-
 # ================================================================================================================
 # Saving an edited record into its own file (the edit protocol of dataset.py: annotation_file, load_record,
 # save_record).  Kept at the end of the module on purpose: it only adds names.
@@ -350,3 +350,26 @@ def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Proble
 
 
 save_record = update_dota
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Object masks (see dsprep.dataset.object_masks): a pixel belongs to an object when its centre lies inside the
+# object's quad or on its outline.  Coordinates need no orientation step: DOTA labels refer to the pixels as read.
+
+def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
+    """Each object's quad as a bool mask over its pixel bounds (all objects at once: one shapely call)."""
+    import shapely
+    from .crop import pixel_bounds
+    if rec.polygons is None or len(rec) == 0:
+        return None
+    b = pixel_bounds(rec.boxes, rec.width, rec.height)
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    sizes = w * h
+    obj = np.repeat(np.arange(len(rec)), sizes)
+    local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    xs = b[obj, 0] + local % np.maximum(w[obj], 1) + 0.5
+    ys = b[obj, 1] + local // np.maximum(w[obj], 1) + 0.5
+    polys = shapely.polygons(rec.polygons)
+    inside = shapely.intersects_xy(polys[obj], xs, ys)
+    parts = np.split(inside, np.cumsum(sizes)[:-1])
+    return [p.reshape(int(hk), int(wk)) for p, wk, hk in zip(parts, w.tolist(), h.tolist())]

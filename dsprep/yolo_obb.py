@@ -46,3 +46,10 @@ class Writer(yolo.Writer):
     NAME = NAME
     OBB = True
     HANDLES_ATTRS = frozenset({"segmentation"})  # rings become quads or rotated rectangles, counted in record_files
+
+
+def object_masks(rec: ImageRecord):
+    """Each object's quad as a bool mask over its pixel bounds, by DOTA's rule (:func:`dsprep.dota.object_masks`:
+    a pixel is in when its centre is inside the quad or on its outline)."""
+    from .dota import object_masks as quad_masks
+    return quad_masks(rec)
