@@ -248,3 +248,24 @@ def test_synth_writes_every_format(tmp_path, fmt):
     if fmt == "coco":
         (doc,) = [json.loads(p.read_text()) for p in (tmp_path / "s" / "annotations").glob("*.json")]
         assert len({i["id"] for i in doc["images"]}) == 5 and len({a["id"] for a in doc["annotations"]}) == 10
+
+
+@pytest.mark.parametrize("source, cls", [("coco2017_mini", "car"), ("labelme", "cat"), ("yolo_obb_dota8", "ship")])
+def test_crop_cuts_silhouettes_from_the_format_masks(tmp_path, source, cls):
+    """crop asks the registry for object masks: COCO polygons, labelme polygons and YOLO-OBB quads give RGBA crops
+    whose alpha is the object's own shape."""
+    from dsprep.crop import pixel_bounds
+    from dsprep.dataset import object_masks
+    run_cli("crop", DATA / source, "--out", tmp_path / "c", "--only", cls, "--mask", "auto", "-q")
+    ds = load_dataset(DATA / source)
+    rec, k = next((r, k) for r in ds.records for k, n in enumerate(r.names) if n == cls)
+    mask = object_masks(ds.format, rec)[k]
+    x0, y0, x1, y1 = pixel_bounds(rec.boxes, rec.width, rec.height)[k]
+    crop = cv2.imread(str(tmp_path / "c" / cls / f"{rec.stem}_{k}.png"), cv2.IMREAD_UNCHANGED)
+    assert crop.shape[2] == 4 and crop.shape[:2] == (y1 - y0, x1 - x0)
+    assert 0 < mask.sum() < mask.size
+    alpha = crop[..., 3] > 0
+    if rec.polygons is None:
+        assert np.array_equal(alpha, mask)
+    else:  # quads are cut as DOTA's are: an anti-aliased polygon alpha over the same shape
+        assert (alpha & mask).sum() / (alpha | mask).sum() > 0.8
