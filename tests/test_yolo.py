@@ -18,7 +18,11 @@ from dsprep import yolo_obb
 from helpers import gradient, run_cli
 
 DATA = Path(__file__).parent / "data"
-yaml = pytest.importorskip("yaml")
+
+
+def pyyaml():
+    """PyYAML, the reference the YAML subset is checked against (in the test extra)."""
+    return pytest.importorskip("yaml")
 
 
 # ---- label lines ------------------------------------------------------------------------------------------------
@@ -107,7 +111,7 @@ def test_documented_obb_example(tmp_path):
 @pytest.mark.parametrize("name", ["yolo_ultralytics", "yolo_roboflow", "yolo_obb_dota8"])
 def test_yaml_subset_reads_what_pyyaml_reads(name):
     text = (DATA / name / "data.yaml").read_text()
-    ours, ref = parse_yaml(text, "data.yaml"), yaml.safe_load(text)
+    ours, ref = parse_yaml(text, "data.yaml"), pyyaml().safe_load(text)
     assert yaml_names(ours, "data.yaml") == [str(n) for n in (ref["names"].values() if isinstance(ref["names"], dict)
                                                               else ref["names"])]
     for key in ("path", "train", "val", "test"):
@@ -137,7 +141,7 @@ multi: [a,
     assert doc["val"] == ["images/val"] and doc["nested"] == {"deeper": {"key": "value"}}
     assert doc["script"] == "line one\nline: two\n" and doc["multi"] == ["a", "b", "c"]
     assert yaml_names(doc, "x.yaml") == ["a: b", 'c"d', "no"]  # 'no' stays a name (PyYAML would say False)
-    ref = yaml.safe_load(text)
+    ref = pyyaml().safe_load(text)
     assert ref["train"] == doc["train"] and ref["script"] == doc["script"] and ref["multi"] == doc["multi"]
 
 
@@ -158,7 +162,7 @@ def test_bad_yaml_names_file_and_line(text, message):
 @given(st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).filter(lambda s: s.strip()))
 def test_names_we_write_read_back_by_pyyaml_and_by_us(name):
     line = f"names:\n  0: {yaml_string(name)}\n"
-    assert yaml.safe_load(line)["names"][0] == name
+    assert pyyaml().safe_load(line)["names"][0] == name
     assert yaml_names(parse_yaml(line, "x"), "x") == [name]
 
 
@@ -306,7 +310,7 @@ def test_writer_clips_and_counts_and_follows_the_class_list():
 def test_data_yaml_written_is_read_by_pyyaml_and_ultralytics_rules(tmp_path):
     run_cli("convert", DATA / "coco_roboflow", "--to", "yolo", "--out", tmp_path / "out", "--classes",
             "helmet,head,workers")
-    doc = yaml.safe_load((tmp_path / "out" / "data.yaml").read_text())
+    doc = pyyaml().safe_load((tmp_path / "out" / "data.yaml").read_text())
     assert doc["names"] == {0: "helmet", 1: "head", 2: "workers"} and doc["nc"] == 3
     assert doc["train"] == "images/train" and doc["val"] == "images/valid"
     assert doc["path"] == str((tmp_path / "out").resolve())
@@ -322,7 +326,7 @@ def test_data_yaml_written_is_read_by_pyyaml_and_ultralytics_rules(tmp_path):
 def test_one_split_gets_a_val_entry(tmp_path):
     run_cli("convert", DATA / "labelme", "--to", "yolo", "--out", tmp_path / "out")
     text = (tmp_path / "out" / "data.yaml").read_text()
-    doc = yaml.safe_load(text)
+    doc = pyyaml().safe_load(text)
     assert doc["train"] == doc["val"] == "images/train" and "no validation split" in text
     ds = load_dataset(tmp_path / "out")
     assert len(ds.records) == 2 and {p.kind for p in ds.problems} == {"split_alias"}
