@@ -78,12 +78,8 @@ def _number(value, what: str, where) -> float:
 
 
 def _load_json(data: bytes, source: str):
-    try:
-        return json.loads(data)
-    except json.JSONDecodeError as e:
-        raise ParseError(f"{source}:{e.lineno}: malformed JSON ({e.msg})") from e
-    except UnicodeDecodeError as e:
-        raise ParseError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    from .inputs import parse_json
+    return parse_json(data, source)
 
 
 def _where(data: bytes, source: str, key: str, k: int) -> str:
@@ -357,13 +353,9 @@ def _parse(data: bytes, source: str, policy: ErrorPolicy) -> CocoFile:
 
 def read_coco(path, policy: Optional[ErrorPolicy] = None) -> CocoFile:
     """Read and parse one COCO instances file (image paths left as the file's ``file_name``)."""
+    from .inputs import read_bytes
     path = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    return parse_coco(data, path, policy)
+    return parse_coco(read_bytes(path), path, policy)
 
 
 # ---- layouts ------------------------------------------------------------------------------------------------------

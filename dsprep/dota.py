@@ -129,17 +129,9 @@ def format_dota(rec: ImageRecord, header: bool = True) -> str:
 
 
 def read_dota(path, on_error: str = "fail"):
+    from .inputs import read_text
     path = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ParseError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    rec, problems, skipped = parse_dota(text, path, on_error)
+    rec, problems, skipped = parse_dota(read_text(path), path, on_error)
     rec.meta["stem"] = os.path.splitext(os.path.basename(path))[0]
     return rec, problems, skipped
 

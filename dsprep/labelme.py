@@ -79,12 +79,8 @@ def parse_labelme(data: bytes, source: str = "<labelme>") -> Tuple[ImageRecord, 
 
 
 def _load_doc(data: bytes, source: str) -> dict:
-    try:
-        return json.loads(data)
-    except json.JSONDecodeError as e:
-        raise ParseError(f"{source}:{e.lineno}: malformed JSON ({e.msg})") from e
-    except UnicodeDecodeError as e:
-        raise ParseError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    from .inputs import parse_json
+    return parse_json(data, source)
 
 
 def _parse(data: bytes, source: str):
@@ -190,13 +186,9 @@ def _parse(data: bytes, source: str):
 def read_labelme(path) -> Tuple[ImageRecord, List[Problem]]:
     """Read one file; the image is looked for at ``imagePath`` (relative to the file; ``\\`` separators as
     Windows labelme writes them), else beside the file under the file's own name."""
+    from .inputs import read_bytes
     path = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    rec, problems = parse_labelme(data, path)
+    rec, problems = parse_labelme(read_bytes(path), path)
     folder = os.path.dirname(path)
     stem = os.path.splitext(os.path.basename(path))[0]
     named = rec.image_path.replace("\\", "/")

@@ -546,13 +546,8 @@ def _resolve(base_dirs: Sequence[Path], entry: str) -> Optional[Path]:
 
 
 def _layout_from_yaml(root: Path, yaml_path: Path) -> YoloLayout:
-    try:
-        text = yaml_path.read_bytes().decode("utf-8-sig")
-    except OSError as e:
-        raise ParseError(f"{yaml_path}: cannot read ({e.strerror or e})") from e
-    except UnicodeDecodeError as e:
-        raise ParseError(f"{yaml_path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    doc = parse_yaml(text, str(yaml_path))
+    from .inputs import read_text
+    doc = parse_yaml(read_text(yaml_path), str(yaml_path))
     names = yaml_names(doc, str(yaml_path))
     bases = [root]
     if isinstance(doc.get("path"), str) and doc["path"].strip():
@@ -590,13 +585,8 @@ def _layout_from_yaml(root: Path, yaml_path: Path) -> YoloLayout:
 
 
 def _read_names_file(path: Path) -> List[str]:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as e:
-        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    except UnicodeDecodeError as e:
-        raise ParseError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    names = [line.strip() for line in text.splitlines()]
+    from .inputs import read_text
+    names = [line.strip() for line in read_text(path).splitlines()]
     while names and not names[-1]:
         names.pop()
     for i, n in enumerate(names):
@@ -770,19 +760,8 @@ def _beside(image: str) -> str:
 def read_label_text(path: str, missing_ok: bool = False) -> Optional[str]:
     """A label file's text (UTF-8, with or without a byte-order mark); with ``missing_ok`` a missing file gives
     None."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError as e:
-        if missing_ok:
-            return None
-        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    except OSError as e:
-        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ParseError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    from .inputs import read_text
+    return read_text(path, missing_ok)
 
 
 def read_labels(path: str, obb: bool, n_classes: Optional[int], on_error: str, missing_ok: bool = False):
