@@ -143,3 +143,20 @@ def test_synth_interrupted_then_appended_equals_one_run(tmp_path):
     ours = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     theirs = {str(p.relative_to(whole)): p.read_bytes() for p in whole.rglob("*") if p.is_file()}
     assert ours.keys() == theirs.keys() and all(ours[k] == theirs[k] for k in ours)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupt_on_a_dask_cluster_stops_its_workers(big_dota, tmp_path, how):
+    pytest.importorskip("distributed")
+    out = tmp_path / "tiles"
+    args = ["tile-dota", big_dota, "--out", out, "--size", "256", "--gap", "0", "--scheduler", "local"]
+    mark = uuid.uuid4().hex
+    proc = _start(args, tmp_path, mark)
+    images = out / "images"
+    took, _, err = _interrupt_when(proc, lambda: images.is_dir() and len(os.listdir(images)) >= 6, how)
+    assert took < 5, f"took {took:.1f} s to stop"
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted by "), err
+    assert _no_survivors(mark), "a Dask worker or nanny outlived the run"
+    assert not out.exists()
