@@ -23,6 +23,33 @@ def _rate(ctx, param, values):
     return out
 
 
+def _png_compression(ctx, param, value):
+    from ..images import PNG_FAST
+    if value is None or value == "fast":
+        return PNG_FAST
+    try:
+        level = int(value)
+    except ValueError as e:
+        raise click.BadParameter(f"'{value}' is not 'fast' or a level 0-9", ctx, param) from e
+    if not 0 <= level <= 9:
+        raise click.BadParameter(f"{level} is not a level 0-9", ctx, param)
+    return level
+
+
+png_compression_option = click.option(
+    "--png-compression", default="fast", show_default=True, callback=_png_compression,
+    help="PNG tiles: 'fast' (the fpng encoder with dsprep[fastpng], else OpenCV's default level), or a zlib level "
+         "0-9 for smaller files (slower). PNG is lossless: every choice stores the same pixels.")
+
+
+def _job_name(item) -> str:
+    job = item[0]
+    if len(job.origins) == 1 or job.layout is not None:
+        left, up = job.origins[0]
+        return f"{job.image} (tiles from {left},{up} at rate {job.rate})" if job.layout is not None else job.image
+    return job.image
+
+
 @click.command("tile-dota")
 @click.argument("dataset", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
@@ -39,9 +66,10 @@ def _rate(ctx, param, values):
               help="Tile image format.")
 @click.option("--pad", is_flag=True, help="Pad border tiles to SIZE x SIZE (not devkit-compatible).")
 @click.option("--skip-empty", is_flag=True, help="Write no image or label for tiles without objects.")
+@png_compression_option
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
 @shared("exif", "run", "workers")
-def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, overwrite, common):
+def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_compression, overwrite, common):
     """Split DOTA images into tiles, identical to DOTA_devkit ImgSplit.py output."""
     from ..jobs.tile import TileOptions, plan_tile_jobs, tile_one
     from ..outputs import OutputDir
@@ -59,7 +87,7 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, over
         raise DatasetError(f"{root}: data set not found")
     # the cluster's size is not known before connecting: plan for two slots there
     jobs, bad = plan_tile_jobs(root, rates, 2 if common.scheduler else parse_workers(common.workers), size, gap,
-                               common.exif)
+                               common.exif, common.on_error)
     summary = start_summary("tile-dota")
     summary.add("inputs", len({j.image for j in jobs}) + len(bad))
     if bad and common.on_error == "fail":
@@ -67,14 +95,14 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, over
     for where, reason in bad:
         summary.skip(where, reason)
     opts = TileOptions(out="", size=size, gap=gap, thresh=thresh, ext=ext, pad=pad, skip_empty=skip_empty,
-                       on_error=common.on_error)
+                       on_error=common.on_error, png_compression=png_compression)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         (out_dir / "images").mkdir(exist_ok=True)
         if (root / "labelTxt").is_dir():
             (out_dir / "labelTxt").mkdir(exist_ok=True)
         opts = TileOptions(**{**opts.__dict__, "out": str(out_dir)})
         for _ in run_jobs(tile_one, [(j, opts) for j in jobs], summary, common, "tiling",
-                          name_of=lambda it: it[0].image):
+                          name_of=_job_name):
             pass
     finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
            (["empty_skipped"] if skip_empty else []), common)
