@@ -6,12 +6,11 @@ import time
 from collections import Counter
 from typing import Iterable, List, Optional, Tuple
 
-from tqdm import tqdm
-
 
 def progress(iterable: Optional[Iterable] = None, total: Optional[int] = None, desc: Optional[str] = None,
              quiet: bool = False, unit: str = "img"):
     """A tqdm bar on stderr; silent with ``--quiet`` or when stderr is not a terminal."""
+    from tqdm import tqdm  # imported when a bar is made: keeps the command line's start-up small
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True,
                 disable=quiet or not sys.stderr.isatty())
 

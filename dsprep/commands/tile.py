@@ -116,11 +116,13 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_
 @click.option("--iou", type=click.Choice(["poly", "box"]), default="poly", show_default=True,
               help="Exact polygon IoU, or axis-aligned box IoU.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
-@shared("run")
+@shared("run", "workers")
 def merge_dota(detections, out, nms_thresh, iou, overwrite, common):
     """Map per-tile detections (Task1_<class>.txt) back to their images, with NMS."""
-    from ..merge import format_task1, merge, parse_task1
+    from ..jobs.merge import chunks_of, merge_chunk
+    from ..merge import format_task1, parse_task1
     from ..outputs import OutputDir, atomic_write_text
+    from ..parallel import parse_workers
     src = Path(detections)
     if not src.exists():
         raise DatasetError(f"{src}: not found")
@@ -129,19 +131,28 @@ def merge_dota(detections, out, nms_thresh, iou, overwrite, common):
         raise DatasetError(f"{src}: no Task1_<class>.txt files")
     summary = start_summary("merge-dota")
     summary.add("inputs", len(files))
+    parsed = {}
+    for f in progress(files, desc="reading", quiet=common.quiet, unit="class"):
+        try:
+            parsed[f] = parse_task1(f.read_text(encoding="utf-8"), str(f))
+        except (DsprepError, OSError, UnicodeDecodeError) as e:
+            err = e if isinstance(e, DsprepError) else DatasetError(f"{f}: cannot read ({e})")
+            if common.on_error == "fail":
+                raise err from e
+            summary.skip(str(f), str(err))
+    # work is shared out in chunks of whole images, about four per worker slot
+    slots = 2 if common.scheduler else parse_workers(common.workers)
+    total = sum(len(d.stems) for d in parsed.values())
+    target = max(1, total // (4 * slots)) if slots > 1 else max(1, total)
+    chunks = [c for f, d in parsed.items() for c in chunks_of(str(f), d, nms_thresh, iou, target)]
+    kept = {f: {} for f in parsed}
     with OutputDir(out, overwrite=overwrite, inputs=[detections]) as out_dir:
-        for f in progress(files, desc="merging", quiet=common.quiet, unit="class"):
-            try:
-                dets = parse_task1(f.read_text(encoding="utf-8"), str(f))
-            except (DsprepError, OSError, UnicodeDecodeError) as e:
-                err = e if isinstance(e, DsprepError) else DatasetError(f"{f}: cannot read ({e})")
-                if common.on_error == "fail":
-                    raise err from e
-                summary.skip(str(f), str(err))
-                continue
-            kept = merge(dets, nms_thresh, iou)
-            atomic_write_text(out_dir / f.name, format_task1(dets, kept))
+        for chunk, result in run_jobs(merge_chunk, chunks, summary, common, "merging",
+                                      name_of=lambda c: f"{c.source} ({len(c.images)} images)"):
+            for stem, idx in result["kept_list"]:
+                kept[Path(chunk.source)][stem] = idx
+        for f, dets in parsed.items():
+            atomic_write_text(out_dir / f.name, format_task1(dets, dict(sorted(kept[f].items()))))
             summary.add("classes")
             summary.add("detections", len(dets.stems))
-            summary.add("kept", sum(len(v) for v in kept.values()))
     finish(summary, str(out_dir), ["classes", "detections", "kept"], common)
