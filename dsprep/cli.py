@@ -23,8 +23,8 @@ def main():
 
 # the order of a typical workflow (``dsprep --help`` lists them so)
 main.add_command(fetch.fetch)  # getting the data comes first
-for _cmd in (demo.demo, info.info, visualize.visualize, crop.crop, tile.tile_dota, tile.merge_dota, convert.convert,
-             synth.synth, color.color, pack.voc_to_h5, pack.voc_to_pickle):
+for _cmd in (demo.demo, info.info, visualize.visualize, crop.crop, tile.tile_dota, tile.tile, tile.merge_dota,
+             convert.convert, synth.synth, color.color, pack.voc_to_h5, pack.voc_to_pickle):
     main.add_command(_cmd)
 
 

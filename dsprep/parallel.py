@@ -348,3 +348,60 @@ def run(backend: Backend, fn: Callable, items: Iterable[Any], on_done: Optional[
             with contextlib.suppress(Exception):
                 fut.cancel()
         raise
+
+
+# ---- forked readers ----------------------------------------------------------------------------------------------------
+
+def fork_map(fn: Callable[[Any], Any], chunks: List[Any]) -> List[Any]:
+    """``[fn(chunk) for chunk in chunks]``, the first chunk in this process and each other one in a forked child.
+
+    For reading many small files while a data set is loaded (annotation files, image headers): a forked child
+    starts in milliseconds with everything this process has loaded, where a worker pool needs a fresh interpreter.
+    The work must be pure Python over files (no OpenCV, no HDF5: a child forked from a process whose OpenCV thread
+    pool runs can deadlock inside OpenCV, see :func:`_process_pool`); results travel back pickled, so keep them
+    compact.  A child's exception is raised here; Ctrl-C and SIGTERM stop the children; a child that dies is a
+    :class:`WorkerLost`."""
+    import pickle
+    if len(chunks) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(c) for c in chunks]
+    ctx = multiprocessing.get_context("fork")
+    children = []
+    try:
+        for chunk in chunks[1:]:
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_fork_child, args=(fn, chunk, send), daemon=True)
+            proc.start()
+            send.close()
+            children.append((proc, recv))
+        out = [fn(chunks[0])]
+        for proc, recv in children:
+            try:
+                status, value = pickle.loads(recv.recv_bytes())
+            except EOFError as e:
+                raise WorkerLost(f"a reading process died (exit code {proc.exitcode})") from e
+            proc.join()
+            if status == "error":
+                raise value
+            out.append(value)
+        return out
+    finally:
+        for proc, recv in children:
+            recv.close()
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(2.0)
+
+
+def _fork_child(fn, chunk, send) -> None:
+    import pickle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        data = pickle.dumps(("ok", fn(chunk)), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # noqa: BLE001 - handed to the parent, which raises it
+        try:
+            data = pickle.dumps(("error", e), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            data = pickle.dumps(("error", DsprepError(f"{type(e).__name__}: {e}")))
+    send.send_bytes(data)
+    send.close()

@@ -436,18 +436,20 @@ def detect(path: Path) -> bool:
 
 def load(path: Path, split: Optional[str], policy, wrap) -> Dataset:
     """Every record of a VOC data set; the class list comes from all annotation files, whatever ``split`` is."""
+    from .dataset import read_records
     items = list(iter_voc_items(path, split))
     ds = Dataset(path, NAME)
-    for item in wrap(items):
+    results = read_records(load_voc_item, [it for it in items if it.xml is not None], wrap)
+    for item in items:
         ds.problems.extend(item.problems)
         if item.xml is None:
             continue
-        try:
-            rec, probs = load_voc_item(item)
-        except DsprepError as e:
-            policy.handle(e, item.xml)
-            ds.problems.append(Problem("unreadable", item.xml, str(e)))
+        _, result, err = next(results)
+        if err is not None:
+            policy.handle(err, item.xml)
+            ds.problems.append(Problem("unreadable", item.xml, str(err)))
             continue
+        rec, probs = result
         ds.records.append(rec)
         ds.problems.extend(probs)
     ds.classes = decide_classes(ds.records + (_other_records(path, items) if split is not None else []))

@@ -108,6 +108,74 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_
            (["empty_skipped"] if skip_empty else []), common)
 
 
+@click.command("tile")
+@click.argument("dataset", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Output folder: the tiles as a data set in the same format (or --to).")
+@click.option("--size", type=SIZE, default="1024", show_default=True, help="Tile size in pixels: N (square tiles).")
+@click.option("--gap", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Overlap between neighbouring tiles, in pixels.")
+@click.option("--rate", "rates", multiple=True, default=["1"], show_default=True, callback=_rate,
+              help="Resize factor; repeat for several (tile names carry it: IMG__0.5__0___0).")
+@click.option("--thresh", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="A cut object keeps its difficult flag when more than this fraction of it is kept, else 2.")
+@click.option("--ext", default=None, type=click.Choice([".png", ".jpg", ".bmp", ".tif"]),
+              help="Tile image format [default: each image's own].")
+@click.option("--to", "to_format", default=None, help="Write the tiles in this format [default: the input's].")
+@click.option("--pad", is_flag=True, help="Pad border tiles to SIZE x SIZE.")
+@click.option("--skip-empty", is_flag=True, help="Write no image or annotation for tiles without objects.")
+@png_compression_option
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+@shared("dataset", "classes", "run", "workers")
+def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty, png_compression, overwrite,
+         common):
+    """Split any data set (boxes or polygons) into tiles, written in the same format: tile-dota's geometry.
+
+    Objects are cut exactly as tile-dota cuts them (coordinates truncated, cut objects reduced to 4 points, difficult
+    2 when at most --thresh of an object is kept, cut objects marked truncated); tiled TIFFs are read by windows."""
+    from ..dataset import format_module, writable_formats
+    from ..jobs.convert import write_dataset_files
+    from ..jobs.tile import TileOptions, plan_record_jobs, tile_record
+    from ..outputs import OutputDir
+    from ..parallel import parse_workers
+    from .common import load
+    if size[0] != size[1]:
+        raise click.BadParameter(f"{size[0]}x{size[1]}: tiles are square (give one number)", param_hint="--size")
+    size = size[0]
+    if gap >= size:
+        raise click.BadParameter(f"{gap} must be smaller than --size {size}", param_hint="--gap")
+    if to_format is not None and to_format not in writable_formats():
+        raise click.BadParameter(f"'{to_format}' is not a format dsprep writes ({', '.join(writable_formats())})",
+                                 param_hint="--to")
+    ds = load(dataset, common)
+    target = to_format or ds.format
+    module = format_module(target)
+    if not hasattr(module, "Writer"):
+        raise click.BadParameter(f"dsprep cannot write {target} data sets; choose one with --to "
+                                 f"({', '.join(writable_formats())})", param_hint="--to")
+    writer = module.Writer(ds.classes)
+    summary = start_summary("tile", ds)
+    jobs, bad = plan_record_jobs(ds.records, rates, 2 if common.scheduler else parse_workers(common.workers), size,
+                                 gap, ext)
+    if bad and common.on_error == "fail":
+        raise DsprepError(bad[0][1])
+    for where, reason in bad:
+        summary.skip(where, reason)
+    opts = TileOptions(out="", size=size, gap=gap, thresh=thresh, ext=ext or ".png", pad=pad,
+                       skip_empty=skip_empty, on_error=common.on_error, png_compression=png_compression,
+                       keep_gray=True)
+    with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
+        opts = TileOptions(**{**opts.__dict__, "out": str(out_dir)})
+        records = []
+        for _, result in run_jobs(tile_record, [(j, opts, writer) for j in jobs], summary, common, "tiling",
+                                  name_of=_job_name):
+            if result is not None:
+                records += result["records"]
+        write_dataset_files(out_dir, writer, records)
+    finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
+           (["empty_skipped"] if skip_empty else []), common)
+
+
 @click.command("merge-dota")
 @click.argument("detections", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder for merged Task1_*.txt.")

@@ -67,7 +67,8 @@ class TileJob:
     layout: object = None  # rasters.TiffLayout: read by windows
     objects: Optional[Objects] = None  # objects given (else parsed from ``label`` by the job)
     skipped: Tuple[Tuple[str, str], ...] = ()
-    record: object = None  # tile: the source record (split, polygons or boxes) the tiles' records derive from
+    record: Optional[Tuple[Optional[str], bool]] = None  # tile: the source record's split, and whether it has polygons
+    ext: Optional[str] = None  # tile: the tiles' image extension (None: TileOptions.ext)
 
 
 def _objects_of(job: TileJob, on_error: str):
@@ -158,7 +159,8 @@ def tile_record(args) -> dict:
     objs, _ = _objects_of(job, opts.on_error)
     stats = tiling.TileStats()
     out = Path(opts.out)
-    src = job.record
+    split, has_polygons = job.record if job.record is not None else (None, False)
+    ext = job.ext or opts.ext
     records = []
     lossy: Dict[str, int] = {}
     tiles = empty = 0
@@ -171,12 +173,11 @@ def tile_record(args) -> dict:
         if job.objects.truncated is not None and len(cut.index):
             truncated |= job.objects.truncated[cut.index]
         h, w = pixels.shape[:2]
-        rec = ImageRecord(f"{name}{opts.ext}", w, h, 1 if pixels.ndim == 2 else pixels.shape[2],
-                          boxes=np.concatenate([quads.min(1), quads.max(1)], 1) if len(quads) else None,
+        rec = ImageRecord(f"{name}{ext}", w, h, 1 if pixels.ndim == 2 else pixels.shape[2],
+                          boxes=np.concatenate([quads.min(1), quads.max(1)], 1) if len(quads) else np.zeros((0, 4)),
                           names=[objs.names[k] for k in cut.index],
                           difficult=np.array([int(d) for d in cut.difficult], np.uint8), truncated=truncated,
-                          polygons=quads if getattr(src, "polygons", None) is not None else None,
-                          split=getattr(src, "split", None), meta={"stem": name})
+                          polygons=quads if has_polygons else None, split=split, meta={"stem": name})
         files, lost = writer.record_files(rec)
         for k, v in lost.items():
             lossy[k] = lossy.get(k, 0) + v
@@ -216,7 +217,7 @@ def plan_image(image: str, exif: str = "auto", annotated=None) -> ImagePlan:
     w, h = info.size(orient)
     channels = 1 if is_plain_gray(info) else 3
     layout, why = (None, "")
-    if info.kind == "tiff":
+    if info.kind == "tiff" and not (orient and info.orientation not in (0, 1)):
         layout, why = tiff_layout(image)
         if layout is not None:
             channels = 1 if layout.samples == 1 else 3
@@ -225,7 +226,7 @@ def plan_image(image: str, exif: str = "auto", annotated=None) -> ImagePlan:
 
 def image_jobs(stem: str, image: str, label: Optional[str], plan: ImagePlan, rates: Sequence[float], share: int,
                size: int, gap: int, objects: Optional[Objects] = None, record=None,
-               load_objects=None) -> List[TileJob]:
+               load_objects=None, ext: Optional[str] = None) -> List[TileJob]:
     """The jobs of one image at every rate.  Raises :class:`ImageError` when the image cannot be tiled within the
     memory available (with what to do about it).  ``load_objects()`` gives the image's :class:`Objects` (and the
     skipped label lines) when windowed jobs need them and ``objects`` is None."""
@@ -255,7 +256,7 @@ def image_jobs(stem: str, image: str, label: Optional[str], plan: ImagePlan, rat
                                  + (f" at rate {rate}" if rate != 1 else ""), "to tile", why)
             parts = max(1, min(share, len(grid))) if share > 1 else 1
             jobs += [TileJob(stem, image, label, rate, tuple(grid[p::parts]), rw, rh, p == 0, plan.orient,
-                             objects=objects, record=record) for p in range(parts)]
+                             objects=objects, record=record, ext=ext) for p in range(parts)]
             continue
         if objects is None and load_objects is not None:
             objects, skipped = load_objects()
@@ -266,7 +267,7 @@ def image_jobs(stem: str, image: str, label: Optional[str], plan: ImagePlan, rat
             if objects is not None:
                 sub = _objects_reaching(objects, origins, size, rw, rh, rate)
             jobs.append(TileJob(stem, image, label, rate, origins, rw, rh, first, plan.orient, plan.layout, sub,
-                                skipped if first else (), record))
+                                skipped if first else (), record, ext))
             first = False
     return jobs
 
@@ -343,4 +344,37 @@ def plan_tile_jobs(root: Path, rates: Sequence[float], slots: int, size: int, ga
             if isinstance(e, (DatasetError, UsageError)):
                 raise
             bad.append((label or image, str(e)))
+    return jobs, bad
+
+
+def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap: int, ext: Optional[str]
+                     ) -> Tuple[list, List[Tuple[str, str]]]:
+    """``tile``: the jobs of every record of a loaded data set (orientation and size decided when it was read),
+    and the records that cannot be tiled as ``(file, reason)``."""
+    import os
+    from ..core import DsprepError, ImageError, UsageError, boxes_to_polygons
+    from ..rasters import tiff_layout
+    bad: List[Tuple[str, str]] = []
+    jobs: List[TileJob] = []
+    share = max(1, -(-slots // max(1, len(records)))) if slots > 1 else 1
+    for rec in records:
+        where = rec.meta.get("annotation_path") or rec.image_path
+        if not rec.image_path or not os.path.isfile(rec.image_path):
+            bad.append((where, f"{where}: no image file {rec.image_path}"))
+            continue
+        try:
+            plan = plan_image(rec.image_path, "apply" if rec.meta.get("orient", True) else "ignore")
+            if rec.width > 0 and (plan.width, plan.height) != (rec.width, rec.height):
+                raise ImageError(f"{where}: the annotation says {rec.width}x{rec.height} but the image "
+                                 f"{rec.image_path} is {plan.width}x{plan.height} (boxes would not fit the pixels; "
+                                 f"see dsprep info, --exif)")
+            polys = rec.polygons if rec.polygons is not None else boxes_to_polygons(rec.boxes)
+            objects = Objects(polys, tuple(rec.names), rec.difficult, rec.truncated)
+            tile_ext = ext or (os.path.splitext(rec.image_path)[1].lower() or ".png")
+            jobs += image_jobs(rec.stem, rec.image_path, None, plan, rates, share, size, gap, objects=objects,
+                               record=(rec.split, rec.polygons is not None), ext=tile_ext)
+        except UsageError:
+            raise
+        except DsprepError as e:
+            bad.append((rec.image_path, str(e)))
     return jobs, bad
