@@ -15,21 +15,24 @@ import click
 from . import __version__
 from .commands.common import DsprepGroup
 
-# name -> (module in dsprep.commands, attribute), in the order of a typical workflow (``dsprep --help`` lists them so)
+# name -> (module in dsprep.commands, attribute), in the order of a typical workflow (``dsprep --help`` lists them
+# so): get and inspect the data, fix it, prepare it, make more of it, pack it for training, score the detector
 COMMANDS = {
-    "fetch": ("fetch", "fetch"),  # getting the data comes first
     "demo": ("demo", "demo"),
+    "fetch": ("fetch", "fetch"),
     "info": ("info", "info"),
     "visualize": ("visualize", "visualize"),
+    "review": ("review", "review"),
+    "convert": ("convert", "convert"),
     "crop": ("crop", "crop"),
     "tile-dota": ("tile", "tile_dota"),
     "tile": ("tile", "tile"),
-    "merge-dota": ("tile", "merge_dota"),
-    "convert": ("convert", "convert"),
     "synth": ("synth", "synth"),
     "color": ("color", "color"),
     "voc-to-h5": ("pack", "voc_to_h5"),
     "voc-to-pickle": ("pack", "voc_to_pickle"),
+    "merge-dota": ("tile", "merge_dota"),
+    "eval": ("eval", "eval_cmd"),
 }
 
 

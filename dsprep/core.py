@@ -25,6 +25,11 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 
+# No image has a pixel coordinate beyond this (a 100-gigapixel image is 316,000 pixels a side): a coordinate
+# past it in an annotation is a broken number, refused where the file is read rather than overflowing later.
+MAX_COORDINATE = 1e8
+
+
 class DsprepError(Exception):
     """Bad input or an impossible request: reported to the user as one line, never a traceback."""
 
@@ -83,6 +88,12 @@ class Problem:
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "file": self.file, "detail": self.detail}
+
+    @classmethod
+    def about(cls, kind: str, file: str, err: Exception) -> "Problem":
+        """A problem from an error whose message starts with the file (not repeated in the detail)."""
+        text = str(err)
+        return cls(kind, file, text[len(file) + 2:] if text.startswith(f"{file}: ") else text)
 
 
 def _as_boxes(boxes) -> np.ndarray:

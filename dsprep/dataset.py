@@ -14,6 +14,23 @@ Every format module (``voc.py``, ``dota.py``, ``hdf5.py`` ...) exposes the same 
 * ``check_record(rec) -> (rec, problems)``  checks that need the size (clipping, objects outside the image);
 * ``Writer`` (formats dsprep can write): see :class:`dsprep.core.FormatWriter`.
 
+Formats whose files can be edited in place (``dsprep review``) also expose the edit protocol:
+
+* ``annotation_file(ds, rec) -> str | None``  the file holding ``rec``'s objects;
+* ``load_record(ds, rec) -> (ImageRecord, [Problem])``  that file read again as ``load`` reads it (its objects
+                                    in file order: all those ``load`` keeps; image headers are then read by
+                                    :func:`reload_record`, as by :func:`load_dataset`);
+* ``save_record(original: bytes, rec, source: str) -> bytes``  pure: the file's new content, ``original`` with
+                                    ``rec``'s objects written in.  ``rec.attrs["source_index"]`` gives, for each
+                                    object, the object of ``original`` it was loaded as (its index in
+                                    ``load_record``'s order) or ``-1`` for a new one; objects of ``original`` it
+                                    does not name are deleted; an object's fields equal to what ``load`` gives for
+                                    it, and everything that is not an object (unknown tags, header lines, comments,
+                                    encoding, line endings), stay byte for byte.  The caller writes the result
+                                    through :mod:`dsprep.outputs`.
+* ``split_lists(ds) -> {split: [annotation file]}``  optional, for formats whose splits are lists of files: the
+                                    files each split names, for a data set loaded whole (an image may be in several).
+
 Adding a format is one new module and one line in :data:`FORMATS`.  Modules are imported only when used, so the
 command line starts fast.
 """
@@ -35,6 +52,7 @@ from .core import Dataset, DatasetError, DsprepError, ErrorPolicy, ImageRecord, 
 FORMATS = {
     "h5": "dsprep.hdf5",
     "dota": "dsprep.dota",
+    "coco": "dsprep.coco",
     "voc": "dsprep.voc",
 }
 
@@ -74,7 +92,7 @@ def load_dataset(path, split: Optional[str] = None, on_error: str = "fail",
     if fmt and not path.exists():
         raise DatasetError(f"{path}: data set not found")
     policy = ErrorPolicy(on_error)
-    with _bulk():
+    with bulk():
         ds = module.load(path, split, policy, progress or (lambda it: it))
         if getattr(module, "HAS_IMAGE_FILES", True):
             attach_images(ds, module, exif)
@@ -251,7 +269,7 @@ def unpack_records(packed: tuple) -> List[ImageRecord]:
 
 
 @contextlib.contextmanager
-def _bulk():
+def bulk():
     """Pause the cyclic garbage collector while building many small records: nothing cyclic is made, and its
     repeated full scans of a growing list otherwise cost ~15% of the reading time."""
     enabled = gc.isenabled()
@@ -265,3 +283,19 @@ def _bulk():
 
 def writable_formats() -> List[str]:
     return [name for name in FORMATS if hasattr(format_module(name), "Writer")]
+
+
+def reload_record(ds: Dataset, rec, exif: str = "auto"):
+    """``(record, problems)``: the annotation file of ``rec`` (a record of ``ds``) read again exactly as
+    :func:`load_dataset` read it: the format's ``load_record``, then its image header (:func:`attach_images`)."""
+    module = format_module(ds.format)
+    new, problems = module.load_record(ds, rec)
+    one = Dataset(ds.root, ds.format, [new], list(problems))
+    if getattr(module, "HAS_IMAGE_FILES", True):
+        attach_images(one, module, exif)
+    return one.records[0], one.problems
+
+
+def editable_formats() -> List[str]:
+    """Formats implementing the edit protocol (see the module docstring)."""
+    return [name for name in FORMATS if hasattr(format_module(name), "save_record")]

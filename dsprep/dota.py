@@ -15,8 +15,8 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .core import (Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
-                   decide_classes, polygons_to_boxes)
+from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError,
+                   Problem, decide_classes, polygons_to_boxes)
 from .images import IMAGE_EXTS, image_size
 from .outputs import atomic_write_text
 
@@ -56,8 +56,9 @@ def parse_dota(text: str, source: str = "<labels>", on_error: str = "fail"
                     v = float(tok)
                 except ValueError as e:
                     raise ParseError(f"{source}:{lineno}: cannot parse {'xy'[i % 2]}{i // 2 + 1} from '{tok}'") from e
-                if not np.isfinite(v):
-                    raise ParseError(f"{source}:{lineno}: {'xy'[i % 2]}{i // 2 + 1} is '{tok}'")
+                if not abs(v) <= MAX_COORDINATE:  # also NaN
+                    raise ParseError(f"{source}:{lineno}: {'xy'[i % 2]}{i // 2 + 1} is '{tok}'"
+                                     + ("" if not np.isfinite(v) else " (beyond any image)"))
                 xy.append(v)
             diff = 0
             if len(fields) == 10:
@@ -193,7 +194,7 @@ def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
             rec, problems, skipped = read_dota(label, policy.mode)
         except DsprepError as e:
             policy.handle(e, label)
-            ds.problems.append(Problem("unreadable", label, str(e)))
+            ds.problems.append(Problem.about("unreadable", label, e))
             continue
         ds.skipped.extend(skipped)
         if image is None:
@@ -235,3 +236,112 @@ def _outside(rec: ImageRecord, source: str) -> List[Problem]:
     return [Problem("polygon_outside_image", source, f"object {k} ({rec.names[k]}) extends outside the "
                                                       f"{rec.width}x{rec.height} image") for k in out]
 
+
+
+# ================================================================================================================
+# Saving an edited record into its own file (the edit protocol of dataset.py: annotation_file, load_record,
+# save_record).  Kept at the end of the module on purpose: it only adds names.
+
+def _line_body(line: str) -> Tuple[str, str]:
+    """``(text, line ending)`` of a line kept with its ending by ``str.splitlines(keepends=True)``."""
+    body = line.splitlines()[0] if line.splitlines() else ""
+    return body, line[len(body):]
+
+
+def update_dota(original: bytes, rec: ImageRecord, source: str = "<labels>") -> bytes:
+    """``original`` (a DOTA label file) with the objects of ``rec`` written in; every other line kept as it was.
+
+    ``rec.attrs["source_index"]`` says for each object of ``rec`` which object line of ``original`` it is (its index
+    among the valid object lines, as :func:`parse_dota` with ``on_error="skip"`` reads them) or ``-1`` for a new one;
+    without it every object is new.  Header lines, blank lines and lines the reader skips stay where they are; an
+    object line not named by ``rec`` is removed; a named one is rewritten only when its polygon, class or
+    difficult flag differ, and then only those fields (9-field lines gain a difficult field only when it becomes
+    non-zero).  New objects are appended, with the file's line ending.  Uses ``rec.polygons`` (or the box corners,
+    clockwise on screen, when it has none).  UTF-8 with or without a byte-order mark, as :func:`read_dota` reads.
+    """
+    from .core import boxes_to_polygons
+    from .voc import source_indices
+    bom = b"\xef\xbb\xbf" if original.startswith(b"\xef\xbb\xbf") else b""
+    try:
+        text = original[len(bom):].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ParseError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    polys = rec.polygons if rec.polygons is not None else boxes_to_polygons(rec.boxes)
+    for k, name in enumerate(rec.names):
+        if not name or len(name.split()) != 1 or name != name.strip():
+            raise DsprepError(f"{source}: object {k}: class name '{name}' cannot be written to a DOTA label line "
+                              f"(it must be one word, without spaces)")
+    if not np.isfinite(polys).all():
+        raise DsprepError(f"{source}: a polygon has a coordinate that is not a finite number")
+    if ((rec.difficult < 0) | (rec.difficult > 255)).any():
+        raise DsprepError(f"{source}: difficult must be 0-255")
+
+    lines = text.splitlines(keepends=True)
+    object_lines = []  # (line number, the parsed single-object record)
+    for i, line in enumerate(lines):
+        one, _, skipped = parse_dota(line, source, on_error="skip")
+        if len(one) == 1 and not skipped:
+            object_lines.append((i, one))
+    src = source_indices(rec, len(object_lines), source)
+    of_old = {int(j): k for k, j in enumerate(src) if j >= 0}
+    newline = "\r\n" if "\r\n" in text else "\n"
+    out = list(lines)
+    expected = []  # (polygon, name, difficult) in file order
+    for j, (i, one) in enumerate(object_lines):
+        k = of_old.get(j)
+        if k is None:
+            out[i] = ""
+            continue
+        body, ending = _line_body(lines[i])
+        fields = body.split()
+        changed = False
+        if not np.array_equal(polys[k], one.polygons[0]):
+            fields[:8] = [_num(v) for v in polys[k].reshape(-1)]
+            changed = True
+        if rec.names[k] != one.names[0]:
+            fields[8] = rec.names[k]
+            changed = True
+        if int(rec.difficult[k]) != int(one.difficult[0]):
+            fields[9:] = [str(int(rec.difficult[k]))]
+            changed = True
+        if changed:
+            out[i] = " ".join(fields) + ending
+        expected.append((polys[k], rec.names[k], int(rec.difficult[k])))
+    new = [k for k in range(len(rec)) if src[k] < 0]
+    if new:
+        last = max((i for i, line in enumerate(out) if line), default=None)
+        if last is not None and not _line_body(out[last])[1]:
+            out[last] += newline
+        for k in new:
+            xy = " ".join(_num(v) for v in polys[k].reshape(-1))
+            out.append(f"{xy} {rec.names[k]} {int(rec.difficult[k])}{newline}")
+            expected.append((polys[k], rec.names[k], int(rec.difficult[k])))
+    result = "".join(out)
+    got, _, _ = parse_dota(result, source, on_error="skip")
+    if len(got) != len(expected) or not all(
+            np.array_equal(got.polygons[i], e[0]) and got.names[i] == e[1] and int(got.difficult[i]) == e[2]
+            for i, e in enumerate(expected)):
+        raise DsprepError(f"{source}: internal: the edited labels do not read back as edited; nothing written")
+    return bom + result.encode("utf-8")
+
+
+def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
+    """The label file holding ``rec``'s objects: ``labelTxt/<name>.txt``."""
+    return str(Path(ds.root) / "labelTxt" / f"{rec.stem}.txt")
+
+
+def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
+    """Read ``rec``'s label file again, as :func:`load` with ``on_error="skip"`` reads it (each skipped line becomes
+    a ``skipped_line`` problem); image headers are read by :func:`dsprep.dataset.reload_record`, as by
+    ``load_dataset``."""
+    label = annotation_file(ds, rec)
+    new, problems, skipped = read_dota(label, "skip")
+    problems += [Problem("skipped_line", where, reason) for where, reason in skipped]
+    if not os.path.isfile(rec.image_path):
+        problems.append(Problem("annotation_without_image", label, "no image found for this label file"))
+    new.image_path, new.split = rec.image_path, rec.split
+    new.meta["annotation_path"] = label
+    return new, problems
+
+
+save_record = update_dota

@@ -60,6 +60,8 @@ def worker_init() -> None:
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: never outlive the parent (even a SIGKILLed one)
     except (OSError, AttributeError):
         pass  # not glibc/Linux: nothing to tune
+    import warnings
+    warnings.filterwarnings("ignore", category=RuntimeWarning)  # the run reports its own findings
     if threading.current_thread() is threading.main_thread():  # Dask runs this on a worker thread: no signals
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, _exit_on_term)

@@ -1,6 +1,7 @@
 """Progress bars and the one-line summaries every long command ends with."""
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import Counter
@@ -79,6 +80,12 @@ def _kinds(reasons) -> str:
 
 
 def _reason_kind(reason: str) -> str:
-    # "path: what is wrong (detail)" -> "what is wrong"
-    text = reason.split(": ", 1)[-1]
-    return text.split(" (", 1)[0][:60]
+    """``"path: object 3 (cat): what is wrong (detail)"`` -> ``"what is wrong"``: the last clause, without its
+    parenthesised detail, for counting reasons by kind."""
+    text = reason
+    while True:  # parenthesised details, innermost first
+        stripped = re.sub(r"\s*\([^()]*\)", "", text)
+        if stripped == text:
+            break
+        text = stripped
+    return text.rsplit(": ", 1)[-1][:60]

@@ -17,8 +17,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 from lxml import etree
 
-from .core import (Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
-                   decide_classes)
+from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError,
+                   Problem, decide_classes)
 from .images import IMAGE_EXTS, image_size
 from .outputs import atomic_write_bytes
 
@@ -92,8 +92,9 @@ def _coords_slow(texts: dict, source: str, k: int, name: str) -> List[float]:
             v = _coord(t, shift=c in ("xmin", "ymin"))
         except (ValueError, ArithmeticError) as e:
             raise ParseError(f"{source}: object {k} ({name}): cannot parse {c} from '{t.strip()}'") from e
-        if not math.isfinite(v):
-            raise ParseError(f"{source}: object {k} ({name}): {c} is {t.strip()}")
+        if not abs(v) <= MAX_COORDINATE:  # also NaN and infinities
+            raise ParseError(f"{source}: object {k} ({name}): {c} is {t.strip()}"
+                             + ("" if not math.isfinite(v) else " (beyond any image)"))
         vals.append(v)
     return vals
 
@@ -188,6 +189,10 @@ def _from_root(root, source: str) -> Tuple[ImageRecord, List[Problem]]:
         difficult.append(_FLAGS[diff] if diff in _FLAGS else _flag(diff, "difficult", source))
         truncated.append(_FLAGS[trunc] if trunc in _FLAGS else _flag(trunc, "truncated", source))
     boxes = np.array(coords, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) and not np.abs(boxes).max() <= MAX_COORDINATE:  # one vectorized test for the fast path
+        k = int(np.flatnonzero(~(np.abs(boxes) <= MAX_COORDINATE).all(axis=1))[0])
+        _coords_slow({c.tag: c.text for obj in objects[k:k + 1] for el in obj if el.tag == "bndbox" for c in el},
+                     source, k, names[k])
     rec = ImageRecord.trusted(image_path=filename, width=width, height=height, depth=depth,
                               boxes=boxes, names=names,
                               difficult=np.array(difficult, np.uint8), truncated=np.array(truncated, bool),
@@ -447,7 +452,7 @@ def load(path: Path, split: Optional[str], policy, wrap) -> Dataset:
         _, result, err = next(results)
         if err is not None:
             policy.handle(err, item.xml)
-            ds.problems.append(Problem("unreadable", item.xml, str(err)))
+            ds.problems.append(Problem.about("unreadable", item.xml, err))
             continue
         rec, probs = result
         ds.records.append(rec)
@@ -530,3 +535,312 @@ def write_split_list(path: Path, ids: Sequence[str], append: bool = False) -> No
 
 __all__ = ["parse_voc", "format_voc", "read_voc", "write_voc", "clip_boxes", "find_voc_parts", "iter_voc_items",
            "load_voc_item", "write_voc_dataset"]
+
+
+# ================================================================================================================
+# Saving an edited record into its own file (the edit protocol of dataset.py: annotation_file, load_record,
+# save_record).  Kept at the end of the module on purpose: it only adds names.
+
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+
+
+def _xml_codec(data: bytes, source: str) -> Tuple[bytes, str]:
+    """``(byte-order mark, Python codec)`` of an XML document: from its BOM, else its declaration, else UTF-8."""
+    import codecs
+    import re
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return bom, codec
+    m = re.match(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""", data[:200])
+    if not m:
+        return b"", "utf-8"
+    name = m.group(1).decode("ascii")
+    try:
+        return b"", codecs.lookup(name).name
+    except LookupError as e:
+        raise ParseError(f"{source}: unknown encoding '{name}' in the XML declaration") from e
+
+
+class _Span(NamedTuple):
+    """Byte offsets of one element in a document: ``start`` (its ``<``), ``inner`` (just after its start tag),
+    ``close`` (its ``</``; ``== inner`` when it is written ``<tag/>``) and ``end`` (just after it)."""
+
+    start: int
+    inner: int
+    close: int
+    end: int
+    empty: bool
+
+
+@dataclass
+class _ObjectSpans:
+    span: _Span
+    fields: Dict[str, _Span]  # name, difficult, truncated (the first of each) and bndbox/xmin ... (the last of each)
+
+
+def _tag_end(doc: bytes, lt: int) -> int:
+    """Index just after the ``>`` closing the tag that starts at ``doc[lt] == '<'`` (quoted ``>`` skipped)."""
+    quote = None
+    i = lt + 1
+    while i < len(doc):
+        c = doc[i]
+        if quote is not None:
+            if c == quote:
+                quote = None
+        elif c in (0x22, 0x27):  # " '
+            quote = c
+        elif c == 0x3E:  # >
+            return i + 1
+        i += 1
+    return len(doc)
+
+
+def _voc_spans(doc: bytes, source: str) -> Tuple[_Span, List[_ObjectSpans]]:
+    """Where the root element and each top-level ``<object>`` (with the fields the reader uses) are in ``doc``
+    (UTF-8 bytes).  The same "first one wins" choices as :func:`_from_root`; inside ``<bndbox>`` the last
+    coordinate of a name wins, as there."""
+    import xml.parsers.expat as expat
+    parser = expat.ParserCreate(encoding="utf-8")
+    stack: List[Tuple[str, int, int, bool]] = []  # (tag, start, inner, empty)
+    root: List[_Span] = []
+    objects: List[_ObjectSpans] = []
+    bndbox_done = [False]
+
+    def start(tag, _attrs):
+        lt = parser.CurrentByteIndex
+        gt = _tag_end(doc, lt)
+        empty = doc[gt - 2:gt] == b"/>"
+        stack.append((tag, lt, gt, empty))
+        if len(stack) == 2 and tag == "object":
+            objects.append(_ObjectSpans(_Span(lt, gt, gt, gt, empty), {}))
+            bndbox_done[0] = False
+
+    def end(tag):
+        _, lt, gt, empty = stack.pop()
+        if empty:
+            span = _Span(lt, gt, gt, gt, True)
+        else:
+            close = parser.CurrentByteIndex
+            span = _Span(lt, gt, close, _tag_end(doc, close), False)
+        depth = len(stack)  # of the parent
+        if depth == 0:
+            root.append(span)
+        elif depth == 1 and tag == "object":
+            objects[-1].span = span
+        elif depth == 2 and stack[1][0] == "object":
+            if tag in ("name", "difficult", "truncated", "bndbox"):
+                objects[-1].fields.setdefault(tag, span)
+            if tag == "bndbox":
+                bndbox_done[0] = True
+        elif depth == 3 and stack[1][0] == "object" and stack[2][0] == "bndbox" and tag in _COORDS:
+            if not bndbox_done[0]:  # inside the first <bndbox> of the object
+                objects[-1].fields["bndbox/" + tag] = span
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    try:
+        parser.Parse(doc, True)
+    except expat.ExpatError as e:
+        raise ParseError(f"{source}: malformed XML ({e})") from e
+    return root[0], objects
+
+
+def _leaf(tag: str, text: str) -> str:
+    return f"<{tag}>{escape(text)}</{tag}>"
+
+
+def _set_text(doc: bytes, span: _Span, tag: str, text: str) -> Tuple[int, int, bytes]:
+    """The edit that makes an element's content ``text`` (an element written ``<tag/>`` is rewritten whole)."""
+    if span.empty:
+        return span.start, span.end, _leaf(tag, text).encode("utf-8")
+    return span.inner, span.close, escape(text).encode("utf-8")
+
+
+def _indents(doc: bytes, root: _Span, objects: List[_ObjectSpans]) -> Tuple[str, str, str]:
+    """``(newline, object indent, one more level)`` as the document writes them ('' for one-line documents)."""
+    def indent_before(pos: int) -> Optional[str]:
+        i = pos
+        while i > 0 and doc[i - 1] in b" \t":
+            i -= 1
+        if i > 0 and doc[i - 1] in b"\r\n":
+            return doc[i:pos].decode("ascii")
+        return None
+    if b"\n" not in doc[root.inner:root.close]:
+        return "", "", ""
+    newline = "\r\n" if b"\r\n" in doc else "\n"
+    obj_indent = child_indent = None
+    if objects:
+        first = objects[0]
+        obj_indent = indent_before(first.span.start)
+        inner = min((s.start for s in first.fields.values()), default=None)
+        if inner is not None:
+            child_indent = indent_before(inner)
+    if obj_indent is None:
+        i = root.inner
+        while i < root.close and doc[i] in b" \t\r\n":
+            i += 1
+        obj_indent = indent_before(i) if i < root.close else None
+    obj_indent = "\t" if obj_indent is None else obj_indent
+    if child_indent is not None and child_indent.startswith(obj_indent) and len(child_indent) > len(obj_indent):
+        step = child_indent[len(obj_indent):]
+    else:
+        step = obj_indent or "\t"
+    return newline, obj_indent, step
+
+
+def _voc_object(name: str, box, difficult: int, truncated: int, nl: str, ind: str, step: str) -> str:
+    """A new ``<object>`` written as :func:`format_voc` does, with the document's own indentation."""
+    a, b, c = nl + ind + step, nl + ind + step * 2, nl + ind
+    coords = "".join(b + _leaf(t, v) for t, v in zip(_COORDS, _voc_coords(box)))
+    return (f"<object>{a}{_leaf('name', name)}{a}<pose>Unspecified</pose>{a}<truncated>{truncated}</truncated>"
+            f"{a}<difficult>{difficult}</difficult>{a}<bndbox>{coords}{a}</bndbox>{c}</object>")
+
+
+def _voc_coords(box) -> List[str]:
+    return [_shifted(box[0]), _shifted(box[1]), _num(box[2]), _num(box[3])]
+
+
+def _check_names(rec: ImageRecord, source: str) -> None:
+    for k, name in enumerate(rec.names):
+        if not name or name != name.strip():
+            raise DsprepError(f"{source}: object {k}: class name '{name}' is empty or starts/ends with a space")
+
+
+def source_indices(rec: ImageRecord, n_old: int, source: str) -> np.ndarray:
+    """``rec.attrs["source_index"]`` checked against a file holding ``n_old`` objects (all -1 when absent)."""
+    src = rec.attrs.get("source_index")
+    if src is None:
+        return np.full(len(rec), -1, np.int64)
+    src = np.asarray(src, np.int64).reshape(-1)
+    old = src[src >= 0]
+    if (src < -1).any() or (old >= n_old).any() or len(np.unique(old)) != len(old):
+        raise DsprepError(f"{source}: source_index must name each of the file's {n_old} objects at most once "
+                          f"(or -1 for a new object), got {src.tolist()}")
+    return src
+
+
+def update_voc(original: bytes, rec: ImageRecord, source: str = "<xml>") -> bytes:
+    """``original`` (a VOC document) with the objects of ``rec`` written in; everything else kept byte for byte.
+
+    ``rec.attrs["source_index"]`` says for each object of ``rec`` which object of ``original`` it is (its index in
+    document order, as :func:`parse_voc` reads them) or ``-1`` for a new one; without it every object is new.
+
+    * an object of ``original`` that ``rec`` does not name is removed (with the white space before it);
+    * an object named by ``rec`` keeps its element; only the fields that differ from what the data set reader
+      gives for it (the box clipped to the image, as :func:`check_record` does) are rewritten: the text of its
+      ``<name>``, of the four ``<bndbox>`` coordinates (1-based, exact, see :func:`_shifted`), of ``<difficult>``
+      or ``<truncated>`` (added when missing).  Unknown tags, ``<part>``, attributes and comments stay;
+    * new objects follow the last object (or the last element of ``<annotation>``), indented like the document.
+
+    The document keeps its encoding, byte-order mark and line endings.  ``rec.polygons`` are not used (VOC holds
+    boxes).  The result is parsed again and checked against what was asked: :class:`DsprepError` instead of a
+    wrong file.
+    """
+    old, _ = parse_voc(original, source)
+    sized = old.select(np.arange(len(old)))
+    if sized.width <= 0 or sized.height <= 0:
+        sized.width, sized.height = rec.width, rec.height
+    view, _ = clip_boxes(sized, source)
+    src = source_indices(rec, len(old), source)
+    _check_names(rec, source)
+    if not np.isfinite(rec.boxes).all():
+        raise DsprepError(f"{source}: a box has a coordinate that is not a finite number")
+
+    bom, codec = _xml_codec(original, source)
+    try:
+        doc = original[len(bom):].decode(codec).encode("utf-8") if codec != "utf-8" else original[len(bom):]
+    except UnicodeDecodeError as e:
+        raise ParseError(f"{source}: not valid {codec} text ({e.reason} at byte {e.start})") from e
+    root, spans = _voc_spans(doc, source)
+    if len(spans) != len(old):
+        raise DsprepError(f"{source}: internal: found {len(spans)} <object> elements, the reader {len(old)}")
+    if root.empty:
+        raise DsprepError(f"{source}: <annotation/> is empty: nothing to add objects to")
+    nl, ind, step = _indents(doc, root, spans)
+
+    edits: List[Tuple[int, int, bytes]] = []
+    of_old = {int(j): k for k, j in enumerate(src) if j >= 0}
+    expected = []  # (name, box, difficult, truncated) of each object of the result, in document order
+    for j, obj in enumerate(spans):
+        k = of_old.get(j)
+        if k is None:
+            cut = obj.span.start
+            while cut > root.inner and doc[cut - 1] in b" \t\r\n":
+                cut -= 1
+            edits.append((cut, obj.span.end, b""))
+            continue
+        f = obj.fields
+        box = old.boxes[j]  # the file's own value, unless the box changes
+        if rec.names[k] != view.names[j]:
+            edits.append(_set_text(doc, f["name"], "name", rec.names[k]))
+        if not np.array_equal(rec.boxes[k], view.boxes[j]):
+            box = rec.boxes[k]
+            for tag, text in zip(_COORDS, _voc_coords(box)):
+                edits.append(_set_text(doc, f["bndbox/" + tag], tag, text))
+        diff, trunc = bool(rec.difficult[k]), bool(rec.truncated[k])
+        for tag, value, was in (("difficult", diff, view.difficult[j]), ("truncated", trunc, view.truncated[j])):
+            if value == bool(was):
+                continue
+            if tag in f:
+                edits.append(_set_text(doc, f[tag], tag, str(int(value))))
+            else:  # after the object's last child, on a line of its own
+                at = obj.span.close
+                while doc[at - 1] in b" \t\r\n":
+                    at -= 1
+                edits.append((at, at, (nl + ind + step + _leaf(tag, str(int(value)))).encode("utf-8")))
+        name = rec.names[k]
+        expected.append((name, box, diff, trunc))
+    new = [k for k in range(len(rec)) if src[k] < 0]
+    if new:
+        at = spans[-1].span.end if spans else root.close
+        if not spans:
+            while doc[at - 1] in b" \t\r\n":
+                at -= 1
+        text = "".join(nl + ind + _voc_object(rec.names[k], rec.boxes[k], int(bool(rec.difficult[k])),
+                                              int(bool(rec.truncated[k])), nl, ind, step) for k in new)
+        edits.append((at, at, text.encode("utf-8")))
+        expected += [(rec.names[k], rec.boxes[k], bool(rec.difficult[k]), bool(rec.truncated[k])) for k in new]
+
+    out = doc
+    for start, end, data in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+        out = out[:start] + data + out[end:]
+    if codec != "utf-8":
+        out = out.decode("utf-8").encode(codec, errors="xmlcharrefreplace")
+    out = bom + out
+    _check_voc(out, expected, source)
+    return out
+
+
+def _check_voc(data: bytes, expected: list, source: str) -> None:
+    got, _ = parse_voc(data, source)
+    ok = len(got) == len(expected) and all(
+        got.names[i] == e[0] and np.array_equal(got.boxes[i], e[1]) and bool(got.difficult[i]) == e[2]
+        and bool(got.truncated[i]) == e[3] for i, e in enumerate(expected))
+    if not ok:
+        raise DsprepError(f"{source}: internal: the edited document does not read back as edited; nothing written")
+
+
+def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
+    """The XML file holding ``rec``'s objects."""
+    return rec.meta.get("annotation_path")
+
+
+def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
+    """Read ``rec``'s annotation file again, as :func:`load` reads it (image file, split); image headers, the size
+    they give and :func:`check_record` are applied by :func:`dsprep.dataset.reload_record`, as by ``load_dataset``."""
+    image = rec.image_path if os.path.isfile(rec.image_path) else None
+    item = VocItem(rec.meta["annotation_path"], image, rec.stem, rec.split, os.path.dirname(rec.image_path))
+    return load_voc_item(item)
+
+
+save_record = update_voc
+
+
+def split_lists(ds: Dataset) -> Dict[str, List[str]]:
+    """For a data set loaded whole: each split's name -> the annotation files its list names (only the list files
+    and folder listings are read; an image may be in several lists, e.g. ``trainval`` and ``test``)."""
+    root = Path(ds.root)
+    out: Dict[str, List[str]] = {}
+    for split in available_splits(find_voc_parts(root)):
+        out[split] = [item.xml for item in iter_voc_items(root, split) if item.xml is not None]
+    return out

@@ -100,13 +100,13 @@ def test_failed_pack_leaves_nothing(voc, tmp_path):
     assert res.exit_code == 1 and "b.jpg: not a readable image" in res.output
     assert os.listdir(tmp_path) == ["voc"]  # no target, no temporary left behind
     res = run("voc-to-h5", voc, out, "--size", "32x32", "--on-error", "skip")
-    assert "1 skipped" in res.output
+    assert "1 of 3 inputs skipped (1 not a readable image)" in res.output
     assert [DetectionH5(out)[i]["filename"] for i in range(2)] == ["a.jpg", "c.jpg"]
 
 
 def test_killed_packer_leaves_no_file(tmp_path):
     root = tmp_path / "big"
-    items = {f"i{k:03d}": (400, 300, [("x", (1, 1, 50, 50))]) for k in range(150)}
+    items = {f"i{k:03d}": (400, 300, [("x", (1, 1, 50, 50))]) for k in range(600)}
     write_voc_tree(root, items)
     out = tmp_path / "p.h5"
     proc = subprocess.Popen([sys.executable, "-m", "dsprep", "voc-to-h5", str(root), str(out), "--size", "512x512",
@@ -115,7 +115,7 @@ def test_killed_packer_leaves_no_file(tmp_path):
     while time.time() < deadline and not any(p.name.startswith(".p.h5.") for p in tmp_path.iterdir()):
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)  # Ctrl-C in the middle of writing
-    proc.wait(timeout=60)
+    assert proc.wait(timeout=60) == 130  # it was interrupted (not finished before the signal)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".p.h5")] == []
 

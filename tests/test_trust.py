@@ -309,6 +309,22 @@ def _write_blank_gray_png(path, w, h):
         f.write(chunk(b"IEND", b""))
 
 
+@pytest.mark.parametrize("values, message", [
+    (("1", "1", "1e308", "10"), "object 0 (cat): xmax is 1e308 (beyond any image)"),
+    (("1", "nan", "10", "10"), "object 0 (cat): ymin is nan"),
+    (("-1e12", "1", "10", "10"), "object 0 (cat): xmin is -1e12 (beyond any image)"),
+])
+def test_absurd_coordinates_are_refused_where_read(tmp_path, values, message):
+    root = write_voc_tree(tmp_path / "voc", {"a": (60, 40, [("dog", (1, 1, 10, 10))])})
+    (root / "Annotations" / "b.xml").write_bytes(voc_xml("a.jpg", 60, 40, [("cat", values)]))
+    res = run("crop", root, "--out", tmp_path / "c", ok=False)
+    assert res.exit_code == 1 and res.output.strip().endswith(message) and "Traceback" not in res.output
+    dota = write_dota_tree(tmp_path / "d", {"x": (100, 100, "1e300 0 5 0 5 5 0 5 car 0\n0 0 9 0 9 9 0 9 car 0\n")})
+    res = run("tile-dota", dota, "--out", tmp_path / "t", "--size", "64", "--gap", "0", "--on-error", "skip")
+    assert "1 label line skipped" in res.stderr and "x.txt:1: x1 is '1e300' (beyond any image)" in res.stderr
+    assert "Warning" not in res.stderr
+
+
 # ---- one CLI vocabulary --------------------------------------------------------------------------------------------
 
 def _commands():

@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import signal
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
@@ -35,6 +36,8 @@ class DsprepGroup(click.Group):
 
     def invoke(self, ctx):
         top = ctx.parent is None
+        if top:  # the user sees one summary line, not numpy's or shapely's arithmetic warnings
+            warnings.filterwarnings("ignore", category=RuntimeWarning)
         previous = signal.signal(signal.SIGTERM, _raise_interrupted) if top and _main_thread() else None
         try:
             return super().invoke(ctx)

@@ -9,6 +9,7 @@ import click
 
 from ..color import METHODS as COLOR_METHODS
 from ..core import DsprepError, OutputError, UsageError
+from ..report import part_kind
 from .common import SIZE, finish, load, run_jobs, shared, start_summary
 
 
@@ -71,6 +72,8 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
             for (split, index, _), prepared in results:
                 writer.add(split, index, prepared)
     summary.counts.clear()
+    summary.add("inputs", sum(len(recs) for recs in groups.values()) +
+                sum(1 for where, _ in load_skips if part_kind(where) is None))
     summary.add("images", writer.stats["images"])
     summary.add("objects", writer.stats["objects"])
     finish(summary, str(out_path), ["images", "objects"], common)
