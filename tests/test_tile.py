@@ -124,3 +124,25 @@ def test_tile_reads_tiled_tiff_by_windows(tmp_path):
         assert np.array_equal(cv2.imread(str(p), -1), cv2.imread(str(tmp_path / "t" / "JPEGImages" / p.name), -1))
         xml = p.stem + ".xml"
         assert (tmp_path / "p" / "Annotations" / xml).read_bytes() == (tmp_path / "t" / "Annotations" / xml).read_bytes()
+
+
+def test_tile_coco_through_the_registry(tmp_path):
+    """A format dsprep only reads (COCO) tiles into a format it writes; without --to, a usage error."""
+    import json
+    root = tmp_path / "coco"
+    root.mkdir()
+    cv2.imwrite(str(root / "a.png"), gradient(200, 150))
+    (root / "ann.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 200, "height": 150}],
+        "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "bbox": [10, 20, 50, 60], "area": 3000,
+                         "iscrowd": 0}],
+        "categories": [{"id": 3, "name": "car"}]}))
+    res = run("tile", root / "ann.json", "--out", tmp_path / "x", ok=False)
+    assert res.exit_code == 2 and "--to" in res.output
+    run("tile", root / "ann.json", "--out", tmp_path / "t", "--size", "100", "--gap", "0", "--to", "voc", "-q")
+    ds = load_dataset(tmp_path / "t")
+    rec = {r.stem: r for r in ds.records}
+    assert sorted(rec) == [f"a__1__{x}___{y}" for x in (0, 100) for y in (0, 50)]
+    assert rec["a__1__0___0"].boxes.tolist() == [[10, 20, 60, 80]] and rec["a__1__0___0"].names == ["car"]
+    assert np.array_equal(cv2.imread(str(tmp_path / "t" / "JPEGImages" / "a__1__100___50.png")),
+                          gradient(200, 150)[50:150, 100:200])
