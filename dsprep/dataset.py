@@ -125,13 +125,36 @@ def attach_images(ds: Dataset, module: ModuleType, exif: str = "auto") -> None:
     annotation lacks, report what would hurt training (empty, truncated, unreadable image; size mismatch; EXIF
     orientation), then run the format's own size-dependent checks.  Many records are shared out over processes
     (:func:`read_records`)."""
-    def attach(rec):
-        return _attach_one(rec, module, exif)
+    n = reading_processes(len(ds.records))
+    if n <= 1:
+        out = []
+        for rec in ds.records:
+            rec, problems = _attach_one(rec, module, exif)
+            ds.problems.extend(problems)
+            out.append(rec)
+        ds.records = out
+        return
+    from .parallel import fork_map
+
+    def chunk(recs):
+        """What each record's header changed (sizes, orientation), not the records: a compact answer."""
+        changes = []
+        for rec in recs:
+            new, problems = _attach_one(rec, module, exif)
+            meta = {k: rec.meta[k] for k in ("orient", "exif") if k in rec.meta}
+            changes.append(((rec.width, rec.height, rec.depth), meta, problems,
+                            None if new is rec else pack_records([new])))
+        return changes
+
+    bounds = np.linspace(0, len(ds.records), n + 1).astype(int)
+    parts = [ds.records[bounds[k]:bounds[k + 1]] for k in range(n)]
     out = []
-    for _, result, _ in read_records(attach, ds.records):
-        rec, problems = result
-        ds.problems.extend(problems)
-        out.append(rec)
+    for recs, changes in zip(parts, fork_map(chunk, parts)):  # (the first part ran here, on these very records)
+        for rec, (size, meta, problems, replaced) in zip(recs, changes):
+            rec.width, rec.height, rec.depth = size
+            rec.meta.update(meta)
+            ds.problems.extend(problems)
+            out.append(rec if replaced is None else unpack_records(replaced)[0])
     ds.records = out
 
 

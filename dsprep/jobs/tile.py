@@ -262,10 +262,14 @@ def image_jobs(stem: str, image: str, label: Optional[str], plan: ImagePlan, rat
             objects, skipped = load_objects()
             skipped = tuple(skipped)
         first = True
+        boxes = None
+        if objects is not None and len(objects.polys):
+            p = np.trunc(objects.polys) * rate  # devkit coordinates, as tiling.prepare_objects makes them
+            boxes = (p.min(axis=1), p.max(axis=1))
         for origins in _bands(grid, size, gap, rate, plan.channels):
-            sub = None
-            if objects is not None:
-                sub = _objects_reaching(objects, origins, size, rw, rh, rate)
+            sub = objects
+            if boxes is not None:
+                sub = _objects_reaching(objects, boxes, origins, size, rw, rh)
             jobs.append(TileJob(stem, image, label, rate, origins, rw, rh, first, plan.orient, plan.layout, sub,
                                 skipped if first else (), record, ext))
             first = False
@@ -285,12 +289,10 @@ def _bands(grid: List[Tuple[int, int]], size: int, gap: int, rate: float, channe
             yield tuple((left, up) for left in lefts[i:i + per])
 
 
-def _objects_reaching(objects: Objects, origins, size: int, width: int, height: int, rate: float) -> Objects:
-    """The objects whose box (in devkit coordinates: truncated, times the rate) reaches the tiles' rectangle."""
-    if len(objects.polys) == 0:
-        return objects
-    p = np.trunc(objects.polys) * rate
-    lo, hi = p.min(axis=1), p.max(axis=1)
+def _objects_reaching(objects: Objects, boxes, origins, size: int, width: int, height: int) -> Objects:
+    """The objects whose box (``boxes = (lo, hi)`` in devkit coordinates: truncated, times the rate) reaches the
+    tiles' rectangle."""
+    lo, hi = boxes
     x0 = min(left for left, _ in origins)
     y0 = min(up for _, up in origins)
     x1 = min(max(left for left, _ in origins) + size, width - 1)
