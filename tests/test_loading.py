@@ -32,11 +32,30 @@ def test_forked_readers_give_the_same_data_set(tmp_path, monkeypatch, split):
     real = __import__("dsprep.parallel", fromlist=["fork_map"]).fork_map
     monkeypatch.setattr("dsprep.parallel.fork_map", lambda fn, chunks: calls.append(len(chunks)) or real(fn, chunks))
     two = load_dataset(root, split=split, on_error="skip")
-    assert calls == [2, 2]  # annotations, then image headers
+    assert calls == [2]  # annotations and image headers in one trip
     _same(one, two)
     assert any(p.kind == "size_mismatch" for p in two.problems)
     assert any(p.kind == "image_unreadable" for p in two.problems)
     assert any("004.xml" in f for f, _ in two.skipped)
+
+
+def test_forked_header_readers_for_other_formats(tmp_path, monkeypatch):
+    """DOTA files are read in this process; their image headers by forked readers."""
+    from helpers import write_dota_tree
+    items = {f"P{k:02d}": (50 + k, 40, "1 1 20 1 20 10 1 10 car 0\n0 0 90 0 90 10 0 10 ship 1\n") for k in range(12)}
+    root = write_dota_tree(tmp_path / "dota", items)
+    (root / "images" / "P03.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # truncated
+    monkeypatch.setenv("DSPREP_READERS", "1")
+    one = load_dataset(root)
+    monkeypatch.setenv("DSPREP_READERS", "2")
+    calls = []
+    real = __import__("dsprep.parallel", fromlist=["fork_map"]).fork_map
+    monkeypatch.setattr("dsprep.parallel.fork_map", lambda fn, chunks: calls.append(len(chunks)) or real(fn, chunks))
+    two = load_dataset(root)
+    assert calls == [2]
+    _same(one, two)
+    assert any(p.kind == "polygon_outside_image" for p in two.problems)
+    assert any(p.kind == "image_unreadable" for p in two.problems)
 
 
 def test_forked_readers_raise_the_first_error(tmp_path, monkeypatch):
