@@ -2,8 +2,9 @@
 
 Input: DOTA task-1 result files ``Task1_<class>.txt``, lines ``tile_name score x1 y1 ... x4 y4``.  Every detection is
 mapped back with the tile's offsets and rate, read from its name (``P0706__0.5__824___412``), as DOTA_devkit's
-ResultMerge does: ``x_orig = (x + left) / rate``.  Then greedy non-maximum suppression runs per image and class,
-with exact polygon IoU (shapely) after a vectorized bounding-box pre-filter.
+ResultMerge does: ``x_orig = (x + left) / rate``.  Then greedy non-maximum suppression runs per image and class:
+candidate pairs from one sweep over the boxes, exact polygon IoU (convex quads in numpy, others through shapely),
+the greedy order resolved in vectorized rounds (see :func:`nms`).
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import shapely
 
 from .core import ParseError
 
@@ -43,8 +43,9 @@ def parse_task1(text: str, source: str = "<task1>") -> Detections:
     Fast path: all tokens at once (ten a line); when a line is not ten fields, or a value is not a number, the
     file is parsed line by line to name the line."""
     toks = text.split()
-    lines = text.splitlines()
-    if len(toks) == 10 * (len(lines) - lines.count("")):  # (a blank line of spaces takes the careful path)
+    if len(toks) % 10 == 0:
+        # A line of another length shifts a tile name into a number's place (float() refuses it) or a number into a
+        # name's place (not a tile name): both fall to the careful path below, which names the line.
         try:
             table = np.array(toks, dtype=object).reshape(-1, 10)
             return _detections(toks[0::10], table[:, 1:].astype(np.float64), toks[1::10], source, None)
@@ -189,6 +190,7 @@ class PairIoU:
             self.area = np.abs(signed_area(polys))
             self.geoms = None
             if not self.convex.all():
+                import shapely  # only for quads that are not convex
                 odd = np.flatnonzero(~self.convex)
                 self.geoms = np.empty(len(polys), object)
                 self.geoms[odd] = shapely.make_valid(shapely.polygons(polys[odd]))
@@ -206,6 +208,7 @@ class PairIoU:
             inter[fast] = convex_intersection_area(self.polys[i[fast]], self.polys[j[fast]])
             slow = np.flatnonzero(~fast)
             if len(slow):
+                import shapely
                 geoms = self.geoms.copy()
                 need = np.unique(np.concatenate([i[slow], j[slow]]))
                 need = need[geoms[need] == None]  # noqa: E711 - object array: the convex ones not built yet
