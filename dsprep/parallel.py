@@ -359,11 +359,12 @@ def run(backend: Backend, fn: Callable, items: Iterable[Any], on_done: Optional[
 def fork_map(fn: Callable[[Any], Any], chunks: List[Any]) -> List[Any]:
     """``[fn(chunk) for chunk in chunks]``, the first chunk in this process and each other one in a forked child.
 
-    For reading many small files while a data set is loaded (annotation files, image headers): a forked child
-    starts in milliseconds with everything this process has loaded, where a worker pool needs a fresh interpreter.
-    The work must be pure Python over files (no OpenCV, no HDF5: a child forked from a process whose OpenCV thread
-    pool runs can deadlock inside OpenCV, see :func:`_process_pool`); results travel back pickled, so keep them
-    compact.  A child's exception is raised here; Ctrl-C and SIGTERM stop the children; a child that dies is a
+    For work too short to pay a worker pool's start (~0.3 s): reading many small files while a data set is loaded
+    (annotation files, image headers), merging detections.  A forked child starts in milliseconds with everything
+    this process has loaded, where a pool worker needs a fresh interpreter.  The work must not use OpenCV or HDF5
+    (a child forked from a process whose OpenCV thread pool runs can deadlock inside OpenCV, see
+    :func:`_process_pool`); results travel back pickled, so keep them compact.  Outputs a child writes go through
+    :mod:`dsprep.outputs` like any worker's.  A child's exception is raised here; Ctrl-C and SIGTERM stop the children; a child that dies is a
     :class:`WorkerLost`."""
     import pickle
     if len(chunks) <= 1 or "fork" not in multiprocessing.get_all_start_methods():

@@ -186,10 +186,13 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
 @shared("run", "workers")
 def merge_dota(detections, out, nms_thresh, iou, overwrite, common):
-    """Map per-tile detections (Task1_<class>.txt) back to their images, with NMS."""
-    from ..jobs.merge import chunks_of, merge_chunk
-    from ..merge import format_task1, parse_task1
-    from ..outputs import OutputDir, atomic_write_text
+    """Map per-tile detections (Task1_<class>.txt) back to their images, with NMS.
+
+    With --workers N the files are read, merged and written by N processes (forked: they start in milliseconds);
+    with --scheduler the merging runs on the Dask cluster in chunks of whole images."""
+    import os
+    from ..jobs.merge import forked, merge_chunk, plan_chunks, read_class_file, write_class_file
+    from ..outputs import OutputDir
     from ..parallel import parse_workers
     src = Path(detections)
     if not src.exists():
@@ -199,28 +202,34 @@ def merge_dota(detections, out, nms_thresh, iou, overwrite, common):
         raise DatasetError(f"{src}: no Task1_<class>.txt files")
     summary = start_summary("merge-dota")
     summary.add("inputs", len(files))
+    local = 1 if common.scheduler else parse_workers(common.workers)
     parsed = {}
-    for f in progress(files, desc="reading", quiet=common.quiet, unit="class"):
-        try:
-            parsed[f] = parse_task1(f.read_text(encoding="utf-8"), str(f))
-        except (DsprepError, OSError, UnicodeDecodeError) as e:
-            err = e if isinstance(e, DsprepError) else DatasetError(f"{f}: cannot read ({e})")
+    for f, dets, err in forked(read_class_file, files, local, weight=lambda f: os.path.getsize(f)):
+        if err is not None:
             if common.on_error == "fail":
-                raise err from e
+                raise err
             summary.skip(str(f), str(err))
+        else:
+            parsed[f] = dets
     # work is shared out in chunks of whole images, about four per worker slot
-    slots = 2 if common.scheduler else parse_workers(common.workers)
+    slots = 2 if common.scheduler else local
     total = sum(len(d.stems) for d in parsed.values())
     target = max(1, total // (4 * slots)) if slots > 1 else max(1, total)
-    chunks = [c for f, d in parsed.items() for c in chunks_of(str(f), d, nms_thresh, iou, target)]
-    kept = {f: {} for f in parsed}
+    chunks = plan_chunks(parsed, nms_thresh, iou, target)
+    kept = {str(f): {} for f in parsed}
     with OutputDir(out, overwrite=overwrite, inputs=[detections]) as out_dir:
-        for chunk, result in run_jobs(merge_chunk, chunks, summary, common, "merging",
-                                      name_of=lambda c: f"{c.source} ({len(c.images)} images)"):
-            for stem, idx in result["kept_list"]:
-                kept[Path(chunk.source)][stem] = idx
-        for f, dets in parsed.items():
-            atomic_write_text(out_dir / f.name, format_task1(dets, dict(sorted(kept[f].items()))))
-            summary.add("classes")
-            summary.add("detections", len(dets.stems))
+        if local > 1:
+            results = forked(merge_chunk, chunks, local, weight=lambda c: sum(len(g[2]) for g in c.groups))
+        else:
+            results = [r for _, r in run_jobs(merge_chunk, chunks, summary, common, "merging",
+                                              name_of=lambda c: f"{c.groups[0][0]} ({len(c.groups)} image and "
+                                                                f"class groups)")]
+        for result in results:
+            for source, stem, idx in result["kept_list"]:
+                kept[source][stem] = idx
+        written = forked(write_class_file, [(out_dir / f.name, dets, kept[str(f)]) for f, dets in parsed.items()],
+                         local, weight=lambda it: len(it[1].stems))
+        summary.add("classes", len(parsed))
+        summary.add("detections", sum(len(d.stems) for d in parsed.values()))
+        summary.add("kept", sum(written))
     finish(summary, str(out_dir), ["classes", "detections", "kept"], common)
