@@ -167,7 +167,6 @@ def attach_images(ds: Dataset, module: ModuleType, exif: str = "auto") -> None:
 
 
 def _attach_one(rec: ImageRecord, module: ModuleType, exif: str) -> Tuple[ImageRecord, list]:
-    import os
     from .core import ImageError, Problem
     from .images import ORIENTATION_NAMES, decide_orientation, probe
     records_size = getattr(module, "RECORDS_SIZE", True)

@@ -21,11 +21,30 @@ import struct
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
-import cv2
 import numpy as np
 
 from .core import ImageError, OutputError, UsageError
 from .outputs import atomic_write_bytes
+
+class LazyModule:
+    """A module imported when one of its attributes is first used (then it replaces itself in ``namespace``).
+
+    Reading headers (``probe``, every data set load) never needs OpenCV, and detecting a data set's format never
+    needs h5py: importing them costs ~30 ms each of every command's start-up."""
+
+    def __init__(self, name: str, namespace: dict):
+        self._name, self._namespace = name, namespace
+
+    def __getattr__(self, attr):
+        import importlib
+        module = importlib.import_module(self._name)
+        for key, value in list(self._namespace.items()):
+            if value is self:
+                self._namespace[key] = module
+        return getattr(module, attr)
+
+
+cv2 = LazyModule("cv2", globals())
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIF_POLICIES = ("auto", "apply", "ignore")
@@ -74,15 +93,17 @@ def probe(path: PathLike, data: Optional[bytes] = None) -> ImageInfo:
     name = str(path)
     try:
         if data is None:
-            with open(name, "rb") as f:
-                head = f.read(_HEAD)
-                size = os.fstat(f.fileno()).st_size
-                tail = b""
-                if size > len(head):
-                    f.seek(max(len(head), size - 1024))
-                    tail = f.read()
-                reader = _FileReader(f, head)
-                return _probe(reader, head, head[-1024:] if not tail else tail, size, name)
+            # unbuffered reads on a file descriptor: one system call for the head (a buffered file object costs
+            # twice as much, measured over 20,000 headers)
+            fd = os.open(name, os.O_RDONLY)
+            try:
+                head = os.read(fd, _HEAD)
+                size = os.fstat(fd).st_size
+                tail = os.pread(fd, size - max(len(head), size - 1024), max(len(head), size - 1024)) \
+                    if size > len(head) else b""
+                return _probe(_FileReader(fd, head), head, head[-1024:] if not tail else tail, size, name)
+            finally:
+                os.close(fd)
         data = bytes(data)
         return _probe(_FileReader(None, data), data[:_HEAD], data[-1024:], len(data), name)
     except OSError as e:
@@ -90,16 +111,15 @@ def probe(path: PathLike, data: Optional[bytes] = None) -> ImageInfo:
 
 
 class _FileReader:
-    """Random access to a file's bytes, served from the head buffer when possible."""
+    """Random access to a file's bytes (a file descriptor), served from the head buffer when possible."""
 
-    def __init__(self, f, head: bytes):
-        self.f, self.head = f, head
+    def __init__(self, fd, head: bytes):
+        self.f, self.head = fd, head
 
     def read(self, offset: int, n: int) -> bytes:
         if offset + n <= len(self.head) or self.f is None:
             return self.head[offset:offset + n]
-        self.f.seek(offset)
-        return self.f.read(n)
+        return os.pread(self.f, n, offset)
 
 
 def _probe(r: _FileReader, head: bytes, tail: bytes, size: int, name: str) -> ImageInfo:
@@ -380,7 +400,7 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
 
 # ---- decoding -------------------------------------------------------------------------------------------------------
 
-MODES = {"color": cv2.IMREAD_COLOR, "unchanged": cv2.IMREAD_UNCHANGED, "gray": cv2.IMREAD_GRAYSCALE}
+MODES = {"color": 1, "unchanged": -1, "gray": 0}  # cv2.IMREAD_COLOR, IMREAD_UNCHANGED, IMREAD_GRAYSCALE
 
 
 def is_plain_gray(info: ImageInfo) -> bool:
