@@ -204,7 +204,11 @@ def clip_boxes(rec: ImageRecord, source: str) -> Tuple[ImageRecord, List[Problem
     """Clip boxes to ``[0, width] x [0, height]``; report each clipped box.  Needs a known size."""
     if rec.width <= 0 or rec.height <= 0 or len(rec) == 0:
         return rec, []
-    lim = np.array([rec.width, rec.height, rec.width, rec.height], np.float64)
+    w, h = rec.width, rec.height
+    if len(rec) <= 16:  # the usual few boxes: plain Python beats two numpy reductions (~3 us against ~10 us)
+        if all(x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h for x0, y0, x1, y1 in rec.boxes.tolist()):
+            return rec, []
+    lim = np.array([w, h, w, h], np.float64)
     if rec.boxes.min() >= 0 and (rec.boxes <= lim).all():
         return rec, []
     clipped = np.clip(rec.boxes, 0.0, lim)
