@@ -279,7 +279,11 @@ class FormatWriter:
     * :meth:`image_path` says where a record's image goes (relative to the output folder).
 
     ``lossy`` in a result counts what the format could not keep (``{"polygon_to_box": 3}``), so the caller can
-    name it in the summary.  The caller writes every file through :mod:`dsprep.outputs`.
+    name it in the summary.  The caller writes every file through :mod:`dsprep.outputs`.  Two optional
+    attributes complete the accounting (see :mod:`dsprep.jobs.convert`): ``HANDLES_ATTRS``, the per-object
+    ``attrs`` the format keeps or counts itself (``{"segmentation", "iscrowd"}``; for the others the caller leaves
+    COCO crowd regions out and counts dropped segmentations), and ``lossy``, counts set by :meth:`finish`
+    (renumbered ids).
     """
 
     NAME = ""

@@ -12,7 +12,16 @@ Every format module (``voc.py``, ``dota.py``, ``hdf5.py`` ...) exposes the same 
 * ``RECORDS_SIZE``                  whether annotations state the image size (then a header that disagrees is a
                                     ``size_mismatch``); ``HAS_IMAGE_FILES = False`` for packed files;
 * ``check_record(rec) -> (rec, problems)``  checks that need the size (clipping, objects outside the image);
-* ``Writer`` (formats dsprep can write): see :class:`dsprep.core.FormatWriter`.
+* ``Writer`` (formats dsprep can write): see :class:`dsprep.core.FormatWriter`;
+* ``object_masks(rec) -> Optional[List[Optional[np.ndarray]]]`` (optional; formats that know object shapes): for
+                                    each object of the record, in object order, ``None`` or a ``bool`` mask of shape
+                                    ``(y1 - y0, x1 - x0)`` over the object's pixel bounds
+                                    ``x0, y0, x1, y1 = dsprep.crop.pixel_bounds(rec.boxes, rec.width, rec.height)[k]``
+                                    (no pad), True on the object's pixels, in the pixels
+                                    :func:`dsprep.images.read_record_image` returns for the record (its decided EXIF
+                                    orientation applied); ``None`` for the whole record when the image has no masks.
+                                    Raises a ``DsprepError`` naming the file for a broken mask.  Call it through
+                                    :func:`object_masks` (which checks the answer), never directly.
 
 Formats whose files can be edited in place (``dsprep review``) also expose the edit protocol:
 
@@ -53,6 +62,9 @@ FORMATS = {
     "h5": "dsprep.hdf5",
     "dota": "dsprep.dota",
     "coco": "dsprep.coco",
+    "yolo": "dsprep.yolo",
+    "yolo-obb": "dsprep.yolo_obb",
+    "labelme": "dsprep.labelme",
     "voc": "dsprep.voc",
 }
 
@@ -321,6 +333,27 @@ def bulk():
     finally:
         if enabled:
             gc.enable()
+
+
+def object_masks(ds_format: str, rec) -> Optional[List[Optional["np.ndarray"]]]:
+    """Each object's own mask, from the format module's optional ``object_masks`` (the protocol is in the module
+    docstring), or ``None`` when the format or the image has none.  The answer is checked against the protocol: a
+    wrong length, shape or dtype is a bug of the format module (``ValueError``)."""
+    fn = getattr(format_module(ds_format), "object_masks", None)
+    if fn is None:
+        return None
+    masks = fn(rec)
+    if masks is None:
+        return None
+    from .crop import pixel_bounds
+    if len(masks) != len(rec):
+        raise ValueError(f"{ds_format}.object_masks: {len(masks)} masks for {len(rec)} objects ({rec.image_path})")
+    bounds = pixel_bounds(rec.boxes, rec.width, rec.height)
+    for k, (m, (x0, y0, x1, y1)) in enumerate(zip(masks, bounds.tolist())):
+        if m is not None and (m.dtype != bool or m.shape != (y1 - y0, x1 - x0)):
+            raise ValueError(f"{ds_format}.object_masks: object {k} of {rec.image_path}: expected a bool mask of "
+                             f"shape {(y1 - y0, x1 - x0)}, but got {m.dtype} {m.shape}")
+    return list(masks)
 
 
 def writable_formats() -> List[str]:

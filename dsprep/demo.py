@@ -1,8 +1,14 @@
-"""A small procedurally generated data set, so every command can be tried (and tested) without a download."""
+"""A small procedurally generated data set, so every command can be tried (and tested) without a download.
+
+Scenes are textured backgrounds (grass-like noise, tiles, wood grain, woven cloth) with shaded objects whose shapes
+are not their boxes (balls, turned boxes, cones), written as a VOC tree with the objects' masks
+(``SegmentationObject/`` instance ids in object order, ``SegmentationClass/`` class indices, ``labelmap.txt``), so
+``crop`` cuts silhouettes and fills the backgrounds, and ``synth`` pastes them.
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import cv2
 import numpy as np
@@ -12,46 +18,112 @@ from .images import encode_image
 from .voc import write_voc_dataset
 
 DEMO_CLASSES = ("ball", "box", "cone")
+TEXTURES = ("grass", "tiles", "wood", "cloth")
 
 
-def _background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """Smooth random colour field plus mild noise: a stand-in for a real scene."""
-    small = rng.integers(40, 200, size=(4, 5, 3), dtype=np.uint8)
-    img = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-    noise = rng.normal(0, 6, size=(h, w, 3))
-    return np.clip(img + noise, 0, 255).astype(np.uint8)
+def _noise(rng: np.random.Generator, w: int, h: int, octaves: int = 5) -> np.ndarray:
+    """Fractal value noise in [0, 1]: random grids of doubling resolution, smoothly upscaled and summed."""
+    out = np.zeros((h, w), np.float32)
+    total = 0.0
+    for o in range(octaves):
+        cells = 2 ** (o + 2)
+        grid = rng.random((cells * h // max(w, h) + 2, cells * w // max(w, h) + 2)).astype(np.float32)
+        weight = 0.55 ** o
+        out += weight * cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+        total += weight
+    return np.clip(out / total, 0, 1)
 
 
-def make_scene(rng: np.random.Generator, w: int, h: int, n_objects: int):
-    """One image with non-overlapping shapes; returns ``(bgr, boxes (N,4), names)`` with exact tight boxes."""
-    img = _background(rng, w, h)
+def _palette_blend(t: np.ndarray, dark, light) -> np.ndarray:
+    """``t`` in [0, 1] (H, W) -> BGR uint8 between two colours."""
+    dark, light = np.asarray(dark, np.float32), np.asarray(light, np.float32)
+    return np.clip(dark + t[..., None] * (light - dark), 0, 255).astype(np.uint8)
+
+
+def textured_background(rng: np.random.Generator, w: int, h: int, kind: str = "") -> np.ndarray:
+    """A BGR scene background with texture at several scales (what inpainting and blending must cope with)."""
+    kind = kind or TEXTURES[int(rng.integers(len(TEXTURES)))]
+    n = _noise(rng, w, h)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    if kind == "grass":
+        blades = _noise(rng, w, h, 7)
+        img = _palette_blend(0.6 * n + 0.4 * blades, (20, 70, 40), (60, 170, 120))
+    elif kind == "tiles":
+        size = int(rng.integers(28, 56))
+        row = (y // size).astype(np.int64)
+        xx = x + (row % 2) * size / 2
+        grout = ((xx % size) < 3) | ((y % size) < 3)
+        shade = rng.random((h // size + 2, w // size + 3)).astype(np.float32)
+        base = 0.55 + 0.25 * shade[row, (xx // size).astype(np.int64)] + 0.2 * n
+        img = _palette_blend(np.where(grout, 0.15, base), (40, 50, 90), (150, 170, 220))
+    elif kind == "wood":
+        cx, cy = rng.uniform(-w, 2 * w), rng.uniform(-h, 2 * h)
+        r = np.hypot((x - cx) * 0.35, y - cy) + 25 * n
+        rings = 0.5 + 0.5 * np.sin(r / rng.uniform(3.0, 6.0))
+        img = _palette_blend(0.7 * rings + 0.3 * n, (20, 50, 90), (90, 150, 200))
+    else:  # cloth: two crossing thread directions
+        a = rng.uniform(0, np.pi)
+        u, v = x * np.cos(a) + y * np.sin(a), -x * np.sin(a) + y * np.cos(a)
+        weave = 0.5 + 0.25 * np.sin(u / 1.6) + 0.25 * np.sin(v / 1.6)
+        img = _palette_blend(0.6 * weave + 0.4 * n, tuple(rng.integers(20, 90, 3)), tuple(rng.integers(140, 230, 3)))
+    grain = rng.normal(0, 4, (h, w, 1)).astype(np.float32)
+    return np.clip(img.astype(np.float32) + grain, 0, 255).astype(np.uint8)
+
+
+def _shape_mask(cls: str, w: int, h: int, x: int, y: int, s: int, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) bool: the object's pixels (drawn without anti-aliasing, so the mask is exact)."""
+    m = np.zeros((h, w), np.uint8)
+    if cls == "ball":
+        cv2.circle(m, (x + s // 2, y + s // 2), s // 2, 1, -1)
+    elif cls == "box":  # a square turned by a random angle: its box is not its shape
+        rect = ((x + s / 2.0, y + s / 2.0), (s * 0.68, s * 0.68), float(rng.uniform(10, 80)))
+        cv2.fillPoly(m, [np.round(cv2.boxPoints(rect)).astype(np.int32)], 1)
+    else:
+        cv2.fillPoly(m, [np.array([[x + s // 2, y], [x + s - 1, y + s - 1], [x, y + s - 1]], np.int32)], 1)
+    return m.astype(bool)
+
+
+def _shaded(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """An object's colour over its ``w x h`` box: a base colour lit from a random side, with a little texture."""
+    base = rng.integers(40, 256, 3).astype(np.float32)
+    base[2] = max(base[2], 60.0)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    a = rng.uniform(0, 2 * np.pi)
+    light = ((xx - w / 2) * np.cos(a) + (yy - h / 2) * np.sin(a)) / max(w, h, 1)
+    tone = np.clip(0.85 + 0.6 * light, 0.45, 1.25)[..., None]
+    return np.clip(base * tone + rng.normal(0, 5, (h, w, 1)), 1, 255).astype(np.uint8)
+
+
+def make_scene_with_masks(rng: np.random.Generator, w: int, h: int, n_objects: int
+                          ) -> Tuple[np.ndarray, np.ndarray, List[str], np.ndarray]:
+    """One scene with non-overlapping objects: ``(bgr, boxes (N, 4), names, instance (H, W) uint8)`` where boxes
+    are the exact tight boxes of the objects' pixels and ``instance`` holds ``k + 1`` on object k's pixels."""
+    img = textured_background(rng, w, h)
+    instance = np.zeros((h, w), np.uint8)
     boxes: List[List[float]] = []
     names: List[str] = []
     for _ in range(n_objects * 20):
         if len(boxes) == n_objects:
             break
-        s = int(rng.integers(min(w, h) // 8, min(w, h) // 3))
+        s = int(rng.integers(min(w, h) // 6, min(w, h) // 3))
         x, y = int(rng.integers(0, w - s)), int(rng.integers(0, h - s))
-        cand = np.array([x, y, x + s, y + s], float)
-        if boxes and _overlaps(cand, np.array(boxes)):
+        if boxes and _overlaps(np.array([x, y, x + s, y + s], float), np.array(boxes)):
             continue
         cls = DEMO_CLASSES[int(rng.integers(len(DEMO_CLASSES)))]
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
-        color = (color[0], color[1], max(color[2], 60))  # never pure black: crops stay non-black
-        if cls == "ball":
-            cv2.circle(img, (x + s // 2, y + s // 2), s // 2, color, -1)
-            r = s // 2
-            box = [x + s // 2 - r, y + s // 2 - r, x + s // 2 + r + 1, y + s // 2 + r + 1]
-        elif cls == "box":
-            cv2.rectangle(img, (x, y), (x + s - 1, y + s - 1), color, -1)
-            box = [x, y, x + s, y + s]
-        else:
-            pts = np.array([[x + s // 2, y], [x + s - 1, y + s - 1], [x, y + s - 1]], np.int32)
-            cv2.fillPoly(img, [pts], color)
-            box = [x, y, x + s, y + s]
-        boxes.append(box)
+        mask = _shape_mask(cls, w, h, x, y, s, rng)
+        bx, by, bw, bh = cv2.boundingRect(mask.view(np.uint8))
+        sub, inside = np.s_[by:by + bh, bx:bx + bw], mask[by:by + bh, bx:bx + bw]
+        img[sub][inside] = _shaded(rng, bw, bh)[inside]
+        instance[mask] = len(boxes) + 1
+        boxes.append([bx, by, bx + bw, by + bh])
         names.append(cls)
-    return img, np.array(boxes, float).reshape(-1, 4), names
+    return img, np.array(boxes, float).reshape(-1, 4), names, instance
+
+
+def make_scene(rng: np.random.Generator, w: int, h: int, n_objects: int):
+    """One image with non-overlapping shapes; returns ``(bgr, boxes (N,4), names)`` with exact tight boxes."""
+    img, boxes, names, _ = make_scene_with_masks(rng, w, h, n_objects)
+    return img, boxes, names
 
 
 def _overlaps(b: np.ndarray, others: np.ndarray) -> bool:
@@ -61,16 +133,30 @@ def _overlaps(b: np.ndarray, others: np.ndarray) -> bool:
 
 
 def make_voc_demo(out: Path, n_images: int = 24, seed: int = 0) -> List[str]:
-    """Write a VOC data set of ``n_images`` 320x240 scenes (train/val split lists) under ``out``."""
+    """Write a VOC data set of ``n_images`` 320x240 scenes (train/val split lists, object masks) under ``out``."""
+    from .outputs import atomic_write_bytes, atomic_write_text
+    from .synth import encode_palette_png, voc_palette
     rng = np.random.default_rng(seed)
-    items = []
+    pal = voc_palette()
+    cls_lut = {c: i + 1 for i, c in enumerate(DEMO_CLASSES)}
+    items, masks = [], []
     for i in range(n_images):
-        img, boxes, names = make_scene(rng, 320, 240, int(rng.integers(1, 5)))
+        img, boxes, names, instance = make_scene_with_masks(rng, 320, 240, int(rng.integers(1, 5)))
         difficult = (rng.random(len(names)) < 0.1).astype(np.uint8)
-        rec = ImageRecord(image_path=f"demo_{i:04d}.jpg", width=320, height=240, boxes=boxes, names=names,
-                          difficult=difficult, meta={"stem": f"demo_{i:04d}"})
+        stem = f"demo_{i:04d}"
+        rec = ImageRecord(image_path=f"{stem}.jpg", width=320, height=240, boxes=boxes, names=names,
+                          difficult=difficult, meta={"stem": stem})
         items.append((rec, encode_image(img, ".jpg", 95)))
+        lut = np.zeros(256, np.uint8)
+        lut[1:len(names) + 1] = [cls_lut[n] for n in names]
+        masks.append((stem, instance, lut[instance]))
     ids = write_voc_dataset(out, items, split="trainval")
+    for folder, k in (("SegmentationObject", 1), ("SegmentationClass", 2)):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        for m in masks:
+            atomic_write_bytes(out / folder / f"{m[0]}.png", encode_palette_png(m[k], pal))
+    atomic_write_text(out / "labelmap.txt", "# label:color_rgb:parts:actions\n" + "".join(
+        f"{name}:{','.join(str(int(v)) for v in pal[i])}::\n" for i, name in enumerate(("background",) + DEMO_CLASSES)))
     cut = (len(ids) * 3) // 4
     from .voc import write_split_list
     write_split_list(out / "ImageSets" / "Main" / "train.txt", ids[:cut])

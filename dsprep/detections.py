@@ -189,14 +189,8 @@ def file_kind(name: str, known_classes: Sequence[str] = ()) -> Optional[Tuple[st
 # Files
 
 def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ParseError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    from .inputs import read_text
+    return read_text(path)  # the one reader of annotation text
 
 
 def _text_set(kind: str, files: List[Tuple[Path, str]], progress) -> DetectionSet:

@@ -129,17 +129,9 @@ def format_dota(rec: ImageRecord, header: bool = True) -> str:
 
 
 def read_dota(path, on_error: str = "fail"):
+    from .inputs import read_text
     path = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ParseError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    rec, problems, skipped = parse_dota(text, path, on_error)
+    rec, problems, skipped = parse_dota(read_text(path), path, on_error)
     rec.meta["stem"] = os.path.splitext(os.path.basename(path))[0]
     return rec, problems, skipped
 
@@ -220,7 +212,13 @@ class Writer(FormatWriter):
 
     def record_files(self, rec: ImageRecord):
         from .outputs import safe_name
-        return {f"labelTxt/{safe_name(rec.stem)}.txt": format_dota(rec).encode("utf-8")}, {}
+        lossy = {}
+        spaced = [k for k, n in enumerate(rec.names) if len(n.split()) != 1]
+        if spaced:  # fields are separated by white space: "small vehicle" is written "small-vehicle", as DOTA does
+            rec = rec.select(np.arange(len(rec)))
+            rec.names = ["-".join(n.split()) or "_" for n in rec.names]
+            lossy["class_name_spaces"] = len(spaced)
+        return {f"labelTxt/{safe_name(rec.stem)}.txt": format_dota(rec).encode("utf-8")}, lossy
 
 
 def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
@@ -235,7 +233,6 @@ def _outside(rec: ImageRecord, source: str) -> List[Problem]:
     out = np.flatnonzero((b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > rec.width) | (b[:, 3] > rec.height))
     return [Problem("polygon_outside_image", source, f"object {k} ({rec.names[k]}) extends outside the "
                                                       f"{rec.width}x{rec.height} image") for k in out]
-
 
 
 # ================================================================================================================
@@ -345,3 +342,26 @@ def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Proble
 
 
 save_record = update_dota
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Object masks (see dsprep.dataset.object_masks): a pixel belongs to an object when its centre lies inside the
+# object's quad or on its outline.  Coordinates need no orientation step: DOTA labels refer to the pixels as read.
+
+def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
+    """Each object's quad as a bool mask over its pixel bounds (all objects at once: one shapely call)."""
+    import shapely
+    from .crop import pixel_bounds
+    if rec.polygons is None or len(rec) == 0:
+        return None
+    b = pixel_bounds(rec.boxes, rec.width, rec.height)
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    sizes = w * h
+    obj = np.repeat(np.arange(len(rec)), sizes)
+    local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    xs = b[obj, 0] + local % np.maximum(w[obj], 1) + 0.5
+    ys = b[obj, 1] + local // np.maximum(w[obj], 1) + 0.5
+    polys = shapely.polygons(rec.polygons)
+    inside = shapely.intersects_xy(polys[obj], xs, ys)
+    parts = np.split(inside, np.cumsum(sizes)[:-1])
+    return [p.reshape(int(hk), int(wk)) for p, wk, hk in zip(parts, w.tolist(), h.tolist())]

@@ -95,7 +95,7 @@ def test_class_colors_are_stable():
 
 def test_crop_and_backgrounds(voc, tmp_path):
     out, bgs = tmp_path / "crops", tmp_path / "bgs"
-    res = run("crop", voc, "--out", out, "--backgrounds", bgs, "--blank", "dog")
+    res = run("crop", voc, "--out", out, "--backgrounds", bgs, "--blank", "dog", "--fill", "black")
     assert "3 crops" in res.output
     src = cv2.imread(str(voc / "JPEGImages" / "a.jpg"))
     cat = cv2.imread(str(out / "cat" / "a_0.png"))
@@ -104,6 +104,11 @@ def test_crop_and_backgrounds(voc, tmp_path):
     bg = cv2.imread(str(bgs / "a.png"))
     assert (bg[0:40, 30:60] == 0).all()  # the dog is blanked
     np.testing.assert_array_equal(bg[5:25, 10:30], src[5:25, 10:30])  # the cat is not (--blank dog)
+    from dsprep.fill import parse_sidecar, outline_mask
+    size, outlines = parse_sidecar((bgs / "a.blanked.json").read_bytes())
+    blanked = outline_mask(outlines, size) > 0
+    assert size == (60, 40) and blanked[0:40, 30:60].all() and not blanked[:, :30].any()
+    assert not (bgs / "c.blanked.json").exists()  # nothing blanked, no sidecar
 
 
 def test_crop_min_size_pad_and_classes(voc, tmp_path):

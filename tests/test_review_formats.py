@@ -39,7 +39,7 @@ def with_new(rec, names, boxes, polygons=None):
 
 
 def test_both_formats_implement_the_protocol():
-    assert editable_formats() == ["dota", "voc"]
+    assert editable_formats() == ["dota", "yolo", "yolo-obb", "labelme", "voc"]
     for name in editable_formats():
         mod = format_module(name)
         assert callable(mod.annotation_file) and callable(mod.load_record) and callable(mod.save_record)

@@ -174,8 +174,9 @@ def _options(group: str) -> List[Callable]:
     if group == "classes":
         return [click.option("--classes", default=None, callback=lambda c, p, v: parse_class_list(v),
                              help="The class list in index order: a,b,c or a file with one name a line [default: "
-                                  "every class of the data set, sorted]. Objects of other classes are errors "
-                                  "(skipped and listed with --on-error skip).")]
+                                  "the list the data set declares (COCO categories, YOLO names), else every class "
+                                  "of the data set, sorted]. Objects of other classes are errors (skipped and "
+                                  "listed with --on-error skip).")]
     if group == "workers":
         return [click.option("--workers", "-j", default="1", show_default=True, callback=_check_workers,
                              help="Worker processes: a number, or 'auto' for one per CPU."),

@@ -1,50 +1,74 @@
-"""``dsprep convert``: a data set written in another format."""
+"""``dsprep convert``: a data set written in another format (any format dsprep reads to any it writes)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
-from .common import DsprepGroup, finish, load, run_jobs, shared, start_summary
+from .common import finish, load, run_jobs, shared, start_summary
+
+# the names convert had before it took --to; they stay
+ALIASES = {"voc-to-dota": "dota", "dota-to-voc": "voc"}
 
 
-@click.group(cls=DsprepGroup)
-def convert():
-    """Convert a data set between VOC and DOTA."""
+class _FormatChoice(click.Choice):
+    """The formats dsprep writes, asked of the registry only when needed (so ``dsprep`` starts without importing
+    every format module)."""
+
+    def __init__(self):
+        super().__init__([])
+
+    @property
+    def choices(self):
+        from ..dataset import writable_formats
+        return writable_formats()
+
+    @choices.setter
+    def choices(self, value):
+        pass
 
 
-def _convert(dataset, out, target, overwrite, common):
+class _ConvertCommand(click.Command):
+    """``convert voc-to-dota SRC ...`` is ``convert SRC ... --to dota``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] in ALIASES:
+            args = list(args[1:]) + ["--to", ALIASES[args[0]]]
+        return super().parse_args(ctx, args)
+
+
+@click.command(cls=_ConvertCommand)
+@click.argument("dataset", type=click.Path())
+@click.option("--to", "target", required=True, type=_FormatChoice(),
+              help="The format to write (any format is read: detected, or --format).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Output folder (never inside the input data set).")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+@shared("dataset", "classes", "run", "workers")
+def convert(dataset, target, out, overwrite, common):
+    """Convert DATASET to another format: dsprep convert DATASET --to voc|dota|coco|yolo|yolo-obb|labelme --out DIR.
+
+    Class indices (YOLO) and COCO category ids follow the data set's class list (--classes pins it); COCO ids are
+    kept. What the target format cannot hold is counted and named in the summary (polygon_to_box,
+    segmentation_dropped, crowd_skipped ...). `convert voc-to-dota` and `convert dota-to-voc` are kept as
+    aliases of --to dota and --to voc."""
     from ..dataset import format_module
-    from ..jobs.convert import ConvertOptions, convert_one, write_dataset_files
+    from ..jobs.convert import ConvertOptions, LOSSY, convert_one, unique_names, write_dataset_files
     from ..outputs import OutputDir
     ds = load(dataset, common)
-    writer = format_module(target).Writer(ds.classes)
     summary = start_summary(f"convert {ds.format}-to-{target}", ds)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
+        writer = format_module(target).Writer(ds.classes, {"dataset_meta": ds.meta,
+                                                           "root": str(Path(out_dir).resolve())})
+        records, renamed = unique_names(ds.records, writer)
+        if renamed:
+            summary.add("renamed_duplicate_name", renamed)
         opts = ConvertOptions(out=str(out_dir), writer=writer)
-        done = [item[0] for item, r in run_jobs(convert_one, [(r, opts) for r in ds.records], summary, common,
+        done = [item[0] for item, r in run_jobs(convert_one, [(r, opts) for r in records], summary, common,
                                                 "converting", name_of=lambda it: it[0].image_path) if r is not None]
-        write_dataset_files(out_dir, writer, done)
+        for kind, n in write_dataset_files(out_dir, writer, done).items():
+            summary.add(kind, n)
     finish(summary, str(out_dir), ["images", "objects"], common)
-
-
-def convert_options(f):
-    for deco in reversed([click.argument("dataset", type=click.Path()),
-                          click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
-                                       help="Output folder (never inside the input data set)."),
-                          click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder."),
-                          shared("dataset", "classes", "run", "workers")]):
-        f = deco(f)
-    return f
-
-
-@convert.command("dota-to-voc")
-@convert_options
-def convert_dota_to_voc(dataset, out, overwrite, common):
-    """DOTA (images/ + labelTxt/) to VOC: the axis-aligned box of each polygon, difficult kept."""
-    _convert(dataset, out, "voc", overwrite, common)
-
-
-@convert.command("voc-to-dota")
-@convert_options
-def convert_voc_to_dota(dataset, out, overwrite, common):
-    """VOC to DOTA: each box as a clockwise quad (top-left, top-right, bottom-right, bottom-left)."""
-    _convert(dataset, out, "dota", overwrite, common)
+    for kind in summary.counts:
+        if kind in LOSSY and summary.counts[kind]:
+            click.echo(f"  {kind}: {summary.counts[kind]} ({LOSSY[kind]})", err=True)

@@ -1,10 +1,11 @@
-"""``dsprep crop``: objects cut out per class, and blanked backgrounds."""
+"""``dsprep crop``: objects cut out per class (with their silhouettes), and backgrounds with the objects filled in."""
 from __future__ import annotations
 
 import contextlib
 
 import click
 
+from ..fill import FILLS
 from .common import check_classes_known, csv_list, finish, load, run_jobs, shared, start_summary
 
 
@@ -16,14 +17,28 @@ from .common import check_classes_known, csv_list, finish, load, run_jobs, share
 @click.option("--pad", type=click.IntRange(min=0), default=0, show_default=True, help="Extra pixels around each box.")
 @click.option("--min-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Skip crops narrower or shorter than this (pixels).")
+@click.option("--mask", "mask_mode", type=click.Choice(["auto", "grabcut", "none"]), default="auto",
+              show_default=True,
+              help="Crop transparency: auto: RGBA whose alpha is the object's own mask or polygon where the data set "
+                   "has one (VOC SegmentationObject, DOTA quads), a plain rectangle otherwise; grabcut: also derive "
+                   "a mask from the box with GrabCut where there is none; none: plain rectangles.")
 @click.option("--backgrounds", type=click.Path(file_okay=False), default=None,
-              help="Also write each image with the --blank classes blanked out, into this folder.")
+              help="Also write each image with the --blank objects removed (filled by --fill) into this folder, with "
+                   "a NAME.blanked.json beside each one saying where objects were (synth keeps objects off them).")
 @click.option("--blank", default=None, help="Classes to blank out in --backgrounds (default: the cropped classes).")
+@click.option("--fill", type=click.Choice(FILLS), default="inpaint", show_default=True,
+              help="How blanked regions are filled: inpaint (structure propagated from around the region), blur "
+                   "(a smooth pyramid average), mean (the image's mean colour), black.")
+@click.option("--blank-margin", type=click.IntRange(0, 100), default=3, show_default=True,
+              help="Pixels around an object's own mask that are blanked with it (its mixed edge pixels).")
+@click.option("--max-blanked", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Skip (and count) a background whose blanked pixels are more than this fraction of the image.")
 @click.option("--upright", is_flag=True, help="Polygons: turn each crop upright (its rotated rectangle).")
 @click.option("--overwrite", is_flag=True, help="Write into non-empty output folders.")
 @shared("dataset", "run", "workers")
-def crop(dataset, out, only, pad, min_size, backgrounds, blank, upright, overwrite, common):
-    """Cut every object out into a folder per class (RGBA with polygon alpha where objects are polygons)."""
+def crop(dataset, out, only, pad, min_size, mask_mode, backgrounds, blank, fill, blank_margin, max_blanked, upright,
+         overwrite, common):
+    """Cut every object out into a folder per class (RGBA with the object's mask as alpha where it has one)."""
     from ..jobs.crop import CropOptions, crop_one
     from ..outputs import OutputDir, check_not_input
     ds = load(dataset, common)
@@ -38,11 +53,12 @@ def crop(dataset, out, only, pad, min_size, backgrounds, blank, upright, overwri
         out_dir = stack.enter_context(OutputDir(out, overwrite=overwrite, inputs=[dataset]))
         bg_dir = stack.enter_context(OutputDir(backgrounds, overwrite=overwrite, inputs=[dataset],
                                                option="--backgrounds")) if backgrounds else None
-        opts = CropOptions(out=str(out_dir), classes=tuple(wanted), pad=pad, min_size=min_size,
+        opts = CropOptions(out=str(out_dir), fmt=ds.format, classes=tuple(wanted), pad=pad, min_size=min_size,
                            backgrounds=str(bg_dir) if bg_dir else None,
-                           blank=tuple(blank_list) if blank_list is not None else None,
-                           rgba=any(r.polygons is not None for r in ds.records), upright=upright)
+                           blank=tuple(blank_list) if blank_list is not None else None, mask=mask_mode,
+                           upright=upright, fill=fill, blank_margin=blank_margin, max_blanked=max_blanked)
         for _ in run_jobs(crop_one, [(r, opts) for r in ds.records], summary, common, "cropping",
                           name_of=lambda it: it[0].image_path):
             pass
-    finish(summary, str(out_dir), ["images", "crops", "too_small"] + (["backgrounds"] if bg_dir else []), common)
+    finish(summary, str(out_dir), ["images", "crops", "masked", "grabcut", "too_small"]
+           + (["backgrounds", "too_blanked"] if bg_dir else []), common)

@@ -36,12 +36,13 @@ def demo(ctx, out, images, seed, overwrite, quiet):
     q = ["--quiet"] if quiet else []
     _step(ctx, ["info", voc] + q)
     _step(ctx, ["visualize", "boxes", voc, "--out", root / "boxes", "--grid"] + common)
+    # crop: silhouettes (the demo's masks as alpha) and backgrounds with the objects inpainted away
     _step(ctx, ["crop", voc, "--out", root / "crops", "--min-size", "4", "--backgrounds", root / "backgrounds"]
           + common)
-    # crop -> synth -> visualize -> info, on the crops and blanked backgrounds made above
+    # crop -> synth -> visualize -> info: filled canvases, feathered silhouettes, some occlusion, exact masks
     _step(ctx, ["synth", "--backgrounds", root / "backgrounds", "--objects", root / "crops", "--out", root / "synth",
-                "-n", max(4, images // 2), "--seed", seed, "--canvas", "480x360", "--per-image", "3:8", "--masks"]
-          + common)
+                "-n", max(4, images // 2), "--seed", seed, "--canvas", "480x360", "--per-image", "3:8", "--masks",
+                "--max-occlusion", "0.3"] + common)
     _step(ctx, ["visualize", "boxes", root / "synth", "--out", root / "synth_boxes", "--grid"] + common)
     _step(ctx, ["info", root / "synth"] + q)
     _step(ctx, ["color", "reference-white", voc / "JPEGImages", "--out", root / "color"] + common)

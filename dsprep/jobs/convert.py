@@ -1,10 +1,30 @@
 """Per-image work of ``convert``: one record written in another format, its image placed beside it."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
 
-from ..core import FormatWriter
+import numpy as np
+
+from ..core import DsprepError, FormatWriter, ImageRecord
+
+# What each lossy count of a conversion means (the summary names them).
+LOSSY = {
+    "polygon_to_box": "non-rectangular quadrilaterals written as their axis-aligned boxes",
+    "polygon_to_obb": "polygons written as their minimum-area rotated rectangles",
+    "segmentation_dropped": "segmentation polygons or masks not kept: only the boxes are written",
+    "mask_to_box": "RLE masks written as their boxes",
+    "crowd_skipped": "COCO crowd regions left out: the format has no crowd flag",
+    "clipped_box": "boxes reaching outside the image clipped to it",
+    "clipped_polygon": "polygon corners outside the image moved onto its border",
+    "image_id_renumbered": "image ids repeated across splits given new ids",
+    "annotation_id_renumbered": "annotation ids repeated across splits given new ids",
+    "class_name_spaces": "class names with white space written with '-' (DOTA separates fields by spaces)",
+    "renamed_duplicate_name": "images of the same name (in different splits or folders) renamed so none is "
+                              "overwritten",
+}
 
 
 @dataclass(frozen=True)
@@ -13,12 +33,37 @@ class ConvertOptions:
     writer: FormatWriter
 
 
+def account_attrs(rec: ImageRecord, writer: FormatWriter) -> Tuple[ImageRecord, Dict[str, int]]:
+    """What the target cannot hold of the per-object facts other formats keep (``writer.HANDLES_ATTRS`` names those
+    it keeps or accounts for itself): COCO crowd regions are left out (``crowd_skipped``); segmentations beyond the
+    record's quadrilaterals are counted as dropped (``segmentation_dropped``)."""
+    handles = getattr(writer, "HANDLES_ATTRS", frozenset())
+    lossy: Dict[str, int] = {}
+    crowd = rec.attrs.get("iscrowd")
+    if crowd is not None and "iscrowd" not in handles and np.any(crowd):
+        keep = ~np.asarray(crowd, bool)
+        rec = rec.select(keep)
+        lossy["crowd_skipped"] = int((~keep).sum())
+    segs = rec.attrs.get("segmentation")
+    if segs is not None and "segmentation" not in handles and rec.polygons is None:
+        n = sum(1 for s in segs if s)
+        if n:
+            lossy["segmentation_dropped"] = n
+    return rec, lossy
+
+
 def convert_one(args) -> dict:
     """Write one record's annotation files in the target format, and place its image (hard link, else copy)."""
     from ..outputs import atomic_write_bytes, copy_file
     rec, opts = args
     out = Path(opts.out)
-    files, lossy = opts.writer.record_files(rec)
+    if not np.isfinite(rec.boxes).all():
+        raise DsprepError(f"{rec.meta.get('annotation_path') or rec.image_path}: the image size is unknown (its "
+                          f"image could not be read), so its normalized coordinates cannot be converted")
+    rec, lossy = account_attrs(rec, opts.writer)
+    files, more = opts.writer.record_files(rec)
+    for k, v in more.items():
+        lossy[k] = lossy.get(k, 0) + v
     for rel, data in files.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / rel, data)
@@ -34,9 +79,43 @@ def convert_one(args) -> dict:
     return {"images": 1, "objects": len(rec), **lossy}
 
 
-def write_dataset_files(out: Path, writer: FormatWriter, records) -> None:
-    """The target format's data-set-level files (split lists, a COCO JSON ...), once every record is written."""
+def unique_names(records: Sequence[ImageRecord], writer: FormatWriter) -> Tuple[List[ImageRecord], int]:
+    """Records whose outputs would land on the same name (one stem in two splits of a flat format, two folders of
+    a data set, ``a.jpg`` and ``a.png``) get distinct stems: ``<stem>_<split>`` when that is free, else
+    ``<stem>_2``, ``_3`` ...  Returns the records (renamed ones are copies) and how many were renamed."""
+    def key(rec):
+        return os.path.splitext(writer.image_path(rec))[0].lower()  # case-insensitive file systems too
+
+    taken = {}
+    for rec in records:
+        taken.setdefault(key(rec), rec)
+    out, renamed = [], 0
+    seen = set()
+    for rec in records:
+        k = key(rec)
+        if k not in seen and taken.get(k) is rec:
+            seen.add(k)
+            out.append(rec)
+            continue
+        new = rec.select(np.arange(len(rec)))
+        candidates = ([f"{rec.stem}_{rec.split}"] if rec.split else []) + [f"{rec.stem}_{i}" for i in range(2, 10 ** 6)]
+        for stem in candidates:
+            new.meta["stem"] = stem
+            if key(new) not in taken:
+                break
+        taken[key(new)] = new
+        seen.add(key(new))
+        out.append(new)
+        renamed += 1
+    return out, renamed
+
+
+def write_dataset_files(out: Path, writer: FormatWriter, records) -> Dict[str, int]:
+    """The target format's data-set-level files (split lists, a COCO JSON ...), once every record is written;
+    returns what writing them could not keep (``writer.lossy`` after :meth:`finish`, e.g. renumbered ids)."""
     from ..outputs import atomic_write_bytes
+    records = [account_attrs(r, writer)[0] for r in records]
     for rel, data in writer.finish(records).items():
         (Path(out) / rel).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(Path(out) / rel, data)
+    return dict(getattr(writer, "lossy", {}) or {})

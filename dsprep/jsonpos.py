@@ -1,0 +1,94 @@
+"""Line numbers of entries in a JSON document, for error messages (``gt.json:1234: annotations[56] ...``).
+
+``json.loads`` gives no positions, so when a reader finds a bad entry it asks here, once for all the bad entries
+of a list: the document is walked again at C speed (``raw_decode`` skips whole values) only on that error path.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Dict, Iterable, Union
+
+_DECODER = json.JSONDecoder()
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_ws(text: str, i: int) -> int:
+    return _WS.match(text, i).end()
+
+
+def element_lines(doc: Union[str, bytes], key: str, indices: Iterable[int]) -> Dict[int, int]:
+    """``{index: line}`` (1-based) of the entries ``indices`` of the list under the top-level ``key``; entries not
+    found (a malformed document, a shorter list) are left out."""
+    wanted = set(int(i) for i in indices)
+    if not wanted:
+        return {}
+    text = doc.decode("utf-8-sig", "replace") if isinstance(doc, bytes) else doc
+    out: Dict[int, int] = {}
+    try:
+        i = _skip_ws(text, 0)
+        if text[i] == "\ufeff":
+            i = _skip_ws(text, i + 1)
+        if text[i] != "{":
+            return out
+        i = _skip_ws(text, i + 1)
+        while text[i] != "}":
+            name, i = _DECODER.raw_decode(text, i)
+            i = _skip_ws(text, i)
+            if text[i] != ":":
+                return out
+            i = _skip_ws(text, i + 1)
+            if name == key and text[i] == "[":
+                i = _skip_ws(text, i + 1)
+                n, line, last = 0, 1, 0
+                top = max(wanted)
+                while text[i] != "]" and n <= top:
+                    if n in wanted:
+                        line += text.count("\n", last, i)
+                        last = i
+                        out[n] = line
+                    _, i = _DECODER.raw_decode(text, i)
+                    i = _skip_ws(text, i)
+                    if text[i] == ",":
+                        i = _skip_ws(text, i + 1)
+                    n += 1
+                return out
+            _, i = _DECODER.raw_decode(text, i)
+            i = _skip_ws(text, i)
+            if text[i] == ",":
+                i = _skip_ws(text, i + 1)
+    except (ValueError, IndexError):
+        pass
+    return out
+
+
+def element_line(doc: Union[str, bytes], key: str, index: int) -> int:
+    """The line of one entry (1 when it cannot be found: still a valid ``file:line``)."""
+    return element_lines(doc, key, [index]).get(int(index), 1)
+
+
+def value_span(doc: str, key: str):
+    """``(start, end)`` character offsets of the value of the top-level ``key`` in a JSON object text, or None."""
+    try:
+        i = _skip_ws(doc, 0)
+        if doc[i] == "\ufeff":
+            i = _skip_ws(doc, i + 1)
+        if doc[i] != "{":
+            return None
+        i = _skip_ws(doc, i + 1)
+        while doc[i] != "}":
+            name, i = _DECODER.raw_decode(doc, i)
+            i = _skip_ws(doc, i)
+            if doc[i] != ":":
+                return None
+            i = _skip_ws(doc, i + 1)
+            start = i
+            _, i = _DECODER.raw_decode(doc, i)
+            if name == key:
+                return start, i
+            i = _skip_ws(doc, i)
+            if doc[i] == ",":
+                i = _skip_ws(doc, i + 1)
+    except (ValueError, IndexError):
+        return None
+    return None
