@@ -127,7 +127,8 @@ def test_tile_reads_tiled_tiff_by_windows(tmp_path):
 
 
 def test_tile_coco_through_the_registry(tmp_path):
-    """A format dsprep only reads (COCO) tiles into a format it writes; without --to, a usage error."""
+    """COCO (from the formats branch) tiles through the registry into COCO, or another format with --to; crowd
+    regions are left out and counted."""
     import json
     root = tmp_path / "coco"
     root.mkdir()
@@ -135,14 +136,36 @@ def test_tile_coco_through_the_registry(tmp_path):
     (root / "ann.json").write_text(json.dumps({
         "images": [{"id": 1, "file_name": "a.png", "width": 200, "height": 150}],
         "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "bbox": [10, 20, 50, 60], "area": 3000,
-                         "iscrowd": 0}],
+                         "iscrowd": 0},
+                        {"id": 8, "image_id": 1, "category_id": 3, "bbox": [120, 20, 50, 60], "area": 3000,
+                         "iscrowd": 1, "segmentation": {"size": [150, 200], "counts": [0, 30000]}}],
         "categories": [{"id": 3, "name": "car"}]}))
-    res = run("tile", root / "ann.json", "--out", tmp_path / "x", ok=False)
-    assert res.exit_code == 2 and "--to" in res.output
-    run("tile", root / "ann.json", "--out", tmp_path / "t", "--size", "100", "--gap", "0", "--to", "voc", "-q")
-    ds = load_dataset(tmp_path / "t")
-    rec = {r.stem: r for r in ds.records}
+    res = run("tile", root / "ann.json", "--out", tmp_path / "c", "--size", "100", "--gap", "0", "--json", "-q")
+    assert '"crowd_skipped": 1' in res.output
+    back = load_dataset(tmp_path / "c")
+    assert back.format == "coco"
+    rec = {r.stem: r for r in back.records}
     assert sorted(rec) == [f"a__1__{x}___{y}" for x in (0, 100) for y in (0, 50)]
     assert rec["a__1__0___0"].boxes.tolist() == [[10, 20, 60, 80]] and rec["a__1__0___0"].names == ["car"]
+    assert len(rec["a__1__100___0"]) == 0  # the crowd region is not tiled
+    run("tile", root / "ann.json", "--out", tmp_path / "t", "--size", "100", "--gap", "0", "--to", "voc", "-q")
+    ds = load_dataset(tmp_path / "t")
+    assert ds.format == "voc" and {r.stem: r for r in ds.records}["a__1__0___0"].boxes.tolist() == [[10, 20, 60, 80]]
     assert np.array_equal(cv2.imread(str(tmp_path / "t" / "JPEGImages" / "a__1__100___50.png")),
                           gradient(200, 150)[50:150, 100:200])
+
+
+@pytest.mark.parametrize("target", ["yolo", "yolo-obb", "labelme", "coco", "dota"])
+def test_tile_into_every_writable_format(tmp_path, target):
+    """Tiles written by each format's writer read back with the same boxes (as tile --to voc gives them)."""
+    voc = write_voc_tree(tmp_path / "voc", {"a": (200, 150, [("car", (11, 21, 60, 80)), ("bus", (90, 40, 140, 90))])},
+                         ext=".png")
+    args = ["--size", "100", "--gap", "0", "-q"]
+    run("tile", voc, "--out", tmp_path / "ref", *args)
+    run("tile", voc, "--out", tmp_path / target, "--to", target, *args)
+    ref = {r.stem: r for r in load_dataset(tmp_path / "ref").records}
+    got = {r.stem: r for r in load_dataset(tmp_path / target).records}
+    assert sorted(got) == sorted(ref)
+    for stem, r in ref.items():
+        assert got[stem].names == r.names, stem
+        assert np.allclose(got[stem].boxes, r.boxes, atol=1e-6), stem

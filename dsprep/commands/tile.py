@@ -155,8 +155,11 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
                                  f"({', '.join(writable_formats())})", param_hint="--to")
     writer = module.Writer(ds.classes)
     summary = start_summary("tile", ds)
+    lossy = {}
     jobs, bad = plan_record_jobs(ds.records, rates, 2 if common.scheduler else parse_workers(common.workers), size,
-                                 gap, ext)
+                                 gap, ext, lossy)
+    for kind, n in lossy.items():
+        summary.add(kind, n)
     if bad and common.on_error == "fail":
         raise DsprepError(bad[0][1])
     for where, reason in bad:
@@ -173,7 +176,7 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
                 records += result["records"]
         write_dataset_files(out_dir, writer, records)
     finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
-           (["empty_skipped"] if skip_empty else []), common)
+           (["empty_skipped"] if skip_empty else []) + sorted(lossy), common)
 
 
 @click.command("merge-dota")

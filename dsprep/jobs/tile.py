@@ -187,7 +187,7 @@ def tile_record(args) -> dict:
         image = out / writer.image_path(rec)
         image.parent.mkdir(parents=True, exist_ok=True)
         _write_pixels(image, pixels, opts, geo, job, left, up)
-        records.append(ImageRecord(rec.image_path, w, h, rec.depth, split=rec.split, meta={"stem": name}))
+        records.append(rec)  # for the writer's data-set files (a COCO JSON holds every object)
         tiles += 1
     return {"images": 1 if job.first else 0, "tiles": tiles, "empty_skipped": empty,
             "objects": stats.whole + stats.cut, "cut": stats.cut, "difficult_2": stats.difficult2,
@@ -349,10 +349,12 @@ def plan_tile_jobs(root: Path, rates: Sequence[float], slots: int, size: int, ga
     return jobs, bad
 
 
-def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap: int, ext: Optional[str]
-                     ) -> Tuple[list, List[Tuple[str, str]]]:
+def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap: int, ext: Optional[str],
+                     lossy: Optional[Dict[str, int]] = None) -> Tuple[list, List[Tuple[str, str]]]:
     """``tile``: the jobs of every record of a loaded data set (orientation and size decided when it was read),
-    and the records that cannot be tiled as ``(file, reason)``."""
+    and the records that cannot be tiled as ``(file, reason)``.  Tiles carry boxes or quadrilaterals: COCO crowd
+    regions are left out (``crowd_skipped``) and segmentations are not cut (``segmentation_dropped``), counted in
+    ``lossy``."""
     import os
     from ..core import DsprepError, ImageError, UsageError, boxes_to_polygons
     from ..rasters import tiff_layout
@@ -370,6 +372,15 @@ def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap
                 raise ImageError(f"{where}: the annotation says {rec.width}x{rec.height} but the image "
                                  f"{rec.image_path} is {plan.width}x{plan.height} (boxes would not fit the pixels; "
                                  f"see dsprep info, --exif)")
+            crowd = rec.attrs.get("iscrowd")
+            if crowd is not None and np.any(crowd):
+                keep = ~np.asarray(crowd, bool)
+                if lossy is not None:
+                    lossy["crowd_skipped"] = lossy.get("crowd_skipped", 0) + int((~keep).sum())
+                rec = rec.select(keep)
+            segs = rec.attrs.get("segmentation")
+            if segs is not None and lossy is not None and any(segs):
+                lossy["segmentation_dropped"] = lossy.get("segmentation_dropped", 0) + sum(1 for x in segs if x)
             polys = rec.polygons if rec.polygons is not None else boxes_to_polygons(rec.boxes)
             objects = Objects(polys, tuple(rec.names), rec.difficult, rec.truncated)
             tile_ext = ext or (os.path.splitext(rec.image_path)[1].lower() or ".png")
