@@ -2,7 +2,7 @@
 cluster on loopback (started here with Dask's own `dask scheduler` / `dask worker` commands), same input.
 
 Commands timed (CPU-bound): `dsprep synth` (1024x512 canvases, 16 objects), `dsprep color reference-white`
-(1600x1200 JPEGs) and `dsprep tile-dota` (N/12 aerial PNG mosaics of 2,500-3,000 px made from the real DOTA images in
+(1600x1200 JPEGs) and `dsprep tile-dota` (N/6 aerial PNG mosaics of 2,500-3,000 px made from the real DOTA images in
 ../shared/data, 16 tiles each).  Needs the dask extra (pip install "dsprep[dask]").
 Usage: python benchmarks/bench_scale.py [N] [COMMAND ...]   (default 300; commands: synth color tile-dota)
 """
@@ -61,7 +61,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_inputs(root)
-        n_aerial = max(2, n // 12)
+        n_aerial = max(2, n // 6)
         make_aerial(root / "aerial", n_aerial)
         (root / "photos").mkdir()
         rng = np.random.default_rng(0)
