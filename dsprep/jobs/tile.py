@@ -346,7 +346,15 @@ def plan_tile_jobs(root: Path, rates: Sequence[float], slots: int, size: int, ga
             if isinstance(e, (DatasetError, UsageError)):
                 raise
             bad.append((label or image, str(e)))
-    return jobs, bad
+    return by_work(jobs, slots), bad
+
+
+def by_work(jobs: List[TileJob], slots: int) -> List[TileJob]:
+    """With several workers, the largest jobs first (longest-processing-time order): the last jobs to finish are
+    short ones, so no worker is left alone with a big image at the end.  Outputs do not depend on the order."""
+    if slots <= 1:
+        return jobs
+    return sorted(jobs, key=lambda j: -(len(j.origins) if j.layout is not None else j.width * j.height))
 
 
 def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap: int, ext: Optional[str],
@@ -390,4 +398,4 @@ def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap
             raise
         except DsprepError as e:
             bad.append((rec.image_path, str(e)))
-    return jobs, bad
+    return by_work(jobs, slots), bad
