@@ -1,9 +1,10 @@
 """Scaling of the executor layer, measured in one run: images/s with 1 and 2 local workers and on a 2-worker Dask
 cluster on loopback (started here with Dask's own `dask scheduler` / `dask worker` commands), same input.
 
-Commands timed (CPU-bound): `dsprep synth` (1024x512 canvases, 16 objects) and `dsprep color reference-white`
-(1600x1200 JPEGs).  Needs the dask extra (pip install "dsprep[dask]").
-Usage: python benchmarks/bench_scale.py [N]   (default 300)
+Commands timed (CPU-bound): `dsprep synth` (1024x512 canvases, 16 objects), `dsprep color reference-white`
+(1600x1200 JPEGs) and `dsprep tile-dota` (N/6 aerial PNG mosaics of 2,500-3,000 px made from the real DOTA images in
+../shared/data, 16 tiles each).  Needs the dask extra (pip install "dsprep[dask]").
+Usage: python benchmarks/bench_scale.py [N] [COMMAND ...]   (default 300; commands: synth color tile-dota)
 """
 import os
 import socket
@@ -18,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_synth import make_inputs  # noqa: E402
+from bench_tile_dota import make_inputs as make_aerial  # noqa: E402
 
 
 
@@ -54,9 +56,13 @@ def timed(args, n, env=None):
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    only = set(sys.argv[2:]) or {"synth", "color", "tile-dota"}
+    print(f"load before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_inputs(root)
+        n_aerial = max(2, n // 6)
+        make_aerial(root / "aerial", n_aerial)
         (root / "photos").mkdir()
         rng = np.random.default_rng(0)
         base = cv2.resize(rng.integers(0, 255, (12, 16, 3)).astype(np.uint8), (1600, 1200))
@@ -66,25 +72,30 @@ def main():
         addr, procs = start_cluster(root)
         try:
             rows = []
-            for name, make in (
+            for name, make, count in (
                 ("synth", lambda out, extra: ["synth", "--backgrounds", root / "bg", "--objects", root / "objects",
                                               "--out", out, "-n", n, "--canvas", "1024x512", "--per-image", "16"]
-                 + extra),
+                 + extra, n),
                 ("color reference-white", lambda out, extra: ["color", "reference-white", root / "photos", "--out",
-                                                              out] + extra)):
+                                                              out] + extra, n),
+                ("tile-dota", lambda out, extra: ["tile-dota", root / "aerial" / "png", "--out", out] + extra,
+                 n_aerial)):
+                if name.split()[0] not in only:
+                    continue
                 rates = {}
                 for label, extra, env in (
                         ("1 worker, 1 thread", ["--workers", "1"], {"OPENCV_FOR_THREADS_NUM": "1"}),
                         ("1 worker", ["--workers", "1"], None), ("2 workers", ["--workers", "2"], None),
                         ("dask 2 workers", ["--scheduler", addr], None)):
                     rates[label] = max(timed(make(root / f"{name}-{label}-{k}".replace(" ", "_").replace(",", ""),
-                                                  extra), n, env) for k in range(2))
+                                                  extra), count, env) for k in range(2))
                 rows.append((name, rates))
         finally:
             for p in procs:
                 p.terminate()
                 p.wait(timeout=30)
-    print(f"{n} images per command, best of 2 runs each, each run a fresh process (start-up included)")
+    print(f"{n} images per command ({n_aerial} aerial images for tile-dota), best of 2 runs each, each run a fresh "
+          f"process (start-up included); load after: {os.getloadavg()[0]:.2f}")
     print("ratios: against 1 worker whose OpenCV uses one thread (the per-worker rate), and [against the default "
           "1 worker, whose OpenCV already spreads resizes over both cores]")
     for name, r in rows:

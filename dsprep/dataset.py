@@ -48,11 +48,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import os
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .core import Dataset, DatasetError, ErrorPolicy, UsageError, decide_classes
+import numpy as np
+
+from .core import Dataset, DatasetError, DsprepError, ErrorPolicy, ImageRecord, UsageError, decide_classes
 
 # Detection order matters: the first module whose detect() says yes reads the data set.
 FORMATS = {
@@ -101,9 +104,15 @@ def load_dataset(path, split: Optional[str] = None, on_error: str = "fail",
     if fmt and not path.exists():
         raise DatasetError(f"{path}: data set not found")
     policy = ErrorPolicy(on_error)
+    global _HEADERS
     with bulk():
-        ds = module.load(path, split, policy, progress or (lambda it: it))
-        if getattr(module, "HAS_IMAGE_FILES", True):
+        has_images = getattr(module, "HAS_IMAGE_FILES", True)
+        _HEADERS = (module, exif) if has_images else None  # forked readers read headers with the annotations
+        try:
+            ds = module.load(path, split, policy, progress or (lambda it: it))
+        finally:
+            _HEADERS = None
+        if has_images:
             attach_images(ds, module, exif)
     if classes is not None:
         ds.classes = decide_classes((), pinned=classes)
@@ -132,50 +141,185 @@ def _pin(rec, ds: Dataset, policy: ErrorPolicy):
 def attach_images(ds: Dataset, module: ModuleType, exif: str = "auto") -> None:
     """Read every record's image header once: decide its orientation (``rec.meta["orient"]``), fill a size the
     annotation lacks, report what would hurt training (empty, truncated, unreadable image; size mismatch; EXIF
-    orientation), then run the format's own size-dependent checks."""
-    import os
+    orientation), then run the format's own size-dependent checks.  Many records are shared out over processes
+    (:func:`read_records`)."""
+    n = reading_processes(len(ds.records))
+    done = [rec.meta.pop(_DONE, None) for rec in ds.records]
+    if n <= 1 or all(d is not None for d in done):
+        out = []
+        for rec, problems in zip(ds.records, done):
+            if problems is None:  # not read yet by a forked reader (see read_records)
+                rec, problems = _attach_one(rec, module, exif)
+            ds.problems.extend(problems)
+            out.append(rec)
+        ds.records = out
+        return
+    from .parallel import fork_map
+
+    def chunk(recs):
+        """What each record's header changed (sizes, orientation), not the records: a compact answer."""
+        changes = []
+        for rec in recs:
+            new, problems = _attach_one(rec, module, exif)
+            meta = {k: rec.meta[k] for k in ("orient", "exif") if k in rec.meta}
+            changes.append(((rec.width, rec.height, rec.depth), meta, problems,
+                            None if new is rec else pack_records([new])))
+        return changes
+
+    bounds = np.linspace(0, len(ds.records), n + 1).astype(int)
+    parts = [ds.records[bounds[k]:bounds[k + 1]] for k in range(n)]
+    out = []
+    for recs, changes in zip(parts, fork_map(chunk, parts)):  # (the first part ran here, on these very records)
+        for rec, (size, meta, problems, replaced) in zip(recs, changes):
+            rec.width, rec.height, rec.depth = size
+            rec.meta.update(meta)
+            ds.problems.extend(problems)
+            out.append(rec if replaced is None else unpack_records(replaced)[0])
+    ds.records = out
+
+
+def _attach_one(rec: ImageRecord, module: ModuleType, exif: str) -> Tuple[ImageRecord, list]:
     from .core import ImageError, Problem
     from .images import ORIENTATION_NAMES, decide_orientation, probe
     records_size = getattr(module, "RECORDS_SIZE", True)
     check = getattr(module, "check_record", None)
-    out = []
-    for rec in ds.records:
-        where = rec.meta.get("annotation_path") or rec.image_path
-        info = None
-        if rec.image_path and os.path.isfile(rec.image_path):
+    problems = []
+    where = rec.meta.get("annotation_path") or rec.image_path
+    info = None
+    if rec.image_path and os.path.isfile(rec.image_path):
+        try:
+            info = probe(rec.image_path)
+        except ImageError as e:
+            problems.append(Problem("image_unreadable", rec.image_path, str(e).split(": ", 1)[-1]))
+    if info is None:
+        if rec.width <= 0:
+            problems.append(Problem("size_unknown", where, "no size in the annotation and no readable image"))
+        return rec, problems
+    if info.complete is False:
+        problems.append(Problem("truncated_image", rec.image_path,
+                                f"{info.kind.upper()} file without its end marker (cut short)"))
+    annotated = (rec.width, rec.height) if (records_size and rec.width > 0 and rec.height > 0) else None
+    orient, mismatch = decide_orientation(exif, info, annotated)
+    rec.meta["orient"] = orient
+    rec.meta["exif"] = info.orientation
+    if info.orientation != 1:
+        problems.append(Problem("exif_orientation", rec.image_path,
+                                f"EXIF orientation {info.orientation} ({ORIENTATION_NAMES[info.orientation]})"
+                                f": {'applied' if orient else 'ignored'} (--exif {exif})"))
+    if annotated is None:
+        if records_size and rec.width <= 0:
+            problems.append(Problem("size_from_image", where, "no size in the annotation: read from the image "
+                                                              "header"))
+        rec.width, rec.height = info.size(orient)
+        rec.depth = info.channels
+    elif mismatch:
+        problems.append(Problem("size_mismatch", where, mismatch))
+    if check is not None and rec.width > 0:
+        rec, probs = check(rec)
+        problems.extend(probs)
+    return rec, problems
+
+
+# ---- reading many files: in forked processes where it pays ------------------------------------------------------
+
+# Set by load_dataset while a format module reads its files: (module, exif policy).  Forked readers then read each
+# record's image header right after its annotation (one trip for both), leaving the header's problems under
+# _DONE in the record's meta for attach_images, which reports them in its usual order.
+_HEADERS: Optional[Tuple[ModuleType, str]] = None
+_DONE = "_dsprep_header_problems"
+
+# Below this many files one process reads them all: forking and sending the records back costs more than it saves.
+PARALLEL_MIN = 2000
+
+
+def reading_processes(n_items: int) -> int:
+    """How many processes read ``n_items`` files: four per CPU for many files (reading blocks on the disk when the
+    files are not in the page cache: measured on 20,000 VOC files and their images, cold, one process 6.5 s, two
+    4.7 s, eight 3.1 s on 2 CPUs; warm, two 1.6 s, eight 1.5 s), else one.  ``DSPREP_READERS`` sets it (``1``: one
+    process)."""
+    env = os.environ.get("DSPREP_READERS")
+    if env:
+        return max(1, int(env))
+    if n_items < PARALLEL_MIN:
+        return 1
+    return max(1, min(32, 4 * (os.cpu_count() or 1), n_items // (PARALLEL_MIN // 2)))
+
+
+def read_records(fn: Callable[[Any], Tuple[ImageRecord, list]], items: Sequence[Any],
+                 wrap: Callable[[Iterable], Iterable] = lambda it: it
+                 ) -> Iterator[Tuple[Any, Optional[Tuple[ImageRecord, list]], Optional[DsprepError]]]:
+    """``(item, fn(item) or None, error or None)`` for every item, in order; ``fn`` returns ``(record, problems)``
+    or raises :class:`DsprepError` for a bad item (returned, so the caller applies its ``--on-error`` policy).
+
+    Many items are read in as many chunks as there are CPUs, each by its own process
+    (:func:`dsprep.parallel.fork_map`); the records come back packed in a few arrays (:func:`pack_records`)."""
+    n = reading_processes(len(items))
+    if n <= 1:
+        for item in wrap(items):
             try:
-                info = probe(rec.image_path)
-            except ImageError as e:
-                ds.problems.append(Problem("image_unreadable", rec.image_path, str(e).split(": ", 1)[-1]))
-        if info is None:
-            if rec.width <= 0:
-                ds.problems.append(Problem("size_unknown", where, "no size in the annotation and no readable image"))
-            out.append(rec)
-            continue
-        if info.complete is False:
-            ds.problems.append(Problem("truncated_image", rec.image_path,
-                                       f"{info.kind.upper()} file without its end marker (cut short)"))
-        annotated = (rec.width, rec.height) if (records_size and rec.width > 0 and rec.height > 0) else None
-        orient, mismatch = decide_orientation(exif, info, annotated)
-        rec.meta["orient"] = orient
-        rec.meta["exif"] = info.orientation
-        if info.orientation != 1:
-            ds.problems.append(Problem("exif_orientation", rec.image_path,
-                                       f"EXIF orientation {info.orientation} ({ORIENTATION_NAMES[info.orientation]})"
-                                       f": {'applied' if orient else 'ignored'} (--exif {exif})"))
-        if annotated is None:
-            if records_size and rec.width <= 0:
-                ds.problems.append(Problem("size_from_image", where, "no size in the annotation: read from the "
-                                                                      "image header"))
-            rec.width, rec.height = info.size(orient)
-            rec.depth = info.channels
-        elif mismatch:
-            ds.problems.append(Problem("size_mismatch", where, mismatch))
-        if check is not None and rec.width > 0:
-            rec, probs = check(rec)
-            ds.problems.extend(probs)
-        out.append(rec)
-    ds.records = out
+                yield item, fn(item), None
+            except DsprepError as e:
+                yield item, None, e
+        return
+    from .parallel import fork_map
+    bounds = np.linspace(0, len(items), n + 1).astype(int)
+    chunks = [items[bounds[k]:bounds[k + 1]] for k in range(n)]
+
+    headers = _HEADERS
+
+    def read_chunk(chunk):
+        recs, problems, errors = [], [], {}
+        for k, item in enumerate(chunk):
+            try:
+                rec, probs = fn(item)
+            except DsprepError as e:
+                errors[k] = e
+                continue
+            if headers is not None:  # the image header too, while in this process (attach_images keeps its problems)
+                rec, header_problems = _attach_one(rec, *headers)
+                rec.meta[_DONE] = header_problems
+            recs.append(rec)
+            problems.append(probs)
+        return pack_records(recs), problems, errors
+
+    for chunk, (packed, problems, errors) in zip(chunks, wrap(fork_map(read_chunk, chunks))):
+        recs = iter(unpack_records(packed))
+        probs = iter(problems)
+        for k, item in enumerate(chunk):
+            if k in errors:
+                yield item, None, errors[k]
+            else:
+                yield item, (next(recs), next(probs)), None
+
+
+def pack_records(recs: Sequence[ImageRecord]) -> tuple:
+    """Records as a few concatenated arrays and lists (pickling them is ~10x faster than pickling each record)."""
+    counts = np.array([len(r.boxes) for r in recs], np.int64)
+    def cat(arrs, shape, dtype):
+        return np.concatenate(arrs) if arrs else np.zeros(shape, dtype)
+    boxes = cat([r.boxes for r in recs], (0, 4), np.float64)
+    difficult = cat([r.difficult for r in recs], (0,), np.uint8)
+    truncated = cat([r.truncated for r in recs], (0,), bool)
+    has_poly = [r.polygons is not None for r in recs]
+    polys = cat([r.polygons for r in recs if r.polygons is not None], (0, 4, 2), np.float64)
+    names = [n for r in recs for n in r.names]
+    scalars = [(r.image_path, r.width, r.height, r.depth, r.split, r.meta, r.attrs or None) for r in recs]
+    return counts, boxes, difficult, truncated, has_poly, polys, names, scalars
+
+
+def unpack_records(packed: tuple) -> List[ImageRecord]:
+    counts, boxes, difficult, truncated, has_poly, polys, names, scalars = packed
+    out = []
+    off = poff = 0
+    for n, poly, (path, w, h, d, split, meta, attrs) in zip(counts.tolist(), has_poly, scalars):
+        p = None
+        if poly:
+            p = polys[poff:poff + n]
+            poff += n
+        out.append(ImageRecord.trusted(path, w, h, d, boxes[off:off + n], names[off:off + n], difficult[off:off + n],
+                                       truncated[off:off + n], p, split, meta, attrs))
+        off += n
+    return out
 
 
 @contextlib.contextmanager

@@ -28,14 +28,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import cv2
-import h5py
 import numpy as np
 
 from .core import Dataset, DatasetError, DsprepError, ImageError, ImageRecord, boxes_to_polygons
-from .images import apply_orientation, check_complete, probe, read_image, read_record_image
+from .images import LazyModule, apply_orientation, check_complete, probe, read_image, read_record_image
 from .outputs import TemporaryPath
 from .resize import fit_image, map_boxes, map_polygons
+
+# imported on first use: detecting a data set's format imports this module for its detect()
+cv2 = LazyModule("cv2", globals())
+h5py = LazyModule("h5py", globals())
 
 FORMAT = "dsprep-detection"
 VERSION = 1

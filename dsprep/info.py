@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from itertools import chain, compress
 
 import numpy as np
 
@@ -11,14 +12,13 @@ from .core import Dataset, Problem
 
 def summarize(ds: Dataset) -> dict:
     """Counts and ranges for ``dsprep info`` (a JSON-ready dict)."""
-    per_class = Counter()
-    per_class_difficult = Counter()
-    n_per_image = np.array([len(r) for r in ds.records], dtype=np.int64)
-    for r in ds.records:
-        per_class.update(r.names)
-        per_class_difficult.update(n for n, d in zip(r.names, r.difficult) if d)
-    sizes = np.array([(r.width, r.height) for r in ds.records if r.width > 0 and r.height > 0],
-                     dtype=np.int64).reshape(-1, 2)
+    names = list(chain.from_iterable(r.names for r in ds.records))
+    difficult = np.concatenate([r.difficult for r in ds.records]) if ds.records else np.zeros(0, np.uint8)
+    per_class = Counter(names)
+    per_class_difficult = Counter(compress(names, (difficult != 0).tolist()))
+    n_per_image = np.array([len(r.names) for r in ds.records], dtype=np.int64)
+    sizes = np.array([(r.width, r.height) for r in ds.records], dtype=np.int64).reshape(-1, 2)
+    sizes = sizes[(sizes[:, 0] > 0) & (sizes[:, 1] > 0)]
     kinds = Counter(p.kind for p in ds.problems)
     out = {
         "path": str(ds.root),

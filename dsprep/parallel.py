@@ -133,9 +133,11 @@ def _process_pool(n: int) -> ProcessPoolExecutor:
     for k, v in MALLOC_ENV.items():
         os.environ.setdefault(k, v)
     # forkserver, not fork: the parent may already run OpenCV's thread pool (and hold HDF5 handles), and a forked
-    # child of a threaded parent can deadlock inside OpenCV.
+    # child of a threaded parent can deadlock inside OpenCV.  The server preloads what most workers need, so each
+    # forked worker starts with it (h5py is left to the packing workers: measured, preloading shapely instead of
+    # h5py gets two tile-dota workers to their first image 0.15 s sooner).
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["dsprep.jobs", "dsprep.hdf5", "cv2", "numpy"])
+    ctx.set_forkserver_preload(["dsprep.jobs", "dsprep.images", "dsprep.tiling", "cv2", "numpy"])
     return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=worker_init)
 
 
@@ -242,14 +244,23 @@ def _is_worker_death(err: BaseException) -> bool:
 
 
 def call_batch(fn: Callable, items: List[Any]) -> List[Tuple[Any, Optional[BaseException]]]:
-    """Worker side of a batch: ``fn`` on each item, its result or its exception, in order."""
+    """Worker side of a batch: ``fn`` on each item, its result or its exception, in order; then the seconds the
+    batch took, as a last ``(seconds, None)`` entry (the client sizes later batches with it)."""
     out: List[Tuple[Any, Optional[BaseException]]] = []
+    t = time.perf_counter()
     for item in items:
         try:
             out.append((fn(item), None))
         except Exception as e:  # noqa: BLE001 - returned to the caller, which applies --on-error
             out.append((None, e))
+    out.append((time.perf_counter() - t, None))
     return out
+
+
+# Seconds of work a Dask task should carry: below, the scheduler's per-task cost (and its own CPU on a small
+# cluster) shows (measured: synth's ~15 ms images, 4 to a task, ran 1.59x one worker on 2 Dask workers).
+DASK_TASK_SECONDS = 0.25
+DASK_MAX_BATCH = 64
 
 
 def run(backend: Backend, fn: Callable, items: Iterable[Any], on_done: Optional[Callable[[Any], None]] = None,
@@ -262,7 +273,7 @@ def run(backend: Backend, fn: Callable, items: Iterable[Any], on_done: Optional[
     policy.  At most ``2 * slots + 2`` tasks are in flight locally, so memory stays bounded whatever the input
     size.  On Dask, items travel in batches of ``backend.batch`` and ``8 * slots`` batches are in flight, which hides
     the scheduler's round trip (measured: one image per task and 6 in flight left 2 workers idle a third of the
-    time).  When a local worker process dies, the pool is restarted; with ``isolate_failures`` the tasks that were
+    time); batches grow until a task carries about :data:`DASK_TASK_SECONDS` of work (timed on the worker).  When a local worker process dies, the pool is restarted; with ``isolate_failures`` the tasks that were
     in flight are retried one by one so that only the item that kills its worker fails, otherwise the run stops
     with an error naming them.
     """
@@ -335,8 +346,13 @@ def run(backend: Backend, fn: Callable, items: Iterable[Any], on_done: Optional[
                     idxs = pending.pop(fut)
                     err = fut.exception()
                     if dask and err is None:
-                        for idx, (res, e) in zip(idxs, fut.result()):
+                        results = fut.result()
+                        seconds = results.pop()[0]
+                        for idx, (res, e) in zip(idxs, results):
                             finish(idx, res, e)
+                        if idxs:  # short items travel in bigger batches
+                            per_item = max(seconds / len(idxs), 1e-4)
+                            batch = max(batch, min(DASK_MAX_BATCH, int(DASK_TASK_SECONDS / per_item)))
                     else:
                         for idx in idxs:
                             finish(idx, None if err else fut.result(), err)
@@ -350,3 +366,61 @@ def run(backend: Backend, fn: Callable, items: Iterable[Any], on_done: Optional[
             with contextlib.suppress(Exception):
                 fut.cancel()
         raise
+
+
+# ---- forked readers ----------------------------------------------------------------------------------------------------
+
+def fork_map(fn: Callable[[Any], Any], chunks: List[Any]) -> List[Any]:
+    """``[fn(chunk) for chunk in chunks]``, the first chunk in this process and each other one in a forked child.
+
+    For work too short to pay a worker pool's start (~0.3 s): reading many small files while a data set is loaded
+    (annotation files, image headers), merging detections.  A forked child starts in milliseconds with everything
+    this process has loaded, where a pool worker needs a fresh interpreter.  The work must not use OpenCV or HDF5
+    (a child forked from a process whose OpenCV thread pool runs can deadlock inside OpenCV, see
+    :func:`_process_pool`); results travel back pickled, so keep them compact.  Outputs a child writes go through
+    :mod:`dsprep.outputs` like any worker's.  A child's exception is raised here; Ctrl-C and SIGTERM stop the children; a child that dies is a
+    :class:`WorkerLost`."""
+    import pickle
+    if len(chunks) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(c) for c in chunks]
+    ctx = multiprocessing.get_context("fork")
+    children = []
+    try:
+        for chunk in chunks[1:]:
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_fork_child, args=(fn, chunk, send), daemon=True)
+            proc.start()
+            send.close()
+            children.append((proc, recv))
+        out = [fn(chunks[0])]
+        for proc, recv in children:
+            try:
+                status, value = pickle.loads(recv.recv_bytes())
+            except EOFError as e:
+                raise WorkerLost(f"a reading process died (exit code {proc.exitcode})") from e
+            proc.join()
+            if status == "error":
+                raise value
+            out.append(value)
+        return out
+    finally:
+        for proc, recv in children:
+            recv.close()
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(2.0)
+
+
+def _fork_child(fn, chunk, send) -> None:
+    import pickle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        data = pickle.dumps(("ok", fn(chunk)), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # noqa: BLE001 - handed to the parent, which raises it
+        try:
+            data = pickle.dumps(("error", e), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            data = pickle.dumps(("error", DsprepError(f"{type(e).__name__}: {e}")))
+    send.send_bytes(data)
+    send.close()

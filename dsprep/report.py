@@ -7,14 +7,40 @@ import time
 from collections import Counter
 from typing import Iterable, List, Optional, Tuple
 
-from tqdm import tqdm
-
 
 def progress(iterable: Optional[Iterable] = None, total: Optional[int] = None, desc: Optional[str] = None,
              quiet: bool = False, unit: str = "img"):
-    """A tqdm bar on stderr; silent with ``--quiet`` or when stderr is not a terminal."""
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True,
-                disable=quiet or not sys.stderr.isatty())
+    """A tqdm bar on stderr; silent with ``--quiet`` or when stderr is not a terminal (then tqdm is not even
+    imported: a stand-in that counts and draws nothing)."""
+    if quiet or not sys.stderr.isatty():
+        return _Silent(iterable, total)
+    from tqdm import tqdm  # imported when a bar is drawn: keeps the command line's start-up small
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+class _Silent:
+    """What a disabled tqdm bar does: iterate, count, and nothing else (any other attribute can be set)."""
+
+    def __init__(self, iterable=None, total=None):
+        self.iterable, self.total, self.n = iterable, total, 0
+
+    def __iter__(self):
+        return iter(self.iterable if self.iterable is not None else ())
+
+    def __len__(self):
+        return len(self.iterable) if self.iterable is not None else (self.total or 0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def __getattr__(self, name):  # close, refresh, set_description, set_postfix, clear, write ...
+        return lambda *args, **kwargs: None
 
 
 class Summary:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Tuple
 
-import cv2
 import numpy as np
+
+from .images import LazyModule
+
+cv2 = LazyModule("cv2", globals())  # imported on first use: the format registry imports this module to detect formats
 
 LETTERBOX_FILL = (114, 114, 114)  # the usual detector padding gray
 

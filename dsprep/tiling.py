@@ -134,33 +134,59 @@ def _best_start(quad: np.ndarray, target: np.ndarray) -> np.ndarray:
     return combos[int(np.argmin(dist))]
 
 
-def tile_labels(objs: TileObjects, left: int, up: int, width: int, height: int, size: int, thresh: float,
-                stats: TileStats) -> List[str]:
-    """The label lines of one tile (without line ends), in object order."""
+@dataclass
+class TileCut:
+    """The objects one tile keeps, in object order: ``index`` into the image's objects, ``coords`` ``(k, 8)``
+    float64 tile coordinates as the devkit writes them, ``difficult`` tokens, ``cut`` whether the border cut it."""
+
+    index: np.ndarray
+    coords: np.ndarray
+    difficult: List[str]
+    cut: np.ndarray
+
+    def lines(self, names: Sequence[str]) -> List[str]:
+        """DOTA label lines (without line ends), numbers written like the devkit (``807.0``)."""
+        return [f"{_fmt(self.coords[j])} {names[k]} {self.difficult[j]}" for j, k in enumerate(self.index)]
+
+
+def tile_objects(objs: TileObjects, left: int, up: int, width: int, height: int, size: int, thresh: float,
+                 stats: TileStats) -> TileCut:
+    """What one tile keeps of the objects (devkit rules, see the module docstring), in object order."""
     right = min(left + size, width - 1)
     down = min(up + size, height - 1)
     lo, hi = objs.lo, objs.hi
-    if len(lo) == 0:
-        return []
-    reach = (hi[:, 0] > left) & (lo[:, 0] < right) & (hi[:, 1] > up) & (lo[:, 1] < down) & (objs.area > 0)
-    inside = reach & objs.simple & (lo[:, 0] >= left) & (hi[:, 0] <= right) & (lo[:, 1] >= up) & (hi[:, 1] <= down)
-    cross = np.flatnonzero(reach & ~inside)
-    lines: Dict[int, str] = {}
-    offset = np.array([left, up], np.float64)
-    for k in np.flatnonzero(inside):
-        lines[int(k)] = f"{_fmt(np.trunc(objs.polys[k] - offset).reshape(-1))} {objs.names[k]} {objs.difficult[k]}"
-    stats.whole += int(inside.sum())
-    if len(cross):
-        window = Polygon([(left, up), (right, up), (right, down), (left, down)])
-        try:
-            pieces = shapely.intersection(objs.geoms[cross], window)
-        except shapely.errors.GEOSException:
-            pieces = [_intersection_or_none(g, window) for g in objs.geoms[cross]]
-        for k, piece in zip(cross, pieces):
-            line = _cut_line(objs, int(k), piece, offset, size, thresh, stats)
-            if line is not None:
-                lines[int(k)] = line
-    return [lines[k] for k in sorted(lines)]
+    kept: Dict[int, Tuple[np.ndarray, str, bool]] = {}
+    if len(lo):
+        reach = (hi[:, 0] > left) & (lo[:, 0] < right) & (hi[:, 1] > up) & (lo[:, 1] < down) & (objs.area > 0)
+        inside = reach & objs.simple & (lo[:, 0] >= left) & (hi[:, 0] <= right) & (lo[:, 1] >= up) & \
+            (hi[:, 1] <= down)
+        cross = np.flatnonzero(reach & ~inside)
+        offset = np.array([left, up], np.float64)
+        inner = np.flatnonzero(inside)
+        if len(inner):
+            vals = np.trunc(objs.polys[inner] - offset).reshape(-1, 8)
+            for j, k in enumerate(inner):
+                kept[int(k)] = (vals[j], objs.difficult[k], False)
+        stats.whole += len(inner)
+        if len(cross):
+            window = Polygon([(left, up), (right, up), (right, down), (left, down)])
+            try:
+                pieces = shapely.intersection(objs.geoms[cross], window)
+            except shapely.errors.GEOSException:
+                pieces = [_intersection_or_none(g, window) for g in objs.geoms[cross]]
+            for k, piece in zip(cross, pieces):
+                got = _cut(objs, int(k), piece, offset, size, thresh, stats)
+                if got is not None:
+                    kept[int(k)] = got
+    order = sorted(kept)
+    return TileCut(np.array(order, np.int64), np.array([kept[k][0] for k in order], np.float64).reshape(-1, 8),
+                   [kept[k][1] for k in order], np.array([kept[k][2] for k in order], bool))
+
+
+def tile_labels(objs: TileObjects, left: int, up: int, width: int, height: int, size: int, thresh: float,
+                stats: TileStats) -> List[str]:
+    """The label lines of one tile (without line ends), in object order."""
+    return tile_objects(objs, left, up, width, height, size, thresh, stats).lines(objs.names)
 
 
 def _intersection_or_none(geom, window):
@@ -170,15 +196,15 @@ def _intersection_or_none(geom, window):
         return None
 
 
-def _cut_line(objs: TileObjects, k: int, piece, offset: np.ndarray, size: int, thresh: float,
-              stats: TileStats):
+def _cut(objs: TileObjects, k: int, piece, offset: np.ndarray, size: int, thresh: float, stats: TileStats):
+    """``(coords (8,), difficult token, cut)`` of object ``k`` cut by the tile window, or None when dropped."""
     if piece is None:
         stats.invalid += 1
         return None
     half_iou = piece.area / objs.area[k]
     if half_iou == 1:
         stats.whole += 1
-        return f"{_fmt(np.trunc(objs.polys[k] - offset).reshape(-1))} {objs.names[k]} {objs.difficult[k]}"
+        return np.trunc(objs.polys[k] - offset).reshape(-1), objs.difficult[k], False
     if not half_iou > 0:
         return None
     if piece.geom_type != "Polygon":
@@ -199,7 +225,7 @@ def _cut_line(objs: TileObjects, k: int, piece, offset: np.ndarray, size: int, t
     else:
         diff = "2"
         stats.difficult2 += 1
-    return f"{_fmt(vals)} {objs.names[k]} {diff}"
+    return vals, diff, True
 
 
 def crop_tile(img: np.ndarray, left: int, up: int, size: int, pad: bool = False, pad_value=0) -> np.ndarray:

@@ -204,7 +204,11 @@ def clip_boxes(rec: ImageRecord, source: str) -> Tuple[ImageRecord, List[Problem
     """Clip boxes to ``[0, width] x [0, height]``; report each clipped box.  Needs a known size."""
     if rec.width <= 0 or rec.height <= 0 or len(rec) == 0:
         return rec, []
-    lim = np.array([rec.width, rec.height, rec.width, rec.height], np.float64)
+    w, h = rec.width, rec.height
+    if len(rec) <= 16:  # the usual few boxes: plain Python beats two numpy reductions (~3 us against ~10 us)
+        if all(x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h for x0, y0, x1, y1 in rec.boxes.tolist()):
+            return rec, []
+    lim = np.array([w, h, w, h], np.float64)
     if rec.boxes.min() >= 0 and (rec.boxes <= lim).all():
         return rec, []
     clipped = np.clip(rec.boxes, 0.0, lim)
@@ -441,18 +445,20 @@ def detect(path: Path) -> bool:
 
 def load(path: Path, split: Optional[str], policy, wrap) -> Dataset:
     """Every record of a VOC data set; the class list comes from all annotation files, whatever ``split`` is."""
+    from .dataset import read_records
     items = list(iter_voc_items(path, split))
     ds = Dataset(path, NAME)
-    for item in wrap(items):
+    results = read_records(load_voc_item, [it for it in items if it.xml is not None], wrap)
+    for item in items:
         ds.problems.extend(item.problems)
         if item.xml is None:
             continue
-        try:
-            rec, probs = load_voc_item(item)
-        except DsprepError as e:
-            policy.handle(e, item.xml)
-            ds.problems.append(Problem.about("unreadable", item.xml, e))
+        _, result, err = next(results)
+        if err is not None:
+            policy.handle(err, item.xml)
+            ds.problems.append(Problem.about("unreadable", item.xml, err))
             continue
+        rec, probs = result
         ds.records.append(rec)
         ds.problems.extend(probs)
     ds.classes = decide_classes(ds.records + (_other_records(path, items) if split is not None else []))

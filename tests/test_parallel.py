@@ -133,3 +133,52 @@ def test_workers_auto_and_bad_values(tmp_path):
     cli("color", "gray-world", tmp_path / "x.png", "--out", tmp_path / "o", "--workers", "auto")
     res = cli("color", "gray-world", tmp_path / "x.png", "--out", tmp_path / "o2", "--workers", "0", ok=False)
     assert res.exit_code == 2 and "Invalid value for '--workers' / '-j': must be at least 1, not 0" in res.output
+
+
+def _geotiff_dota(root):
+    tifffile = pytest.importorskip("tifffile")
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    rng = np.random.default_rng(3)
+    img = cv2.resize(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8), (900, 600), interpolation=cv2.INTER_NEAREST)
+    tifffile.imwrite(root / "images" / "G.tif", img, photometric="rgb", tile=(64, 64),
+                     extratags=[(33550, "d", 3, (0.5, 0.5, 0.0)), (33922, "d", 6, (0, 0, 0, 1000.0, 2000.0, 0))])
+    lines = [f"{x} {y} {x + 50} {y} {x + 50} {y + 30} {x} {y + 30} car 0\n" for x in range(0, 900, 70)
+             for y in range(0, 600, 90)]
+    (root / "labelTxt" / "G.txt").write_text("".join(lines))
+    return root
+
+
+def test_windowed_tiling_on_cluster_and_workers_matches_single_process(cluster, tmp_path, monkeypatch):
+    """A tiled GeoTIFF shared out by bands of windows: the same files (tiles, labels, world files) from one process,
+    two local workers and a two-worker Dask cluster."""
+    src = _geotiff_dota(tmp_path / "src")
+    monkeypatch.setattr("dsprep.jobs.tile.REGION_BUDGET", 400_000)  # several band jobs per row
+    args = ["tile-dota", src, "--size", "200", "--gap", "40", "--rate", "1", "--rate", "0.5"]
+    cli(*args, "--out", tmp_path / "one")
+    cli(*args, "--out", tmp_path / "two", "-j", "2")
+    cli(*args, "--out", tmp_path / "dask", "--scheduler", cluster)
+    assert len(list((tmp_path / "one" / "images").glob("*.pgw"))) > 10
+    same_tree(tmp_path / "one", tmp_path / "two")
+    same_tree(tmp_path / "one", tmp_path / "dask")
+
+
+def test_tile_and_merge_on_cluster_match_single_process(cluster, shared, tmp_path):
+    cli("tile", shared / "dota_example", "--out", tmp_path / "one", "--size", "512", "--ext", ".png")
+    cli("tile", shared / "dota_example", "--out", tmp_path / "dask", "--size", "512", "--ext", ".png",
+        "--scheduler", cluster)
+    same_tree(tmp_path / "one", tmp_path / "dask")
+    dets = tmp_path / "dets"
+    dets.mkdir()
+    rng = np.random.default_rng(0)
+    for cls in ("car", "ship"):
+        lines = []
+        for f in sorted((tmp_path / "one" / "labelTxt").iterdir()):
+            for line in f.read_text().splitlines():
+                v = line.split()
+                if v[8] == cls:
+                    lines.append(f"{f.stem} {rng.random():.6f} {' '.join(v[:8])}\n")
+        (dets / f"Task1_{cls}.txt").write_text("".join(lines))
+    cli("merge-dota", dets, "--out", tmp_path / "m1", "--nms-thresh", "0.5")
+    cli("merge-dota", dets, "--out", tmp_path / "m2", "--nms-thresh", "0.5", "--scheduler", cluster)
+    same_tree(tmp_path / "m1", tmp_path / "m2")

@@ -23,6 +23,33 @@ def _rate(ctx, param, values):
     return out
 
 
+def _png_compression(ctx, param, value):
+    from ..images import PNG_FAST
+    if value is None or value == "fast":
+        return PNG_FAST
+    try:
+        level = int(value)
+    except ValueError as e:
+        raise click.BadParameter(f"'{value}' is not 'fast' or a level 0-9", ctx, param) from e
+    if not 0 <= level <= 9:
+        raise click.BadParameter(f"{level} is not a level 0-9", ctx, param)
+    return level
+
+
+png_compression_option = click.option(
+    "--png-compression", default="fast", show_default=True, callback=_png_compression,
+    help="PNG tiles: 'fast' (the fpng encoder with dsprep[fastpng], else OpenCV's default level), or a zlib level "
+         "0-9 for smaller files (slower). PNG is lossless: every choice stores the same pixels.")
+
+
+def _job_name(item) -> str:
+    job = item[0]
+    if len(job.origins) == 1 or job.layout is not None:
+        left, up = job.origins[0]
+        return f"{job.image} (tiles from {left},{up} at rate {job.rate})" if job.layout is not None else job.image
+    return job.image
+
+
 @click.command("tile-dota")
 @click.argument("dataset", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
@@ -39,9 +66,10 @@ def _rate(ctx, param, values):
               help="Tile image format.")
 @click.option("--pad", is_flag=True, help="Pad border tiles to SIZE x SIZE (not devkit-compatible).")
 @click.option("--skip-empty", is_flag=True, help="Write no image or label for tiles without objects.")
+@png_compression_option
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
 @shared("exif", "run", "workers")
-def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, overwrite, common):
+def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_compression, overwrite, common):
     """Split DOTA images into tiles, identical to DOTA_devkit ImgSplit.py output."""
     from ..jobs.tile import TileOptions, plan_tile_jobs, tile_one
     from ..outputs import OutputDir
@@ -59,7 +87,7 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, over
         raise DatasetError(f"{root}: data set not found")
     # the cluster's size is not known before connecting: plan for two slots there
     jobs, bad = plan_tile_jobs(root, rates, 2 if common.scheduler else parse_workers(common.workers), size, gap,
-                               common.exif)
+                               common.exif, common.on_error)
     summary = start_summary("tile-dota")
     summary.add("inputs", len({j.image for j in jobs}) + len(bad))
     if bad and common.on_error == "fail":
@@ -67,17 +95,88 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, over
     for where, reason in bad:
         summary.skip(where, reason)
     opts = TileOptions(out="", size=size, gap=gap, thresh=thresh, ext=ext, pad=pad, skip_empty=skip_empty,
-                       on_error=common.on_error)
+                       on_error=common.on_error, png_compression=png_compression)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         (out_dir / "images").mkdir(exist_ok=True)
         if (root / "labelTxt").is_dir():
             (out_dir / "labelTxt").mkdir(exist_ok=True)
         opts = TileOptions(**{**opts.__dict__, "out": str(out_dir)})
         for _ in run_jobs(tile_one, [(j, opts) for j in jobs], summary, common, "tiling",
-                          name_of=lambda it: it[0].image):
+                          name_of=_job_name):
             pass
     finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
            (["empty_skipped"] if skip_empty else []), common)
+
+
+@click.command("tile")
+@click.argument("dataset", type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Output folder: the tiles as a data set in the same format (or --to).")
+@click.option("--size", type=SIZE, default="1024", show_default=True, help="Tile size in pixels: N (square tiles).")
+@click.option("--gap", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Overlap between neighbouring tiles, in pixels.")
+@click.option("--rate", "rates", multiple=True, default=["1"], show_default=True, callback=_rate,
+              help="Resize factor; repeat for several (tile names carry it: IMG__0.5__0___0).")
+@click.option("--thresh", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="A cut object keeps its difficult flag when more than this fraction of it is kept, else 2.")
+@click.option("--ext", default=None, type=click.Choice([".png", ".jpg", ".bmp", ".tif"]),
+              help="Tile image format [default: each image's own].")
+@click.option("--to", "to_format", default=None, help="Write the tiles in this format [default: the input's].")
+@click.option("--pad", is_flag=True, help="Pad border tiles to SIZE x SIZE.")
+@click.option("--skip-empty", is_flag=True, help="Write no image or annotation for tiles without objects.")
+@png_compression_option
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+@shared("dataset", "classes", "run", "workers")
+def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty, png_compression, overwrite,
+         common):
+    """Split any data set (boxes or polygons) into tiles, written in the same format: tile-dota's geometry.
+
+    Objects are cut exactly as tile-dota cuts them (coordinates truncated, cut objects reduced to 4 points, difficult
+    2 when at most --thresh of an object is kept, cut objects marked truncated); tiled TIFFs are read by windows."""
+    from ..dataset import format_module, writable_formats
+    from ..jobs.convert import write_dataset_files
+    from ..jobs.tile import TileOptions, plan_record_jobs, tile_record
+    from ..outputs import OutputDir
+    from ..parallel import parse_workers
+    from .common import load
+    if size[0] != size[1]:
+        raise click.BadParameter(f"{size[0]}x{size[1]}: tiles are square (give one number)", param_hint="--size")
+    size = size[0]
+    if gap >= size:
+        raise click.BadParameter(f"{gap} must be smaller than --size {size}", param_hint="--gap")
+    if to_format is not None and to_format not in writable_formats():
+        raise click.BadParameter(f"'{to_format}' is not a format dsprep writes ({', '.join(writable_formats())})",
+                                 param_hint="--to")
+    ds = load(dataset, common)
+    target = to_format or ds.format
+    module = format_module(target)
+    if not hasattr(module, "Writer"):
+        raise click.BadParameter(f"dsprep cannot write {target} data sets; choose one with --to "
+                                 f"({', '.join(writable_formats())})", param_hint="--to")
+    writer = module.Writer(ds.classes)
+    summary = start_summary("tile", ds)
+    lossy = {}
+    jobs, bad = plan_record_jobs(ds.records, rates, 2 if common.scheduler else parse_workers(common.workers), size,
+                                 gap, ext, lossy)
+    for kind, n in lossy.items():
+        summary.add(kind, n)
+    if bad and common.on_error == "fail":
+        raise DsprepError(bad[0][1])
+    for where, reason in bad:
+        summary.skip(where, reason)
+    opts = TileOptions(out="", size=size, gap=gap, thresh=thresh, ext=ext or ".png", pad=pad,
+                       skip_empty=skip_empty, on_error=common.on_error, png_compression=png_compression,
+                       keep_gray=True)
+    with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
+        opts = TileOptions(**{**opts.__dict__, "out": str(out_dir)})
+        records = []
+        for _, result in run_jobs(tile_record, [(j, opts, writer) for j in jobs], summary, common, "tiling",
+                                  name_of=_job_name):
+            if result is not None:
+                records += result["records"]
+        write_dataset_files(out_dir, writer, records)
+    finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
+           (["empty_skipped"] if skip_empty else []) + sorted(lossy), common)
 
 
 @click.command("merge-dota")
@@ -88,11 +187,16 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, over
 @click.option("--iou", type=click.Choice(["poly", "box"]), default="poly", show_default=True,
               help="Exact polygon IoU, or axis-aligned box IoU.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
-@shared("run")
+@shared("run", "workers")
 def merge_dota(detections, out, nms_thresh, iou, overwrite, common):
-    """Map per-tile detections (Task1_<class>.txt) back to their images, with NMS."""
-    from ..merge import format_task1, merge, parse_task1
-    from ..outputs import OutputDir, atomic_write_text
+    """Map per-tile detections (Task1_<class>.txt) back to their images, with NMS.
+
+    With --workers N the files are read, merged and written by N processes (forked: they start in milliseconds);
+    with --scheduler the merging runs on the Dask cluster in chunks of whole images."""
+    import os
+    from ..jobs.merge import forked, merge_chunk, plan_chunks, read_class_file, write_class_file
+    from ..outputs import OutputDir
+    from ..parallel import parse_workers
     src = Path(detections)
     if not src.exists():
         raise DatasetError(f"{src}: not found")
@@ -101,19 +205,34 @@ def merge_dota(detections, out, nms_thresh, iou, overwrite, common):
         raise DatasetError(f"{src}: no Task1_<class>.txt files")
     summary = start_summary("merge-dota")
     summary.add("inputs", len(files))
+    local = 1 if common.scheduler else parse_workers(common.workers)
+    parsed = {}
+    for f, dets, err in forked(read_class_file, files, local, weight=lambda f: os.path.getsize(f)):
+        if err is not None:
+            if common.on_error == "fail":
+                raise err
+            summary.skip(str(f), str(err))
+        else:
+            parsed[f] = dets
+    # work is shared out in chunks of whole images, about four per worker slot
+    slots = 2 if common.scheduler else local
+    total = sum(len(d.stems) for d in parsed.values())
+    target = max(1, total // (4 * slots)) if slots > 1 else max(1, total)
+    chunks = plan_chunks(parsed, nms_thresh, iou, target)
+    kept = {str(f): {} for f in parsed}
     with OutputDir(out, overwrite=overwrite, inputs=[detections]) as out_dir:
-        for f in progress(files, desc="merging", quiet=common.quiet, unit="class"):
-            try:
-                dets = parse_task1(f.read_text(encoding="utf-8"), str(f))
-            except (DsprepError, OSError, UnicodeDecodeError) as e:
-                err = e if isinstance(e, DsprepError) else DatasetError(f"{f}: cannot read ({e})")
-                if common.on_error == "fail":
-                    raise err from e
-                summary.skip(str(f), str(err))
-                continue
-            kept = merge(dets, nms_thresh, iou)
-            atomic_write_text(out_dir / f.name, format_task1(dets, kept))
-            summary.add("classes")
-            summary.add("detections", len(dets.stems))
-            summary.add("kept", sum(len(v) for v in kept.values()))
+        if local > 1:
+            results = forked(merge_chunk, chunks, local, weight=lambda c: sum(len(g[2]) for g in c.groups))
+        else:
+            results = [r for _, r in run_jobs(merge_chunk, chunks, summary, common, "merging",
+                                              name_of=lambda c: f"{c.groups[0][0]} ({len(c.groups)} image and "
+                                                                f"class groups)")]
+        for result in results:
+            for source, stem, idx in result["kept_list"]:
+                kept[source][stem] = idx
+        written = forked(write_class_file, [(out_dir / f.name, dets, kept[str(f)]) for f, dets in parsed.items()],
+                         local, weight=lambda it: len(it[1].stems))
+        summary.add("classes", len(parsed))
+        summary.add("detections", sum(len(d.stems) for d in parsed.values()))
+        summary.add("kept", sum(written))
     finish(summary, str(out_dir), ["classes", "detections", "kept"], common)
