@@ -11,8 +11,9 @@ from hypothesis import given, settings, strategies as st
 
 from dsprep.core import DatasetError, ImageRecord, ParseError
 from dsprep.dataset import detect_format, load_dataset
-from dsprep.yolo import (Writer, find_layout, format_yolo, label_path, normalized, parse_yaml, parse_yolo,
-                         yaml_names, yaml_string)
+from dsprep.yamlsub import parse_yaml, yaml_string
+from dsprep.yolo import (Writer, find_layout, format_yolo, label_path, normalized, parse_yolo,
+                         yaml_names)
 from dsprep import yolo_obb
 
 from helpers import gradient, run_cli
