@@ -19,7 +19,6 @@ import copy
 import hashlib
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile

@@ -18,8 +18,8 @@ import numpy as np
 from dsprep.dataset import load_dataset
 from dsprep.demo import make_voc_demo
 from dsprep.draw import draw_record
-from dsprep.synth import voc_palette
-from dsprep.voc import mask_indices
+from dsprep.vocmasks import voc_palette
+from dsprep.vocmasks import mask_indices
 
 
 def dsprep(*args):

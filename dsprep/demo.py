@@ -135,7 +135,7 @@ def _overlaps(b: np.ndarray, others: np.ndarray) -> bool:
 def make_voc_demo(out: Path, n_images: int = 24, seed: int = 0) -> List[str]:
     """Write a VOC data set of ``n_images`` 320x240 scenes (train/val split lists, object masks) under ``out``."""
     from .outputs import atomic_write_bytes, atomic_write_text
-    from .synth import encode_palette_png, voc_palette
+    from .vocmasks import encode_palette_png, voc_palette
     rng = np.random.default_rng(seed)
     pal = voc_palette()
     cls_lut = {c: i + 1 for i, c in enumerate(DEMO_CLASSES)}

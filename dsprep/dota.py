@@ -17,7 +17,7 @@ import numpy as np
 
 from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError,
                    Problem, decide_classes, polygons_to_boxes)
-from .images import IMAGE_EXTS, image_size
+from .images import IMAGE_EXTS
 from .outputs import atomic_write_text
 
 HEADER_KEYS = ("imagesource", "gsd")

@@ -23,7 +23,6 @@ other rates the whole image is decoded (or a clear error says how much memory th
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 

@@ -586,7 +586,7 @@ class _Occupancy:
         vis = t.alpha > threshold if self.owner is not None and len(self.area) else None
         if self.keep is None and vis is None:
             return None
-        keep, owner = self.keep, self.owner
+        keep = self.keep
 
         def accept(xy: np.ndarray) -> np.ndarray:
             x, y = xy[:, 0], xy[:, 1]
@@ -749,33 +749,6 @@ def _instance_map(shape: Tuple[int, int], placed: Sequence[Placed], keep: np.nda
         region = instance[y0:y1, x0:x1]
         region[p.alpha > threshold] = ids[k + 1]
     return instance
-
-
-def voc_palette() -> np.ndarray:
-    """The standard PASCAL VOC colour map (256 x 3 RGB): bit j of the index's three-bit groups sets bit 7-j."""
-    idx = np.arange(256)
-    pal = np.zeros((256, 3), np.int64)
-    for j in range(8):
-        for ch in range(3):
-            pal[:, ch] |= ((idx >> (3 * j + ch)) & 1) << (7 - j)
-    return pal.astype(np.uint8)
-
-
-def encode_palette_png(index: np.ndarray, palette: np.ndarray) -> bytes:
-    """An 8-bit palette ('P' mode) PNG, as VOC's SegmentationClass/SegmentationObject files are (OpenCV cannot
-    write these)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    h, w = index.shape
-    raw = np.zeros((h, w + 1), np.uint8)  # filter byte 0 per row
-    raw[:, 1:] = index
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-            + chunk(b"PLTE", palette.astype(np.uint8).tobytes()) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
-            + chunk(b"IEND", b""))
 
 
 # ---- option values: the rules of the knobs above (each raises ValueError with a sentence) -------------------------

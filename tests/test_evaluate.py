@@ -300,7 +300,7 @@ def _slow_pascal(gt_raw, det_raw, metric, thr=0.5):
 
 def _random_pascal(rng, metric, n_img=6, ties=False):
     g_img, g_lab, g_geom, g_diff = [], [], [], []
-    d_img, d_lab, d_score, d_geom = [], [], [], []
+    d_img, d_lab, d_geom = [], [], []
     quads = metric == "dota-task1"
     for i in range(n_img):
         n = rng.integers(0, 9)

@@ -1,7 +1,6 @@
 """Loading many files: the forked readers give the same data set, problems and errors as one process."""
 import pytest
 
-import dsprep.dataset as dataset
 from dsprep.dataset import load_dataset, pack_records, unpack_records
 from helpers import voc_xml, write_voc_tree
 

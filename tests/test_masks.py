@@ -11,8 +11,8 @@ import shapely
 from dsprep import dataset
 from dsprep.crop import pixel_bounds
 from dsprep.dataset import load_dataset, object_masks
-from dsprep.synth import encode_palette_png, voc_palette
-from dsprep.voc import colors_to_indices, instance_table, mask_indices, match_instances
+from dsprep.vocmasks import encode_palette_png, voc_palette
+from dsprep.vocmasks import colors_to_indices, instance_table, mask_indices, match_instances
 from helpers import with_exif_orientation, write_voc_tree
 
 

@@ -36,7 +36,7 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
     from ..hdf5 import H5Writer, PackOptions, PickleWriter, annotation_only_results, pack_items
     from ..jobs.pack import pack_one
     from ..outputs import check_not_input
-    on_error, workers, scheduler = common.on_error, common.workers, common.scheduler
+    scheduler = common.scheduler
     if size and encoded:
         raise UsageError("--size and --encoded exclude each other (fixed-size arrays, or the original files)")
     wh = size

@@ -208,9 +208,9 @@ def _write_lists(out_dir: Path, writer, split_name: str, names, records, append:
 
 def _write_labelmap(out_dir: Path, classes) -> None:
     """``labelmap.txt``: what the SegmentationClass values mean (background 0, then the classes in folder order),
-    with their palette colours, as Datumaro and ``dsprep.voc.read_labelmap`` read it."""
+    with their palette colours, as Datumaro and ``dsprep.vocmasks.read_labelmap`` read it."""
     from ..outputs import atomic_write_text
-    from ..synth import voc_palette
+    from ..vocmasks import voc_palette
     pal = voc_palette()
     lines = [f"{name}:{','.join(str(int(v)) for v in pal[i])}::" for i, name in enumerate(["background"] + classes)]
     atomic_write_text(out_dir / "labelmap.txt", "# label:color_rgb:parts:actions\n" + "\n".join(lines) + "\n")

@@ -6,7 +6,6 @@ from pathlib import Path
 import click
 
 from ..core import DatasetError, DsprepError
-from ..report import progress
 from .common import SIZE, finish, run_jobs, shared, start_summary
 
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-import cv2
 import numpy as np
 
 from ..images import read_image, write_image

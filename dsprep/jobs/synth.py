@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
-import cv2
 import numpy as np
 
 from ..images import read_image, write_image
@@ -72,7 +71,8 @@ def synth_one(args) -> dict:
     not depend on which worker makes it or in which order."""
     from ..core import ImageRecord
     from ..outputs import atomic_write_bytes
-    from ..synth import encode_palette_png, synthesize, voc_palette
+    from ..synth import synthesize
+    from ..vocmasks import encode_palette_png, voc_palette
     index, cfg = args
     rng = np.random.default_rng([cfg.seed, index])
     bg_index = int(rng.integers(len(cfg.backgrounds)))

@@ -9,8 +9,7 @@ once, in the planning process, and each job receives the objects that reach its 
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -365,7 +364,6 @@ def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap
     ``lossy``."""
     import os
     from ..core import DsprepError, ImageError, UsageError, boxes_to_polygons
-    from ..rasters import tiff_layout
     bad: List[Tuple[str, str]] = []
     jobs: List[TileJob] = []
     share = max(1, -(-slots // max(1, len(records)))) if slots > 1 else 1

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Sequence
 
 import cv2
-import numpy as np
 
 from .. import draw
 from ..images import read_record_image, write_image
