@@ -199,6 +199,9 @@ def shared(*groups: str):
         @functools.wraps(f)
         def wrapper(*args, **kwargs):
             common = Common(**{k: kwargs.pop(k) for k in list(kwargs) if k in _FIELDS})
+            if "workers" in groups:
+                from ..parallel import warm_up
+                warm_up(common.workers, common.scheduler)
             return f(*args, common=common, **kwargs)
         for group in reversed(groups):
             for opt in reversed(_options(group)):

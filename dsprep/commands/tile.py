@@ -1,4 +1,4 @@
-"""``dsprep tile-dota`` (DOTA_devkit-identical tiles) and ``merge-dota`` (detections mapped back)."""
+"""``dsprep tile-dota`` (DOTA_devkit-identical), ``tile`` (any data set), ``merge-dota`` (detections mapped back)."""
 from __future__ import annotations
 
 from pathlib import Path
