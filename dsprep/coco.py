@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
 from dataclasses import dataclass, field
 from itertools import chain, compress
@@ -40,6 +39,7 @@ import numpy as np
 
 from .core import (Dataset, DatasetError, DsprepError, ErrorPolicy, FormatWriter, ImageRecord, ParseError, Problem,
                    decide_classes)
+from .inputs import json_object_with_keys
 
 NAME = "coco"
 LAYOUT = "COCO: an instances .json file (images, annotations, categories), or annotations/instances_*.json"
@@ -364,17 +364,7 @@ def is_coco_file(path: Path) -> bool:
     """A ``.json`` file holding the keys ``images``, ``annotations`` and ``categories`` in an object (a scan for
     the three keys, no parse: cheap on a 400 MB file)."""
     path = Path(path)
-    if not (path.is_file() and path.suffix.lower() == ".json"):
-        return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-            if not head.startswith(b"{"):
-                return False
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                return all(m.find(k) >= 0 for k in _KEYS)
-    except (OSError, ValueError):
-        return False
+    return path.is_file() and path.suffix.lower() == ".json" and json_object_with_keys(path, _KEYS)
 
 
 def split_name(json_path: Path, several: bool) -> Optional[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Dict, Iterable, Union
+from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
 
 _DECODER = json.JSONDecoder()
 _WS = re.compile(r"[ \t\n\r]*")
@@ -15,6 +15,28 @@ _WS = re.compile(r"[ \t\n\r]*")
 
 def _skip_ws(text: str, i: int) -> int:
     return _WS.match(text, i).end()
+
+
+def _members(text: str) -> Iterator[Tuple[str, int]]:
+    """``(name, offset)`` of each member of the top-level object of a JSON text, the offset being where its value
+    starts; stops quietly at a text that is not such an object (``ValueError``/``IndexError`` reach the caller)."""
+    i = _skip_ws(text, 0)
+    if text[i] == "\ufeff":
+        i = _skip_ws(text, i + 1)
+    if text[i] != "{":
+        return
+    i = _skip_ws(text, i + 1)
+    while text[i] != "}":
+        name, i = _DECODER.raw_decode(text, i)
+        i = _skip_ws(text, i)
+        if text[i] != ":":
+            return
+        i = _skip_ws(text, i + 1)
+        yield name, i
+        _, i = _DECODER.raw_decode(text, i)
+        i = _skip_ws(text, i)
+        if text[i] == ",":
+            i = _skip_ws(text, i + 1)
 
 
 def element_lines(doc: Union[str, bytes], key: str, indices: Iterable[int]) -> Dict[int, int]:
@@ -26,37 +48,23 @@ def element_lines(doc: Union[str, bytes], key: str, indices: Iterable[int]) -> D
     text = doc.decode("utf-8-sig", "replace") if isinstance(doc, bytes) else doc
     out: Dict[int, int] = {}
     try:
-        i = _skip_ws(text, 0)
-        if text[i] == "\ufeff":
+        for name, i in _members(text):
+            if name != key or text[i] != "[":
+                continue
             i = _skip_ws(text, i + 1)
-        if text[i] != "{":
+            n, line, last = 0, 1, 0
+            top = max(wanted)
+            while text[i] != "]" and n <= top:
+                if n in wanted:
+                    line += text.count("\n", last, i)
+                    last = i
+                    out[n] = line
+                _, i = _DECODER.raw_decode(text, i)
+                i = _skip_ws(text, i)
+                if text[i] == ",":
+                    i = _skip_ws(text, i + 1)
+                n += 1
             return out
-        i = _skip_ws(text, i + 1)
-        while text[i] != "}":
-            name, i = _DECODER.raw_decode(text, i)
-            i = _skip_ws(text, i)
-            if text[i] != ":":
-                return out
-            i = _skip_ws(text, i + 1)
-            if name == key and text[i] == "[":
-                i = _skip_ws(text, i + 1)
-                n, line, last = 0, 1, 0
-                top = max(wanted)
-                while text[i] != "]" and n <= top:
-                    if n in wanted:
-                        line += text.count("\n", last, i)
-                        last = i
-                        out[n] = line
-                    _, i = _DECODER.raw_decode(text, i)
-                    i = _skip_ws(text, i)
-                    if text[i] == ",":
-                        i = _skip_ws(text, i + 1)
-                    n += 1
-                return out
-            _, i = _DECODER.raw_decode(text, i)
-            i = _skip_ws(text, i)
-            if text[i] == ",":
-                i = _skip_ws(text, i + 1)
     except (ValueError, IndexError):
         pass
     return out
@@ -67,28 +75,12 @@ def element_line(doc: Union[str, bytes], key: str, index: int) -> int:
     return element_lines(doc, key, [index]).get(int(index), 1)
 
 
-def value_span(doc: str, key: str):
+def value_span(doc: str, key: str) -> Optional[Tuple[int, int]]:
     """``(start, end)`` character offsets of the value of the top-level ``key`` in a JSON object text, or None."""
     try:
-        i = _skip_ws(doc, 0)
-        if doc[i] == "\ufeff":
-            i = _skip_ws(doc, i + 1)
-        if doc[i] != "{":
-            return None
-        i = _skip_ws(doc, i + 1)
-        while doc[i] != "}":
-            name, i = _DECODER.raw_decode(doc, i)
-            i = _skip_ws(doc, i)
-            if doc[i] != ":":
-                return None
-            i = _skip_ws(doc, i + 1)
-            start = i
-            _, i = _DECODER.raw_decode(doc, i)
+        for name, start in _members(doc):
             if name == key:
-                return start, i
-            i = _skip_ws(doc, i)
-            if doc[i] == ",":
-                i = _skip_ws(doc, i + 1)
+                return start, _DECODER.raw_decode(doc, start)[1]
     except (ValueError, IndexError):
-        return None
+        pass
     return None

@@ -32,6 +32,7 @@ import numpy as np
 
 from .core import Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem, decide_classes
 from .images import IMAGE_EXTS
+from .inputs import json_object_with_keys
 
 NAME = "labelme"
 LAYOUT = "labelme: *.json files with 'shapes' and 'imagePath'"
@@ -295,16 +296,7 @@ def _same_box(shapes: Sequence[dict], box: np.ndarray) -> bool:
 
 def _is_labelme(path: str) -> bool:
     """A ``.json`` holding the keys ``shapes`` and ``imagePath`` (a scan for the keys, no parse)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-            if not head.startswith(b"{"):
-                return False
-            import mmap
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                return m.find(b'"shapes"') >= 0 and m.find(b'"imagePath"') >= 0
-    except (OSError, ValueError):
-        return False
+    return json_object_with_keys(path, (b'"shapes"', b'"imagePath"'))
 
 
 def json_files(root: Path) -> List[str]:

@@ -35,6 +35,17 @@ def _png_compression(ctx, param, value):
     return level
 
 
+def geometry_options(f):
+    """--gap, --rate and --thresh: the tiling geometry tile-dota and tile share."""
+    f = click.option("--thresh", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+                     help="A cut object keeps its difficult flag when more than this fraction of it is kept, "
+                          "else 2.")(f)
+    f = click.option("--rate", "rates", multiple=True, default=["1"], show_default=True, callback=_rate,
+                     help="Resize factor; repeat for several (tile names carry it: P0706__0.5__0___0).")(f)
+    return click.option("--gap", type=click.IntRange(min=0), default=200, show_default=True,
+                        help="Overlap between neighbouring tiles, in pixels.")(f)
+
+
 png_compression_option = click.option(
     "--png-compression", default="fast", show_default=True, callback=_png_compression,
     help="PNG tiles: 'fast' (the fpng encoder with dsprep[fastpng], else OpenCV's default level), or a zlib level "
@@ -55,12 +66,7 @@ def _job_name(item) -> str:
               help="Output folder: OUT/images/ and OUT/labelTxt/.")
 @click.option("--size", type=SIZE, default="1024", show_default=True,
               help="Tile size in pixels: N (the devkit's square tiles; WxH must be square).")
-@click.option("--gap", type=click.IntRange(min=0), default=200, show_default=True,
-              help="Overlap between neighbouring tiles, in pixels.")
-@click.option("--rate", "rates", multiple=True, default=["1"], show_default=True, callback=_rate,
-              help="Resize factor; repeat for several (tile names carry it: P0706__0.5__0___0).")
-@click.option("--thresh", type=click.FloatRange(0, 1), default=0.7, show_default=True,
-              help="A cut object keeps its difficult flag when more than this fraction of it is kept, else 2.")
+@geometry_options
 @click.option("--ext", default=".png", show_default=True, type=click.Choice([".png", ".jpg", ".bmp", ".tif"]),
               help="Tile image format.")
 @click.option("--pad", is_flag=True, help="Pad border tiles to SIZE x SIZE (not devkit-compatible).")
@@ -112,12 +118,7 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Output folder: the tiles as a data set in the same format (or --to).")
 @click.option("--size", type=SIZE, default="1024", show_default=True, help="Tile size in pixels: N (square tiles).")
-@click.option("--gap", type=click.IntRange(min=0), default=200, show_default=True,
-              help="Overlap between neighbouring tiles, in pixels.")
-@click.option("--rate", "rates", multiple=True, default=["1"], show_default=True, callback=_rate,
-              help="Resize factor; repeat for several (tile names carry it: IMG__0.5__0___0).")
-@click.option("--thresh", type=click.FloatRange(0, 1), default=0.7, show_default=True,
-              help="A cut object keeps its difficult flag when more than this fraction of it is kept, else 2.")
+@geometry_options
 @click.option("--ext", default=None, type=click.Choice([".png", ".jpg", ".bmp", ".tif"]),
               help="Tile image format [default: each image's own].")
 @click.option("--to", "to_format", default=None, help="Write the tiles in this format [default: the input's].")
