@@ -89,8 +89,36 @@ def _polygons(values, n: int, name: str) -> Optional[np.ndarray]:
     return arr
 
 
+class _Rows:
+    """What ground truth and detections share: one row per object, its quadrilateral (the box's corners when the
+    rows have no polygons)."""
+
+    boxes: np.ndarray
+    polygons: Optional[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def quads(self) -> np.ndarray:
+        return self.polygons if self.polygons is not None else _box_quads(self.boxes)
+
+    def _common_columns(self) -> int:
+        """Normalize boxes, image, label and polygons; return the row count."""
+        self.boxes = _boxes(self.boxes, "boxes")
+        n = len(self.boxes)
+        self.image = _column(self.image, n, np.int64, "image", 0)
+        self.label = _column(self.label, n, np.int64, "label", 0)
+        self.polygons = _polygons(self.polygons, n, "polygons")
+        return n
+
+    def _box_area(self) -> np.ndarray:
+        b = self.boxes
+        return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+
 @dataclass
-class GroundTruth:
+class GroundTruth(_Rows):
     """Every ground-truth object of the evaluated images, one row each.
 
     ``image`` (M,) int image index; ``label`` (M,) int class index; ``boxes`` (M, 4) float64 ``x0, y0, x1, y1``;
@@ -110,27 +138,15 @@ class GroundTruth:
     ids: Optional[np.ndarray] = None
 
     def __post_init__(self):
-        self.boxes = _boxes(self.boxes, "boxes")
-        n = len(self.boxes)
-        self.image = _column(self.image, n, np.int64, "image", 0)
-        self.label = _column(self.label, n, np.int64, "label", 0)
-        self.polygons = _polygons(self.polygons, n, "polygons")
+        n = self._common_columns()
         self.difficult = _column(self.difficult, n, bool, "difficult", False)
         self.iscrowd = _column(self.iscrowd, n, bool, "iscrowd", False)
-        b = self.boxes
-        self.area = _column(self.area, n, np.float64, "area", lambda: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
+        self.area = _column(self.area, n, np.float64, "area", self._box_area)
         self.ids = _column(self.ids, n, np.int64, "ids", lambda: np.arange(1, n + 1, dtype=np.int64))
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
-    @property
-    def quads(self) -> np.ndarray:
-        return self.polygons if self.polygons is not None else _box_quads(self.boxes)
 
 
 @dataclass
-class Detections:
+class Detections(_Rows):
     """Every detection, one row each, in the order of the detection files.
 
     ``image`` (N,) int image index; ``label`` (N,) int class index; ``scores`` (N,) float64; ``boxes`` (N, 4)
@@ -146,21 +162,9 @@ class Detections:
     area: Optional[np.ndarray] = None
 
     def __post_init__(self):
-        self.boxes = _boxes(self.boxes, "boxes")
-        n = len(self.boxes)
-        self.image = _column(self.image, n, np.int64, "image", 0)
-        self.label = _column(self.label, n, np.int64, "label", 0)
+        n = self._common_columns()
         self.scores = _column(self.scores, n, np.float64, "scores", 0.0)
-        self.polygons = _polygons(self.polygons, n, "polygons")
-        b = self.boxes
-        self.area = _column(self.area, n, np.float64, "area", lambda: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
-    @property
-    def quads(self) -> np.ndarray:
-        return self.polygons if self.polygons is not None else _box_quads(self.boxes)
+        self.area = _column(self.area, n, np.float64, "area", self._box_area)
 
 
 @dataclass
