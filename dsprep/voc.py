@@ -189,7 +189,9 @@ def _from_root(root, source: str) -> Tuple[ImageRecord, List[Problem]]:
         difficult.append(_FLAGS[diff] if diff in _FLAGS else _flag(diff, "difficult", source))
         truncated.append(_FLAGS[trunc] if trunc in _FLAGS else _flag(trunc, "truncated", source))
     boxes = np.array(coords, dtype=np.float64).reshape(-1, 4)
-    if len(boxes) and not np.abs(boxes).max() <= MAX_COORDINATE:  # one vectorized test for the fast path
+    # the usual few boxes: a plain-Python bound test (~1 us) beats a numpy reduction (~10 us)
+    if coords and not (all(-MAX_COORDINATE <= v <= MAX_COORDINATE for box in coords for v in box)
+                       if len(coords) <= 32 else np.abs(boxes).max() <= MAX_COORDINATE):
         k = int(np.flatnonzero(~(np.abs(boxes) <= MAX_COORDINATE).all(axis=1))[0])
         _coords_slow({c.tag: c.text for obj in objects[k:k + 1] for el in obj if el.tag == "bndbox" for c in el},
                      source, k, names[k])
