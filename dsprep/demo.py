@@ -162,3 +162,34 @@ def make_voc_demo(out: Path, n_images: int = 24, seed: int = 0) -> List[str]:
     write_split_list(out / "ImageSets" / "Main" / "train.txt", ids[:cut])
     write_split_list(out / "ImageSets" / "Main" / "val.txt", ids[cut:])
     return ids
+
+
+def make_demo_detections(voc: Path, out: Path, split: str = "val", seed: int = 0) -> Path:
+    """A pretend detector's output for ``dsprep eval``: VOC results files ``comp4_det_<split>_<class>.txt``
+    (``image_id score xmin ymin xmax ymax``, VOC's 1-based corners) for the images of ``split``.  Most objects are
+    found with jittered boxes and high scores, some are missed, some found twice, and false positives score low,
+    so the AP is good but not perfect."""
+    from .outputs import atomic_write_text
+    from .voc import read_voc
+    rng = np.random.default_rng([seed, 1])
+    ids = (voc / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
+    lines = {c: [] for c in DEMO_CLASSES}
+    for stem in ids:
+        rec, _ = read_voc(voc / "Annotations" / f"{stem}.xml")
+        size = np.concatenate([rec.boxes[:, 2:] - rec.boxes[:, :2]] * 2, axis=1) if len(rec) else np.zeros((0, 4))
+        found = rng.random(len(rec)) < 0.85
+        twice = found & (rng.random(len(rec)) < 0.1)
+        idx = np.concatenate([np.flatnonzero(found), np.flatnonzero(twice)])
+        boxes = rec.boxes[idx] + rng.normal(0, 0.06, (len(idx), 4)) * size[idx]
+        for k, score, box in zip(idx.tolist(), rng.uniform(0.55, 1.0, len(idx)).tolist(), boxes):
+            lines[rec.names[k]].append((stem, score, box))
+        for _ in range(int(rng.integers(0, 3))):  # false positives
+            x, y = rng.uniform(0, rec.width - 40), rng.uniform(0, rec.height - 40)
+            w, h = rng.uniform(20, 60, 2)
+            lines[DEMO_CLASSES[int(rng.integers(len(DEMO_CLASSES)))]].append(
+                (stem, rng.uniform(0.05, 0.7), np.array([x, y, x + w, y + h])))
+    out.mkdir(parents=True, exist_ok=True)
+    for cls, dets in lines.items():
+        atomic_write_text(out / f"comp4_det_{split}_{cls}.txt", "".join(
+            f"{stem} {score:.3f} {b[0] + 1:.1f} {b[1] + 1:.1f} {b[2]:.1f} {b[3]:.1f}\n" for stem, score, b in dets))
+    return out

@@ -143,6 +143,11 @@ def test_demo(tmp_path):
     assert (tmp_path / "demo" / "boxes" / "grid.png").is_file()
     assert any((tmp_path / "demo" / "crops").rglob("*.png"))
     assert "images: 6" in res.output
+    # eval scores the pretend detector's val results: a per-class table, a mean, the charts; same seed, same files
+    assert "mAP (VOC07 11-point)" in res.output and (tmp_path / "demo" / "eval_plots" / "pr_all.png").is_file()
+    run("demo", tmp_path / "again", "--images", "6")
+    for f in sorted((tmp_path / "demo" / "detections").glob("comp4_det_val_*.txt")):
+        assert f.read_bytes() == (tmp_path / "again" / "detections" / f.name).read_bytes()
 
 
 def test_show_refuses_without_gui(voc, tmp_path):

@@ -25,7 +25,7 @@ def _step(ctx: click.Context, args: List[str]) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.pass_context
 def demo(ctx, out, images, seed, overwrite, quiet):
-    """Generate a small VOC data set and run every main command on it."""
+    """Generate a small VOC data set and run every main command on it (eval scores a pretend detector)."""
     from ..demo import make_voc_demo
     from ..outputs import prepare_output_dir
     root = prepare_output_dir(out, overwrite=overwrite)
@@ -48,6 +48,10 @@ def demo(ctx, out, images, seed, overwrite, quiet):
     _step(ctx, ["color", "reference-white", voc / "JPEGImages", "--out", root / "color"] + common)
     _step(ctx, ["convert", "voc-to-dota", root / "synth", "--out", root / "dota"] + common)
     _step(ctx, ["tile-dota", root / "dota", "--out", root / "tiles", "--size", "256", "--gap", "64"] + common)
+    # a pretend detector's results on the val split, scored as the VOC devkit scores them
+    from ..demo import make_demo_detections
+    detections = make_demo_detections(voc, root / "detections", "val", seed)
+    _step(ctx, ["eval", voc, detections, "--split", "val", "--plot", root / "eval_plots"] + common)
     packed = root / "voc.h5"
     _step(ctx, ["voc-to-h5", voc, packed, "--split", "train", "--split", "val", "--size", "256x256"] + common)
     click.echo(f"demo: done; look at {root} (read {packed} with dsprep.hdf5.DetectionH5)", err=True)
