@@ -32,7 +32,8 @@ import numpy as np
 
 from .core import Dataset, DatasetError, DsprepError, ImageError, ImageRecord, boxes_to_polygons
 from .images import LazyModule, apply_orientation, check_complete, probe, read_image, read_record_image
-from .outputs import TemporaryPath
+from .outputs import TemporaryPath, partial_files
+from .pickles import read_pickle
 from .resize import fit_image, map_boxes, map_polygons
 
 # imported on first use: detecting a data set's format imports this module for its detect()
@@ -781,72 +782,6 @@ def _check_split(path: str, split: str, a: dict, n_classes: int) -> None:
                 bad("encoded_offsets do not match the encoded bytes")
 
 
-# ---- pickle caches: only what dsprep writes is ever unpickled ------------------------------------------------------
-
-def _numpy_pickle_globals() -> Dict[Tuple[str, str], object]:
-    """The only globals a dsprep pickle cache names, mapped to this numpy's own objects.
-
-    Measured with numpy 2.4 and protocol 5 (what dsprep writes): contiguous arrays of plain dtypes (numbers, bool,
-    fixed-width strings) name ``numpy.dtype`` and ``numpy._core.numeric._frombuffer``; object arrays and
-    non-contiguous ones (and protocols 3-4) name ``numpy._core.multiarray._reconstruct`` and ``numpy.ndarray``;
-    numpy scalars ``numpy._core.multiarray.scalar``.  numpy 1.x writes the same functions under ``numpy.core``:
-    both spellings are accepted, so a cache loads under either numpy.  Protocol 3 spells sets as calls of
-    ``builtins.set``/``frozenset`` (and complex numbers as ``builtins.complex``): pure value constructors, accepted.
-    Nothing else is: not ``_codecs.encode`` (protocol 2 only), not numpy's ``StringDType`` helper (dsprep never
-    writes one).
-    """
-    if int(np.__version__.split(".")[0]) >= 2:
-        from numpy._core import multiarray, numeric
-    else:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray, numeric
-    functions = {("multiarray", "_reconstruct"): multiarray._reconstruct,
-                 ("multiarray", "scalar"): multiarray.scalar,
-                 ("numeric", "_frombuffer"): numeric._frombuffer}
-    allowed: Dict[Tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-                                              ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
-                                              ("builtins", "complex"): complex}
-    for package in ("numpy._core", "numpy.core"):
-        for (module, name), obj in functions.items():
-            allowed[(f"{package}.{module}", name)] = obj
-    return allowed
-
-
-_PICKLE_GLOBALS = _numpy_pickle_globals()
-
-
-class _Refused(pickle.UnpicklingError):
-    pass
-
-
-class _CacheUnpickler(pickle.Unpickler):
-    """Resolves only the numpy globals above: any other class or function a pickle names (``os.system``,
-    ``builtins.eval``, ...) stops the load before it can be called."""
-
-    def find_class(self, module: str, name: str):
-        obj = _PICKLE_GLOBALS.get((module, name))
-        if obj is None:
-            raise _Refused(f"{module}.{name}")
-        return obj
-
-
-def read_pickle(path) -> object:
-    """Load a pickle that may hold only numpy arrays, dtypes and numpy scalars in plain Python containers and
-    scalars (what dsprep writes).  Anything else is refused with a :class:`DatasetError` naming the file and the
-    refused global, before any of it runs."""
-    path = str(path)
-    try:
-        with open(path, "rb") as f:
-            return _CacheUnpickler(f).load()
-    except _Refused as e:
-        raise DatasetError(f"{path}: refused to load: the pickle names {e}, and a dsprep cache holds only numpy "
-                           f"arrays and plain Python values (this file was not written by dsprep, or was altered; "
-                           f"nothing in it was run)") from e
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from e
-    except Exception as e:  # noqa: BLE001 - any malformed pickle: truncated, garbage, wrong arguments
-        raise DatasetError(f"{path}: not a readable pickle cache ({type(e).__name__}: {e})") from e
-
-
 LAYOUT = "packed: a .h5/.pkl file"
 NAME = "h5"
 HAS_IMAGE_FILES = False  # the pixels are inside the file
@@ -896,33 +831,6 @@ def shard_path(out: Path, k: int, total: int) -> Path:
 def shard_ranges(n: int, shards: int) -> List[Tuple[int, int]]:
     edges = np.linspace(0, n, shards + 1).astype(int)
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
-
-
-def partial_files(targets: Sequence[Path]) -> List[Path]:
-    """The temporaries :class:`~dsprep.outputs.TemporaryPath` makes for ``targets`` (``.<name>.<random>.partial``
-    beside each), that exist now."""
-    found = []
-    for folder, names in _by_folder(targets).items():
-        try:
-            with os.scandir(folder) as it:
-                entries = [e.name for e in it]
-        except OSError:
-            continue
-        for entry in entries:
-            for name in names:
-                token = entry[len(name) + 2:-len(".partial")] if entry.startswith(f".{name}.") \
-                    and entry.endswith(".partial") else ""
-                if token and "." not in token:
-                    found.append(folder / entry)
-    return sorted(found)
-
-
-def _by_folder(targets: Sequence[Path]) -> Dict[Path, List[str]]:
-    out: Dict[Path, List[str]] = {}
-    for t in targets:
-        t = Path(t)
-        out.setdefault(t.parent, []).append(t.name)
-    return out
 
 
 class ShardRun:

@@ -15,7 +15,7 @@ import secrets
 import tempfile
 import shutil
 from pathlib import Path
-from typing import Iterable, Optional, Set, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Union
 
 from .core import OutputError, UsageError
 
@@ -140,6 +140,33 @@ def remove_temporaries(root: PathLike) -> int:
             _unlink(Path(f))
             n += 1
     return n
+
+
+def partial_files(targets: Sequence[Path]) -> List[Path]:
+    """The temporaries :class:`TemporaryPath` makes for ``targets`` (``.<name>.<random>.partial``
+    beside each), that exist now."""
+    found = []
+    for folder, names in _by_folder(targets).items():
+        try:
+            with os.scandir(folder) as it:
+                entries = [e.name for e in it]
+        except OSError:
+            continue
+        for entry in entries:
+            for name in names:
+                token = entry[len(name) + 2:-len(".partial")] if entry.startswith(f".{name}.") \
+                    and entry.endswith(".partial") else ""
+                if token and "." not in token:
+                    found.append(folder / entry)
+    return sorted(found)
+
+
+def _by_folder(targets: Sequence[Path]) -> Dict[Path, List[str]]:
+    out: Dict[Path, List[str]] = {}
+    for t in targets:
+        t = Path(t)
+        out.setdefault(t.parent, []).append(t.name)
+    return out
 
 
 def prepare_output_dir(path: PathLike, overwrite: bool = False, allow_existing: bool = False) -> Path:

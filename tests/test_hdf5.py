@@ -14,7 +14,8 @@ import pytest
 
 from dsprep.core import DatasetError
 from dsprep.dataset import load_dataset
-from dsprep.hdf5 import DetectionH5, read_pickle
+from dsprep.hdf5 import DetectionH5
+from dsprep.pickles import read_pickle
 from dsprep.resize import fit_image, map_boxes, map_polygons, unmap_boxes, unmap_polygons
 
 from helpers import run_cli as run, gradient, voc_xml, write_voc_tree
