@@ -8,7 +8,6 @@ exception is a bug and keeps its traceback.  A command's module is imported when
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
@@ -71,4 +70,5 @@ main.commands = _LazyCommands(COMMANDS)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    from .program import run
+    run()

@@ -28,6 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .core import DsprepError, UsageError
+from .signals import deferred
 
 # Measured: Dask workers with glibc's default malloc thresholds spent ~1.5x the CPU on image tasks (large arrays
 # are repeatedly mmapped, zeroed and trimmed).  Fixed thresholds avoid that.  They are set as environment variables
@@ -67,8 +68,34 @@ def worker_init() -> None:
         signal.signal(signal.SIGTERM, _exit_on_term)
 
 
+_busy = False         # this worker process is running a task
+_terminating = False  # and has been told to stop
+
+
 def _exit_on_term(signum, frame):
+    """SIGTERM in a worker: inside a task, unwind it (its atomic writes remove their temporaries) and then leave
+    (:func:`_task`); between tasks, leave at once: the worker may be half-way through reading the task queue, and
+    unwinding there would leave the next reader a torn message (and a traceback on the terminal)."""
+    global _terminating
+    _terminating = True
+    if not _busy:
+        os._exit(128 + signum)
     raise SystemExit(128 + signum)
+
+
+def _task(fn: Callable, item: Any) -> Any:
+    """How a local worker runs ``fn(item)``: marked busy for :func:`_exit_on_term`, and never back to the pool's
+    loop once told to stop (the pool would catch the SystemExit and read the queue again)."""
+    global _busy
+    _busy = True
+    try:
+        return fn(item)
+    except SystemExit:
+        if _terminating:
+            os._exit(143)
+        raise
+    finally:
+        _busy = False
 
 
 class SerialExecutor(Executor):
@@ -138,13 +165,14 @@ def _forkserver():
         os.environ.setdefault(k, v)
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["dsprep.jobs", "dsprep.images", "dsprep.tiling", "cv2", "numpy"])
+    _start_forkserver()
     return ctx
 
 
 def warm_up(workers, scheduler: Optional[str] = None) -> None:
     """Start the fork server of a local pool now, when a command begins, so that its imports (~0.2 s) run on the
     other core while the command reads its data set instead of after it (measured: tile-dota with 2 workers on 12
-    images, 0.15 s sooner).  Does nothing for one worker or a Dask scheduler."""
+    images, 0.06-0.09 s sooner).  Does nothing for one worker or a Dask scheduler."""
     if scheduler or os.environ.get("DSPREP_SCHEDULER"):
         return
     try:
@@ -152,13 +180,30 @@ def warm_up(workers, scheduler: Optional[str] = None) -> None:
     except DsprepError:
         return
     if n > 1:
-        from multiprocessing import forkserver
         _forkserver()
+
+
+def _start_forkserver() -> None:
+    """Start the fork server (once) with SIGINT blocked: a terminal's Ctrl-C reaches every process of its group, and
+    the server would otherwise print a KeyboardInterrupt traceback when one arrives while it imports its preloads
+    (its workers inherit the mask, and ignore SIGINT anyway: Ctrl-C is the parent's to handle)."""
+    from multiprocessing import forkserver, resource_tracker
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
         forkserver.ensure_running()
+        return
+    # the resource tracker first: starting it unblocks SIGINT whatever the mask was (it blocks and then unblocks
+    # SIGINT and SIGTERM around its own start), which would undo the mask below
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _process_pool(n: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=n, mp_context=_forkserver(), initializer=worker_init)
+    ctx = _forkserver()
+    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=worker_init)
 
 
 @contextlib.contextmanager
@@ -187,14 +232,16 @@ def executor(workers=1, scheduler: Optional[str] = None):
     except BaseException:
         stop_pool(holder[0])  # failure or interrupt: no worker may go on writing after we return
         raise
-    holder[0].shutdown(wait=True, cancel_futures=True)
+    with deferred():
+        holder[0].shutdown(wait=True, cancel_futures=True)
 
 
 def stop_pool(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
     """End a process pool now: queued tasks cancelled, workers sent SIGTERM (they remove their temporary files and
     exit), and killed after ``grace`` seconds if still alive."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
+    with deferred():  # takes the pool's and its futures' locks
+        pool.shutdown(wait=False, cancel_futures=True)
     for p in procs:
         with contextlib.suppress(Exception):
             p.terminate()
@@ -328,25 +375,33 @@ def run(backend: Backend, fn: Callable, items: Iterable[Any], on_done: Optional[
                     idxs.append(len(order) - 1)
                 if not idxs:
                     break
-                if dask:
-                    fut = backend.ex.submit(call_batch, fn, [order[i] for i in idxs])
-                else:
-                    fut = backend.ex.submit(fn, order[idxs[0]])
-                pending[fut] = idxs
+                # the executor's locks are taken inside (see dsprep.signals); the serial executor runs the task
+                # right here, which must stay interruptible
+                with deferred() if backend.kind != "serial" else contextlib.nullcontext():
+                    if dask:
+                        fut = backend.ex.submit(call_batch, fn, [order[i] for i in idxs])
+                    else:
+                        fut = backend.ex.submit(_task, fn, order[idxs[0]]) if backend.kind == "processes" \
+                            else backend.ex.submit(fn, order[idxs[0]])
+                    pending[fut] = idxs
             if not pending and next_out >= len(order):
                 return
             if pending:
-                done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
+                with deferred():  # wait() takes every future's lock: an interrupt is raised after it, within 0.5 s
+                    done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
                 if not done:
                     if not backend.alive():
                         names = ", ".join(describe(order[i]) for idxs in pending.values() for i in idxs[:1])
                         raise WorkerLost(f"lost the Dask scheduler (no answer for {SCHEDULER_GRACE:.0f} s) while "
                                          f"working on {names}")
                     continue
-                cancelled = [f for f in done if f.cancelled()]
+                with deferred():  # each future's outcome read once, under its lock
+                    outcome = {f: _outcome(f) for f in done}
+                cancelled = [f for f in done if outcome[f][2]]
                 if cancelled:  # we never cancel: Dask cancels the futures of a client that lost its scheduler
-                    raise WorkerLost(f"lost the Dask scheduler while working on {describe(order[pending[cancelled[0]][0]])}")
-                broken = [f for f in done if isinstance(f.exception(), BrokenProcessPool)]
+                    raise WorkerLost(f"lost the Dask scheduler while working on "
+                                     f"{describe(order[pending[cancelled[0]][0]])}")
+                broken = [f for f in done if isinstance(outcome[f][1], BrokenProcessPool)]
                 if broken:
                     in_flight = sorted(i for idxs in pending.values() for i in idxs)
                     pending.clear()
@@ -355,38 +410,51 @@ def run(backend: Backend, fn: Callable, items: Iterable[Any], on_done: Optional[
                         names = ", ".join(describe(order[i]) for i in in_flight[:5])
                         raise WorkerLost(f"a worker process died (killed or crashed) while working on one of: {names}")
                     for idx in in_flight:  # one at a time: the culprit breaks the pool alone
-                        fut = backend.ex.submit(fn, order[idx])
-                        wait([fut])
-                        err = fut.exception()
+                        with deferred():
+                            fut = backend.ex.submit(_task, fn, order[idx])
+                        while True:
+                            with deferred():
+                                if wait([fut], timeout=0.5).done:
+                                    res, err, _ = _outcome(fut)
+                                    break
                         if err is not None and _is_worker_death(err):
                             backend.restart()
-                        finish(idx, None if err else fut.result(), err)
+                        finish(idx, res, err)
                 for fut in done:
                     if fut not in pending:
                         continue
                     idxs = pending.pop(fut)
-                    err = fut.exception()
+                    res, err, _ = outcome[fut]
                     if dask and err is None:
-                        results = fut.result()
-                        seconds = results.pop()[0]
-                        for idx, (res, e) in zip(idxs, results):
-                            finish(idx, res, e)
+                        seconds = res.pop()[0]
+                        for idx, (r, e) in zip(idxs, res):
+                            finish(idx, r, e)
                         if idxs:  # short items travel in bigger batches
                             per_item = max(seconds / len(idxs), 1e-4)
                             batch = max(batch, min(DASK_MAX_BATCH, int(DASK_TASK_SECONDS / per_item)))
                     else:
                         for idx in idxs:
-                            finish(idx, None if err else fut.result(), err)
+                            finish(idx, res, err)
             while next_out in done_results:
                 res, err = done_results.pop(next_out)
                 yield order[next_out], res, err
                 order[next_out] = None
                 next_out += 1
     except BaseException:
-        for fut in pending:  # Dask: stop what has not started; local pools are stopped by executor()
-            with contextlib.suppress(Exception):
-                fut.cancel()
+        with deferred():
+            for fut in pending:  # Dask: stop what has not started; local pools are stopped by executor()
+                with contextlib.suppress(Exception):
+                    fut.cancel()
         raise
+
+
+def _outcome(fut) -> Tuple[Any, Optional[BaseException], bool]:
+    """``(result, exception, cancelled)`` of a finished future (call inside :func:`deferred`: each read takes the
+    future's lock)."""
+    if fut.cancelled():
+        return None, None, True
+    err = fut.exception(timeout=0)
+    return (None if err is not None else fut.result(timeout=0)), err, False
 
 
 # ---- forked readers ----------------------------------------------------------------------------------------------------
@@ -410,7 +478,13 @@ def fork_map(fn: Callable[[Any], Any], chunks: List[Any]) -> List[Any]:
         for chunk in chunks[1:]:
             recv, send = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_fork_child, args=(fn, chunk, send), daemon=True)
-            proc.start()
+            # forked with SIGINT blocked, so that a Ctrl-C cannot reach the child before it ignores SIGINT (its
+            # inherited handler would raise there); the parent gets it when the mask is restored
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                proc.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
             send.close()
             children.append((proc, recv))
         out = [fn(chunks[0])]
@@ -436,6 +510,7 @@ def _fork_child(fn, chunk, send) -> None:
     import pickle
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent while forking
     try:
         data = pickle.dumps(("ok", fn(chunk)), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as e:  # noqa: BLE001 - handed to the parent, which raises it

@@ -1,6 +1,7 @@
 """Ctrl-C or SIGTERM during a run: it ends within 5 s with one line, leaves no worker and no partial output, and the
 same command then runs again successfully.  Real processes, real signals."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,6 +91,44 @@ def test_tile_dota_interrupted_leaves_nothing_and_reruns(big_dota, tmp_path, how
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert len(os.listdir(out / "images")) == 10 * 8 * 7  # 8 columns (the last moved back to the border), 7 rows
+
+
+def test_interrupts_at_any_moment_of_a_run_give_one_line(big_dota, tmp_path):
+    """Signals sent from the first instant on (Python still importing, the fork server starting, workers being
+    forked, tasks half-sent): every run stops within 5 s with exactly one line and no traceback from any of its
+    processes, leaves no process and no output.  (Before: a traceback from the fork server or a worker reading a torn
+    task, and once a run that never exited, its pool's manager thread waiting for a lock the interrupt had leaked.)"""
+    out = tmp_path / "tiles"
+    args = ["tile-dota", big_dota, "--out", out, "--size", "256", "--gap", "0", "--workers", "2", "--quiet"]
+    delays = [0.0, 0.03, 0.06, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8]
+    for k, delay in enumerate(delays):
+        mark = uuid.uuid4().hex
+        proc = _start(args, tmp_path, mark)
+        time.sleep(delay)
+        how = ("ctrl-c", "sigterm")[k % 2]
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert took < 5, f"{how} after {delay} s: took {took:.1f} s to stop"
+        if proc.returncode < 0:  # the signal landed before Python had started: the default action, silently
+            assert proc.returncode in (-signal.SIGINT, -signal.SIGTERM) and not err and delay < 0.05, (delay, err)
+        else:
+            assert "Traceback" not in err and len(lines) == 1, f"{how} after {delay} s: {err}"
+        if proc.returncode < 0:
+            pass
+        elif proc.returncode == 0:  # finished before the signal landed
+            assert lines[0].startswith("tile-dota: ")
+            shutil.rmtree(out)
+        else:
+            assert proc.returncode == (130 if how == "ctrl-c" else 143), (delay, err)
+            assert lines[0].startswith("interrupted by "), err
+        assert _no_survivors(mark), f"{how} after {delay} s: a process outlived the run"
+        assert not out.exists(), f"{how} after {delay} s: {sorted(p.name for p in out.rglob('*'))[:10]}"
 
 
 def test_interrupt_keeps_a_pre_existing_output_folder_as_it_was(big_dota, tmp_path):

@@ -182,3 +182,30 @@ def test_tile_and_merge_on_cluster_match_single_process(cluster, shared, tmp_pat
     cli("merge-dota", dets, "--out", tmp_path / "m1", "--nms-thresh", "0.5")
     cli("merge-dota", dets, "--out", tmp_path / "m2", "--nms-thresh", "0.5", "--scheduler", cluster)
     same_tree(tmp_path / "m1", tmp_path / "m2")
+
+
+def test_a_signal_inside_a_deferred_block_is_raised_when_it_ends():
+    """The interrupt handler never raises inside a deferred block (where locks are held), and never loses the
+    signal: it is raised as Interrupted once the outermost block ends."""
+    import os
+    import signal
+    from dsprep import signals
+    from dsprep.core import Interrupted
+    previous = signals.install()
+    try:
+        reached = []
+        with pytest.raises(Interrupted) as info:
+            with signals.deferred():
+                with signals.deferred():
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    for _ in range(1000):  # the handler runs between bytecodes: give it many chances
+                        reached.append(1)
+                reached.append(2)  # the inner block ending does not raise either
+            reached.append(3)
+        assert info.value.signum == signal.SIGTERM and reached.count(1) == 1000 and 2 in reached and 3 not in reached
+        with pytest.raises(Interrupted):  # outside any block it is raised at once
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+    finally:
+        signals.restore(previous)

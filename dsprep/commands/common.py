@@ -20,12 +20,14 @@ import functools
 import json
 import os
 import signal
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import click
 
+from .. import signals
 from ..core import DsprepError, Interrupted, UsageError
 from ..report import Summary, part_kind, progress
 
@@ -34,11 +36,17 @@ class DsprepGroup(click.Group):
     """Turns a :class:`DsprepError` into one ``error: ...`` line and its exit code, and Ctrl-C or SIGTERM into one
     ``interrupted: ...`` line (exit 130 / 143); any other exception is a bug and keeps its traceback."""
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except KeyboardInterrupt as e:  # while the command line is parsed: the same one line as during a run
+            _report_interrupt(e)
+
     def invoke(self, ctx):
         top = ctx.parent is None
         if top:  # the user sees one summary line, not numpy's or shapely's arithmetic warnings
             warnings.filterwarnings("ignore", category=RuntimeWarning)
-        previous = signal.signal(signal.SIGTERM, _raise_interrupted) if top and _main_thread() else None
+        previous = signals.install() if top else None
         try:
             return super().invoke(ctx)
         except DsprepError as e:
@@ -47,26 +55,23 @@ class DsprepGroup(click.Group):
         except KeyboardInterrupt as e:
             if not top:
                 raise
-            err = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
-            what = "Ctrl-C" if err.signum == signal.SIGINT else f"signal {signal.Signals(err.signum).name}"
-            click.echo(f"interrupted by {what}: " + (err.message or "stopped; nothing half-done was left at the "
-                                                                 "output"), err=True)
-            ctx.exit(err.exit_code)
+            _report_interrupt(e, ctx)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            signals.restore(previous)
 
     def list_commands(self, ctx):  # keep the order commands were added in: the order of a typical workflow
         return list(self.commands)
 
 
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
-
-
-def _raise_interrupted(signum, frame):
-    raise Interrupted(signum)
+def _report_interrupt(e: KeyboardInterrupt, ctx: Optional[click.Context] = None) -> None:
+    """One line for Ctrl-C or SIGTERM, then exit 130 / 143."""
+    err = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+    what = "Ctrl-C" if err.signum == signal.SIGINT else f"signal {signal.Signals(err.signum).name}"
+    click.echo(f"interrupted by {what}: " + (err.message or "stopped; nothing half-done was left at the output"),
+               err=True)
+    if ctx is not None:
+        ctx.exit(err.exit_code)
+    sys.exit(err.exit_code)
 
 
 # ---- option values ---------------------------------------------------------------------------------------------------
