@@ -37,8 +37,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .core import (Dataset, DatasetError, DsprepError, ErrorPolicy, FormatWriter, ImageRecord, ParseError, Problem,
-                   decide_classes)
+from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, ErrorPolicy, FormatWriter, ImageRecord,
+                   ParseError, Problem, decide_classes)
 from .inputs import json_object_with_keys
 
 NAME = "coco"
@@ -182,8 +182,8 @@ def _annotation_arrays(anns: list, source: str, policy: ErrorPolicy, data: bytes
             ids = np.array(id_raw, np.int64)
             segs = list(map(methodcaller("get", "segmentation"), anns))
         crowd = crowd_raw != 0
-        if area.shape == (n,) and ids.shape == (n,) and np.isfinite(xywh).all() and np.isfinite(area).all() and \
-                ((crowd_raw == 0) | (crowd_raw == 1)).all():
+        if area.shape == (n,) and ids.shape == (n,) and (np.abs(xywh) <= MAX_COORDINATE).all() and \
+                np.isfinite(area).all() and ((crowd_raw == 0) | (crowd_raw == 1)).all():
             return np.arange(n), img, cat, xywh, area, crowd, ids, segs, complete
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         pass
@@ -200,6 +200,8 @@ def _annotation_arrays(anns: list, source: str, policy: ErrorPolicy, data: bytes
             if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
                 raise ParseError(f"{where}: bbox must be 4 numbers [x, y, w, h], got {bbox!r:.80}")
             b = [_number(v, "bbox", where) for v in bbox]
+            if not all(abs(v) <= MAX_COORDINATE for v in b):
+                raise ParseError(f"{where}: bbox {bbox!r:.80} is beyond any image (|value| > {MAX_COORDINATE:.0e})")
             area = _number(a["area"], "area", where) if a.get("area") is not None else b[2] * b[3]
             crowd = a.get("iscrowd", 0)
             if crowd not in (0, 1, True, False, None):
@@ -386,12 +388,14 @@ def find_files(root: Path) -> List[Path]:
     if not root.is_dir():
         return []
     ann = root / "annotations"
+    # files named as COCO names them are COCO files even when damaged (truncated, not UTF-8, a key missing): the
+    # reader then says what is wrong with them, where a key scan would pass the folder on to another format
     if ann.is_dir():
-        found = sorted(p for p in ann.glob("*.json") if is_coco_file(p))
+        found = sorted(p for p in ann.glob("*.json") if p.name.startswith("instances_") or is_coco_file(p))
         instances = [p for p in found if p.stem.startswith("instances_")]
         if instances or found:
             return instances or found
-    roboflow = sorted(p for p in root.glob("*/_annotations.coco.json") if is_coco_file(p))
+    roboflow = sorted(p for p in root.glob("*/_annotations.coco.json") if p.is_file())
     if roboflow:
         return roboflow
     here = sorted(root.glob("*.json"))
@@ -512,7 +516,7 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's pixels over its pixel bounds (``crop.pixel_bounds``, no pad): polygon rings rasterized (pixel
     centres inside), RLE masks decoded; None for box-only objects; None when no object has a shape."""
     from .crop import pixel_bounds
-    from .shapes import segmentation_mask
+    from .shapes import segmentation_mask, unreadable
     segs = rec.attrs.get("segmentation")
     if segs is None and rec.polygons is None:
         return None
@@ -525,9 +529,7 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
         try:
             out.append(segmentation_mask(seg, bounds[k]) if seg else None)
         except (ValueError, KeyError, TypeError) as e:
-            where = rec.meta.get("annotation_path") or rec.image_path
-            raise ParseError(f"{where}: annotation id {rec.attrs.get('id', [k] * len(rec))[k]}: unreadable "
-                             f"segmentation ({e})") from e
+            raise unreadable(rec, k, e) from e
     return out if any(m is not None for m in out) else None
 
 
@@ -616,7 +618,7 @@ class Writer(FormatWriter):
         return out
 
     def finish(self, records: Sequence[ImageRecord]) -> dict:
-        from .shapes import segmentation_area
+        from .shapes import segmentation_area, unreadable
         cats = self.categories()
         cat_id = {c["name"]: c["id"] for c in cats}
         image_ids, renamed = _unique_ids([r.meta.get("image_id") for r in records])
@@ -652,8 +654,11 @@ class Writer(FormatWriter):
                 seg = segs[k] if segs is not None else None
                 if not seg and rec.polygons is not None:
                     seg = [[_num(v) for v in rec.polygons[k].reshape(-1)]]
-                area = float(areas[k]) if areas is not None else segmentation_area(seg) if seg else \
-                    float((b[k, 2] - b[k, 0]) * (b[k, 3] - b[k, 1]))
+                try:
+                    area = float(areas[k]) if areas is not None else segmentation_area(seg) if seg else \
+                        float((b[k, 2] - b[k, 0]) * (b[k, 3] - b[k, 1]))
+                except (ValueError, KeyError, TypeError) as e:
+                    raise unreadable(rec, k, e) from e
                 ann = {"id": ann_ids[pos + k], "image_id": iid, "category_id": cat_id[rec.names[k]],
                        "segmentation": seg if seg else [], "area": _num(area),
                        "bbox": [_num(b[k, 0]), _num(b[k, 1]), _num(_extent(b[k, 0], b[k, 2])),

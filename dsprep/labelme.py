@@ -30,7 +30,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .core import Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem, decide_classes
+from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
+                   decide_classes)
 from .images import IMAGE_EXTS
 from .inputs import json_object_with_keys
 
@@ -61,6 +62,9 @@ def _points(shape: dict, source: str, data, k: int, label) -> np.ndarray:
         arr = None
     if arr is None or arr.ndim != 2 or arr.shape[1] != 2 or not np.isfinite(arr).all():
         _fail(source, data, k, label, f"points must be a list of [x, y] number pairs, got {json.dumps(pts)[:60]}")
+    if not (np.abs(arr) <= MAX_COORDINATE).all():
+        _fail(source, data, k, label, f"points {json.dumps(pts)[:60]} are beyond any image "
+                                      f"(|value| > {MAX_COORDINATE:.0e})")
     return arr
 
 
@@ -221,7 +225,7 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
     Objects read from labelme are written as their original shapes (when their box is unchanged); others as a
     ``rectangle``, a ``polygon`` per segmentation ring (several rings share a ``group_id``), or their quad.  An RLE
     mask becomes its box (``mask_to_box``)."""
-    from .shapes import is_rle, rings
+    from .shapes import is_rle, rings, unreadable
     lossy: Dict[str, int] = {}
     shapes = []
     originals = rec.attrs.get("labelme")
@@ -251,7 +255,10 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
                 shapes.append(s)
             continue
         seg = segs[k] if segs is not None else None
-        rs = rings(seg) if seg is not None else []
+        try:
+            rs = rings(seg) if seg is not None else []
+        except ValueError as e:
+            raise unreadable(rec, k, e) from e
         if rec.polygons is not None and not rs:
             rs = [rec.polygons[k]]
         if seg is not None and is_rle(seg):
@@ -309,24 +316,24 @@ def json_files(root: Path) -> List[str]:
 
 
 def detect(path: Path) -> bool:
-    """A labelme file, or a folder whose first JSON files (up to 3) are labelme files."""
+    """A labelme file, or a folder where at least half of its first JSON files (up to 5) are labelme files (so that
+    one broken file among them is reported by the reader, not taken for another kind of folder)."""
     path = Path(path)
     if path.is_file():
         return path.suffix.lower() == ".json" and _is_labelme(str(path))
     if not path.is_dir():
         return False
-    found = 0
+    checked = found = 0
     for dirpath, dirnames, files in os.walk(path):
         depth = os.path.relpath(dirpath, path).count(os.sep) + (dirpath != str(path))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if depth < 2 else []
         for f in sorted(files):
             if f.lower().endswith(".json"):
-                if not _is_labelme(os.path.join(dirpath, f)):
-                    return False
-                found += 1
-                if found >= 3:
-                    return True
-    return found > 0
+                checked += 1
+                found += _is_labelme(os.path.join(dirpath, f))
+                if checked >= 5:
+                    return found * 2 >= checked
+    return found > 0 and found * 2 >= checked
 
 
 def split_of(root: Path, json_path: str, split_dirs: bool) -> Optional[str]:
@@ -361,6 +368,14 @@ def load(path: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
     for f in wrap(files):
         s = split_of(root, f, split_dirs)
         if not _is_labelme(f):
+            try:  # another kind of JSON (listed), or a damaged annotation file (an error, like any format's)
+                from .inputs import parse_json, read_bytes
+                parse_json(read_bytes(f), f)
+            except DsprepError as e:
+                if split is None or s == split:
+                    policy.handle(e, f)
+                    ds.problems.append(Problem.about("unreadable", f, e))
+                continue
             ds.problems.append(Problem("not_labelme", f, "a .json file without 'shapes' and 'imagePath'"))
             continue
         try:

@@ -18,6 +18,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .core import MAX_COORDINATE
+
 
 def is_rle(seg) -> bool:
     return isinstance(seg, dict) and "counts" in seg
@@ -27,7 +29,31 @@ def rings(seg) -> List[np.ndarray]:
     """The polygon rings of a segmentation as ``(K, 2) float64`` arrays (``[]`` for none or for an RLE mask)."""
     if not seg or is_rle(seg):
         return []
-    return [np.asarray(r, np.float64).reshape(-1, 2) for r in seg]
+    if not isinstance(seg, list):
+        raise ValueError(f"a segmentation is a list of polygons [[x1, y1, x2, y2, ...], ...] or an RLE mask "
+                         f"{{'counts', 'size'}}, got {seg!r:.60}")
+    out = []
+    for r in seg:
+        try:
+            ring = np.asarray(r, np.float64)
+        except (TypeError, ValueError):
+            ring = None
+        if ring is None or ring.ndim != 1 or len(ring) < 6 or len(ring) % 2:
+            raise ValueError(f"a polygon is a list of at least 3 x, y pairs [x1, y1, x2, y2, x3, y3, ...], got "
+                             f"{r!r:.60}")
+        if not (np.abs(ring) <= MAX_COORDINATE).all():  # (NaN fails too)
+            raise ValueError(f"polygon coordinates must be finite numbers within any image, got {r!r:.60}")
+        out.append(ring.reshape(-1, 2))
+    return out
+
+
+def unreadable(rec, k: int, err: Exception):
+    """The error for object ``k`` of ``rec`` whose segmentation cannot be used: file, annotation and why."""
+    from .core import ParseError
+    where = rec.meta.get("annotation_path") or rec.image_path
+    ids = rec.attrs.get("id")
+    what = f"annotation id {ids[k]}" if ids is not None else f"object {k}"
+    return ParseError(f"{where}: {what} ({rec.names[k]}): unreadable segmentation ({err})")
 
 
 def quad_of(seg) -> Optional[np.ndarray]:
@@ -102,12 +128,17 @@ def rle_counts(rle: dict) -> np.ndarray:
     counts = rle["counts"]
     if isinstance(counts, (bytes, str)):
         return decode_counts_string(counts.decode("ascii") if isinstance(counts, bytes) else counts)
+    if not (isinstance(counts, list) and all(type(v) is int for v in counts)):
+        raise ValueError(f"an RLE mask's counts are a string or a list of whole numbers, got {counts!r:.40}")
     return np.asarray(counts, np.int64).reshape(-1)
 
 
 def rle_decode(rle: dict) -> np.ndarray:
     """An RLE mask -> ``(height, width) bool`` array.  Raises ``ValueError`` when the runs do not cover the image."""
-    h, w = (int(v) for v in rle["size"])
+    size = rle.get("size")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(type(v) is int and v >= 0 for v in size)):
+        raise ValueError(f"an RLE mask's size is [height, width] in pixels, got {size!r:.40}")
+    h, w = size
     counts = rle_counts(rle)
     if (counts < 0).any() or counts.sum() != h * w:
         raise ValueError(f"RLE runs cover {int(counts.sum())} pixels, the mask has {h}x{w} = {h * w}")

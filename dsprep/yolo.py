@@ -200,7 +200,7 @@ def normalized(rec: ImageRecord, obb: bool) -> Tuple[np.ndarray, Dict[str, int]]
     screen from the top-left, each corner clipped into the image (``clipped_polygon``); an object whose
     segmentation is one 4-point ring gives that quad, another polygon its minimum-area rotated rectangle
     (``polygon_to_obb``), a mask its box (``mask_to_box``)."""
-    from .shapes import axis_aligned, obb_of_segmentation
+    from .shapes import axis_aligned, obb_of_segmentation, unreadable
     W, H = float(rec.width), float(rec.height)
     lossy: Dict[str, int] = {}
     if rec.width <= 0 or rec.height <= 0 or not np.isfinite(rec.boxes).all():
@@ -224,7 +224,10 @@ def normalized(rec: ImageRecord, obb: bool) -> Tuple[np.ndarray, Dict[str, int]]
     if rec.polygons is None and segs is not None:
         quads = quads.copy()
         for k, seg in enumerate(segs):
-            quad, kind = obb_of_segmentation(seg)
+            try:
+                quad, kind = obb_of_segmentation(seg)
+            except (ValueError, KeyError, TypeError) as e:
+                raise unreadable(rec, k, e) from e
             if quad is not None:
                 quads[k] = quad
             if kind:
@@ -307,8 +310,13 @@ def _layout_from_yaml(root: Path, yaml_path: Path) -> YoloLayout:
             found = _resolve(bases, e.replace("\\", "/"))
             if found is None:
                 problems.append(Problem("split_not_found", str(yaml_path), f"{key}: {e} does not exist"))
-            else:
-                sources.append(found)
+                continue
+            sources.append(found)
+            here = _resolve([root], e.replace("\\", "/"))
+            if here is not None and here.resolve() != found.resolve():  # a copied or moved data set: say which
+                problems.append(Problem("yaml_path_elsewhere", str(yaml_path),
+                                        f"{key}: read from {found} as the data.yaml's path: says, not from {here} "
+                                        f"beside it (delete the path: line to read the folder the YAML is in)"))
         if not sources:
             continue
         ident = tuple(sorted(str(s.resolve()) for s in sources))
@@ -469,7 +477,10 @@ def detect_kind(path: Path) -> Optional[str]:
     try:
         layout = find_layout(Path(path))
     except DsprepError:
-        return None
+        # a data.yaml that cannot be read beside images/ or labels/: a YOLO data set whose reader says what is
+        # wrong with it (rather than "no data set found")
+        root = Path(path)
+        return "yolo" if root.is_dir() and (root / "images").is_dir() | (root / "labels").is_dir() else None
     if layout is None:
         return None
     n = _sample_fields(layout)
@@ -905,12 +916,10 @@ class Writer(FormatWriter):
                 dirs[key].append(d)
         if not dirs:
             dirs["train"] = ["train"]
+        # no 'path:' entry: Ultralytics then takes this file's own folder as the data set root, so the folder can
+        # be moved or copied (an absolute path would keep pointing at the original)
         lines = [f"# {'YOLO-OBB' if self.OBB else 'YOLO'} data set written by dsprep (Ultralytics layout): "
-                 f"labels/<split>/ beside images/<split>/"]
-        root = self.options.get("root")
-        if root:
-            lines.append(f"path: {yaml_string(str(root))}  # the data set folder; dsprep also looks beside this "
-                         f"file when it has moved")
+                 f"labels/<split>/ beside images/<split>/, relative to this file's folder"]
         order = sorted(dirs, key=lambda k: ({"train": 0, "val": 1, "test": 2}.get(k, 3), k))
         for key in order:
             paths = [f"images/{d}" for d in dirs[key]]

@@ -314,12 +314,17 @@ def test_data_yaml_written_is_read_by_pyyaml_and_ultralytics_rules(tmp_path):
     doc = pyyaml().safe_load((tmp_path / "out" / "data.yaml").read_text())
     assert doc["names"] == {0: "helmet", 1: "head", 2: "workers"} and doc["nc"] == 3
     assert doc["train"] == "images/train" and doc["val"] == "images/valid"
-    assert doc["path"] == str((tmp_path / "out").resolve())
+    # no path: Ultralytics' rule is then the YAML's own folder (path or yaml_file's parent), where the splits are
+    assert "path" not in doc
     for key in ("train", "val"):
-        assert (Path(doc["path"]) / doc[key]).is_dir()
+        assert (tmp_path / "out" / doc[key]).is_dir()
     first = (tmp_path / "out" / "labels" / "train" / "000001_jpg.rf.3f9c0e6a1b2d4e5f.txt").read_text()
     assert [line.split()[0] for line in first.splitlines()] == ["0", "1"]  # helmet, head: the pinned order
-    # moved elsewhere, the data set still reads (path: no longer exists; the YAML's folder is used)
+    # copied elsewhere and changed there, the copy reads as itself (never the original it came from)
+    shutil.copytree(tmp_path / "out", tmp_path / "copy")
+    (tmp_path / "copy" / "labels" / "train" / "000001_jpg.rf.3f9c0e6a1b2d4e5f.txt").write_text("2 0.5 0.5 0.1 0.1\n")
+    copy = {r.stem: r.names for r in load_dataset(tmp_path / "copy").records}
+    assert copy["000001_jpg.rf.3f9c0e6a1b2d4e5f"] == ["workers"]
     shutil.move(str(tmp_path / "out"), str(tmp_path / "moved"))
     assert len(load_dataset(tmp_path / "moved").records) == 4
 
@@ -416,3 +421,16 @@ def test_edits_touch_only_their_lines(tmp_path):
 def test_yolo_formats_are_editable():
     from dsprep.dataset import editable_formats
     assert {"yolo", "yolo-obb", "labelme"} <= set(editable_formats())
+
+
+def test_a_copy_whose_yaml_points_at_the_original_says_so(tmp_path):
+    """A data.yaml with an absolute path: (as Roboflow and older tools write) read from a copy: dsprep follows path:
+    as Ultralytics does, and says that the folder beside the YAML is not the one read."""
+    run_cli("convert", DATA / "coco_roboflow", "--to", "yolo", "--out", tmp_path / "orig")
+    yaml = tmp_path / "orig" / "data.yaml"
+    yaml.write_text(f"path: {tmp_path / 'orig'}\n" + yaml.read_text())
+    shutil.copytree(tmp_path / "orig", tmp_path / "copy")
+    ds = load_dataset(tmp_path / "copy")
+    elsewhere = [p for p in ds.problems if p.kind == "yaml_path_elsewhere"]
+    assert elsewhere and str(tmp_path / "orig" / "images") in elsewhere[0].detail
+    assert not [p for p in load_dataset(tmp_path / "orig").problems if p.kind == "yaml_path_elsewhere"]
