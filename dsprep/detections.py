@@ -256,8 +256,8 @@ def read_detections(path, metric: Optional[str] = None, known_classes: Sequence[
             continue
         by_kind.setdefault(kind[0], []).append((p, kind[1]))
     if not by_kind:
-        what = "is not" if path.is_file() else "holds no"
-        raise DatasetError(f"{path}: {what} a detection results file (comp4_det_<set>_<class>.txt, "
+        what = "is not a detection results file" if path.is_file() else "holds no detection results file"
+        raise DatasetError(f"{path}: {what} (comp4_det_<set>_<class>.txt, "
                            f"Task1_<class>.txt, Task2_<class>.txt or a COCO results .json)")
     order = PREFERENCE.get(metric or "", KINDS)
     kind = next(k for k in order if k in by_kind)

@@ -222,6 +222,8 @@ def test_classes_can_be_pinned_from_a_list_or_a_file(two_splits, tmp_path):
     assert DetectionH5(tmp_path / "q.h5").classes == ["dog", "cat"]
     res = run("info", two_splits, "--classes", "dog,dog", ok=False)
     assert res.exit_code == 2 and "dog listed more than once" in res.output
+    res = run("info", two_splits, "--classes", "dog,,cat,cow", ok=False)  # never a silently shorter list
+    assert res.exit_code == 2 and "has an empty name" in res.output
 
 
 # ---- honest accounting -------------------------------------------------------------------------------------------

@@ -105,7 +105,11 @@ def parse_class_list(value: Optional[str]) -> Optional[List[str]]:
         except (OSError, UnicodeDecodeError) as e:
             raise click.BadParameter(f"cannot read class list file {value} ({e})", param_hint="--classes") from e
     else:
-        names = [v.strip() for v in value.split(",") if v.strip()]
+        names = [v.strip() for v in value.split(",")]
+        if len(names) > 1 and "" in names:
+            raise click.BadParameter(f"'{value}' has an empty name (two commas in a row, or one at an end)",
+                                     param_hint="--classes")
+        names = [n for n in names if n]
     if not names:
         raise click.BadParameter(f"'{value}' names no class", param_hint="--classes")
     dup = sorted({n for n in names if names.count(n) > 1})
