@@ -33,6 +33,7 @@ import numpy as np
 from .core import Dataset, DatasetError, DsprepError, ImageError, ImageRecord, boxes_to_polygons
 from .images import LazyModule, apply_orientation, check_complete, probe, read_image, read_record_image
 from .outputs import TemporaryPath, partial_files
+from .packcheck import check_pack_storage
 from .pickles import read_pickle
 from .resize import fit_image, map_boxes, map_polygons
 
@@ -611,12 +612,10 @@ def _is_pickle(path: str) -> bool:
 
 
 def _check_shards(path: str) -> None:
-    """A master file's shards must all be there: HDF5 silently reads zeros from a missing virtual source."""
+    """A master file's shards must all be there (HDF5 silently reads zeros from a missing virtual source), and
+    nothing may be read from outside the pack and its shards (:mod:`dsprep.packcheck`)."""
     with h5py.File(path, "r") as f:
-        names = json.loads(f.attrs.get("shards", "[]"))
-    missing = [n for n in names if not os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(path)), n))]
-    if missing:
-        raise DatasetError(f"{path}: shard file(s) missing beside it: {', '.join(missing)}")
+        check_pack_storage(path, f, FORMAT)
 
 
 def _pick_split(available: Sequence[str], split: Optional[str], path: str) -> str:
@@ -699,6 +698,7 @@ def _h5_source(path: str):
                 and isinstance(meta["options"], dict)):
             raise DatasetError(f"{path}: damaged dsprep packed file (classes or options are not what dsprep "
                                f"writes)")
+        check_pack_storage(path, f, FORMAT)
     except BaseException:
         f.close()
         raise

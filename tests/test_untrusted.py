@@ -107,3 +107,118 @@ def test_the_object_pointer_pickle_really_crashes_an_unguarded_load(tmp_path):
     res = subprocess.run([sys.executable, "-c", "import pickle, sys; a = pickle.load(open(sys.argv[1], 'rb'))"
                           "['images']; print(repr(a[0]))", str(evil)], capture_output=True, timeout=60)
     assert res.returncode < 0  # SIGSEGV (or SIGBUS): numpy followed the file's pointer
+
+
+# ---- packed .h5: nothing is read from outside the pack and its own shards --------------------------------------------
+
+@pytest.fixture
+def packs(tmp_path):
+    """A real pack (two 16x16 images), a real sharded one, and a private file beside the data set."""
+    voc = write_voc_tree(tmp_path / "voc", {"a": (64, 48, [("cat", (5, 5, 30, 30))]),
+                                            "b": (40, 40, [("dog", (1, 1, 20, 20))])})
+    run("voc-to-h5", voc, tmp_path / "good.h5", "--size", "16x16")
+    (tmp_path / "sharded").mkdir()
+    run("voc-to-h5", voc, tmp_path / "sharded" / "s.h5", "--size", "16x16", "--shards", "2")
+    (tmp_path / "private").mkdir()
+    secret = tmp_path / "private" / "secret.bin"
+    secret.write_bytes(bytes(range(256)) * 6)  # 2 x 16 x 16 x 3 bytes
+    (tmp_path / "private" / "notes.txt").write_text("the password is hunter2\n" * 64)
+    return tmp_path
+
+
+def _pack_copy(packs, name, change):
+    """A copy of the good pack changed with h5py as an attacker would."""
+    import h5py
+    path = packs / "evil" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes((packs / "good.h5").read_bytes())
+    with h5py.File(path, "r+") as f:
+        change(f)
+    return path
+
+
+def _external_storage(secret):
+    def change(f):
+        del f["all/images"]
+        f["all"].create_dataset("images", shape=(2, 16, 16, 3), dtype="u1", external=[(str(secret), 0, 1536)])
+    return change
+
+
+def _virtual_onto(file_name, dset="x", shards=None):
+    import h5py
+
+    def change(f):
+        del f["all/images"]
+        layout = h5py.VirtualLayout(shape=(2, 16, 16, 3), dtype="u1")
+        layout[:] = h5py.VirtualSource(file_name, dset, shape=(2, 16, 16, 3))
+        f["all"].create_virtual_dataset("images", layout)
+        if shards is not None:
+            f.attrs["shards"] = json.dumps(shards)
+    return change
+
+
+def _external_link(target):
+    import h5py
+
+    def change(f):
+        del f["all/images"]
+        f["all/images"] = h5py.ExternalLink(str(target), "/all/images")
+    return change
+
+
+H5_ATTACKS = {
+    "external storage, absolute path": (lambda p: _external_storage(p / "private" / "secret.bin"),
+                                        "external file"),
+    "external storage, relative path": (lambda p: _external_storage("../private/secret.bin"), "external file"),
+    "virtual dataset onto a text file": (lambda p: _virtual_onto(str(p / "private" / "notes.txt")),
+                                         "not one of this pack's shard files"),
+    "virtual dataset onto a missing file": (lambda p: _virtual_onto("gone.h5"), "not one of this pack's shard"),
+    "virtual dataset onto a listed shard that is missing": (lambda p: _virtual_onto("gone.h5", shards=["gone.h5"]),
+                                                            "missing beside it: gone.h5"),
+    "shard attribute naming a path": (lambda p: _virtual_onto("../good.h5", "all/images", shards=["../good.h5"]),
+                                      "is not a file name beside the pack"),
+    "virtual dataset onto a listed shard that is no pack": (
+        lambda p: _virtual_onto("notes.h5", shards=["notes.h5"]), "not a readable HDF5 file"),
+    "external link to another file": (lambda p: _external_link(p / "good.h5"), "external link"),
+}
+
+
+@pytest.mark.parametrize("attack", list(H5_ATTACKS))
+def test_pack_reading_outside_itself_is_refused(packs, attack):
+    make, says = H5_ATTACKS[attack]
+    evil = _pack_copy(packs, "evil.h5", make(packs))
+    (evil.parent / "notes.h5").write_text("not hdf5 at all\n")
+    before = {**_digest(packs / "private"), **_digest(evil.parent)}
+    for args in (["info", evil], ["visualize", "boxes", evil, "--out", packs / "vis"]):
+        _one_line_error(run(*args, ok=False), str(evil.parent), says)
+    assert not (packs / "vis").exists()
+    from dsprep.core import DatasetError
+    from dsprep.hdf5 import DetectionH5
+    with pytest.raises(DatasetError, match=says.split(":")[0]):
+        DetectionH5(evil)[0]
+    assert {**_digest(packs / "private"), **_digest(evil.parent)} == before
+
+
+def test_the_external_storage_pack_really_reads_the_private_file(packs):
+    """Without the check, h5py hands the private file's bytes over as pixels."""
+    import h5py
+    evil = _pack_copy(packs, "evil.h5", _external_storage(packs / "private" / "secret.bin"))
+    with h5py.File(evil, "r") as f:
+        assert f["all/images"][()].tobytes() == (packs / "private" / "secret.bin").read_bytes()
+
+
+def test_dsprep_shards_are_still_read_and_each_checked(packs):
+    import h5py
+    master = packs / "sharded" / "s.h5"
+    res = run("info", master)
+    assert "images: 2" in res.output
+    shards = sorted((packs / "sharded").glob("s.shard-*"))
+    assert len(shards) == 2
+    with h5py.File(shards[1], "r+") as f:  # a shard that is itself virtual, onto a private file
+        del f["all/images"]
+        layout = h5py.VirtualLayout(shape=(1, 16, 16, 3), dtype="u1")  # one image per shard
+        layout[:] = h5py.VirtualSource(str(packs / "private" / "notes.txt"), "x", shape=(1, 16, 16, 3))
+        f["all"].create_virtual_dataset("images", layout)
+    _one_line_error(run("info", master, ok=False), shards[1].name, "of a shard is a virtual dataset")
+    shards[1].unlink()
+    _one_line_error(run("info", master, ok=False), str(master), "missing beside it", shards[1].name)
