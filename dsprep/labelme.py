@@ -188,9 +188,11 @@ def _parse(data: bytes, source: str):
     return rec, problems, doc, objects
 
 
-def read_labelme(path) -> Tuple[ImageRecord, List[Problem]]:
+def read_labelme(path, roots=None) -> Tuple[ImageRecord, List[Problem]]:
     """Read one file; the image is looked for at ``imagePath`` (relative to the file; ``\\`` separators as
-    Windows labelme writes them), else beside the file under the file's own name."""
+    Windows labelme writes them), else beside the file under the file's own name.  An ``imagePath`` outside
+    ``roots`` (the data set's folder; default: the file's) is never read (:mod:`dsprep.datapaths`)."""
+    from .datapaths import OutsideDataset, named_path
     from .inputs import read_bytes
     path = str(path)
     rec, problems = parse_labelme(read_bytes(path), path)
@@ -198,18 +200,24 @@ def read_labelme(path) -> Tuple[ImageRecord, List[Problem]]:
     stem = os.path.splitext(os.path.basename(path))[0]
     named = rec.image_path.replace("\\", "/")
     image = None
+    outside = None
     if named:
-        cand = named if os.path.isabs(named) else os.path.normpath(os.path.join(folder, named))
-        if os.path.isfile(cand):
+        try:
+            cand = named_path(named, folder, roots or [folder], path, f"imagePath '{rec.image_path}'")
+        except OutsideDataset as e:
+            cand, outside = None, e
+        if cand is not None and os.path.isfile(cand):
             image = cand
         elif os.path.isfile(os.path.join(folder, os.path.basename(named))):
             image = os.path.join(folder, os.path.basename(named))
     if image is None:
         image = next((os.path.join(folder, stem + e) for e in IMAGE_EXTS + tuple(x.upper() for x in IMAGE_EXTS)
                       if os.path.isfile(os.path.join(folder, stem + e))), None)
+    if image is None and outside is not None:
+        raise outside
     if image is None:
-        detail = f"imagePath '{rec.image_path}' not found" + (" (the image is only embedded as imageData, which "
-                                                               "dsprep does not extract)"
+        detail = f"imagePath '{rec.image_path}' not found" + (" (the image is only embedded as imageData: convert "
+                                                               "writes it out, other commands do not read it)"
                                                                if rec.meta.get("has_image_data") else "")
         problems.append(Problem("annotation_without_image", path, detail))
         image = os.path.join(folder, os.path.basename(named) if named else stem + ".jpg")
@@ -379,7 +387,7 @@ def load(path: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
             ds.problems.append(Problem("not_labelme", f, "a .json file without 'shapes' and 'imagePath'"))
             continue
         try:
-            rec, problems = read_labelme(f)
+            rec, problems = read_labelme(f, [str(root)])
         except DsprepError as e:
             if split is not None and s != split:
                 continue
@@ -441,9 +449,25 @@ def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
     return rec.meta.get("annotation_path")
 
 
+def embedded_image(path: str) -> Optional[bytes]:
+    """The image a labelme file embeds (``imageData``: the image file's bytes in base64), or None."""
+    import base64
+    import binascii
+    from .inputs import parse_json, read_bytes
+    doc = parse_json(read_bytes(path), path)
+    data = doc.get("imageData") if isinstance(doc, dict) else None
+    if not isinstance(data, str) or not data:
+        return None
+    try:
+        return base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError) as e:
+        raise ParseError(f"{path}: imageData is not base64 ({e})") from e
+
+
 def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
     """Read ``rec``'s file again as :func:`load` reads it (the image is the one ``load`` found)."""
-    new, problems = read_labelme(rec.meta["annotation_path"])
+    root = Path(ds.root)
+    new, problems = read_labelme(rec.meta["annotation_path"], [str(root if root.is_dir() else root.parent)])
     new = _quads_or_none(new, bool(ds.meta.get("labelme_quads")) and (new.polygons is not None or len(new) == 0))
     new.image_path, new.split = rec.image_path, rec.split
     return new, [p for p in problems if p.kind != "annotation_without_image" or not os.path.isfile(rec.image_path)]

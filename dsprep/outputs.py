@@ -241,12 +241,13 @@ class TemporaryPath:
 
 
 def copy_file(src: PathLike, dst: PathLike) -> None:
-    """Place ``src`` at ``dst``: a hard link when possible (instant, no space), else an atomic copy."""
+    """Place ``src`` at ``dst``: a hard link when possible (instant, no space), else an atomic copy.  A symbolic
+    link is followed: its target's content is placed (Linux would hard-link the link itself)."""
     dst = Path(dst)
     tmp = _tmp_name(dst)
     try:
         try:
-            os.link(src, tmp)
+            os.link(os.path.realpath(src), tmp)
         except OSError:
             shutil.copyfile(src, tmp)
         os.replace(tmp, dst)

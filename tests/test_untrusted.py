@@ -222,3 +222,130 @@ def test_dsprep_shards_are_still_read_and_each_checked(packs):
     _one_line_error(run("info", master, ok=False), shards[1].name, "of a shard is a virtual dataset")
     shards[1].unlink()
     _one_line_error(run("info", master, ok=False), str(master), "missing beside it", shards[1].name)
+
+
+# ---- paths outside the data set: never read, never copied --------------------------------------------------------------
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def private(tmp_path):
+    p = tmp_path / "private"
+    p.mkdir()
+    (p / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n")
+    import shutil
+    shutil.copy(DATA / "labelme" / "IMG_0042.jpg", p / "holiday.jpg")  # a private *image*, too
+    return p
+
+
+def _labelme_set(tmp_path, image_path):
+    """The labelme example, plus b.json naming ``image_path`` (and no b.jpg beside it)."""
+    import shutil
+    root = tmp_path / "ds"
+    root.mkdir(parents=True)
+    for name in ("IMG_0041.json", "IMG_0041.jpg"):
+        shutil.copy(DATA / "labelme" / name, root / name)
+    doc = json.loads((DATA / "labelme" / "IMG_0041.json").read_text())
+    doc["imagePath"] = image_path
+    (root / "b.json").write_text(json.dumps(doc))
+    return root
+
+
+@pytest.mark.parametrize("named", ["../private/id_rsa", "ABS/private/id_rsa", "../private/holiday.jpg",
+                                   "..\\private\\holiday.jpg", "sub/../../private/id_rsa"])
+def test_labelme_image_path_outside_the_data_set_is_refused(tmp_path, private, named):
+    root = _labelme_set(tmp_path, named.replace("ABS/", str(tmp_path) + "/"))
+    before = {**_digest(root), **_digest(private)}
+    for args in (["convert", root, "--to", "coco", "--out", tmp_path / "out"], ["info", root],
+                 ["visualize", "boxes", root, "--out", tmp_path / "vis"]):
+        _one_line_error(run(*args, ok=False), "b.json", "lies outside the data set", "refused")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "vis").exists()
+    res = run("convert", root, "--to", "coco", "--out", tmp_path / "out", "--on-error", "skip", "--json")
+    summary = json.loads(res.stdout)
+    assert [Path(s["input"]).name for s in summary["skipped"]] == ["b.json"]
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix != ".json") == \
+        ["IMG_0041.jpg"]
+    coco = json.loads(next((tmp_path / "out").rglob("*.json")).read_text())
+    assert [im["file_name"] for im in coco["images"]] == ["IMG_0041.jpg"]
+    assert {**_digest(root), **_digest(private)} == before
+
+
+def test_images_outside_is_an_explicit_choice_and_still_needs_an_image(tmp_path, private):
+    root = _labelme_set(tmp_path, "../private/holiday.jpg")
+    run("convert", root, "--to", "coco", "--out", tmp_path / "out", "--images-outside")
+    assert [p.read_bytes() for p in (tmp_path / "out").rglob("b.jpg")] == [(private / "holiday.jpg").read_bytes()]
+    root2 = _labelme_set(tmp_path / "t2", "../private/id_rsa")
+    (tmp_path / "t2" / "private").mkdir()
+    (tmp_path / "t2" / "private" / "id_rsa").write_bytes((private / "id_rsa").read_bytes())
+    _one_line_error(run("convert", root2, "--to", "coco", "--out", tmp_path / "out2", "--images-outside", ok=False),
+                    "id_rsa")
+    assert not (tmp_path / "out2").exists()
+
+
+def test_coco_file_name_outside_the_data_set_is_refused(tmp_path, private):
+    import shutil
+    root = tmp_path / "ds"
+    shutil.copytree(DATA / "coco_cvat", root)
+    ann = root / "annotations" / "instances_default.json"
+    doc = json.loads(ann.read_text())
+    doc["images"][1]["file_name"] = "../../../private/id_rsa"  # from images/default/ up to tmp_path
+    doc["images"][2]["file_name"] = str(private / "holiday.jpg")
+    ann.write_text(json.dumps(doc))
+    before = {**_digest(root), **_digest(private)}
+    for args in (["convert", root, "--to", "yolo", "--out", tmp_path / "out"], ["info", root]):
+        _one_line_error(run(*args, ok=False), "instances_default.json", "image id 2", "lies outside the data set")
+    res = run("convert", root, "--to", "yolo", "--out", tmp_path / "out", "--on-error", "skip", "--json")
+    skipped = json.loads(res.stdout)["skipped"]
+    assert sorted(s["input"].rsplit("#", 1)[-1] for s in skipped) == ["image2", "image3"]
+    copied = [p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert (private / "id_rsa").read_bytes() not in copied and (private / "holiday.jpg").read_bytes() not in copied
+    assert {**_digest(root), **_digest(private)} == before
+
+
+def test_a_symlink_placed_inside_the_data_set_is_followed(tmp_path, private):
+    root = _labelme_set(tmp_path, "b.jpg")
+    (root / "b.jpg").symlink_to(private / "holiday.jpg")  # the user's own choice
+    run("convert", root, "--to", "labelme", "--out", tmp_path / "out")
+    out = tmp_path / "out" / "b.jpg"
+    assert not out.is_symlink() and out.read_bytes() == (private / "holiday.jpg").read_bytes()
+
+
+def test_convert_copies_only_readable_images(tmp_path):
+    root = _labelme_set(tmp_path, "b.jpg")
+    (root / "b.jpg").write_bytes(b"")  # an empty a.jpg
+    before = _digest(root)
+    _one_line_error(run("convert", root, "--to", "coco", "--out", tmp_path / "out", ok=False), "b.jpg", "empty")
+    assert not (tmp_path / "out").exists()
+    jpg = (DATA / "labelme" / "IMG_0041.jpg").read_bytes()
+    (root / "b.jpg").write_bytes(jpg[:len(jpg) // 2])  # cut short
+    _one_line_error(run("convert", root, "--to", "coco", "--out", tmp_path / "out", ok=False), "b.jpg",
+                    "end marker")
+    res = run("convert", root, "--to", "coco", "--out", tmp_path / "out", "--on-error", "skip", "--json")
+    assert [Path(s["input"]).name for s in json.loads(res.stdout)["skipped"]] == ["b.jpg"]
+    coco = json.loads(next((tmp_path / "out").rglob("*.json")).read_text())
+    assert [im["file_name"] for im in coco["images"]] == ["IMG_0041.jpg"]
+    assert _digest(root) == {**before, str(root / "b.jpg"): hashlib.sha256(jpg[:len(jpg) // 2]).hexdigest()}
+
+
+def test_labelme_image_only_embedded_is_written_out(tmp_path):
+    import base64
+    root = _labelme_set(tmp_path, "b.jpg")
+    jpg = (DATA / "labelme" / "IMG_0041.jpg").read_bytes()
+    doc = json.loads((root / "b.json").read_text())
+    doc["imageData"] = base64.b64encode(jpg).decode()
+    (root / "b.json").write_text(json.dumps(doc))
+    doc.update(imageData=base64.b64encode(b"not an image at all").decode(), imagePath="c.jpg")
+    (root / "c.json").write_text(json.dumps(doc))
+    before = _digest(root)
+    res = run("convert", root, "--to", "coco", "--out", tmp_path / "out", "--on-error", "skip", "--json")
+    summary = json.loads(res.stdout)
+    assert [Path(s["input"]).name for s in summary["skipped"]] == ["c.jpg"] and summary["counts"]["images"] == 2
+    assert "c.json" in summary["skipped"][0]["reason"]
+    coco = json.loads(next((tmp_path / "out").rglob("*.json")).read_text())
+    names = sorted(im["file_name"] for im in coco["images"])
+    assert names == ["IMG_0041.jpg", "b.jpg"]
+    written = {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*.jpg")}
+    assert written["b.jpg"] == jpg and "c.jpg" not in written
+    _one_line_error(run("convert", root, "--to", "coco", "--out", tmp_path / "out2", ok=False), "c.json")
+    assert _digest(root) == before

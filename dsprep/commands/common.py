@@ -5,6 +5,7 @@ The vocabulary: an option name means the same thing in every command that has it
 * ``--split S``      only the images of split S (as the data set's split lists or split folders name them);
 * ``--format F``     read the data set as format F instead of detecting it;
 * ``--exif P``       the EXIF orientation policy (auto | apply | ignore);
+* ``--images-outside`` read images that annotation files name outside the data set (refused by default);
 * ``--classes L``    the class list in index order (``a,b,c`` or a file, one name a line), on commands that assign
                      class indices;
 * ``--on-error M``   fail at the first bad input, or skip it and list it with its reason;
@@ -151,6 +152,7 @@ class Common:
     split: Optional[str] = None
     fmt: Optional[str] = None
     exif: str = "auto"
+    images_outside: bool = False
     classes: Optional[List[str]] = None
     workers: str = "1"
     scheduler: Optional[str] = None
@@ -177,7 +179,11 @@ def _options(group: str) -> List[Callable]:
                                                             "lists or split folders name them)."),
                 click.option("--format", "fmt", type=click.Choice(_format_names()), default=None,
                              help="Read the data set as this format [default: detected from its layout]."),
-                _exif_option()]
+                _exif_option(),
+                click.option("--images-outside", is_flag=True,
+                             help="Read images that annotation files name outside the data set's folder "
+                                  "(../raw/a.jpg, absolute paths); refused by default: only for data sets you "
+                                  "trust.")]
     if group == "exif":
         return [_exif_option()]
     if group == "classes":
@@ -225,7 +231,7 @@ def load(path, common: Common):
     """The data set, read as the shared options say (split, format, EXIF policy, pinned classes, --on-error)."""
     from ..dataset import load_dataset
     return load_dataset(path, split=common.split, on_error=common.on_error, fmt=common.fmt, classes=common.classes,
-                        exif=common.exif,
+                        exif=common.exif, images_outside=common.images_outside,
                         progress=lambda it: progress(it, desc="reading annotations", quiet=common.quiet, unit="file"))
 
 

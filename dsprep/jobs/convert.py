@@ -68,15 +68,44 @@ def convert_one(args) -> dict:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / rel, data)
     image = out / opts.writer.image_path(rec)
-    if Path(rec.image_path).is_file():
-        image.parent.mkdir(parents=True, exist_ok=True)
-        if rec.meta.get("exif", 1) != 1 and not rec.meta.get("orient", True):
-            # the boxes refer to the stored pixels: the copy must not be turned by readers that apply the tag
-            from ..images import clear_orientation
-            atomic_write_bytes(image, clear_orientation(Path(rec.image_path).read_bytes(), rec.image_path))
-        else:
-            copy_file(rec.image_path, image)
+    source = _image_to_copy(rec)
+    image.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(source, bytes):
+        atomic_write_bytes(image, source)
+    elif rec.meta.get("exif", 1) != 1 and not rec.meta.get("orient", True):
+        # the boxes refer to the stored pixels: the copy must not be turned by readers that apply the tag
+        from ..images import clear_orientation
+        atomic_write_bytes(image, clear_orientation(Path(rec.image_path).read_bytes(), rec.image_path))
+    else:
+        copy_file(rec.image_path, image)
     return {"images": 1, "objects": len(rec), **lossy}
+
+
+def _image_to_copy(rec: ImageRecord):
+    """The record's image file, checked to be a complete image whose header agrees with the record's size (what
+    every other command checks before it uses pixels); or, for a labelme file whose image is only embedded
+    (``imageData``), the embedded bytes, checked the same way.  No image: an error (the record is skipped under
+    ``--on-error skip``), never an annotation naming an image that was not written."""
+    from ..core import ImageError
+    from ..images import probe
+    where = rec.meta.get("annotation_path") or rec.image_path
+    data = None
+    if not Path(rec.image_path).is_file():
+        if rec.meta.get("has_image_data") and rec.meta.get("annotation_path"):
+            from ..labelme import embedded_image
+            data = embedded_image(rec.meta["annotation_path"])
+        if data is None:
+            raise ImageError(f"{where}: no image file {rec.image_path} to copy (the annotation would name an "
+                             f"image that is not written)")
+    name = rec.image_path if data is None else f"{where} (its imageData)"
+    info = probe(name, data)
+    if info.complete is False:
+        raise ImageError(f"{name}: {info.kind.upper()} file without its end marker (cut short): not copied")
+    size = info.size(rec.meta.get("orient", False))
+    if rec.width > 0 and (rec.width, rec.height) != tuple(size):
+        raise ImageError(f"{name}: the image is {size[0]}x{size[1]} but {where} says {rec.width}x{rec.height}: "
+                         f"not copied")
+    return rec.image_path if data is None else data
 
 
 def unique_names(records: Sequence[ImageRecord], writer: FormatWriter) -> Tuple[List[ImageRecord], int]:
