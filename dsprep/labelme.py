@@ -241,6 +241,8 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
     used_groups = {s.get("group_id") for obj in (originals or []) if obj for s in obj
                    if isinstance(s, dict) and isinstance(s.get("group_id"), int)}
     next_group = max([g for g in used_groups if isinstance(g, int)], default=0) + 1
+    clipped = int(rec.meta.get("clipped_box", 0))  # boxes clipped to the image when read
+    size = (rec.width, rec.height) if clipped else None
     for k in range(len(rec)):
         name = rec.names[k]
         flags = {}
@@ -249,7 +251,9 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
         if rec.truncated[k]:
             flags["truncated"] = True
         orig = originals[k] if originals is not None else None
-        if orig and _same_box(orig, rec.boxes[k]):
+        if orig and _same_box(orig, rec.boxes[k], size):
+            if size is not None and not _same_box(orig, rec.boxes[k]):
+                clipped -= 1  # written as drawn: the clip is undone
             for s in orig:
                 s = dict(s)
                 s["label"] = name
@@ -280,6 +284,8 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
         else:
             x0, y0, x1, y1 = (float(v) for v in rec.boxes[k])
             shapes.append(_shape(name, [[x0, y0], [x1, y1]], "rectangle", None, flags))
+    if clipped > 0:
+        lossy["clipped_box"] = clipped
     shapes += rec.meta.get("labelme_other_shapes", [])
     extra = dict(rec.meta.get("labelme", {}))
     doc = {"version": extra.pop("version", VERSION), "flags": extra.pop("flags", {}), "shapes": shapes}
@@ -297,14 +303,20 @@ def _shape(label, points, kind, group_id, flags) -> dict:
             "flags": dict(flags), "mask": None}
 
 
-def _same_box(shapes: Sequence[dict], box: np.ndarray) -> bool:
-    """Whether the original shapes still describe this box (a command may have moved or clipped it)."""
+def _same_box(shapes: Sequence[dict], box: np.ndarray, clipped_to=None) -> bool:
+    """Whether the original shapes still describe this box (a command may have moved or clipped it).  With
+    ``clipped_to`` (the image size, when reading clipped boxes to the image) a box that is the shapes' box clipped
+    to it is still theirs: the shapes are written as drawn, nothing lost."""
     pts = []
     for s in shapes:
         p = np.asarray(s.get("points"), np.float64).reshape(-1, 2)
         pts.append(_circle(p) if s.get("shape_type") == "circle" else p)
     allp = np.concatenate(pts)
-    return np.array_equal(np.concatenate([allp.min(axis=0), allp.max(axis=0)]), np.asarray(box, np.float64))
+    own = np.concatenate([allp.min(axis=0), allp.max(axis=0)])
+    box = np.asarray(box, np.float64)
+    if np.array_equal(own, box):
+        return True
+    return clipped_to is not None and np.array_equal(np.clip(own, 0.0, np.array(clipped_to * 2, np.float64)), box)
 
 
 # ---- data set layout --------------------------------------------------------------------------------------------
@@ -583,7 +595,8 @@ class Writer(FormatWriter):
     without a split), ``imagePath`` the image's name, ``imageData`` null."""
 
     NAME = NAME
-    HANDLES_ATTRS = frozenset({"segmentation"})  # rings kept as polygons; masks counted as mask_to_box
+    # rings kept as polygons; masks counted as mask_to_box; boxes clipped when read written as drawn (or counted)
+    HANDLES_ATTRS = frozenset({"segmentation", "clipped_box"})
 
     def _base(self, rec: ImageRecord) -> str:
         from .outputs import safe_name

@@ -349,3 +349,23 @@ def test_labelme_image_only_embedded_is_written_out(tmp_path):
     assert written["b.jpg"] == jpg and "c.jpg" not in written
     _one_line_error(run("convert", root, "--to", "coco", "--out", tmp_path / "out2", ok=False), "c.json")
     assert _digest(root) == before
+
+
+# ---- silent changes ---------------------------------------------------------------------------------------------------
+
+def test_labelme_box_reaching_outside_the_image_is_kept_or_counted(tmp_path):
+    root = _labelme_set(tmp_path, "b.jpg")
+    (root / "b.json").unlink()
+    doc = json.loads((root / "IMG_0041.json").read_text())
+    doc["shapes"][0]["points"] = [[-10, -10], [30, 30]]  # rectangle, 10 px beyond the top-left corner
+    (root / "IMG_0041.json").write_text(json.dumps(doc))
+    before = _digest(root)
+    res = run("convert", root, "--to", "labelme", "--out", tmp_path / "lm", "--json")
+    assert "clipped_box" not in json.loads(res.stdout)["counts"]
+    out = json.loads((tmp_path / "lm" / "IMG_0041.json").read_text())
+    assert out["shapes"] == doc["shapes"]  # labelme -> labelme loses nothing
+    res = run("convert", root, "--to", "coco", "--out", tmp_path / "coco", "--json")
+    assert json.loads(res.stdout)["counts"]["clipped_box"] == 1 and "clipped_box: 1" in res.stderr
+    coco = json.loads(next((tmp_path / "coco").rglob("*.json")).read_text())
+    assert [0, 0, 30, 30] in [a["bbox"] for a in coco["annotations"]]
+    assert _digest(root) == before

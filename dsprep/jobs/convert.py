@@ -36,7 +36,8 @@ class ConvertOptions:
 def account_attrs(rec: ImageRecord, writer: FormatWriter) -> Tuple[ImageRecord, Dict[str, int]]:
     """What the target cannot hold of the per-object facts other formats keep (``writer.HANDLES_ATTRS`` names those
     it keeps or accounts for itself): COCO crowd regions are left out (``crowd_skipped``); segmentations beyond the
-    record's quadrilaterals are counted as dropped (``segmentation_dropped``)."""
+    record's quadrilaterals are counted as dropped (``segmentation_dropped``); boxes clipped to the image when read
+    are counted (``clipped_box``) unless the writer restores them."""
     handles = getattr(writer, "HANDLES_ATTRS", frozenset())
     lossy: Dict[str, int] = {}
     crowd = rec.attrs.get("iscrowd")
@@ -44,6 +45,8 @@ def account_attrs(rec: ImageRecord, writer: FormatWriter) -> Tuple[ImageRecord, 
         keep = ~np.asarray(crowd, bool)
         rec = rec.select(keep)
         lossy["crowd_skipped"] = int((~keep).sum())
+    if rec.meta.get("clipped_box") and "clipped_box" not in handles:  # clipped when read (outside the image)
+        lossy["clipped_box"] = int(rec.meta["clipped_box"])
     segs = rec.attrs.get("segmentation")
     if segs is not None and "segmentation" not in handles and rec.polygons is None:
         n = sum(1 for s in segs if s)
