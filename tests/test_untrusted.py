@@ -369,3 +369,81 @@ def test_labelme_box_reaching_outside_the_image_is_kept_or_counted(tmp_path):
     coco = json.loads(next((tmp_path / "coco").rglob("*.json")).read_text())
     assert [0, 0, 30, 30] in [a["bbox"] for a in coco["annotations"]]
     assert _digest(root) == before
+
+
+# ---- review: every format refuses what no file should hold -----------------------------------------------------------
+
+def _review_sets(tmp_path):
+    """One editable copy of each format dsprep review edits (VOC, YOLO, labelme, DOTA)."""
+    import shutil
+    from helpers import write_dota_tree
+    sets = {"voc": write_voc_tree(tmp_path / "voc", {"a": (64, 48, [("cat", (5, 5, 30, 30))])})}
+    shutil.copytree(DATA / "yolo_ultralytics", tmp_path / "yolo")
+    sets["yolo"] = tmp_path / "yolo"
+    sets["labelme"] = _labelme_set(tmp_path / "lm", "b.jpg").parent / "ds"
+    (sets["labelme"] / "b.json").unlink()
+    sets["dota"] = write_dota_tree(tmp_path / "dota", {"a": (64, 48, "5 5 30 5 30 30 5 30 plane 0\n")})
+    return sets
+
+
+def _first_with_objects(c):
+    for it in c.json("GET", "/api/images")["items"]:
+        rec = c.json("GET", f"/api/images/{it[0]}")
+        if rec["objects"]:
+            return it[0], rec
+
+
+@pytest.mark.parametrize("fmt", ["voc", "yolo", "labelme", "dota"])
+def test_review_refuses_an_inverted_or_empty_box_in_every_format(tmp_path, fmt):
+    from review_support import Client, serving
+    root = _review_sets(tmp_path)[fmt]
+    before = _digest(root)
+    with serving(root) as server:
+        c = Client(server)
+        i, rec = _first_with_objects(c)
+        key = "polygon" if "polygon" in rec["objects"][0] and rec["objects"][0]["polygon"] else "box"
+        bad = [[30, 30, 5, 5], [10, 10, 10, 20]] if key == "box" else \
+            [[[10, 10], [10, 20], [10, 30], [10, 40]], [[1, 1], [5, 5], [9, 9], [20, 20]]]  # no width; on a line
+        for shape in bad:  # inverted; zero width
+            objects = [{"src": None, "name": "cat", "difficult": 0, "truncated": False, key: shape}]
+            code, _, body = c.request("POST", f"/api/images/{i}/save",
+                                      body={"version": rec["version"], "objects": objects})
+            assert code == 400 and "has no area" in json.loads(body)["error"], body
+    assert _digest(root) == before
+
+
+@pytest.mark.parametrize("fmt", ["voc", "yolo"])
+def test_review_class_name_with_a_lone_surrogate_is_a_400(tmp_path, fmt, capfd):
+    from review_support import Client, serving
+    root = _review_sets(tmp_path)[fmt]
+    before = _digest(root)
+    with serving(root) as server:
+        c = Client(server)
+        i, rec = _first_with_objects(c)
+        objects = [{"src": 0, "name": "cat\ud800", "box": rec["objects"][0].get("box"), "difficult": 0,
+                    "truncated": False}]
+        raw = json.dumps({"version": rec["version"], "objects": objects}).encode()  # "cat\\ud800", as JSON.stringify
+        assert b"\\ud800" in raw
+        code, _, body = c.request("POST", f"/api/images/{i}/save", raw_body=raw,
+                                  headers={"Content-Type": "application/json"})
+        assert code == 400 and "lone UTF-16 surrogate" in json.loads(body)["error"]
+    assert "Traceback" not in capfd.readouterr().err and _digest(root) == before
+
+
+def test_review_client_resetting_its_connection_prints_no_traceback(tmp_path, capfd):
+    import socket
+    from review_support import serving
+    root = _review_sets(tmp_path)["voc"]
+    with serving(root) as server:
+        for k in range(40):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            s.sendall(f"POST /api/images/0/save HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                      f"Content-Type: application/json\r\nContent-Length: 50000000\r\n\r\n".encode()
+                      + b"{" * 4096)  # refused (no token) before its body is read
+            if k % 2:
+                s.recv(10)  # the refusal has begun to arrive
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # RST
+        from review_support import Client
+        assert Client(server).get("/api/dataset")[0] == 200  # still serving
+    assert "Traceback" not in capfd.readouterr().err
