@@ -447,3 +447,65 @@ def test_review_client_resetting_its_connection_prints_no_traceback(tmp_path, ca
         from review_support import Client
         assert Client(server).get("/api/dataset")[0] == 200  # still serving
     assert "Traceback" not in capfd.readouterr().err
+
+
+# ---- nesting deep enough to exhaust the stack: one line naming the file ---------------------------------------------
+
+def _nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize("levels", [150, 20000])  # beyond dsprep's limit; beyond what Python's parser can take
+@pytest.mark.parametrize("where", ["labelme", "coco", "eval results"])
+def test_deeply_nested_json_is_one_line(tmp_path, where, levels):
+    import shutil
+    if where == "labelme":
+        root = _labelme_set(tmp_path, "b.jpg")
+        (root / "b.json").write_text(json.dumps(json.loads((root / "IMG_0041.json").read_text())
+                                                | {"flags": {"x": "@"}}).replace('"@"', _nested(levels)))
+        bad, args = root / "b.json", ["info", root]
+    else:
+        root = tmp_path / "ds"
+        shutil.copytree(DATA / "coco_cvat", root)
+        gt = root / "annotations" / "instances_default.json"
+        if where == "coco":
+            doc = json.loads(gt.read_text())
+            doc["info"] = "@"
+            gt.write_text(json.dumps(doc).replace('"@"', _nested(levels)))
+            bad, args = gt, ["convert", root, "--to", "yolo", "--out", tmp_path / "out"]
+        else:
+            bad = tmp_path / "results.json"
+            bad.write_text('[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5, "x": '
+                           + _nested(levels) + "}]")
+            args = ["eval", gt, bad]
+    before = {**_digest(root), **_digest(bad)}
+    _one_line_error(run(*args, ok=False), str(bad), "nested")
+    assert {**_digest(root), **_digest(bad)} == before and not (tmp_path / "out").exists()
+
+
+def test_deeply_nested_review_request_body_is_a_400(tmp_path, capfd):
+    from review_support import Client, serving
+    root = _review_sets(tmp_path)["voc"]
+    with serving(root) as server:
+        for levels in (150, 100000):
+            raw = ('{"version": "x", "objects": ' + _nested(levels) + "}").encode()
+            code, _, body = Client(server).request("POST", "/api/images/0/save", raw_body=raw,
+                                                   headers={"Content-Type": "application/json"})
+            assert code == 400 and "nested" in json.loads(body)["error"]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("yaml_text", [
+    "names: " + _nested(20000) + "\ntrain: images/train\nval: images/val\n",  # flow
+    "train: images/train\nval: images/val\nnames:\n" + "".join(" " * (k + 1) + "a:\n" for k in range(3000)),
+    "train: images/train\nval: images/val\nnames:\n" + "".join(" " * (k + 1) + "-\n" for k in range(3000)),
+], ids=["flow 20000", "block mappings 3000", "block sequences 3000"])
+def test_deeply_nested_data_yaml_is_one_line(tmp_path, yaml_text):
+    import shutil
+    root = tmp_path / "yolo"
+    shutil.copytree(DATA / "yolo_ultralytics", root)
+    (root / "data.yaml").write_text(yaml_text)
+    before = _digest(root)
+    _one_line_error(run("info", root, ok=False), "data.yaml:", "nested more than 64 levels")
+    _one_line_error(run("convert", root, "--to", "coco", "--out", tmp_path / "out", ok=False), "data.yaml:")
+    assert _digest(root) == before
