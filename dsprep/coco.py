@@ -538,7 +538,7 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
         if not seg and rec.polygons is not None:
             seg = [[float(v) for v in rec.polygons[k].reshape(-1)]]
         try:
-            out.append(segmentation_mask(seg, bounds[k]) if seg else None)
+            out.append(segmentation_mask(seg, bounds[k], (rec.width, rec.height)) if seg else None)
         except (ValueError, KeyError, TypeError) as e:
             raise unreadable(rec, k, e) from e
     return out if any(m is not None for m in out) else None
@@ -629,7 +629,7 @@ class Writer(FormatWriter):
         return out
 
     def finish(self, records: Sequence[ImageRecord]) -> dict:
-        from .shapes import segmentation_area, unreadable
+        from .shapes import check_rle, is_rle, segmentation_area, unreadable
         cats = self.categories()
         cat_id = {c["name"]: c["id"] for c in cats}
         image_ids, renamed = _unique_ids([r.meta.get("image_id") for r in records])
@@ -666,6 +666,8 @@ class Writer(FormatWriter):
                 if not seg and rec.polygons is not None:
                     seg = [[_num(v) for v in rec.polygons[k].reshape(-1)]]
                 try:
+                    if seg and is_rle(seg):
+                        check_rle(seg, (int(rec.width), int(rec.height)))
                     area = float(areas[k]) if areas is not None else segmentation_area(seg) if seg else \
                         float((b[k, 2] - b[k, 0]) * (b[k, 3] - b[k, 1]))
                 except (ValueError, KeyError, TypeError) as e:

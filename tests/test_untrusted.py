@@ -509,3 +509,29 @@ def test_deeply_nested_data_yaml_is_one_line(tmp_path, yaml_text):
     _one_line_error(run("info", root, ok=False), "data.yaml:", "nested more than 64 levels")
     _one_line_error(run("convert", root, "--to", "coco", "--out", tmp_path / "out", ok=False), "data.yaml:")
     assert _digest(root) == before
+
+
+# ---- COCO RLE: size checked against the image, counts against the size, before anything is decoded -------------------
+
+@pytest.mark.parametrize("rle, says", [
+    ({"counts": "o" * 20 + "0", "size": [64, 96]}, "longer than any image"),
+    ({"counts": [0, 200000 * 200000], "size": [200000, 200000]}, "on a 96x64 image"),
+    ({"counts": [2 ** 62, 2 ** 62, 2 ** 62, 2 ** 62 - 96 * 64], "size": [64, 96]}, "holds a run of"),
+    ({"counts": [-5, 96 * 64 + 5], "size": [64, 96]}, "holds a run of -5"),
+])
+def test_hostile_rle_is_one_line(tmp_path, rle, says):
+    import shutil
+    root = tmp_path / "ds"
+    shutil.copytree(DATA / "coco_cvat", root)
+    gt = root / "annotations" / "instances_default.json"
+    doc = json.loads(gt.read_text())
+    doc["annotations"][0].update(segmentation=rle, iscrowd=1)
+    doc["annotations"][0].pop("area", None)
+    gt.write_text(json.dumps(doc))
+    before = _digest(root)
+    for args in (["crop", root, "--out", tmp_path / "crops"], ["convert", root, "--to", "coco", "--out", tmp_path / "c"]):
+        _one_line_error(run(*args, ok=False), "instances_default.json", "annotation id", says)
+    assert _digest(root) == before and not (tmp_path / "crops").exists() and not (tmp_path / "c").exists()
+    # a target without masks keeps only the box: nothing decoded, nothing to refuse, the mask's loss is counted
+    res = run("convert", root, "--to", "yolo", "--out", tmp_path / "y", "--json")
+    assert json.loads(res.stdout)["counts"]["segmentation_dropped"] == 1
