@@ -451,6 +451,17 @@ def pack_items(writer, splits: Dict[str, List[ImageRecord]], opts: PackOptions):
 def annotation_only_results(splits: Dict[str, List[ImageRecord]]):
     for s, recs in splits.items():
         for i, rec in enumerate(recs):
+            # no pixels are read, but the sizes stored must be the images' (a header that contradicts the
+            # annotation, say 2^40 x 2^40 for a 64x48 file, is an error as in every command writing coordinates)
+            where = rec.meta.get("annotation_path") or rec.image_path
+            if os.path.isfile(rec.image_path):
+                got = probe(rec.image_path).size(rec.meta.get("orient", False))
+                if tuple(got) != (rec.width, rec.height):
+                    raise ImageError(f"{where}: the annotation says {rec.width}x{rec.height} but the image "
+                                     f"{rec.image_path} is {got[0]}x{got[1]} (boxes would not fit the pixels)")
+            elif not (0 < rec.width < 2 ** 31 and 0 < rec.height < 2 ** 31):
+                raise DatasetError(f"{where}: image size {rec.width}x{rec.height} cannot be stored (no image file "
+                                   f"to check it against)")
             code = rec.meta.get("exif", 1) if rec.meta.get("orient", True) else 1
             yield (s, i, None), {"orig": (rec.width, rec.height), "transform": np.array([1.0, 1.0, 0.0, 0.0]),
                                  "orientation": code}

@@ -535,3 +535,28 @@ def test_hostile_rle_is_one_line(tmp_path, rle, says):
     # a target without masks keeps only the box: nothing decoded, nothing to refuse, the mask's loss is counted
     res = run("convert", root, "--to", "yolo", "--out", tmp_path / "y", "--json")
     assert json.loads(res.stdout)["counts"]["segmentation_dropped"] == 1
+
+
+# ---- a size the image header contradicts: an error in every command that writes coordinates ---------------------------
+
+@pytest.mark.parametrize("command", [
+    ["convert", "--to", "yolo", "--out", "OUT"], ["convert", "--to", "voc", "--out", "OUT"],
+    ["convert", "--to", "coco", "--out", "OUT"], ["convert", "--to", "labelme", "--out", "OUT"],
+    ["convert", "--to", "dota", "--out", "OUT"], ["tile", "--size", "32", "--gap", "0", "--out", "OUT"],
+    ["crop", "--out", "OUT"], ["visualize", "boxes", "--out", "OUT"], ["voc-to-h5", "OUT.h5"],
+    ["voc-to-pickle", "OUT.pkl", "--annotations-only"],
+], ids=lambda c: " ".join(c[:3]))
+def test_coco_image_size_contradicted_by_its_header(tmp_path, command):
+    import shutil
+    root = tmp_path / "ds"
+    shutil.copytree(DATA / "coco_cvat", root)
+    gt = root / "annotations" / "instances_default.json"
+    doc = json.loads(gt.read_text())
+    doc["images"][0].update(width=2 ** 40, height=2 ** 40)  # the file is 96x64
+    gt.write_text(json.dumps(doc))
+    before = _digest(root)
+    out = tmp_path / "out"
+    args = [a.replace("OUT", str(out)) for a in command]
+    args = args[:2] + [root] + args[2:] if args[0] == "visualize" else [args[0], root] + args[1:]
+    _one_line_error(run(*args, ok=False), "instances_default.json", f"says {2 ** 40}x{2 ** 40}", "96x64")
+    assert _digest(root) == before and not list(tmp_path.glob("out*"))

@@ -106,8 +106,9 @@ def _image_to_copy(rec: ImageRecord):
         raise ImageError(f"{name}: {info.kind.upper()} file without its end marker (cut short): not copied")
     size = info.size(rec.meta.get("orient", False))
     if rec.width > 0 and (rec.width, rec.height) != tuple(size):
-        raise ImageError(f"{name}: the image is {size[0]}x{size[1]} but {where} says {rec.width}x{rec.height}: "
-                         f"not copied")
+        raise ImageError(f"{where}: the annotation says {rec.width}x{rec.height} but the image {name} is "
+                         f"{size[0]}x{size[1]} (boxes would not fit the pixels; see dsprep info, --exif): not "
+                         f"converted")
     return rec.image_path if data is None else data
 
 
