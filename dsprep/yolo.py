@@ -443,10 +443,11 @@ def _label_files(layout: YoloLayout, split: YoloSplit) -> List[str]:
     return out
 
 
-def _sample_fields(layout: YoloLayout, limit: int = 20) -> Optional[int]:
-    """The field count of the first label lines found (for telling YOLO from YOLO-OBB); None when no label has a
-    line."""
-    seen = 0
+def _sample_fields(layout: YoloLayout, limit: int = 20) -> List[int]:
+    """The field counts of the first line of the first ``limit`` label files, in name order (so the answer never
+    depends on the order the file system lists a folder in); ``[]`` when no label has a line."""
+    counts: List[int] = []
+    looked = 0
     for split in layout.splits:
         folders = [Path(label_path(str(s / "x.jpg"))).parent for s in split.sources if s.is_dir()]
         if not folders:
@@ -454,26 +455,28 @@ def _sample_fields(layout: YoloLayout, limit: int = 20) -> Optional[int]:
         for folder in dict.fromkeys(folders):
             if not folder.is_dir():
                 continue
-            with os.scandir(folder) as it:
-                for e in it:
-                    if not e.name.endswith(".txt") or e.name.lower() in _NOT_LABELS or not e.is_file():
-                        continue
-                    try:
-                        with open(e.path, "rb") as f:
-                            head = f.read(4096)
-                    except OSError:
-                        continue
-                    for line in head.splitlines():
-                        if line.split():
-                            return len(line.split())
-                    seen += 1
-                    if seen >= limit:
-                        return None
-    return None
+            try:
+                names = sorted(n for n in os.listdir(folder) if n.endswith(".txt") and n.lower() not in _NOT_LABELS)
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    with open(folder / name, "rb") as f:
+                        head = f.read(4096)
+                except OSError:  # (a folder named *.txt, an unreadable file)
+                    continue
+                first = next((line.split() for line in head.splitlines() if line.split()), None)
+                if first is not None:
+                    counts.append(len(first))
+                looked += 1
+                if looked >= limit:
+                    return counts
+    return counts
 
 
 def detect_kind(path: Path) -> Optional[str]:
-    """``"yolo"``, ``"yolo-obb"`` or None: the layout, and the field count of the first label lines."""
+    """``"yolo"``, ``"yolo-obb"`` or None: the layout, and the field counts of the first label lines.  A line of
+    another count (6 values: a results file with confidences) does not decide: the reader names it."""
     try:
         layout = find_layout(Path(path))
     except DsprepError:
@@ -483,14 +486,18 @@ def detect_kind(path: Path) -> Optional[str]:
         return "yolo" if root.is_dir() and (root / "images").is_dir() | (root / "labels").is_dir() else None
     if layout is None:
         return None
-    n = _sample_fields(layout)
-    if n == 9:
+    counts = _sample_fields(layout)
+    flat = layout.kind == "flat"
+    obb = counts.count(9)
+    boxes = sum(1 for n in counts if n == 5 or (n >= 7 and n % 2 == 1 and n != 9 and not flat))
+    if obb > boxes:
         return "yolo-obb"
-    if n == 5 or (n is not None and n >= 7 and n % 2 == 1 and layout.kind != "flat"):
+    if boxes:
         return "yolo"  # (segmentation polygons: read as YOLO, whose reader names each such line)
-    if n is None:
-        # a flat folder needs labels that look like YOLO to be told from any folder with a classes.txt
-        return "yolo" if layout.kind != "flat" else None
+    if not counts or not flat:
+        # a flat folder needs labels that look like YOLO to be told from any folder with a classes.txt; a YOLO
+        # layout whose lines are all of another count is still YOLO, and its reader names the lines
+        return "yolo" if not flat else None
     return None
 
 

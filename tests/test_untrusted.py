@@ -560,3 +560,24 @@ def test_coco_image_size_contradicted_by_its_header(tmp_path, command):
     args = args[:2] + [root] + args[2:] if args[0] == "visualize" else [args[0], root] + args[1:]
     _one_line_error(run(*args, ok=False), "instances_default.json", f"says {2 ** 40}x{2 ** 40}", "96x64")
     assert _digest(root) == before and not list(tmp_path.glob("out*"))
+
+
+# ---- YOLO: detection never depends on the order a folder is listed in ------------------------------------------------
+
+@pytest.mark.parametrize("name", ["000000000000.txt", "zzzzzzzzzzzz.txt"])  # read first, read last
+@pytest.mark.parametrize("line", ["0 0.5 0.5 0.2 0.2 0.93", "2 0.1 0.1 0.2 0.1 0.2 0.2"])  # confidence; 3 points
+def test_yolo_line_of_six_values_is_named_whatever_the_file_order(tmp_path, name, line):
+    import shutil
+    root = tmp_path / "yolo"
+    shutil.copytree(DATA / "yolo_ultralytics", root)
+    label = root / "labels" / "train" / name
+    label.write_text(line + "\n")
+    shutil.copy(next((root / "images" / "train").glob("*.jpg")), root / "images" / "train" / (label.stem + ".jpg"))
+    from dsprep.dataset import detect_format
+    assert detect_format(root) == "yolo"
+    before = _digest(root)
+    _one_line_error(run("info", root, ok=False), f"{name}:1")
+    res = run("convert", root, "--to", "coco", "--out", tmp_path / "out", "--on-error", "skip", "--json")
+    assert [s["input"] for s in json.loads(res.stdout)["skipped"]] == [f"{label}:1"]
+    assert _digest(root) == before
+
