@@ -581,3 +581,26 @@ def test_yolo_line_of_six_values_is_named_whatever_the_file_order(tmp_path, name
     assert [s["input"] for s in json.loads(res.stdout)["skipped"]] == [f"{label}:1"]
     assert _digest(root) == before
 
+
+
+@pytest.mark.parametrize("entry", ["../private/holiday.jpg", "ABS/private/holiday.jpg"])
+def test_yolo_list_file_naming_an_image_outside_the_data_set_is_refused(tmp_path, private, entry):
+    import shutil
+    root = tmp_path / "ds"
+    shutil.copytree(DATA / "yolo_darknet_cvat", root)
+    (root / "obj_train_data" / "holiday.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    with open(root / "train.txt", "a") as f:
+        f.write(entry.replace("ABS/", str(tmp_path) + "/") + "\n")
+    before = {**_digest(root), **_digest(private)}
+    for args in (["info", root], ["convert", root, "--to", "coco", "--out", tmp_path / "out"]):
+        _one_line_error(run(*args, ok=False), "train.txt:3", "lies outside the data set")
+    assert {**_digest(root), **_digest(private)} == before and not (tmp_path / "out").exists()
+
+
+def test_yolo_list_file_written_on_another_machine_is_found_inside(tmp_path):
+    import shutil
+    root = tmp_path / "ds"
+    shutil.copytree(DATA / "yolo_darknet_cvat", root)
+    (root / "train.txt").write_text("/content/data/obj_train_data/frame_000000.jpg\n"
+                                    "/content/data/obj_train_data/frame_000001.jpg\n")
+    assert "images: 2" in run("info", root).output
