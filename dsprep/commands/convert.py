@@ -63,7 +63,7 @@ def convert(dataset, target, out, overwrite, common):
         records, renamed = unique_names(ds.records, writer)
         if renamed:
             summary.add("renamed_duplicate_name", renamed)
-        opts = ConvertOptions(out=str(out_dir), writer=writer)
+        opts = ConvertOptions(out=str(out_dir), writer=writer, image_files=ds.image_getter is None)
         done = [item[0] for item, r in run_jobs(convert_one, [(r, opts) for r in records], summary, common,
                                                 "converting", name_of=lambda it: it[0].image_path) if r is not None]
         for kind, n in write_dataset_files(out_dir, writer, done).items():

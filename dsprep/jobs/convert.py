@@ -31,6 +31,7 @@ LOSSY = {
 class ConvertOptions:
     out: str
     writer: FormatWriter
+    image_files: bool = True  # False for a packed source: its pixels are inside the pack, no file is copied
 
 
 def account_attrs(rec: ImageRecord, writer: FormatWriter) -> Tuple[ImageRecord, Dict[str, int]]:
@@ -70,6 +71,8 @@ def convert_one(args) -> dict:
     for rel, data in files.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / rel, data)
+    if not opts.image_files:
+        return {"images": 1, "objects": len(rec), **lossy}
     image = out / opts.writer.image_path(rec)
     source = _image_to_copy(rec)
     image.parent.mkdir(parents=True, exist_ok=True)
