@@ -5,6 +5,7 @@ containers and scalars) is ever unpickled.  A pickle naming any other class or f
 from __future__ import annotations
 
 import pickle
+import threading
 from typing import Dict, Tuple
 
 import numpy as np
@@ -45,6 +46,28 @@ def _dtype(*args):
     return _check_dtype(np.dtype(*args))
 
 
+# The dtypes the load under way has put to use (in an array, a scalar, or inside another dtype), by id: numpy lets
+# ``__setstate__`` change a flexible dtype's item size, so a state set on a dtype after an array was made with it
+# would make that array reach past its buffer.  Such a state is refused.
+_LOAD = threading.local()
+
+
+def _use(dt: object) -> np.dtype:
+    """``dt`` checked (:func:`_check_dtype`) and marked as used, with every dtype inside it."""
+    dt = _check_dtype(dt)
+    used = getattr(_LOAD, "used", None)
+    if used is not None:
+        stack = [dt]
+        while stack:
+            d = stack.pop()
+            if id(d) not in used:
+                used[id(d)] = d  # (kept alive, so no id is reused during the load)
+                if d.subdtype is not None:
+                    stack.append(d.subdtype[0])
+                stack.extend(f[0] for f in (d.fields or {}).values())
+    return dt
+
+
 if int(np.__version__.split(".")[0]) >= 2:
     from numpy._core import multiarray as _multiarray, numeric as _numeric
 else:  # pragma: no cover - numpy 1.x
@@ -53,21 +76,21 @@ else:  # pragma: no cover - numpy 1.x
 
 def _ndarray(shape, dtype=float, *args, **kwargs):
     """``numpy.ndarray`` as a pickle may call it (and name it as the type ``_reconstruct`` makes)."""
-    return np.ndarray(shape, _check_dtype(np.dtype(dtype)), *args, **kwargs)
+    return np.ndarray(shape, _use(np.dtype(dtype)), *args, **kwargs)
 
 
 def _reconstruct(subtype, shape, dtype):
     if subtype is not _ndarray:
         raise _Refused(f"makes an array of type {getattr(subtype, '__name__', type(subtype).__name__)}")
-    return _multiarray._reconstruct(np.ndarray, shape, _check_dtype(dtype))
+    return _multiarray._reconstruct(np.ndarray, shape, _use(dtype))
 
 
 def _frombuffer(buf, dtype, shape, order):
-    return _numeric._frombuffer(buf, _check_dtype(dtype), shape, order)
+    return _numeric._frombuffer(buf, _use(dtype), shape, order)
 
 
 def _scalar(dtype, *args):
-    return _multiarray.scalar(_check_dtype(dtype), *args)
+    return _multiarray.scalar(_use(dtype), *args)
 
 
 def _numpy_pickle_globals() -> Dict[Tuple[str, str], object]:
@@ -115,10 +138,9 @@ class _CacheUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD ste
         state = self.stack[-1]
         inst = self.stack[-2]
         if isinstance(inst, np.dtype):
-            if id(inst) in self._built:
-                raise _Refused("sets the state of a dtype twice")
-            self._built.add(id(inst))
-            self._keep.append(inst)
+            if id(inst) in _LOAD.used:  # (a dtype is used once its state is set: never set twice)
+                raise _Refused("sets the state of a dtype already in use (its item size could change under an "
+                               "array)")
             if not (isinstance(state, tuple) and len(state) >= 8 and isinstance(state[7], int)):
                 raise _Refused("holds a dtype state that is not what numpy writes")
             if state[7] & _POINTER_FLAGS:
@@ -126,19 +148,21 @@ class _CacheUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD ste
         elif type(inst) is np.ndarray:
             if not (isinstance(state, tuple) and len(state) in (4, 5)):
                 raise _Refused("holds an array state that is not what numpy writes")
-            _check_dtype(state[-3])
+            _use(state[-3])
         else:
             raise _Refused(f"sets the state of a {type(inst).__name__}")
         pickle._Unpickler.load_build(self)
         if isinstance(inst, np.dtype):
-            _check_dtype(inst)
+            _use(inst)
 
     dispatch[pickle.BUILD[0]] = load_build
 
     def load(self):
-        self._built: set = set()
-        self._keep: list = []  # the dtypes whose ids are in _built stay alive, so no id is reused
-        return super().load()
+        _LOAD.used = {}
+        try:
+            return super().load()
+        finally:
+            _LOAD.used = None
 
 
 def read_pickle(path) -> object:

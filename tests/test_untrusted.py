@@ -77,6 +77,33 @@ ATTACKS = {
 }
 
 
+def _resized_after_use() -> bytes:
+    """A pickle written opcode by opcode: a ``V8`` dtype, an 8-byte array made with it, then a second
+    ``__setstate__`` on the same dtype that makes its items 1 MiB: the array then reaches 1 MiB past its buffer."""
+    def text(t):
+        return b"X" + struct.pack("<I", len(t)) + t.encode()
+
+    def state(size):
+        return b"(" + b"K\x03" + text("|") + b"NNN" + b"J" + struct.pack("<i", size) + b"K\x01K\x00" + b"t"
+
+    return (b"\x80\x03]q\x00" + b"cnumpy\ndtype\n" + text("V8") + b"\x89\x88\x87Rq\x01" + state(8) + b"b0"
+            + b"cnumpy._core.numeric\n_frombuffer\n(C\x0812345678h\x01K\x01\x85" + text("C") + b"tRa"
+            + b"h\x01" + state(1 << 20) + b"b0.")
+
+
+def test_a_dtype_resized_after_an_array_uses_it_is_refused(tmp_path):
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(_resized_after_use())
+    # the attack is real: unguarded, the array claims 1 MiB over its 8-byte buffer (looked at in another process:
+    # reading it reads whatever memory follows)
+    res = subprocess.run([sys.executable, "-c", "import pickle, sys; a = pickle.load(open(sys.argv[1], 'rb'))[0]; "
+                          "print(a.nbytes)", str(evil)], capture_output=True, text=True, timeout=60)
+    assert res.stdout.split() == [str(1 << 20)], res.stderr  # (the file holds 8 bytes for it: C\x0812345678)
+    res = _dsprep("info", evil)
+    assert res.returncode > 0
+    _one_line_error(res, str(evil), "already in use")
+
+
 @pytest.fixture(scope="module")
 def good_pickle(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pk")
@@ -604,3 +631,10 @@ def test_yolo_list_file_written_on_another_machine_is_found_inside(tmp_path):
     (root / "train.txt").write_text("/content/data/obj_train_data/frame_000000.jpg\n"
                                     "/content/data/obj_train_data/frame_000001.jpg\n")
     assert "images: 2" in run("info", root).output
+
+
+def test_convert_from_a_pack_still_writes_its_annotations(packs, tmp_path):
+    """A packed source holds its pixels inside itself: convert writes the labels, copies no file, refuses nothing."""
+    res = run("convert", packs / "good.h5", "--to", "yolo", "--out", tmp_path / "y", "--json")
+    assert json.loads(res.stdout)["counts"]["images"] == 2
+    assert sorted(p.name for p in (tmp_path / "y").rglob("*.txt")) == ["a.txt", "b.txt"]
