@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -171,12 +171,20 @@ def detect(path: Path) -> bool:
 
 def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Dataset:
     """All records of a DOTA folder; image sizes come from the image headers."""
-    if split is not None:
+    from .splits import membership, read_lists
+    lists = read_lists(Path(root) / SPLIT_LISTS)  # DOTA has none of its own: dsprep writes them (see Writer)
+    if split is not None and split not in lists:
         from .core import DatasetError
-        raise DatasetError(f"{root}: a DOTA folder has no split lists (--split {split}); give the split's folder")
+        if not lists:
+            raise DatasetError(f"{root}: a DOTA folder has no split lists (--split {split}); give the split's "
+                               f"folder")
+        raise DatasetError(f"{root}: no split '{split}' (available: {', '.join(sorted(lists))})")
+    member = membership(lists)
     items, labels_dir, _ = dota_items(root)
     if not items:
         raise DatasetError(f"{root}: data set is empty (no labels or images)")
+    if split is not None:
+        items = [it for it in items if split in member.get(it[0], ())]
     ds = Dataset(root, "dota")
     for stem, label, image in wrap(items):
         if label is None:
@@ -195,16 +203,33 @@ def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
         else:
             rec.image_path = image
         rec.meta["annotation_path"] = label
+        if split is not None:
+            rec.split = split
+        elif stem in member:
+            from .splits import set_splits
+            set_splits(rec, member[stem])
         ds.records.append(rec)
         ds.problems.extend(problems)
     ds.classes = decide_classes(ds.records)
     return ds
 
 
+SPLIT_LISTS = "ImageSets"  # dsprep's split lists of a DOTA folder: ImageSets/<split>.txt, one image name a line
+
+
 class Writer(FormatWriter):
-    """DOTA folder: ``images/`` + ``labelTxt/<name>.txt``; boxes become clockwise quads (nothing is lost)."""
+    """DOTA folder: ``images/`` + ``labelTxt/<name>.txt``; boxes become clockwise quads (nothing is lost).  DOTA
+    has no split files: the splits of the records are written as ``ImageSets/<split>.txt`` lists (one image name a
+    line, an image in every list it is in), which dsprep reads back (DOTA tools ignore them)."""
 
     NAME = NAME
+    KEEPS_FLAGS = frozenset({"difficult"})
+    MULTI_SPLIT = True
+
+    def finish(self, records: Sequence[ImageRecord]) -> dict:
+        from .outputs import safe_name
+        from .splits import list_files, lists_by_split
+        return list_files(lists_by_split(records, lambda r: safe_name(r.stem)), SPLIT_LISTS)
 
     def image_path(self, rec: ImageRecord) -> str:
         from .outputs import safe_name

@@ -308,10 +308,11 @@ def find_voc_parts(root: Path) -> List[VocPart]:
 
 
 def _read_split(path: Path) -> List[str]:
+    from .splits import strip_comment
     ids = []
     with open(path, encoding="utf-8-sig") as f:
         for line in f:
-            tok = line.split()
+            tok = strip_comment(line).split()
             if not tok:
                 continue
             if len(tok) > 1 and tok[1] == "-1":  # per-class lists mark negatives with -1
@@ -360,6 +361,7 @@ class VocItem(NamedTuple):
     split: Optional[str]
     img_dir: str
     problems: Tuple[Problem, ...] = ()
+    splits: Tuple[str, ...] = ()  # every split list naming it, the primary split first (see dsprep.splits)
 
 
 def iter_voc_items(root: Path, split: Optional[str] = None) -> Iterator[VocItem]:
@@ -382,26 +384,34 @@ def iter_voc_items(root: Path, split: Optional[str] = None) -> Iterator[VocItem]
         with os.scandir(ann_dir) as it:
             xml_index = {e.name[:-4]: e.path for e in it if e.name.lower().endswith(".xml")}
         images = _image_index(part.img_dir)
-        rec_split = part.split_name or split
+        # every split list of the part (without --split too: the lists are part of the data set)
+        member: Dict[str, List[str]] = {}
+        if part.split_name is None and part.sets_dir is not None and part.sets_dir.is_dir():
+            from .splits import membership
+            member = membership({s: _read_split(part.sets_dir / f"{s}.txt") for s in available_splits([part])})
         if split is not None and part.split_name is None:
             list_file = part.sets_dir / f"{split}.txt" if part.sets_dir is not None else None
             if list_file is None or not list_file.is_file():
                 continue
             stems = list(dict.fromkeys(_read_split(list_file)))
         else:
-            stems = sorted(xml_index)
+            stems = sorted(set(xml_index) | {m for m in member if m in images})
         hint = img_dir if part.img_dir.is_dir() else ann_dir
         for stem in stems:
             xml = xml_index.get(stem)
             img = images.get(stem)
-            problems = () if xml is not None else (
+            # with --split the records are that split's (what was asked for); without, each in all its lists
+            of = (part.split_name or split,) if (part.split_name or split) else tuple(member.get(stem, ()))
+            problems = () if (xml is not None or img is not None) else (
                 Problem("listed_without_annotation", os.path.join(ann_dir, f"{stem}.xml"),
-                        f"'{stem}' is listed in split '{split}' but has no annotation"),)
-            yield VocItem(xml, os.path.join(img_dir, img) if img else None, stem, rec_split, hint, problems)
+                        f"'{stem}' is listed in split '{split or of[0]}' but has neither an annotation nor an "
+                        f"image"),)
+            yield VocItem(xml, os.path.join(img_dir, img) if img else None, stem, of[0] if of else None, hint,
+                          problems, of)
         if split is None:
-            for stem in sorted(set(images) - set(xml_index)):
+            for stem in sorted(set(images) - set(xml_index) - set(member)):
                 path = os.path.join(img_dir, images[stem])
-                yield VocItem(None, path, stem, rec_split, hint,
+                yield VocItem(None, path, stem, part.split_name, hint,
                               (Problem("image_without_annotation", path, "no XML annotation"),))
 
 
@@ -425,9 +435,25 @@ def load_voc_item(item: VocItem) -> Tuple[ImageRecord, List[Problem]]:
         rec.image_path = os.path.join(item.img_dir, base or f"{stem}.jpg")
     else:
         rec.image_path = image
-    rec.split = item.split
     rec.meta["stem"] = stem
+    _set_item_splits(rec, item)
     return rec, problems
+
+
+def _set_item_splits(rec: ImageRecord, item: VocItem) -> None:
+    from .splits import set_splits
+    if item.splits:
+        set_splits(rec, item.splits)
+    else:
+        rec.split = item.split
+
+
+def listed_image_record(item: VocItem) -> ImageRecord:
+    """An image a split list names that has no annotation file: an image without objects (VOC allows it); its
+    size comes from the image header (``meta["no_annotation"]``: no size to compare it with)."""
+    rec = ImageRecord(item.image, 0, 0, meta={"stem": item.stem, "no_annotation": True})
+    _set_item_splits(rec, item)
+    return rec
 
 
 def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
@@ -454,6 +480,8 @@ def load(path: Path, split: Optional[str], policy, wrap) -> Dataset:
     for item in items:
         ds.problems.extend(item.problems)
         if item.xml is None:
+            if item.image is not None and (item.splits or split is not None):
+                ds.records.append(listed_image_record(item))
             continue
         _, result, err = next(results)
         if err is not None:
@@ -501,6 +529,10 @@ class Writer(FormatWriter):
             if bent:
                 lossy["polygon_to_box"] = bent
             box_rec.polygons = None
+        two = box_rec.difficult == 2
+        if two.any():  # DOTA's "mostly cut away" (2): not a VOC value; difficult (as DOTA scores it) and truncated
+            box_rec.difficult = np.where(two, 1, box_rec.difficult).astype(np.uint8)
+            box_rec.truncated = box_rec.truncated | two
         box_rec.image_path = os.path.basename(self.image_path(rec))
         box_rec, problems = clip_boxes(box_rec, rec.image_path)
         clipped = sum(p.kind == "clipped_box" for p in problems)
@@ -508,12 +540,16 @@ class Writer(FormatWriter):
             lossy["clipped_box"] = clipped
         return {f"Annotations/{_safe_stem(rec)}.xml": format_voc(box_rec)}, lossy
 
+    KEEPS_FLAGS = frozenset({"difficult", "truncated"})
+    MULTI_SPLIT = True  # an image is written into every split list it is in (see dsprep.splits)
+
     def finish(self, records: Sequence[ImageRecord]) -> dict:
-        by_split: Dict[str, List[str]] = {}
-        for rec in records:
-            by_split.setdefault(rec.split or "trainval", []).append(_safe_stem(rec))
-        return {f"ImageSets/Main/{split}.txt": "".join(f"{i}\n" for i in ids).encode("utf-8")
-                for split, ids in by_split.items()}
+        from .splits import list_files, lists_by_split
+        by_split = lists_by_split(records, _safe_stem)
+        rest = [_safe_stem(r) for r in records if r.split is None]
+        if rest:
+            by_split.setdefault("trainval", []).extend(rest)
+        return list_files(by_split, "ImageSets/Main")
 
 
 def _safe_stem(rec: ImageRecord) -> str:
