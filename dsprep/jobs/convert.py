@@ -85,6 +85,11 @@ def convert_one(args) -> dict:
     if not np.isfinite(rec.boxes).all():
         raise DsprepError(f"{rec.meta.get('annotation_path') or rec.image_path}: the image size is unknown (its "
                           f"image could not be read), so its normalized coordinates cannot be converted")
+    if not os.path.isfile(rec.image_path):  # never an annotation whose image silently stays behind
+        from ..core import ImageError
+        where = rec.meta.get("annotation_path")
+        raise ImageError(f"{rec.image_path}: image not found" + (f" (named by {where})" if where else "")
+                         + ": not converted")
     rec, lossy = account_attrs(rec, opts.writer)
     lossy.update(lost_flags(rec, opts.writer))
     files, more = opts.writer.record_files(rec)
