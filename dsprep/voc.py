@@ -67,7 +67,7 @@ def _coord(text: str, shift: bool) -> float:
     Long texts are exact decimals written by :func:`_shifted` for values whose ``+1`` is not exact in binary
     floating point; they are parsed exactly so the round trip is lossless.
     """
-    if len(text) <= 24:
+    if len(text) <= 18 or sum(c.isdigit() for c in text) <= 17:
         v = float(text)
         return v - 1.0 if shift else v
     d = Decimal(text.strip())
@@ -75,11 +75,17 @@ def _coord(text: str, shift: bool) -> float:
 
 
 def _shifted(v: float) -> str:
-    """The text of ``v + 1`` that :func:`_coord` reads back as exactly ``v``."""
+    """The shortest text of ``v + 1`` that :func:`_coord` reads back as exactly ``v`` (``2.99999999999999978``,
+    not the 55 digits of the exact sum, for ``v = 1.9999999999999998``)."""
     y = float(v) + 1.0
     if y - 1.0 == v:
         return _num(y)
-    return format(_EXACT.add(Decimal(float(v)), 1), "f")
+    exact = _EXACT.add(Decimal(float(v)), 1)
+    for digits in range(15, 60):
+        text = format(Context(prec=digits).plus(exact), "f")
+        if _coord(text, shift=True) == v:
+            return text
+    return format(exact, "f")
 
 
 def _coords_slow(texts: dict, source: str, k: int, name: str) -> List[float]:
@@ -100,7 +106,8 @@ def _coords_slow(texts: dict, source: str, k: int, name: str) -> List[float]:
 
 
 def _degenerate(source: str, k: int, name: str, box: List[float]) -> Problem:
-    """``xmax <= xmin`` or ``ymax <= ymin`` in the file's own (1-based) numbers."""
+    """``xmax < xmin`` or ``ymax < ymin`` in the file's own (1-based, inclusive) numbers: no pixel wide or high
+    (``xmin == xmax`` is one pixel, as the VOC devkit counts it: ``xmax - xmin + 1``)."""
     return Problem("degenerate_box", source, f"object {k} ({name}): xmin={_shifted(box[0])} "
                                              f"ymin={_shifted(box[1])} xmax={_num(box[2])} ymax={_num(box[3])}")
 
@@ -110,7 +117,8 @@ def parse_voc(data: bytes, source: str = "<xml>") -> Tuple[ImageRecord, List[Pro
 
     ``<part>`` sub-objects are ignored.  A missing ``<size>`` gives ``width == height == 0`` (the data set reader
     fills it from the image header).  Boxes are *not* clipped here (the size may be unknown): see
-    :func:`clip_boxes`.  Degenerate boxes (``xmax <= xmin`` or ``ymax <= ymin`` in the file) are reported.
+    :func:`clip_boxes`.  Degenerate boxes (``xmax < xmin`` or ``ymax < ymin`` in the file, 1-based inclusive, so
+    no pixel wide or high) are reported.
     """
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise ParseError(f"{source}: XML with a DOCTYPE/entity declaration is refused (possible entity attack)")
@@ -173,16 +181,16 @@ def _from_root(root, source: str) -> Tuple[ImageRecord, List[Problem]]:
         texts = {c.tag: c.text for c in bb}
         try:  # fast path: short finite numbers (long ones may be exact decimals, see _shifted)
             t0, t1 = texts["xmin"], texts["ymin"]
-            if len(t0) > 24 or len(t1) > 24:
+            if len(t0) > 18 or len(t1) > 18:
                 raise ValueError
             box = [float(t0) - 1.0, float(t1) - 1.0, float(texts["xmax"]), float(texts["ymax"])]
-            if not (box[2] > box[0] + 1 and box[3] > box[1] + 1):  # degenerate, or not finite
+            if not (box[2] > box[0] and box[3] > box[1]):  # degenerate, or not finite
                 if not all(map(math.isfinite, box)):
                     raise ValueError
                 problems.append(_degenerate(source, k, name, box))
         except (KeyError, ValueError, TypeError):
             box = _coords_slow(texts, source, k, name)
-            if not (box[2] > box[0] + 1 and box[3] > box[1] + 1):
+            if not (box[2] > box[0] and box[3] > box[1]):
                 problems.append(_degenerate(source, k, name, box))
         coords.append(box)
         names.append(name)
@@ -491,8 +499,40 @@ def load(path: Path, split: Optional[str], policy, wrap) -> Dataset:
         rec, probs = result
         ds.records.append(rec)
         ds.problems.extend(probs)
-    ds.classes = decide_classes(ds.records + (_other_records(path, items) if split is not None else []))
+    declared, ids = read_class_file(Path(path) / CLASS_FILE)
+    ds.classes = decide_classes(ds.records + (_other_records(path, items) if split is not None else []),
+                                declared=declared)
+    if ids:
+        ds.meta["category_ids"] = ids
     return ds
+
+
+# VOC declares no class list: dsprep writes one beside the data set (class-index order; with the COCO category
+# ids it came with, ``name id``) and reads it back as the declared list, so round trips keep order and ids.
+CLASS_FILE = "labels.txt"
+
+
+def read_class_file(path: Path) -> Tuple[Optional[List[str]], Dict[str, int]]:
+    """``(class names in order, {name: id})`` of a ``labels.txt`` (``(None, {})`` when there is none).  A line is
+    ``name`` or, when every line ends with an integer, ``name id``; blank lines and ``# comments`` are skipped."""
+    if not path.is_file():
+        return None, {}
+    from .splits import read_list
+    try:
+        lines = read_list(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ParseError(f"{path}: cannot read the class list ({e})") from e
+    parts = [ln.rsplit(None, 1) for ln in lines]
+    if lines and all(len(p) == 2 and p[1].lstrip("-").isdigit() for p in parts):
+        return [p[0] for p in parts], {p[0]: int(p[1]) for p in parts}
+    return lines, {}
+
+
+def format_class_file(classes: Sequence[str], ids: Optional[Dict[str, int]] = None) -> bytes:
+    """The ``labels.txt`` of :func:`read_class_file`: one class a line, ``name id`` when every class has an id."""
+    ids = ids or {}
+    with_ids = bool(classes) and all(c in ids for c in classes)
+    return "".join(f"{c} {ids[c]}\n" if with_ids else f"{c}\n" for c in classes).encode("utf-8")
 
 
 def _other_records(path: Path, selected: Sequence[VocItem]) -> List[ImageRecord]:
@@ -549,7 +589,8 @@ class Writer(FormatWriter):
         rest = [_safe_stem(r) for r in records if r.split is None]
         if rest:
             by_split.setdefault("trainval", []).extend(rest)
-        return list_files(by_split, "ImageSets/Main")
+        ids = (self.options.get("dataset_meta") or {}).get("category_ids")
+        return {**list_files(by_split, "ImageSets/Main"), CLASS_FILE: format_class_file(self.classes, ids)}
 
 
 def _safe_stem(rec: ImageRecord) -> str:

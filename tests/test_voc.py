@@ -50,8 +50,8 @@ def test_missing_size_and_no_objects():
 
 
 def test_degenerate_box_reported():
-    _, problems = parse_voc(voc_xml(objects=[("a", (10, 10, 10, 20)), ("b", (5, 30, 9, 20))]))
-    assert [p.kind for p in problems] == ["degenerate_box", "degenerate_box"]
+    _, problems = parse_voc(voc_xml(objects=[("a", (10, 10, 9, 20)), ("b", (5, 30, 9, 20)), ("one", (7, 7, 7, 7))]))
+    assert [p.detail.split(" ")[2] for p in problems] == ["(a):", "(b):"]  # xmin == xmax is one pixel (1-based)
 
 
 @pytest.mark.parametrize("data, message", [
@@ -190,7 +190,7 @@ def test_image_size_from_header(tmp_path, channels, ext):
 
 
 def test_problems_found(tmp_path):
-    root = write_voc_tree(tmp_path / "d", {"a": (40, 30, [("cat", (0, 1, 50, 10)), ("cat", (9, 9, 9, 12))])})
+    root = write_voc_tree(tmp_path / "d", {"a": (40, 30, [("cat", (0, 1, 50, 10)), ("cat", (9, 9, 8, 12))])})
     (root / "JPEGImages" / "orphan.jpg").write_bytes((root / "JPEGImages" / "a.jpg").read_bytes())
     (root / "Annotations" / "noimg.xml").write_bytes(voc_xml("noimg.jpg", 10, 10))
     s = summarize(load_dataset(root))

@@ -153,7 +153,7 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
     if not hasattr(module, "Writer"):
         raise click.BadParameter(f"dsprep cannot write {target} data sets; choose one with --to "
                                  f"({', '.join(writable_formats())})", param_hint="--to")
-    writer = module.Writer(ds.classes)
+    writer = module.Writer(ds.classes, {"dataset_meta": ds.meta})  # class ids (COCO, VOC's labels.txt) kept
     summary = start_summary("tile", ds)
     lossy = {}
     jobs, bad = plan_record_jobs(ds.records, rates, 2 if common.scheduler else parse_workers(common.workers), size,
@@ -177,6 +177,10 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
         write_dataset_files(out_dir, writer, records)
     finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
            (["empty_skipped"] if skip_empty else []) + sorted(lossy), common)
+    from ..jobs.convert import LOSSY
+    for kind in ("remnant_dropped", "difficult_not_kept", "truncated_not_kept", "split_membership_not_kept"):
+        if summary.counts.get(kind):
+            click.echo(f"  {kind}: {summary.counts[kind]} ({LOSSY[kind].format(target=target.upper())})", err=True)
 
 
 @click.command("merge-dota")
