@@ -385,8 +385,8 @@ def _with_flags(extra: Optional[dict], difficult: int, truncated: bool) -> Optio
     attrs = dict((extra or {}).get("attributes") or {}) if isinstance((extra or {}).get("attributes"), dict) else {}
     for key, value in (("difficult", (True if difficult == 1 else int(difficult)) if difficult else False),
                        ("truncated", bool(truncated))):
-        if value or key in attrs:
-            attrs[key] = value
+        if (value or key in attrs) and _flag_value(attrs.get(key)) != _flag_value(value):
+            attrs[key] = value  # (a value already meaning the same, e.g. "true", is left as written)
     if not attrs:
         return extra
     return {**(extra or {}), "attributes": attrs}
