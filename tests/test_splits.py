@@ -171,3 +171,73 @@ def test_eval_refuses_when_two_splits_fit_alike(shared, tmp_path):
         f.unlink()
     out = run_cli("eval", gt, res, ok=False)
     assert out.exit_code == 2 and "--split (val, val2)" in out.output and "Traceback" not in out.output
+
+
+# ---- tile, tile-dota, crop, synth --append, packing -----------------------------------------------------------
+
+def test_tile_keeps_every_split_and_both_memberships(tmp_path):
+    src = voc_with_splits(tmp_path / "voc")
+    run_cli("tile", src, "--out", tmp_path / "t", "--size", "32", "--gap", "0", "-q")
+    lists = {p.stem: set(read_list(p)) for p in (tmp_path / "t" / "ImageSets" / "Main").glob("*.txt")}
+    assert set(lists) == {"train", "val", "trainval", "test"}
+    source = lambda tile: tile.split("__")[0]  # noqa: E731
+    assert {k: {source(t) for t in v} for k, v in lists.items()} == {k: set(v) for k, v in SPLITS.items()}
+    assert lists["trainval"] == lists["train"] | lists["val"]
+    run_cli("tile", src, "--out", tmp_path / "y", "--size", "32", "--gap", "0", "--to", "yolo", "-q")
+    assert sorted(p.name for p in (tmp_path / "y" / "images").iterdir()) == ["test", "train", "val"]
+
+
+def test_tile_dota_keeps_the_split_lists_of_its_source(tmp_path):
+    src = voc_with_splits(tmp_path / "voc")
+    run_cli("convert", src, "--to", "dota", "--out", tmp_path / "dota")
+    assert read_list(tmp_path / "dota" / "ImageSets" / "trainval.txt") == list("abcde")
+    run_cli("tile-dota", tmp_path / "dota", "--out", tmp_path / "t", "--size", "32", "--gap", "0", "-q")
+    lists = {p.stem: read_list(p) for p in (tmp_path / "t" / "ImageSets").glob("*.txt")}
+    tiles = sorted(p.stem for p in (tmp_path / "t" / "images").iterdir())
+    assert set(lists) == set(SPLITS)
+    for split, stems in SPLITS.items():
+        assert lists[split] == [t for t in tiles if t.split("__")[0] in stems]
+    ds = load_dataset(tmp_path / "t", split="val")
+    assert {r.stem.split("__")[0] for r in ds.records} == {"d", "e"}
+
+
+def test_crop_lists_each_splits_crops(tmp_path):
+    src = voc_with_splits(tmp_path / "voc")
+    run_cli("crop", src, "--out", tmp_path / "c", "--backgrounds", tmp_path / "bg", "--max-blanked", "0.99", "-q")
+    lists = {p.stem: read_list(p) for p in (tmp_path / "c" / "ImageSets").glob("*.txt")}
+    assert lists["val"] == ["cat/d_0.png", "dog/d_1.png", "cat/e_0.png", "dog/e_1.png"]
+    assert len(lists["trainval"]) == 10 and lists["test"] == ["cat/f_0.png", "dog/f_1.png"]
+    assert all((tmp_path / "c" / f).is_file() for v in lists.values() for f in v)
+    assert read_list(tmp_path / "bg" / "ImageSets" / "train.txt") == ["a.png", "b.png", "c.png"]
+    # a split's crops feed synth alone; the lists are no class folder of their own
+    run_cli("synth", "--backgrounds", tmp_path / "bg", "--objects", tmp_path / "c", "--out", tmp_path / "s",
+            "-n", "2", "-q")
+    assert set(load_dataset(tmp_path / "s").classes) <= {"cat", "dog"}
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "coco", "voc", "dota"])
+def test_synth_append_keeps_the_splits_already_written(tmp_path, fmt):
+    src = voc_with_splits(tmp_path / "voc")
+    run_cli("crop", src, "--out", tmp_path / "c", "--backgrounds", tmp_path / "bg", "--max-blanked", "0.99", "-q")
+    args = ["synth", "--backgrounds", tmp_path / "bg", "--objects", tmp_path / "c", "--out", tmp_path / "s",
+            "--format", fmt, "-n", "2", "-q"]
+    run_cli(*args, "--split-name", "val")
+    run_cli(*args, "--split-name", "train", "--append")
+    ds = load_dataset(tmp_path / "s")
+    got = {r.stem: r.split for r in ds.records}
+    assert got == {"synth_000000": "val", "synth_000001": "val", "synth_000002": "train", "synth_000003": "train"}
+
+
+@pytest.mark.parametrize("command,suffix", [("voc-to-h5", ".h5"), ("voc-to-pickle", ".pkl")])
+def test_packing_stores_each_images_splits(tmp_path, command, suffix):
+    src = voc_with_splits(tmp_path / "voc")
+    out = tmp_path / f"p{suffix}"
+    run_cli(command, src, out, "--size", "32x32", "-q")
+    ds = load_dataset(out)
+    assert members(ds) == {k: set(v) for k, v in SPLITS.items()}
+    assert {r.stem: r.split for r in ds.records}["d"] == "val"
+    # and the packed images still come from their group
+    assert ds.image_getter(ds.records[0]).shape == (32, 32, 3)
+    from dsprep.hdf5 import DetectionH5
+    (reader,) = DetectionH5.open_splits(out).values()
+    assert reader.image_splits[0] == "train,trainval"
