@@ -586,9 +586,8 @@ class Writer(FormatWriter):
     def finish(self, records: Sequence[ImageRecord]) -> dict:
         from .splits import list_files, lists_by_split
         by_split = lists_by_split(records, _safe_stem)
-        rest = [_safe_stem(r) for r in records if r.split is None]
-        if rest:
-            by_split.setdefault("trainval", []).extend(rest)
+        if not by_split and records:  # a data set without splits: one list of every image, as before
+            by_split["trainval"] = [_safe_stem(r) for r in records]
         ids = (self.options.get("dataset_meta") or {}).get("category_ids")
         return {**list_files(by_split, "ImageSets/Main"), CLASS_FILE: format_class_file(self.classes, ids)}
 
