@@ -492,7 +492,7 @@ def check_complete(data: bytes, name: str, info: Optional[ImageInfo] = None) -> 
 def verify_jpeg(data, name: str) -> List[str]:
     """Check a JPEG's entropy-coded data without keeping its pixels (for callers that store the file's bytes):
     decoded at 1/8 scale in gray (libjpeg still reads every coefficient, and warns as a full decode would, at about
-    a quarter of its cost; see ``benchmarks/bench_jpeg_check.py``).  Raises :class:`ImageError` for a corrupt one;
+    half of its cost; see ``benchmarks/bench_jpeg_check.py``).  Raises :class:`ImageError` for a corrupt one;
     returns the benign warnings.  Other formats: nothing to do."""
     arr = data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
     if arr[:2].tobytes() != b"\xff\xd8":
