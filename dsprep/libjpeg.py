@@ -44,6 +44,16 @@ def _sink() -> int:
     return _SINK.fileno()
 
 
+def _after_fork() -> None:
+    """A forked child gets its own file (a shared one would share its offset with the parent) and a free lock."""
+    global _SINK, _LOCK
+    _SINK, _LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def decode_capturing(fn: Callable[[], T]) -> Tuple[T, List[str]]:
     """``(fn(), libjpeg's lines)``: ``fn`` run with file descriptor 2 captured; lines that are not libjpeg's go on
     to the real standard error."""
@@ -52,13 +62,11 @@ def decode_capturing(fn: Callable[[], T]) -> Tuple[T, List[str]]:
         os.lseek(sink, 0, os.SEEK_SET)
         os.ftruncate(sink, 0)
         saved = os.dup(2)
-        try:
+        try:  # (an interrupt anywhere in here still finds descriptor 2 put back for its one line)
             os.dup2(sink, 2)
-            try:
-                result = fn()
-            finally:
-                os.dup2(saved, 2)
+            result = fn()
         finally:
+            os.dup2(saved, 2)
             os.close(saved)
         n = os.lseek(sink, 0, os.SEEK_END)
         text = os.pread(sink, n, 0).decode("utf-8", "replace") if n else ""
