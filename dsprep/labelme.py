@@ -201,6 +201,10 @@ def read_labelme(path, roots=None) -> Tuple[ImageRecord, List[Problem]]:
     named = rec.image_path.replace("\\", "/")
     image = None
     outside = None
+    if named.lower().endswith(".json"):
+        # labelme's tutorial files name the JSON itself (the image embedded as imageData): the image is the one
+        # beside the file with its stem, never the JSON
+        named = ""
     if named:
         try:
             cand = named_path(named, folder, roots or [folder], path, f"imagePath '{rec.image_path}'")
@@ -595,6 +599,8 @@ class Writer(FormatWriter):
     without a split), ``imagePath`` the image's name, ``imageData`` null."""
 
     NAME = NAME
+    KEEPS_FLAGS = frozenset({"difficult", "truncated"})  # shape flags
+    KEEPS_IMAGE_FLAGS = True
     # rings kept as polygons; masks counted as mask_to_box; boxes clipped when read written as drawn (or counted)
     HANDLES_ATTRS = frozenset({"segmentation", "clipped_box"})
 

@@ -244,12 +244,13 @@ class TemporaryPath:
 
 def copy_file(src: PathLike, dst: PathLike) -> None:
     """Place ``src`` at ``dst``: a hard link when possible (instant, no space), else an atomic copy.  A symbolic
-    link is followed: its target's content is placed (Linux would hard-link the link itself)."""
+    link is followed to its target (linking the link itself would leave a relative link dangling at ``dst``)."""
     dst = Path(dst)
     tmp = _tmp_name(dst)
+    src = os.path.realpath(src)
     try:
         try:
-            os.link(os.path.realpath(src), tmp)
+            os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
