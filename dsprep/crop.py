@@ -18,7 +18,7 @@ def pixel_bounds(boxes: np.ndarray, width: int, height: int, pad: int = 0) -> np
 
 
 def blank_regions(img: np.ndarray, polygons: np.ndarray, value: int = 0) -> np.ndarray:
-    """A copy of ``img`` with every ``(N, K, 2)`` polygon filled with ``value`` (one fillPoly call).
+    """A copy of ``img`` with every ``(N, K, 2)`` polygon filled with ``value`` (overlaps included).
 
     Polygons are expanded outward to whole pixels, so no fringe of the object survives.
     """
@@ -31,7 +31,10 @@ def blank_regions(img: np.ndarray, polygons: np.ndarray, value: int = 0) -> np.n
     # fillPoly treats vertices as pixel centres, inclusive: a box [x0, x1) covers pixels x0..x1-1.
     grown = np.where(poly >= center, grown - 1, grown)
     color = (value,) * (out.shape[2] if out.ndim == 3 else 1)
-    cv2.fillPoly(out, list(grown.astype(np.int32)), color)
+    # one call per polygon: fillPoly given several fills by the even-odd rule, so where two objects overlap (a dog in
+    # a person's box) the overlap would be left out
+    for g in grown.astype(np.int32):
+        cv2.fillPoly(out, [g], color)
     return out
 
 

@@ -26,9 +26,10 @@ from .common import check_classes_known, csv_list, finish, load, run_jobs, share
               help="Also write each image with the --blank objects removed (filled by --fill) into this folder, with "
                    "a NAME.blanked.json beside each one saying where objects were (synth keeps objects off them).")
 @click.option("--blank", default=None, help="Classes to blank out in --backgrounds (default: the cropped classes).")
-@click.option("--fill", type=click.Choice(FILLS), default="inpaint", show_default=True,
-              help="How blanked regions are filled: inpaint (structure propagated from around the region), blur "
-                   "(a smooth pyramid average), mean (the image's mean colour), black.")
+@click.option("--fill", type=click.Choice(FILLS), default="texture", show_default=True,
+              help="How blanked regions are filled: texture (the image's own texture copied in from places whose "
+                   "surroundings match, blended to the border), inpaint (Telea diffusion: smooth, leaves a blob), "
+                   "blur (a smooth pyramid average), mean (the image's mean colour), black.")
 @click.option("--blank-margin", type=click.IntRange(0, 100), default=3, show_default=True,
               help="Pixels around an object's own mask that are blanked with it (its mixed edge pixels).")
 @click.option("--max-blanked", type=click.FloatRange(0, 1), default=0.5, show_default=True,

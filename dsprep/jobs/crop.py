@@ -25,7 +25,7 @@ class CropOptions:
     blank: Optional[Sequence[str]] = None  # None: the cropped classes
     mask: str = "auto"                     # auto: the data set's masks/polygons | grabcut: also GrabCut | none
     upright: bool = False
-    fill: str = "inpaint"                  # how blanked regions are filled (dsprep.fill.FILLS)
+    fill: str = "texture"                  # how blanked regions are filled (dsprep.fill.FILLS)
     blank_margin: int = 3                  # pixels around an object's own mask that are blanked too
     max_blanked: float = 0.5               # backgrounds with more of their pixels blanked are not written
 
