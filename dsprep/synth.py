@@ -507,7 +507,7 @@ class SynthParams:
     canvas: Optional[Tuple[int, int]] = None   # (W, H); None: the background's own size
     fit: str = "cover"
     per_image: Tuple[int, ...] = (4, 8, 16)    # the object count is drawn from these
-    rotate: Tuple[float, float] = (0.0, 360.0)
+    rotate: Tuple[float, float] = (-15.0, 15.0)   # small: objects stay about upright (0:360 for aerial views)
     scale: Optional[Tuple[float, float]] = None  # absolute scale range; None: jitter x the background's scale
     jitter: Tuple[float, float] = (0.8, 1.2)   # scale relative to the background's (when scale is None)
     flip: str = "h"                            # none | h | v | hv: each named flip with probability 1/2
@@ -519,7 +519,7 @@ class SynthParams:
     blend: str = "feather"
     feather: float = 2.0                       # soft edge width (pixels) for blend == "feather"
     harmonize: float = 0.0                     # colour-matching strength (0: off)
-    avoid_blanked: bool = True                 # keep objects off the background's blanked regions
+    avoid_blanked: bool = False                # keep objects off the background's blanked regions (filled: no)
     alpha_threshold: int = 127
     candidates: int = 64
     rounds: int = 5
@@ -650,7 +650,7 @@ def synthesize(background: np.ndarray, pick_sprite, classes: Sequence[str], para
     """One synthetic image.  ``pick_sprite(class_name, rng) -> Sprite`` supplies object crops.
 
     ``keepout``: ``(h, w)`` uint8 mask over the background, non-zero where an object was blanked; objects are kept
-    off it unless ``params.avoid_blanked`` is False.  Every random choice comes from ``rng`` in a fixed order, so the
+    off it when ``params.avoid_blanked`` (by default they are not: a filled region is background like any other).  Every random choice comes from ``rng`` in a fixed order, so the
     same generator state gives the same image.  ``background`` is left untouched unless ``reuse_background`` (then
     objects may be pasted into it directly, saving a copy of the canvas).
     """

@@ -259,26 +259,42 @@ def _fill_region(img: np.ndarray, valid: np.ndarray, hole: np.ndarray, region: n
     return filled
 
 
-def texture_ratios(img: np.ndarray, hole: np.ndarray, band: int = RING) -> np.ndarray:
-    """Per connected region of ``hole``: the mean absolute Laplacian (grey, 3 x 3) of ``img`` inside the region over
-    that in a ``band``-pixel ring around it (blanked pixels of other regions left out).  About 1 when the fill keeps
-    the surrounding texture, near 0 for a smooth fill.  Regions whose band has no texture at all are left out."""
+def region_measures(img: np.ndarray, hole: np.ndarray, band: int = RING) -> Tuple[np.ndarray, np.ndarray]:
+    """How a filled region sits in its image, per connected region of ``hole`` (grey image):
+
+    * **texture**: the mean absolute Laplacian (3 x 3) inside the region over that in a ``band``-pixel ring around
+      it (blanked pixels of other regions left out): about 1 when the fill keeps the surrounding texture, near 0 for
+      a smooth fill;
+    * **seam**: the mean gradient magnitude (Sobel) on the region's border (the pixels within one pixel of it, on
+      either side) over that in the ring beyond two pixels: about 1 when the border does not show, large for a
+      hard edge (a black fill: 5-20).
+
+    Returns ``(texture, seam)``, one value per region whose ring has any texture (others are left out)."""
     hole = np.asarray(hole, bool)
     grey = img if img.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2GRAY)
-    lap = np.abs(cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F, ksize=1))
+    grey = grey.astype(np.float32)
+    lap = np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1))
+    grad = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(hole.view(np.uint8), connectivity=8)
     H, W = hole.shape
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1,) * 2)
-    out = []
+
+    def disc(r):
+        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)
+
+    texture, seam = [], []
     for k in range(1, n):  # one region at a time, inside its box grown by the band
         x, y, w, h = stats[k, :4]
         win = np.s_[max(0, y - band):min(H, y + h + band), max(0, x - band):min(W, x + w + band)]
-        inside = labels[win] == k
-        ring = (cv2.dilate(inside.view(np.uint8), kernel) > 0) & ~hole[win]
-        if not ring.any():
+        inside = (labels[win] == k).view(np.uint8)
+        others = hole[win] & (labels[win] != k)
+        ring = (cv2.dilate(inside, disc(band)) > 0) & ~hole[win]
+        far = ring & ~(cv2.dilate(inside, disc(2)) > 0)
+        edge = (cv2.dilate(inside, disc(1)) > 0) & ~(cv2.erode(inside, disc(1)) > 0) & ~others
+        if not ring.any() or not far.any() or not edge.any():
             continue
-        around = float(lap[win][ring].mean())
-        if around <= 1e-6:
+        around, g_far = float(lap[win][ring].mean()), float(grad[win][far].mean())
+        if around <= 1e-6 or g_far <= 1e-6:
             continue
-        out.append(float(lap[win][inside].mean()) / around)
-    return np.array(out)
+        texture.append(float(lap[win][inside > 0].mean()) / around)
+        seam.append(float(grad[win][edge].mean()) / g_far)
+    return np.array(texture), np.array(seam)

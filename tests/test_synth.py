@@ -384,9 +384,9 @@ def test_boxes_masks_and_flags_are_those_of_the_pasted_alpha(monkeypatch, occlus
         assert dropped > 0
 
 
-def test_blanked_regions_stay_free(tmp_path):
-    """A background whose sidecar marks a blanked region: no object pixel lands in it (scaled by cover to the
-    canvas), unless --allow-blanked."""
+def test_blanked_regions_are_ordinary_background_unless_avoided(tmp_path):
+    """A background whose sidecar marks a blanked region: objects land in it like anywhere else (filled regions are
+    background now); with --avoid-blanked no object pixel lands in it (scaled by cover to the canvas)."""
     from dsprep.fill import format_sidecar, region_outlines
     (tmp_path / "objects" / "disc").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "objects" / "disc" / "d.png"), disc_rgba(15, (0, 0, 255)))
@@ -399,8 +399,8 @@ def test_blanked_regions_stay_free(tmp_path):
     common = ["--backgrounds", tmp_path / "bg", "--objects", tmp_path / "objects", "--canvas", "300x225",
               "--per-image", "40", "--masks", "--ext", ".png", "-n", "4"]
     keep = cv2.resize(blanked, (300, 225), interpolation=cv2.INTER_NEAREST) > 0
-    for extra, inside in (([], False), (["--allow-blanked"], True)):
-        out = tmp_path / ("free" if not inside else "allowed")
+    for extra, inside in ((["--avoid-blanked"], False), ([], True), (["--allow-blanked"], True)):
+        out = tmp_path / ("free" if not inside else "allowed" + "".join(extra))
         run("synth", *common, "--out", out, *extra)
         hits = 0
         for p in sorted((out / "SegmentationObject").glob("*.png")):
@@ -425,11 +425,13 @@ def test_new_options_give_the_same_bytes_with_any_worker_count(pure):
 
 
 def test_voc_sample_pipeline_gives_real_looking_exact_images(shared, tmp_path):
-    """Done when (issue 14): on the VOC sample, crop with masks -> backgrounds with inpainting -> synth ->
+    """Done when (issue 14): on the VOC sample, crop with masks -> filled backgrounds -> synth ->
     visualize: no synthetic image has a padded border or a pure-black hole, objects with masks are pasted as
     silhouettes, and every box and mask read back is exact."""
     from dsprep.vocmasks import mask_indices
     run("crop", shared / "voc_sample", "--out", tmp_path / "crops", "--backgrounds", tmp_path / "bgs")
+    photo_black = max((cv2.imread(str(p)) == 0).all(axis=-1).mean()
+                      for p in (shared / "voc_sample" / "JPEGImages").glob("*.jpg"))
     silhouettes = tmp_path / "silhouettes"  # the crops whose alpha is an object's mask
     for p in (tmp_path / "crops").rglob("*.png"):
         img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
@@ -448,8 +450,9 @@ def test_voc_sample_pipeline_gives_real_looking_exact_images(shared, tmp_path):
             black = (img == 0).all(axis=-1).astype(np.uint8)
             for edge in (black[0], black[-1], black[:, 0], black[:, -1]):
                 assert not edge.all()  # no padded border
-            n, _, stats, _ = cv2.connectedComponentsWithStats(black)
-            assert n == 1 or stats[1:, cv2.CC_STAT_AREA].max() < 30  # no pure-black hole
+            # no pure-black hole: no more pure black than the photos have themselves (some have black
+            # cabinets, which the texture fill may copy)
+            assert black.mean() <= 2 * photo_black + 1e-4
             inst = mask_indices((out / "SegmentationObject" / f"{rec.stem}.png").read_bytes())
             # read back through the VOC reader (labelmap.txt names the classes); None: an image without objects
             masks = object_masks("voc", rec) if len(rec) else []
