@@ -511,3 +511,58 @@ def test_placement_paths_agree():
         if got is not None:
             cand = np.array([[got[0], got[1], got[0] + extent[0], got[1] + extent[1]]], np.float64)
             assert overlap_ok(cand, occupied, 0.0).all()
+
+
+# ---- issue 24: objects over the whole canvas, upright by default ------------------------------------------------
+
+def test_object_centres_cover_the_canvas_evenly_over_a_run(tmp_path):
+    """Done when (issue 24): the demo's pipeline (crop with filled backgrounds, then synth as `dsprep demo` runs
+    it): over the run, no cell of a 3 x 3 grid of the canvas is left without object centres or holds more than a
+    quarter of them; no row or column third holds more than half.  (With objects kept off the filled regions,
+    they crowded into what was left.)"""
+    from dsprep.demo import make_voc_demo
+    make_voc_demo(tmp_path / "voc", n_images=24, seed=0)
+    run("crop", tmp_path / "voc", "--out", tmp_path / "crops", "--min-size", "4", "--backgrounds", tmp_path / "bgs")
+    run("synth", "--backgrounds", tmp_path / "bgs", "--objects", tmp_path / "crops", "--out", tmp_path / "syn",
+        "-n", "24", "--seed", "0", "--canvas", "480x360", "--per-image", "3:8", "--max-occlusion", "0.3")
+    ds = load_dataset(tmp_path / "syn")
+    boxes = np.concatenate([r.boxes for r in ds.records])
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    cells = np.minimum((centres / [480 / 3, 360 / 3]).astype(int), 2)
+    counts = np.zeros((3, 3), int)
+    np.add.at(counts, (cells[:, 1], cells[:, 0]), 1)
+    share = counts / counts.sum()
+    print("object centres per cell of a 3x3 grid (rows top to bottom):\n", counts)
+    assert counts.sum() >= 100
+    assert (counts > 0).all() and share.max() <= 0.25
+    assert share.sum(axis=0).max() <= 0.5 and share.sum(axis=1).max() <= 0.5
+
+
+def test_default_rotation_keeps_objects_upright(pure):
+    """A triangle standing on its base (a cone) stays on its base with the default --rotate (a small range, said
+    in --help): in every pasted copy the lower half of its mask holds more pixels than the upper half.  With
+    --rotate 0:360 some copies stand on their tips."""
+    objects = pure / "cones"
+    (objects / "cone").mkdir(parents=True)
+    alpha = np.zeros((40, 30), np.uint8)
+    cv2.fillPoly(alpha, [np.array([[15, 0], [29, 39], [0, 39]], np.int32)], 255)
+    cv2.imwrite(str(objects / "cone" / "c.png"), np.dstack([np.full((40, 30, 3), (0, 0, 255), np.uint8), alpha]))
+    res = run("synth", "--help")
+    assert "-15:15" in res.output and "upright" in res.output
+    upside = {}
+    for name, extra in (("default", []), ("any", ["--rotate", "0:360"])):
+        out = pure / name
+        run("synth", "--backgrounds", pure / "bg", "--objects", objects, "--out", out, "-n", "8", "--seed", "1",
+            "--per-image", "4", "--masks", "--ext", ".png", *extra)
+        from dsprep.vocmasks import mask_indices
+        flipped = total = 0
+        for p in sorted((out / "SegmentationObject").glob("*.png")):
+            inst = mask_indices(p.read_bytes())
+            for k in range(1, int(inst[inst < 255].max()) + 1):
+                ys, _ = np.nonzero(inst == k)
+                mid = (ys.min() + ys.max() + 1) / 2
+                flipped += int((ys < mid).sum() >= (ys >= mid).sum())
+                total += 1
+        assert total >= 20
+        upside[name] = flipped
+    assert upside["default"] == 0 and upside["any"] > 0
