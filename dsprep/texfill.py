@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 RING = 12         # pixels of known surroundings matched around a region (and the band the texture ratio uses)
-COARSE = 160      # the search window is scaled to at most this many pixels across for the coarse search
+COARSE = 128      # the search window is scaled to at most this many pixels across for the coarse search
 SEARCH_MIN = 64   # the search window extends at least this far beyond a region's box
 MAX_SHIFTS = 4    # shifted copies per region at most
 FADE = 2.0        # sigma (pixels) of the cross-fade between copies
@@ -174,8 +174,13 @@ def _fill_region(img: np.ndarray, valid: np.ndarray, hole: np.ndarray, region: n
     # the template's own place in the padded coarse window: offsets are placements minus it
     home = np.array([(x0 - wx0) * s + px, (y0 - wy0) * s + py])
     r = int(np.ceil(1.0 / s)) + 1 if s < 1.0 else 0
-    prep = _prepared(ci, cv_)
-    coarse = [_scores(prep, ct, small(p, tw, th), small(region.astype(np.float32), tw, th)) for p in parts]
+    # the whole ring is matched in colour (it chooses the material); its sectors in grey (a third of the work)
+    cw = small(region.astype(np.float32), tw, th)
+    coarse = [_scores(_prepared(ci, cv_), ct, small(parts[0], tw, th), cw)]
+    if len(parts) > 1:
+        grey_prep = _prepared(ci.mean(axis=2, keepdims=True), cv_)
+        grey_t = ct.mean(axis=2, keepdims=True)
+        coarse += [_scores(grey_prep, grey_t, small(p, tw, th), cw) for p in parts[1:]]
     shifts: List[Tuple[int, int]] = []
 
     grey = img.mean(axis=2, keepdims=True) if img.shape[2] > 1 else img
