@@ -328,3 +328,51 @@ def test_overlapping_objects_are_all_blanked():
     from dsprep.crop import blank_mask
     m = blank_mask((50, 60), boxes_to_polygons(np.array([[5, 5, 55, 45], [20, 20, 30, 30]], float)))
     assert (m[5:45, 5:55] == 255).all() and np.count_nonzero(m) == 50 * 40
+
+
+def test_largest_free_rect_against_brute_force():
+    """On masks no larger than the grid (a cell per pixel) the rectangle is the largest empty one, as a search of
+    every rectangle finds; on larger masks it never holds a blanked pixel."""
+    from dsprep.freeregion import largest_free_rect
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(3, 11, 2))
+        m = (rng.random((h, w)) < 0.15).astype(np.uint8)
+        best = 0
+        for y0 in range(h):
+            for x0 in range(w):
+                for y1 in range(y0 + 1, h + 1):
+                    for x1 in range(x0 + 1, w + 1):
+                        if not m[y0:y1, x0:x1].any():
+                            best = max(best, (y1 - y0) * (x1 - x0))
+        got = largest_free_rect(m, grid=16)
+        if best == 0:
+            assert got is None
+            continue
+        x0, y0, x1, y1 = got
+        assert not m[y0:y1, x0:x1].any() and (x1 - x0) * (y1 - y0) == best
+    big = np.zeros((300, 400), np.uint8)
+    cv2.circle(big, (150, 140), 60, 1, -1)
+    x0, y0, x1, y1 = largest_free_rect(big)
+    assert not big[y0:y1, x0:x1].any() and (x1 - x0) * (y1 - y0) >= 0.9 * 190 * 300  # right of the disc
+
+
+def test_fill_none_cuts_object_free_backgrounds(demo_voc, tmp_path):
+    """crop --backgrounds --fill none: each background is a part of its scene, cut as it is (no pixel made up),
+    holding no pixel of any object (the demo's instance masks), at least --min-free of the scene; scenes without
+    such a part are counted and skipped."""
+    from dsprep.vocmasks import mask_indices
+    res = run("crop", demo_voc, "--out", tmp_path / "c", "--backgrounds", tmp_path / "b", "--fill", "none")
+    written = sorted((tmp_path / "b").glob("*.png"))
+    assert f"{len(written)} backgrounds, {24 - len(written)} no_free_region" in res.output and len(written) >= 12
+    assert not list((tmp_path / "b").glob("*.json"))  # nothing blanked: no sidecar
+    for p in written:
+        from dsprep.images import read_image
+        scene = read_image(demo_voc / "JPEGImages" / f"{p.stem}.jpg")  # decoded as crop decodes it
+        bg = cv2.imread(str(p))
+        score = cv2.matchTemplate(scene, bg, cv2.TM_SQDIFF)
+        _, _, (x, y), _ = cv2.minMaxLoc(score)
+        np.testing.assert_array_equal(scene[y:y + bg.shape[0], x:x + bg.shape[1]], bg)  # the scene's own pixels
+        inst = mask_indices((demo_voc / "SegmentationObject" / f"{p.stem}.png").read_bytes())
+        assert not inst[y:y + bg.shape[0], x:x + bg.shape[1]].any()
+        assert bg.shape[0] * bg.shape[1] >= 0.25 * scene.shape[0] * scene.shape[1]
