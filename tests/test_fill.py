@@ -376,3 +376,12 @@ def test_fill_none_cuts_object_free_backgrounds(demo_voc, tmp_path):
         inst = mask_indices((demo_voc / "SegmentationObject" / f"{p.stem}.png").read_bytes())
         assert not inst[y:y + bg.shape[0], x:x + bg.shape[1]].any()
         assert bg.shape[0] * bg.shape[1] >= 0.25 * scene.shape[0] * scene.shape[1]
+
+
+def test_texture_backgrounds_are_the_same_bytes_with_any_worker_count(demo_voc, tmp_path):
+    outs = []
+    for workers in ("1", "2"):
+        run("crop", demo_voc, "--out", tmp_path / f"c{workers}", "--backgrounds", tmp_path / f"b{workers}",
+            "--workers", workers)
+        outs.append({p.name: p.read_bytes() for p in sorted((tmp_path / f"b{workers}").iterdir())})
+    assert outs[0] == outs[1] and len(outs[0]) == 2 * 24
