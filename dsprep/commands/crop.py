@@ -24,7 +24,7 @@ from .common import check_classes_known, csv_list, finish, load, run_jobs, share
                    "a mask from the box with GrabCut where there is none; none: plain rectangles.")
 @click.option("--backgrounds", type=click.Path(file_okay=False), default=None,
               help="Also write each image with the --blank objects removed (filled by --fill) into this folder, with "
-                   "a NAME.blanked.json beside each one saying where objects were (synth keeps objects off them).")
+                   "a NAME.blanked.json beside each one saying where objects were (synth --avoid-blanked reads it).")
 @click.option("--blank", default=None, help="Classes to blank out in --backgrounds (default: the cropped classes).")
 @click.option("--fill", type=click.Choice(FILLS + ("none",)), default="texture", show_default=True,
               help="How blanked regions are filled: texture (the image's own texture copied in from places whose "
