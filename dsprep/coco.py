@@ -330,6 +330,8 @@ def _parse(data: bytes, source: str, policy: ErrorPolicy) -> CocoFile:
         lo, hi = np.array(bounds[:-1]), np.array(bounds[1:])
         all_quads = (bad_before[hi] == bad_before[lo]) & (hi > lo)
     zeros_u8, zeros_b = np.zeros(len(order), np.uint8), np.zeros(len(order), bool)
+    if extras is not None:  # difficult / truncated kept in an annotation's "attributes" (CVAT, Datumaro, dsprep)
+        zeros_u8, zeros_b = _flags_from_attributes(extras, zeros_u8, zeros_b)
     records = []
     all_quads = all_quads.tolist()
     for i, (iid, file_name, w, h, extra) in enumerate(images):
@@ -353,6 +355,43 @@ def _parse(data: bytes, source: str, policy: ErrorPolicy) -> CocoFile:
     return CocoFile(records, categories, problems, list(policy.skipped), cat_entries, info, licenses)
 
 
+def _flag_value(v) -> int:
+    """An attribute's value as a flag: true/1/"true"/"1" -> 1, a DOTA-style 2 stays 2, anything else 0."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float)) and math.isfinite(v):
+        return 2 if v == 2 else int(v != 0)
+    if isinstance(v, str):
+        return int(v.strip().lower() in ("1", "true", "yes"))
+    return 0
+
+
+def _flags_from_attributes(extras: list, difficult: np.ndarray, truncated: np.ndarray):
+    """``(difficult, truncated)`` with the values an annotation's ``attributes`` dict states (new arrays)."""
+    difficult, truncated = difficult.copy(), truncated.copy()
+    for k, e in enumerate(extras):
+        a = e.get("attributes") if e else None
+        if isinstance(a, dict):
+            if "difficult" in a:
+                difficult[k] = _flag_value(a["difficult"])
+            if "truncated" in a:
+                truncated[k] = bool(_flag_value(a["truncated"]))
+    return difficult, truncated
+
+
+def _with_flags(extra: Optional[dict], difficult: int, truncated: bool) -> Optional[dict]:
+    """The annotation's other keys with ``attributes.difficult`` / ``attributes.truncated`` stated where set (or
+    already stated): where CVAT and Datumaro keep per-object attributes, which pycocotools ignores."""
+    attrs = dict((extra or {}).get("attributes") or {}) if isinstance((extra or {}).get("attributes"), dict) else {}
+    for key, value in (("difficult", (True if difficult == 1 else int(difficult)) if difficult else False),
+                       ("truncated", bool(truncated))):
+        if (value or key in attrs) and _flag_value(attrs.get(key)) != _flag_value(value):
+            attrs[key] = value  # (a value already meaning the same, e.g. "true", is left as written)
+    if not attrs:
+        return extra
+    return {**(extra or {}), "attributes": attrs}
+
+
 def read_coco(path, policy: Optional[ErrorPolicy] = None) -> CocoFile:
     """Read and parse one COCO instances file (image paths left as the file's ``file_name``)."""
     from .inputs import read_bytes
@@ -369,12 +408,25 @@ def is_coco_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() == ".json" and json_object_with_keys(path, _KEYS)
 
 
+# COCO's own task files, ``<task>_<split>.json``; the first ones have boxes, in the order a folder is read
+TASKS_WITH_BOXES = ("instances", "person_keypoints", "stuff")
+TASKS = TASKS_WITH_BOXES + ("panoptic", "captions", "image_info", "densepose")
+
+
+def task_of(json_path: Path) -> Optional[str]:
+    """``person_keypoints_val2017.json`` -> ``person_keypoints``; None for a name that is not ``<task>_<split>``."""
+    stem = Path(json_path).stem
+    return next((t for t in TASKS if stem.startswith(t + "_") and len(stem) > len(t) + 1), None)
+
+
 def split_name(json_path: Path, several: bool) -> Optional[str]:
-    """``instances_val2017.json`` -> ``val2017``; Roboflow's ``train/_annotations.coco.json`` -> ``train``; other
-    names -> their stem when the data set has several files, else None."""
+    """``instances_val2017.json`` (and ``person_keypoints_val2017.json``, ``stuff_val2017.json`` ...) ->
+    ``val2017``; Roboflow's ``train/_annotations.coco.json`` -> ``train``; other names -> their stem when the
+    data set has several files, else None."""
     stem = json_path.stem
-    if stem.startswith("instances_") and len(stem) > len("instances_"):
-        return stem[len("instances_"):]
+    task = task_of(json_path)
+    if task is not None:
+        return stem[len(task) + 1:]
     if json_path.name == "_annotations.coco.json":
         return json_path.parent.name
     return stem if several else None
@@ -392,9 +444,15 @@ def find_files(root: Path) -> List[Path]:
     # reader then says what is wrong with them, where a key scan would pass the folder on to another format
     if ann.is_dir():
         found = sorted(p for p in ann.glob("*.json") if p.name.startswith("instances_") or is_coco_file(p))
-        instances = [p for p in found if p.stem.startswith("instances_")]
-        if instances or found:
-            return instances or found
+        # one task per data set (the same images annotated again would count their objects twice): instances,
+        # else the keypoints, else the stuff files; the other files are named by unread_files
+        for task in TASKS_WITH_BOXES:
+            of_task = [p for p in found if task_of(p) == task]
+            if of_task:
+                return of_task
+        found = [p for p in found if task_of(p) is None]
+        if found:
+            return found
     roboflow = sorted(p for p in root.glob("*/_annotations.coco.json") if p.is_file())
     if roboflow:
         return roboflow
@@ -408,14 +466,35 @@ def detect(path: Path) -> bool:
     return bool(find_files(Path(path)))
 
 
+def unread_files(root: Path, files: Sequence[Path]) -> List[Problem]:
+    """One ``coco_files_not_read`` problem naming the other ``.json`` files of ``annotations/`` that may hold boxes
+    (another task's files beside the instances: give a file's path to read it).  Captions, image info and
+    panoptic files hold no boxes of their own: not named."""
+    ann = Path(root) / "annotations"
+    if Path(root).is_file() or not ann.is_dir():
+        return []
+    chosen = {Path(f) for f in files}
+    rest = sorted(p.name for p in ann.glob("*.json")
+                  if p not in chosen and task_of(p) in TASKS_WITH_BOXES + (None,))
+    if not rest:
+        return []
+    return [Problem("coco_files_not_read", str(ann),
+                    f"{len(rest)} other JSON file{'s' if len(rest) > 1 else ''} not read ({', '.join(rest)}): read "
+                    f"{', '.join(sorted(p.name for p in chosen))}; give another file's path to read it instead")]
+
+
 def _image_dir(json_path: Path, records: List[ImageRecord], split: Optional[str]) -> Optional[Path]:
     """Where the images are: beside the JSON, in ``images/`` beside it or its folder, or in the folder named after
     the split (``annotations/instances_val2017.json`` -> ``val2017/`` or ``images/val2017/``).  Decided from the
     first few images."""
     here = json_path.parent
-    short = split or json_path.stem
-    candidates = [here, here / "images", here.parent / short, here.parent / "images" / short,
-                  here.parent / "images", here / short, here.parent]
+    shorts = [split or json_path.stem]
+    stem = json_path.stem  # <task>_<split>: person_keypoints_val2017 -> keypoints_val2017, val2017
+    shorts += [stem[i + 1:] for i, c in enumerate(stem) if c == "_" and stem[i + 1:] not in shorts]
+    candidates = [here, here / "images"]
+    for short in shorts:
+        candidates += [here.parent / short, here.parent / "images" / short]
+    candidates += [here.parent / "images"] + [here / short for short in shorts] + [here.parent]
     sample = [r.image_path.replace("\\", "/") for r in records[:5]]
     if not sample:
         return None
@@ -442,6 +521,7 @@ def load(path: Path, split: Optional[str], policy: ErrorPolicy, wrap=lambda it: 
             raise DatasetError(f"{path}: no split '{split}' (available: {', '.join(avail) or 'none'}; a COCO file "
                                f"holds one split: give that split's JSON file)")
     ds = Dataset(path, NAME)
+    ds.problems.extend(unread_files(path, files))
     category_ids: Dict[str, int] = {}
     entries: Dict[str, dict] = {}
     other_names: List[ImageRecord] = []
@@ -587,6 +667,7 @@ class Writer(FormatWriter):
 
     NAME = NAME
     HANDLES_ATTRS = frozenset({"segmentation", "iscrowd"})
+    KEEPS_FLAGS = frozenset({"difficult", "truncated"})  # in the annotation's "attributes" (as CVAT, Datumaro)
 
     def __init__(self, classes, options=None):
         super().__init__(classes, options)
@@ -664,8 +745,10 @@ class Writer(FormatWriter):
                        "bbox": [_num(b[k, 0]), _num(b[k, 1]), _num(_extent(b[k, 0], b[k, 2])),
                                 _num(_extent(b[k, 1], b[k, 3]))],
                        "iscrowd": int(bool(crowd[k])) if crowd is not None else 0}
-                if extra is not None and extra[k]:
-                    ann.update({key: v for key, v in extra[k].items() if key not in ann})
+                more = _with_flags(extra[k] if extra is not None else None, int(rec.difficult[k]),
+                                   bool(rec.truncated[k]))
+                if more:
+                    ann.update({key: v for key, v in more.items() if key not in ann})
                 doc["annotations"].append(ann)
             pos += len(rec)
         if not splits:

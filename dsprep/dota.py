@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -160,24 +160,79 @@ def dota_items(root: Path) -> Tuple[List[Tuple[str, Optional[str], Optional[str]
     return [(s, labels.get(s), images.get(s)) for s in stems], labels_dir, images_dir
 
 
-LAYOUT = "DOTA: labelTxt/ + images/"
+LAYOUT = "DOTA: labelTxt/ + images/ (or <split>/labelTxt/ + <split>/images/)"
 NAME = "dota"
 RECORDS_SIZE = False  # sizes come from the image headers
 
 
+def split_folders(root: Path) -> List[Path]:
+    """The split folders of a DOTA data set laid out per split: ``<split>/labelTxt/`` + ``<split>/images/``
+    (Datumaro's DOTA layout; Roboflow's oriented-box export, with a ``data.yaml`` naming the classes)."""
+    if not root.is_dir() or (root / "labelTxt").is_dir():
+        return []
+    with os.scandir(root) as it:
+        return sorted(Path(e.path) for e in it if e.is_dir() and not e.name.startswith(".")
+                      and os.path.isdir(os.path.join(e.path, "labelTxt")))
+
+
 def detect(path: Path) -> bool:
-    return path.is_dir() and (path / "labelTxt").is_dir()
+    return path.is_dir() and ((path / "labelTxt").is_dir() or bool(split_folders(path)))
+
+
+def _declared_names(root: Path) -> Optional[List[str]]:
+    """The class list of a ``data.yaml`` beside the split folders (Roboflow writes one), or None."""
+    yaml_path = root / "data.yaml"
+    if not yaml_path.is_file():
+        return None
+    from .inputs import read_text
+    from .yamlsub import parse_yaml
+    from .yolo import yaml_names
+    return yaml_names(parse_yaml(read_text(yaml_path), str(yaml_path)), str(yaml_path))
 
 
 def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Dataset:
-    """All records of a DOTA folder; image sizes come from the image headers."""
-    if split is not None:
-        from .core import DatasetError
-        raise DatasetError(f"{root}: a DOTA folder has no split lists (--split {split}); give the split's folder")
-    items, labels_dir, _ = dota_items(root)
-    if not items:
-        raise DatasetError(f"{root}: data set is empty (no labels or images)")
+    """All records of a DOTA folder (or of its split folders, each record's ``split`` the folder's name); image
+    sizes come from the image headers.  A single folder's splits are dsprep's ``ImageSets/<split>.txt`` lists
+    (DOTA has none of its own; see :class:`Writer`)."""
+    folders = split_folders(root)
+    if not folders:
+        from .splits import membership, read_lists
+        lists = read_lists(Path(root) / SPLIT_LISTS)
+        if split is not None and split not in lists:
+            if not lists:
+                raise DatasetError(f"{root}: a DOTA folder has no split lists (--split {split}); give the split's "
+                                   f"folder")
+            raise DatasetError(f"{root}: no split '{split}' (available: {', '.join(sorted(lists))})")
+        ds = Dataset(root, "dota")
+        _read_folder(root, split, ds, policy, wrap, membership(lists))
+        ds.classes = decide_classes(ds.records)
+        return ds
+    names = [f.name for f in folders]
+    if split is not None and split not in names:
+        raise DatasetError(f"{root}: no split '{split}' (available: {', '.join(names)})")
     ds = Dataset(root, "dota")
+    others = Dataset(root, "dota")  # the splits not selected: read for their class names only
+    from .core import ErrorPolicy
+    for folder in folders:
+        if split is None or folder.name == split:
+            _read_folder(folder, folder.name, ds, policy, wrap)
+        else:
+            _read_folder(folder, folder.name, others, ErrorPolicy("skip"), lambda it: it)
+    declared = _declared_names(root)
+    if declared is not None:
+        ds.meta["class_file"] = str(root / "data.yaml")
+    ds.classes = decide_classes(ds.records + others.records, declared=declared)
+    return ds
+
+
+def _read_folder(root: Path, split: Optional[str], ds: Dataset, policy, wrap, member=None) -> None:
+    """The records of one ``images/`` + ``labelTxt/`` folder, appended to ``ds``.  ``member`` (a folder's own
+    split lists, ``{stem: [splits]}``): each record's splits, and with ``split`` only that split's images."""
+    items, labels_dir, _ = dota_items(root)
+    if not items and split is None:  # (an empty split folder beside others is no error)
+        raise DatasetError(f"{root}: data set is empty (no labels or images)")
+    if member is not None and split is not None:
+        items = [it for it in items if split in member.get(it[0], ())]
     for stem, label, image in wrap(items):
         if label is None:
             ds.problems.append(Problem("image_without_annotation", image, "no label file"))
@@ -195,16 +250,31 @@ def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
         else:
             rec.image_path = image
         rec.meta["annotation_path"] = label
+        if member is not None and split is None and stem in member:
+            from .splits import set_splits
+            set_splits(rec, member[stem])
+        else:
+            rec.split = split
         ds.records.append(rec)
         ds.problems.extend(problems)
-    ds.classes = decide_classes(ds.records)
-    return ds
+
+
+SPLIT_LISTS = "ImageSets"  # dsprep's split lists of a DOTA folder: ImageSets/<split>.txt, one image name a line
 
 
 class Writer(FormatWriter):
-    """DOTA folder: ``images/`` + ``labelTxt/<name>.txt``; boxes become clockwise quads (nothing is lost)."""
+    """DOTA folder: ``images/`` + ``labelTxt/<name>.txt``; boxes become clockwise quads (nothing is lost).  DOTA
+    has no split files: the splits of the records are written as ``ImageSets/<split>.txt`` lists (one image name a
+    line, an image in every list it is in), which dsprep reads back (DOTA tools ignore them)."""
 
     NAME = NAME
+    KEEPS_FLAGS = frozenset({"difficult"})
+    MULTI_SPLIT = True
+
+    def finish(self, records: Sequence[ImageRecord]) -> dict:
+        from .outputs import safe_name
+        from .splits import list_files, lists_by_split
+        return list_files(lists_by_split(records, lambda r: safe_name(r.stem)), SPLIT_LISTS)
 
     def image_path(self, rec: ImageRecord) -> str:
         from .outputs import safe_name
@@ -323,8 +393,8 @@ def update_dota(original: bytes, rec: ImageRecord, source: str = "<labels>") -> 
 
 
 def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
-    """The label file holding ``rec``'s objects: ``labelTxt/<name>.txt``."""
-    return str(Path(ds.root) / "labelTxt" / f"{rec.stem}.txt")
+    """The label file holding ``rec``'s objects: ``labelTxt/<name>.txt`` (of its split's folder)."""
+    return rec.meta.get("annotation_path") or str(Path(ds.root) / "labelTxt" / f"{rec.stem}.txt")
 
 
 def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
