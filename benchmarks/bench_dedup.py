@@ -111,31 +111,32 @@ def pair_scores(groups, truth):
 
 
 def imagehash_groups(paths, max_distance):
+    """The loop users write: ``imagehash.phash(Image.open(p))`` for every file, then (vectorized, to be fair to
+    it) all pairs within ``max_distance`` bits joined into groups.  Returns (cpu s, wall s, {distance: groups})."""
     import imagehash
     from PIL import Image
     from dsprep.dedup import components, hamming_pairs
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     hashes = []
     for p in paths:
         with Image.open(p) as im:
             hashes.append(int(str(imagehash.phash(im)), 16))
-    t_hash = time.perf_counter() - t0
     h = np.array(hashes, np.uint64)
     res = {}
     for d in max_distance:
         res[d] = [[paths[i].name for i in g] for g in components(len(paths), hamming_pairs(h, d))]
-    return t_hash, time.perf_counter() - t0, res
+    return time.process_time() - c0, time.perf_counter() - t0, res
 
 
 def ours(paths):
+    """dsprep's search as ``dsprep dedup`` runs it with one worker.  Returns (cpu s, wall s, groups, candidates)."""
     from dsprep.core import ImageRecord
     from dsprep.dedup import collect_features, find_duplicates
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     recs = [ImageRecord(str(p), 0, 0) for p in paths]
-    feats = collect_features(recs)
-    t_feat = time.perf_counter() - t0
-    res = find_duplicates(recs, feats)
-    return t_feat, time.perf_counter() - t0, [[paths[i].name for i in g.members] for g in res.groups], res.candidates
+    res = find_duplicates(recs, collect_features(recs))
+    groups = [[paths[i].name for i in g.members] for g in res.groups]
+    return time.process_time() - c0, time.perf_counter() - t0, groups, res.candidates
 
 
 def main():
@@ -151,16 +152,28 @@ def main():
     paths = sorted((root / f"images_{args.n}").glob("*.jpg"))
     cv2.setNumThreads(1)  # one worker each: OpenCV's own threads would not be one worker
     os.environ["OMP_NUM_THREADS"] = "1"
-    t_feat, t_ours, g_ours, cand = ours(paths)
-    t_hash, t_ih, g_ih = imagehash_groups(paths, (6, 10, 14))
+    for p in paths:  # both read from the page cache
+        p.read_bytes()
+    # twice each, interleaved; the faster of the two runs of each counts (the machine may be shared)
+    runs_ours, runs_ih = [], []
+    for _ in range(2):
+        runs_ours.append(ours(paths))
+        runs_ih.append(imagehash_groups(paths, (6, 10, 14)))
+    c_ours, t_ours, g_ours, cand = min(runs_ours, key=lambda r: r[0])
+    c_ih, t_ih, g_ih = min(runs_ih, key=lambda r: r[0])
     p, r, nf, nt = pair_scores(g_ours, truth)
-    print(f"dsprep dedup        {t_ours:7.2f} s  (reading+hashing {t_feat:.2f} s, {cand} candidate pairs verified)  "
+    print(f"dsprep dedup          cpu {c_ours:6.2f} s  wall {t_ours:6.2f} s  ({cand} candidate pairs verified)  "
           f"precision {p:.3f}  recall {r:.3f}  ({nf} pairs found, {nt} true)")
     for d, g in g_ih.items():
         p, r, nf, _ = pair_scores(g, truth)
-        print(f"imagehash.phash <={d:<2} {t_ih:7.2f} s  (hashing {t_hash:.2f} s)  precision {p:.3f}  recall {r:.3f}  "
+        print(f"imagehash.phash <={d:<2}  cpu {c_ih:6.2f} s  wall {t_ih:6.2f} s  precision {p:.3f}  recall {r:.3f}  "
               f"({nf} pairs found)")
-    print(f"speed-up: {t_ih / t_ours:.1f}x (imagehash loop / dsprep, both one worker, measured in this run)")
+    found = {(a, b) for g in g_ours for a in g for b in g if a < b}
+    missed = sorted((a, b) for a in truth for b in truth if a < b and truth[a] == truth[b] and (a, b) not in found)
+    if missed:
+        print("missed by dsprep:", ", ".join(f"{a}={b}" for a, b in missed[:10]))
+    print(f"speed-up, imagehash loop / dsprep, both one worker, measured in this run: {c_ih / c_ours:.1f}x CPU time, "
+          f"{t_ih / t_ours:.1f}x wall time")
 
 
 if __name__ == "__main__":
