@@ -29,51 +29,78 @@ THUMB = 64             # thumbnails are THUMB x THUMB (aspect ratio dropped: a c
 HASH_SIDE = 32         # the DCT hash is taken of a HASH_SIDE x HASH_SIDE reduction
 MIN_SIDE = 96          # images are decoded reduced, but their short side never below this
 DEFAULT_THRESHOLD = 0.90
-PREFILTER = 0.5
+PREFILTER = 0.6
+COARSE_SLACK = 0.08  # the 32 x 32 search must come this close to the threshold for the 64 x 64 one to run
 EXACT_HINT = 0.98  # thumbnails this alike, of images of one size: compare the pixels
-DEFAULT_HASH_DISTANCE = 16
+DEFAULT_HASH_DISTANCE = 20
 _SCALES = (1.0, 0.94, 0.88)  # thumbnail B shrunk by these before B's centre is searched in A (crops of 0-12%)
 _MARGIN = 5  # pixels of the template's border left out: shifts of up to 5 px (8% of a thumbnail) are searched
 
 
 @dataclass(frozen=True)
 class Features:
-    """What dedup needs of one image: its DCT hash, thumbnail, full size and file size."""
+    """What dedup needs of one image (computed in a worker; the rest is done for all images at once)."""
 
-    hash: np.uint64
-    thumb: np.ndarray   # (THUMB, THUMB) float32, zero mean, unit norm
-    width: int
+    small: np.ndarray   # (THUMB, THUMB) uint8: the image reduced (aspect ratio dropped)
+    width: int          # full size, as oriented
     height: int
     nbytes: int
+    kind: str = ""      # the file's format ("jpeg", "png" ...)
 
 
-def thumbnail(small: np.ndarray) -> np.ndarray:
-    """A ``(THUMB, THUMB)`` reduction -> float32, blurred a little, zero mean and unit norm (so a dot product of two
-    is their normalized cross-correlation)."""
-    import cv2
-    t = cv2.GaussianBlur(small.astype(np.float32), (5, 5), 1.0)
-    t -= t.mean()
-    n = float(np.linalg.norm(t))
-    return t / n if n > 0 else t
-
-
-def dct_hash(small: np.ndarray) -> np.uint64:
-    """64 bits: which of the 8 x 8 lowest DCT frequencies of a ``HASH_SIDE``-pixel square reduction of ``small``
-    are above their median."""
-    import cv2
-    if small.shape != (HASH_SIDE, HASH_SIDE):
-        small = cv2.resize(small, (HASH_SIDE, HASH_SIDE), interpolation=cv2.INTER_AREA)
-    low = cv2.dct(small.astype(np.float32))[:8, :8].reshape(-1)
-    part = np.partition(low, (31, 32))
-    bits = low > (part[31] + part[32]) / 2
-    return np.packbits(bits).view(">u8")[0].astype(np.uint64)
-
-
-def features_of(gray: np.ndarray, width: int, height: int, nbytes: int) -> Features:
+def features_of(gray: np.ndarray, width: int, height: int, nbytes: int, kind: str = "") -> Features:
     """:class:`Features` of a gray image (any size; decoded reduced) of full size ``width x height``."""
     import cv2
     small = cv2.resize(gray, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-    return Features(dct_hash(small), thumbnail(small), int(width), int(height), int(nbytes))
+    return Features(small, int(width), int(height), int(nbytes), kind)
+
+
+def _smooth(x: np.ndarray) -> np.ndarray:
+    """A 5-tap binomial blur (1 4 6 4 1) / 16 of every ``(H, W)`` image of ``(N, H, W)``, edges repeated, as
+    float32: one OpenCV call over the images stacked into one tall image, each padded with 2 rows of its own edge
+    above and below so that none blurs into the next."""
+    import cv2
+    n, h, w = x.shape
+    if n == 0:
+        return np.zeros(x.shape, np.float32)
+    tall = np.pad(x, ((0, 0), (2, 2), (0, 0)), mode="edge").reshape(n * (h + 4), w).astype(np.float32)
+    k = np.array([1, 4, 6, 4, 1], np.float32) / 16
+    out = cv2.sepFilter2D(tall, cv2.CV_32F, k, k, borderType=cv2.BORDER_REPLICATE)
+    return out.reshape(n, h + 4, w)[:, 2:h + 2]
+
+
+def thumbnails(small: np.ndarray) -> np.ndarray:
+    """``(N, THUMB, THUMB)`` uint8 reductions -> float32, blurred a little (a recompression or a one-pixel shift
+    does not matter), each with zero mean and unit norm (so a dot product of two is their normalized
+    cross-correlation)."""
+    t = _smooth(small.astype(np.float32))
+    t -= t.mean(axis=(1, 2), keepdims=True)
+    norm = np.sqrt((t * t).sum(axis=(1, 2), keepdims=True))
+    return t / np.where(norm > 0, norm, 1)
+
+
+_DCT = None
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    """The orthonormal DCT-II matrix: ``D @ x`` is the DCT of ``x`` (what ``cv2.dct`` computes)."""
+    k, i = np.mgrid[0:n, 0:n]
+    d = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
+    d[0] /= np.sqrt(2.0)
+    return d
+
+
+def dct_hashes(small: np.ndarray) -> np.ndarray:
+    """``(N,)`` uint64: for each ``(THUMB, THUMB)`` reduction, which of the 8 x 8 lowest DCT frequencies of its
+    ``HASH_SIDE``-pixel square reduction are above their median (pHash's recipe), for all images at once."""
+    global _DCT
+    f = THUMB // HASH_SIDE
+    x = small.astype(np.float64).reshape(len(small), HASH_SIDE, f, HASH_SIDE, f).mean(axis=(2, 4))
+    if _DCT is None:
+        _DCT = _dct_matrix(HASH_SIDE)[:8]
+    low = (_DCT @ x @ _DCT.T).reshape(len(small), 64)
+    bits = low > np.median(low, axis=1, keepdims=True)
+    return np.packbits(bits, axis=1).view(">u8").reshape(-1).astype(np.uint64)
 
 
 def read_features(path: str, orient: bool = True) -> Features:
@@ -87,7 +114,7 @@ def read_features(path: str, orient: bool = True) -> Features:
         raise ImageError(f"{path}: cannot read image ({e.strerror or e})") from e
     gray, info = read_reduced_gray(path, MIN_SIDE, orient=orient, data=data)
     w, h = info.size(orient)
-    return features_of(gray, w, h, len(data))
+    return features_of(gray, w, h, len(data), info.kind)
 
 
 # ---- candidates -----------------------------------------------------------------------------------------------------
@@ -112,35 +139,59 @@ def hamming_pairs(hashes: np.ndarray, max_distance: int, block: int = 2048) -> n
 
 def zero_shift_similarity(thumbs: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """The normalized cross-correlation of each pair's thumbnails as they are (``(K,)`` float32), all at once."""
-    if len(pairs) == 0:
-        return np.zeros(0, np.float32)
+    out = np.zeros(len(pairs), np.float32)
     flat = thumbs.reshape(len(thumbs), -1)
-    return np.einsum("ij,ij->i", flat[pairs[:, 0]], flat[pairs[:, 1]])
+    for s in range(0, len(pairs), 4096):  # in blocks: each gathers 2 x 4096 thumbnails (128 MB)
+        p = pairs[s:s + 4096]
+        out[s:s + 4096] = np.einsum("ij,ij->i", flat[p[:, 0]], flat[p[:, 1]])
+    return out
 
 
-def shifted_similarity(a: np.ndarray, b: np.ndarray) -> float:
+def shifted_similarity(a: np.ndarray, b: np.ndarray, margin: int = _MARGIN) -> float:
     """The best normalized cross-correlation of ``b``'s centre (shrunk by each of ``_SCALES``) found anywhere
-    within a few pixels in ``a``, and the same with ``a`` and ``b`` swapped: what survives a crop of a few percent
-    of either image."""
+    within ``margin`` pixels in ``a``, and the same with ``a`` and ``b`` swapped: what survives a crop of a few
+    percent of either image.  ``a``, ``b``: square float32 thumbnails of one size."""
     import cv2
+    side0 = a.shape[0]
     best = -1.0
     for x, y in ((a, b), (b, a)):
         for s in _SCALES:
-            side = int(round(THUMB * s))
-            t = y if side == THUMB else cv2.resize(y, (side, side), interpolation=cv2.INTER_AREA)
-            t = t[_MARGIN:side - _MARGIN, _MARGIN:side - _MARGIN]
+            side = int(round(side0 * s))
+            t = y if side == side0 else cv2.resize(y, (side, side), interpolation=cv2.INTER_AREA)
+            t = t[margin:side - margin, margin:side - margin]
             r = cv2.matchTemplate(x, t, cv2.TM_CCOEFF_NORMED)
             best = max(best, float(r.max()))
     return best
 
 
+def reduce_thumbs(thumbs: np.ndarray, f: int) -> np.ndarray:
+    """Thumbnails ``f`` times smaller (means of ``f x f`` blocks), again of zero mean and unit norm."""
+    n, side = thumbs.shape[0], thumbs.shape[1] // f
+    t = thumbs.reshape(n, side, f, side, f).mean(axis=(2, 4))
+    t -= t.mean(axis=(1, 2), keepdims=True)
+    norm = np.sqrt((t * t).sum(axis=(1, 2), keepdims=True))
+    return (t / np.where(norm > 0, norm, 1)).astype(np.float32)
+
+
 def verify(thumbs: np.ndarray, pairs: np.ndarray, threshold: float) -> Tuple[np.ndarray, np.ndarray]:
-    """The candidate ``pairs`` that are duplicates, and their similarity.  Pairs whose thumbnails as they are
-    correlate below ``PREFILTER`` are not searched further (a crop of a few percent keeps them above 0.8)."""
-    sim = zero_shift_similarity(thumbs, pairs).astype(np.float64)
-    for k in np.flatnonzero((sim < threshold) & (sim >= PREFILTER)):
+    """The candidate ``pairs`` that are duplicates, and their similarity, coarse to fine:
+
+    1. the correlation of 16 x 16 reductions as they are, for all candidates at once: below ``PREFILTER`` a pair
+       is no copy (a crop of 7% of a photograph keeps it above 0.6);
+    2. the correlation of the 64 x 64 thumbnails as they are, for the rest at once: at ``threshold`` or more
+       a pair is a copy;
+    3. for the rest, the search over shifts and scales (:func:`shifted_similarity`) on 32 x 32 reductions, and
+       only where that comes within ``COARSE_SLACK`` of ``threshold``, on the 64 x 64 thumbnails."""
+    sim = np.full(len(pairs), -1.0)
+    if len(pairs) == 0:
+        return pairs, sim
+    live = np.flatnonzero(zero_shift_similarity(reduce_thumbs(thumbs, 4), pairs) >= PREFILTER)
+    sim[live] = zero_shift_similarity(thumbs, pairs[live])
+    coarse = reduce_thumbs(thumbs, 2)
+    for k in live[sim[live] < threshold]:
         i, j = pairs[k]
-        sim[k] = max(sim[k], shifted_similarity(thumbs[i], thumbs[j]))
+        if shifted_similarity(coarse[i], coarse[j], margin=_MARGIN // 2) >= threshold - COARSE_SLACK:
+            sim[k] = max(sim[k], shifted_similarity(thumbs[i], thumbs[j]))
     ok = sim >= threshold
     return pairs[ok], sim[ok]
 
@@ -227,15 +278,17 @@ def find_duplicates(records: Sequence[ImageRecord], feats: Sequence[Optional[Fea
     sets differ (an image in VOC's ``train`` and ``trainval`` and its copy in ``val`` and ``trainval`` leak).
 
     ``same_image(i, j)``: whether two records' images hold the same pixels, asked only of verified pairs of the
-    same size whose thumbnails correlate above ``EXACT_HINT`` (default :func:`same_pixels`: the files compared, then decoded)."""
+    same size whose reduced images are identical (or, for files of two formats, correlate above ``EXACT_HINT``) (default :func:`same_pixels`: the files compared, then decoded)."""
     have = np.array([f is not None for f in feats], bool)
     idx = np.flatnonzero(have)
     unread = np.flatnonzero(~have).tolist()
     if len(idx) < 2:
         return DedupResult([], np.zeros((0, 2), np.int64), np.zeros(0), 0, unread)
     fs = [feats[i] for i in idx]
-    hashes = np.array([f.hash for f in fs], np.uint64)
-    thumbs = np.stack([f.thumb for f in fs])
+    small = np.stack([f.small for f in fs])
+    hashes = dct_hashes(small)
+    thumbs = thumbnails(small)
+    means = small.reshape(len(small), -1).mean(axis=1)
     cand = hamming_pairs(hashes, hash_distance)
     pairs, sim = verify(thumbs, cand, threshold)
     same_image = same_image or same_pixels(records)
@@ -244,8 +297,13 @@ def find_duplicates(records: Sequence[ImageRecord], feats: Sequence[Optional[Fea
 
     def exact(a: int, b: int) -> bool:
         fa, fb = fs[a], fs[b]
-        # the same pixels decoded reduced by two decoders (JPEG's DCT scaling, a PNG's resize) differ a little
-        if (fa.width, fa.height) != (fb.width, fb.height) or float(np.vdot(fa.thumb, fb.thumb)) < EXACT_HINT:
+        if (fa.width, fa.height) != (fb.width, fb.height):
+            return False
+        if fa.kind == fb.kind:  # one decoder: the same pixels give the very same reduced image
+            if not np.array_equal(fa.small, fb.small):
+                return False
+        # two decoders (JPEG's DCT scaling, a PNG's resize) reduce the same pixels a little differently
+        elif float(np.vdot(thumbs[a], thumbs[b])) < EXACT_HINT or abs(means[a] - means[b]) > 2:
             return False
         return bool(same_image(int(idx[a]), int(idx[b])))
 

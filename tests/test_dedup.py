@@ -14,7 +14,7 @@ from helpers import run_cli
 from dsprep.core import ImageRecord
 from dsprep.dataset import load_dataset
 from dsprep.dedup import (collect_features, find_duplicate_groups, find_duplicates, hamming_pairs,
-                          shifted_similarity, thumbnail)
+                          dct_hashes, shifted_similarity, thumbnails)
 
 # copy name -> (original stem, how it is made)
 PLANTED = {
@@ -166,15 +166,30 @@ def test_find_duplicate_groups_interface(voc_with_copies):
 def test_a_crop_is_joined_but_a_shifted_scene_is_not(shared):
     img = cv2.imread(str(shared / "voc_sample" / "JPEGImages" / "2007_000042.jpg"), cv2.IMREAD_GRAYSCALE)
     h, w = img.shape
-    small = cv2.resize
     crop = img[int(0.05 * h):, : w - int(0.05 * w)]
-    a = thumbnail(small(img, (64, 64), interpolation=cv2.INTER_AREA))
-    b = thumbnail(small(crop, (64, 64), interpolation=cv2.INTER_AREA))
+    half = img[:, : w // 2]  # the same scene, not a copy
+    a, b, c = thumbnails(np.stack([cv2.resize(x, (64, 64), interpolation=cv2.INTER_AREA) for x in (img, crop, half)]))
     assert shifted_similarity(a, b) > 0.9
-    # half the picture: the same scene, not a copy
-    half = img[:, : w // 2]
-    c = thumbnail(small(half, (64, 64), interpolation=cv2.INTER_AREA))
     assert shifted_similarity(a, c) < 0.9
+
+
+def test_batched_kernels_match_per_image_references(shared):
+    """The DCT hash and the blur computed for all images at once equal OpenCV's per-image results."""
+    paths = sorted((shared / "voc_sample" / "JPEGImages").glob("*.jpg"))
+    small = np.stack([cv2.resize(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), (64, 64), interpolation=cv2.INTER_AREA)
+                      for p in paths])
+    for s, got in zip(small, dct_hashes(small)):
+        low = cv2.dct(cv2.resize(s.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA))[:8, :8].ravel()
+        want = int("".join("1" if v > np.median(low) else "0" for v in low), 2)
+        assert int(got) == want
+    thumbs = thumbnails(small)
+    for s, t in zip(small, thumbs):
+        k = np.array([1, 4, 6, 4, 1], np.float32) / 16
+        ref = cv2.sepFilter2D(s.astype(np.float32), -1, k, k, borderType=cv2.BORDER_REPLICATE)
+        ref -= ref.mean()
+        ref /= np.linalg.norm(ref)
+        assert np.allclose(t, ref, atol=1e-5)
+        assert float(np.vdot(t, t)) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_hamming_pairs_matches_a_slow_reference():

@@ -32,7 +32,7 @@ def _distance(ctx, param, value):
 @click.option("--threshold", type=float, default=0.90, show_default=True, callback=_threshold,
               help="How alike two images must be to be copies: the normalized cross-correlation of their 64x64 "
                    "thumbnails, best over small shifts and scales (0-1; 1: identical).")
-@click.option("--hash-distance", type=int, default=16, show_default=True, callback=_distance,
+@click.option("--hash-distance", type=int, default=20, show_default=True, callback=_distance,
               help="Pairs whose 64-bit DCT hashes differ in more bits are never compared (raise it to find "
                    "stronger edits, slower).")
 @shared("dataset", "run", "workers")
