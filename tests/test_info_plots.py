@@ -22,7 +22,7 @@ CHARTS = ["objects_per_class.png", "box_width_height.png", "aspect_ratios.png", 
 
 def flawed_items():
     """25 'car' boxes of about 40 x 30 px, one 'car' of 300 x 220 px (far from the rest), one 'dog' box twice, one
-    box both 'cat' and 'dog', one box 2 px wide."""
+    box both 'cat' and 'dog', one box 2 px wide (VOC pixels are 1-based and inclusive)."""
     rng = np.random.default_rng(0)
     items = {}
     for i in range(25):
@@ -31,7 +31,7 @@ def flawed_items():
     items["huge"] = (400, 300, [("car", (20, 20, 320, 240))])
     items["twice"] = (400, 300, [("dog", (50, 60, 150, 200)), ("dog", (50, 60, 150, 200))])
     items["conflict"] = (400, 300, [("cat", (30, 40, 130, 140)), ("dog", (30, 40, 130, 140))])
-    items["thin"] = (400, 300, [("cat", (100, 100, 102, 180))])
+    items["thin"] = (400, 300, [("cat", (100, 100, 101, 180))])  # VOC 1-based: 2 px wide
     return items
 
 
@@ -53,8 +53,9 @@ def test_every_box_problem_is_found(flawed):
     assert "twice" in by_kind["duplicate_object"][0]["file"]
     assert len(by_kind["class_conflict"]) == 1 and "conflict" in by_kind["class_conflict"][0]["file"]
     assert "'cat'" in by_kind["class_conflict"][0]["detail"] and "'dog'" in by_kind["class_conflict"][0]["detail"]
-    assert [Path(p["file"]).stem for p in by_kind["tiny_box"]] == ["thin"]
-    assert [Path(p["file"]).stem for p in by_kind["size_outlier"]] == ["huge"]
+    # per-image annotation files (VOC, YOLO) are named; a COCO JSON is named with the image after it
+    assert [Path(p["file"].split(": ")[-1]).stem for p in by_kind["tiny_box"]] == ["thin"]
+    assert [Path(p["file"].split(": ")[-1]).stem for p in by_kind["size_outlier"]] == ["huge"]
     # car has 26 objects; cat 2 and dog 3: rare under the default 20
     assert sorted(p["detail"].split("'")[1] for p in by_kind["rare_class"]) == ["cat", "dog"]
     assert doc["problem_counts"]["rare_class"] == 2

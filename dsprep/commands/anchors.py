@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .common import load, shared
+from .common import SIZE, load, shared
 
 
 def _anchors_option(ctx, param, value):
@@ -21,8 +21,8 @@ def _anchors_option(ctx, param, value):
 @click.command()
 @click.argument("dataset", type=click.Path())
 @click.option("--n", "n", type=click.IntRange(1, 64), default=9, show_default=True, help="How many anchors.")
-@click.option("--size", type=click.IntRange(1, 100000), default=640, show_default=True,
-              help="Training size: each image scaled so that its long side is this many pixels.")
+@click.option("--size", type=SIZE, default="640", show_default=True,
+              help="Training size: each image scaled so that its long side is this many pixels (one number).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the k-means start and the refinement (same seed, same anchors).")
 @click.option("--anchors", "given", default=None, callback=_anchors_option,
@@ -34,7 +34,10 @@ def anchors(dataset, n, size, seed, given, common):
     recall (ratio threshold 4), and with --anchors how well those fit. --json: {"anchors": [[w, h], ...],
     "mean_iou": x, "bpr": y, ...}."""
     from ..anchors import anchors_report, format_report, training_sizes
-    from ..core import DatasetError
+    from ..core import DatasetError, UsageError
+    if size[0] != size[1]:
+        raise UsageError(f"--size: one number, the long side the images are scaled to (not {size[0]}x{size[1]})")
+    size = size[0]
     ds = load(dataset, common)
     wh = training_sizes(ds.records, size)
     try:
