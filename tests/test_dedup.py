@@ -138,6 +138,11 @@ def test_out_keeps_the_largest_of_each_group(voc_with_copies, tmp_path):
     # first by name is kept, the original (digits sort before letters)
     assert stems == sorted(p.stem for p in (voc_with_copies / "JPEGImages").iterdir() if not p.stem.startswith("copy"))
     assert sorted(Path(p).stem for p in doc["left_out"]) == sorted(PLANTED)
+    # the split lists are kept, without the copies
+    for split in ("train", "val"):
+        listed = (tmp_path / "clean" / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
+        original = (voc_with_copies / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
+        assert listed == [s for s in original if not s.startswith("copy")]
     # the input is untouched
     assert len(list((voc_with_copies / "JPEGImages").iterdir())) == 13 + len(PLANTED)
 

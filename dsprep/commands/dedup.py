@@ -75,7 +75,7 @@ def dedup(dataset, out, overwrite, threshold, hash_distance, common):
     summary.add("duplicates", len(left_out))
     summary.add("leaks", len(res.leaks))
     if out is not None:
-        written = _write_without(ds, dataset, out, overwrite, set(left_out), common)
+        written = _write_without(ds, dataset, out, overwrite, set(left_out), splits, common)
         doc["out"] = written
         doc["left_out"] = [rel(i) for i in left_out]
     if common.as_json:
@@ -122,15 +122,24 @@ def _record_splits(ds, dataset, common):
     return [frozenset(member.get(os.path.abspath(r.image_path), ())) for r in ds.records]
 
 
-def _write_without(ds, dataset, out, overwrite, drop, common) -> str:
-    """Write ``ds`` without the records numbered in ``drop``, in its own format, as ``convert`` writes."""
+def _write_without(ds, dataset, out, overwrite, drop, splits, common) -> str:
+    """Write ``ds`` without the records numbered in ``drop``, in its own format, as ``convert`` writes.  A record
+    read without a split that is in exactly one split list (a VOC tree read whole) is written in that split."""
+    import numpy as np
     from ..core import UsageError
     from ..dataset import format_module, writable_formats
     from ..jobs.convert import ConvertOptions, convert_one, unique_names, write_dataset_files
     from ..outputs import OutputDir
     if ds.format not in writable_formats():
         raise UsageError(f"--out: dsprep does not write {ds.format} data sets (convert it first)")
-    keep = [r for i, r in enumerate(ds.records) if i not in drop]
+    keep = []
+    for i, r in enumerate(ds.records):
+        if i in drop:
+            continue
+        if r.split is None and len(splits[i]) == 1:
+            r = r.select(np.arange(len(r)))
+            r.split = next(iter(splits[i]))
+        keep.append(r)
     summary = start_summary("write")
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         writer = format_module(ds.format).Writer(ds.classes, {"dataset_meta": ds.meta,
