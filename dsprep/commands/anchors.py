@@ -5,6 +5,7 @@ import json
 
 import click
 
+from .. import signals
 from .common import SIZE, load, shared
 
 
@@ -45,6 +46,7 @@ def anchors(dataset, n, size, seed, given, common):
     except ValueError as e:
         raise DatasetError(f"{dataset}: {e}") from e
     report["size"] = size
+    signals.settle()  # the report is all that is left: a late Ctrl-C must not add a line to it
     if common.as_json:
         click.echo(json.dumps(report, indent=1))
     else:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .. import signals
 from .common import finish, load, run_jobs, shared, start_summary
 
 
@@ -78,6 +79,7 @@ def dedup(dataset, out, overwrite, threshold, hash_distance, common):
         written = _write_without(ds, dataset, out, overwrite, set(left_out), splits, common)
         doc["out"] = written
         doc["left_out"] = [rel(i) for i in left_out]
+    signals.settle()  # the report is all that is left: a late Ctrl-C must not add a line to it
     if common.as_json:
         click.echo(json.dumps(doc, ensure_ascii=False, indent=1))
     else:

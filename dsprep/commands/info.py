@@ -6,6 +6,7 @@ import json
 
 import click
 
+from .. import signals
 from .common import load, run_jobs, shared, start_summary
 
 
@@ -40,6 +41,7 @@ def info(dataset, check_images, rare_below, plots, overwrite, common):
         s = summarize(ds, rare_below)
         if out_dir is not None:
             s["plots"] = _draw(ds, out_dir)
+    signals.settle()  # the report is all that is left: a late Ctrl-C must not add a line to it
     if common.as_json:
         click.echo(json.dumps(s, ensure_ascii=False, indent=1))
     else:
