@@ -242,3 +242,8 @@ def test_features_are_read_once_per_file():
     res = find_duplicates(recs, collect_features(recs, run))
     assert len(calls) == 1
     assert [g.members for g in res.groups] == [[0, 1]] and res.groups[0].exact and res.leaks == [(0, 1)]
+
+
+def test_same_report_whatever_the_workers(voc_with_copies):
+    one = run_cli("dedup", voc_with_copies, "--json", "-q").stdout
+    assert run_cli("dedup", voc_with_copies, "--json", "-q", "--workers", "2").stdout == one
