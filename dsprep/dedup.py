@@ -19,7 +19,7 @@ identical, or whose decoded pixels are.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -274,8 +274,8 @@ def find_duplicates(records: Sequence[ImageRecord], feats: Sequence[Optional[Fea
                     splits: Optional[Sequence[frozenset]] = None) -> DedupResult:
     """Group the records whose images are copies of each other, from their :class:`Features` (``None``: left out).
 
-    ``splits``: the splits each record is in (default: ``{rec.split}``); two members of a group leak when their
-    sets differ (an image in VOC's ``train`` and ``trainval`` and its copy in ``val`` and ``trainval`` leak).
+    ``splits``: the splits each record is in (default: :func:`dsprep.splits.splits_of`); two members of a group
+    leak when their sets differ (an image in VOC's ``train`` and ``trainval`` and its copy in ``val`` and ``trainval`` leak).
 
     ``same_image(i, j)``: whether two records' images hold the same pixels, asked only of verified pairs of the
     same size whose reduced images are identical (or, for files of two formats, correlate above ``EXACT_HINT``) (default :func:`same_pixels`: the files compared, then decoded)."""
@@ -293,7 +293,8 @@ def find_duplicates(records: Sequence[ImageRecord], feats: Sequence[Optional[Fea
     pairs, sim = verify(thumbs, cand, threshold)
     same_image = same_image or same_pixels(records)
     if splits is None:
-        splits = [frozenset([r.split]) if r.split else frozenset() for r in records]
+        from .splits import splits_of
+        splits = [frozenset(splits_of(r)) for r in records]
 
     def exact(a: int, b: int) -> bool:
         fa, fb = fs[a], fs[b]

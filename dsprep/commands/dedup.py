@@ -46,7 +46,8 @@ def dedup(dataset, out, overwrite, threshold, hash_distance, common):
     from ..dedup import collect_features, find_duplicates
     ds = load(dataset, common)
     summary = start_summary("dedup", ds)
-    splits = _record_splits(ds, dataset, common)
+    from ..splits import splits_of
+    splits = [frozenset(splits_of(r)) for r in ds.records]  # VOC: every ImageSets/Main list an image is in
     feats = collect_features(ds.records, lambda fn, items, desc: run_jobs(fn, items, summary, common, desc,
                                                                          name_of=lambda it: it[0]))
     res = find_duplicates(ds.records, feats, threshold, hash_distance, splits=splits)
@@ -76,7 +77,7 @@ def dedup(dataset, out, overwrite, threshold, hash_distance, common):
     summary.add("duplicates", len(left_out))
     summary.add("leaks", len(res.leaks))
     if out is not None:
-        written = _write_without(ds, dataset, out, overwrite, set(left_out), splits, common)
+        written = _write_without(ds, dataset, out, overwrite, set(left_out), common)
         doc["out"] = written
         doc["left_out"] = [rel(i) for i in left_out]
     signals.settle()  # the report is all that is left: a late Ctrl-C must not add a line to it
@@ -106,42 +107,16 @@ def _text(res, rel, label, left_out) -> str:
     return "\n".join(lines)
 
 
-def _record_splits(ds, dataset, common):
-    """The splits each record is in.  Formats with split folders or files say so on the record; a VOC tree read
-    whole lists its splits in ImageSets/Main (an image may be in several: train and trainval), read here through
-    the one loader, one split at a time."""
-    splits = [frozenset([r.split]) if r.split else frozenset() for r in ds.records]
-    if ds.format != "voc" or common.split is not None or any(splits):
-        return splits
-    from ..dataset import load_dataset
-    from ..voc import available_splits, find_voc_parts
-    names = available_splits(find_voc_parts(Path(dataset)))
-    member = {}
-    for name in names:
-        part = load_dataset(dataset, split=name, on_error="skip", fmt="voc", exif=common.exif)
-        for r in part.records:
-            member.setdefault(os.path.abspath(r.image_path), set()).add(name)
-    return [frozenset(member.get(os.path.abspath(r.image_path), ())) for r in ds.records]
-
-
-def _write_without(ds, dataset, out, overwrite, drop, splits, common) -> str:
-    """Write ``ds`` without the records numbered in ``drop``, in its own format, as ``convert`` writes.  A record
-    read without a split that is in exactly one split list (a VOC tree read whole) is written in that split."""
-    import numpy as np
+def _write_without(ds, dataset, out, overwrite, drop, common) -> str:
+    """Write ``ds`` without the records numbered in ``drop``, in its own format (splits kept), as ``convert``
+    writes."""
     from ..core import UsageError
     from ..dataset import format_module, writable_formats
     from ..jobs.convert import ConvertOptions, convert_one, unique_names, write_dataset_files
     from ..outputs import OutputDir
     if ds.format not in writable_formats():
         raise UsageError(f"--out: dsprep does not write {ds.format} data sets (convert it first)")
-    keep = []
-    for i, r in enumerate(ds.records):
-        if i in drop:
-            continue
-        if r.split is None and len(splits[i]) == 1:
-            r = r.select(np.arange(len(r)))
-            r.split = next(iter(splits[i]))
-        keep.append(r)
+    keep = [r for i, r in enumerate(ds.records) if i not in drop]
     summary = start_summary("write")
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         writer = format_module(ds.format).Writer(ds.classes, {"dataset_meta": ds.meta,
