@@ -274,28 +274,25 @@ class DetectionBatch:
         return self._targets
 
     def _make_targets(self) -> List[dict]:
-        columns = {k: torch.from_numpy(v) for k, v in self.per_object.items()}
-        wrap_like = {}
-        out = []
-        for j, image_id in enumerate(self.image_ids):
-            t = {}
-            canvas = (int(self.canvas[j, 0]), int(self.canvas[j, 1]))
-            for k, col in columns.items():
-                off = self.offsets[k]
-                part = col[off[j]:off[j + 1]]
-                if k in self.box_formats:
-                    like = wrap_like.get((k, canvas))
-                    if like is None:
-                        fmt, clamping = self.box_formats[k]
-                        like = wrap_like[(k, canvas)] = tv_tensors.BoundingBoxes(
-                            part, format=fmt, canvas_size=canvas, clamping_mode=clamping)
-                        part = like
-                    else:
-                        part = tv_tensors.wrap(part, like=like)
-                t[k] = part
+        n = len(self.image_ids)
+        columns = {}
+        for k, values in self.per_object.items():  # every image's part in one call (views, no copy)
+            counts = np.diff(self.offsets[k]).tolist()
+            columns[k] = torch.split(torch.from_numpy(values), counts) if n else ()
+        out = [{} for _ in range(n)]
+        for k, parts in columns.items():
+            if k in self.box_formats:
+                fmt, clamping = self.box_formats[k]
+                for j, part in enumerate(parts):
+                    out[j][k] = tv_tensors.BoundingBoxes(part, format=fmt, canvas_size=(int(self.canvas[j, 0]),
+                                                                                        int(self.canvas[j, 1])),
+                                                         clamping_mode=clamping)
+            else:
+                for j, part in enumerate(parts):
+                    out[j][k] = part
+        for t, image_id, extra in zip(out, self.image_ids, self.extra):
             t["image_id"] = image_id
-            t.update(self.extra[j])
-            out.append(t)
+            t.update(extra)
         return out
 
     def __iter__(self):
