@@ -37,6 +37,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -236,8 +237,12 @@ def run(work: Path, args) -> None:
         print("webdataset is not installed: its row is left out (pip install webdataset)")
     rates = {name: [] for name in loaders}
     counts = {}
+    workers = {}
     for name, loader in loaders.items():  # warm-up: workers started, page cache filled
+        before = {p.pid for p in psutil.Process().children()}
         time_epoch(loader)
+        workers[name] = [p for p in psutil.Process().children() if p.pid not in before]
+    memory_first = {name: worker_memory(procs) for name, procs in workers.items()}
     for r in range(args.rounds):
         for name, loader in loaders.items():
             n, secs = time_epoch(loader)
@@ -252,6 +257,10 @@ def run(work: Path, args) -> None:
     for name in loaders:
         print(f"  {name:13s} {rate[name]:8.0f} images/s  ({counts[name]} images an epoch; epochs: "
               f"{', '.join(f'{v:.0f}' for v in rates[name])})")
+    print(f"workers' private memory (USS, MiB, the {WORKERS} summed) after the first epoch -> after "
+          f"{args.rounds + 1} epochs:")
+    for name in ("raw pack", "JPEG pack", "VOCDetection"):
+        print(f"  {name:13s} {memory_first[name]:8.1f} -> {worker_memory(workers[name]):.1f}")
     print("single process, no DataLoader (read a shuffled batch + collate):")
     for name, v in single.items():
         print(f"  {name:13s} {v:8.0f} images/s")
@@ -266,6 +275,10 @@ def run(work: Path, args) -> None:
         print(f"  JPEG pack / WebDataset   {rate['JPEG pack'] / rate['WebDataset']:6.2f}x")
     for loader in loaders.values():
         del loader
+
+
+def worker_memory(procs) -> float:
+    return sum(p.memory_full_info().uss for p in procs) / 2**20
 
 
 def du(path: Path) -> int:
