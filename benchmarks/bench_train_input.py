@@ -15,9 +15,9 @@ same stretch.
   fresh batch of the same bytes each time): the loader's own cost on this machine
 
 Plus the single-process rate of each pack's reader (no DataLoader).  The data (``--images`` VOC-like JPEGs of
-333..500 x 375 with 1..6 boxes) is generated here.  Each rate is the best of ``--rounds`` timed epochs, the loaders
-taking turns (on a shared machine the best epoch is the one least slowed by other work; the ratios measured in one
-run are what counts).
+333..500 x 375 with 1..6 boxes) is generated here.  The loaders take turns, one timed epoch each, ``--rounds``
+times; rates are medians, and each ratio is the median of the ratios within a round (loaders timed minutes apart
+on a shared machine are not comparable; one after the other they mostly are).
 
     python benchmarks/bench_train_input.py [--images 2000] [--rounds 5] [--workdir DIR]
 """
@@ -251,9 +251,9 @@ def run(work: Path, args) -> None:
     rng = np.random.default_rng(0)
     single = {"raw pack": single_process(DetectionDataset(raw_h5), rng),
               "JPEG pack": single_process(DetectionDataset(jpeg_h5), rng)}
-    rate = {name: float(np.max(v)) for name, v in rates.items()}
-    print(f"\nDataLoader: {WORKERS} workers, batch {BATCH}, shuffled, {SIZE}x{SIZE}; the best of {args.rounds} epochs "
-          f"(the one least slowed by other work on the machine)")
+    rate = {name: float(np.median(v)) for name, v in rates.items()}
+    print(f"\nDataLoader: {WORKERS} workers, batch {BATCH}, shuffled, {SIZE}x{SIZE}; the median of {args.rounds} "
+          f"epochs")
     for name in loaders:
         print(f"  {name:13s} {rate[name]:8.0f} images/s  ({counts[name]} images an epoch; epochs: "
               f"{', '.join(f'{v:.0f}' for v in rates[name])})")
@@ -264,15 +264,18 @@ def run(work: Path, args) -> None:
     print("single process, no DataLoader (read a shuffled batch + collate):")
     for name, v in single.items():
         print(f"  {name:13s} {v:8.0f} images/s")
-    voc_rate = rate["VOCDetection"]
-    print("\nratios (this run):")
-    print(f"  raw pack / VOCDetection  {rate['raw pack'] / voc_rate:6.2f}x   (goal >= 8)")
-    print(f"  raw pack / ceiling       {rate['raw pack'] / rate['ceiling']:6.2f}    (goal >= 0.75)")
-    print(f"  JPEG pack / VOCDetection {rate['JPEG pack'] / voc_rate:6.2f}x   (goal >= 1.5)")
-    print(f"  PNG pack / VOCDetection  {rate['PNG pack'] / voc_rate:6.2f}x")
-    if "WebDataset" in rate:
-        print(f"  WebDataset / VOCDetection {rate['WebDataset'] / voc_rate:5.2f}x")
-        print(f"  JPEG pack / WebDataset   {rate['JPEG pack'] / rate['WebDataset']:6.2f}x")
+    def ratio(a, b):  # each round's loaders ran one after the other: the median of the rounds' ratios
+        return float(np.median(np.array(rates[a]) / np.array(rates[b])))
+
+    print(f"\nratios (median over the {args.rounds} rounds of the ratio within each round):")
+    print(f"  raw pack / VOCDetection   {ratio('raw pack', 'VOCDetection'):6.2f}x   (goal >= 8)")
+    print(f"  raw pack / ceiling        {ratio('raw pack', 'ceiling'):6.2f}    (goal >= 0.75)")
+    print(f"  JPEG pack / VOCDetection  {ratio('JPEG pack', 'VOCDetection'):6.2f}x   (goal >= 1.5)")
+    print(f"  PNG pack / VOCDetection   {ratio('PNG pack', 'VOCDetection'):6.2f}x")
+    print(f"  ceiling / VOCDetection    {ratio('ceiling', 'VOCDetection'):6.2f}x")
+    if "WebDataset" in rates:
+        print(f"  WebDataset / VOCDetection {ratio('WebDataset', 'VOCDetection'):6.2f}x")
+        print(f"  JPEG pack / WebDataset    {ratio('JPEG pack', 'WebDataset'):6.2f}x")
     for loader in loaders.values():
         del loader
 

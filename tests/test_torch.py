@@ -43,7 +43,7 @@ def packs(tmp_path_factory):
     out = {}
     for name, args in {"raw": ["--size", "64x48"], "gzip": ["--size", "64x48", "--compression", "gzip"],
                        "jpeg": ["--size", "64x48", "--encode", "jpeg"], "png": ["--size", "64x48", "--encode", "png"],
-                       "original": []}.items():
+                       "original": [], "shards": ["--size", "64x48", "--shards", "2"]}.items():
         out[name] = root / f"{name}.h5"
         run_cli("voc-to-h5", str(root / "voc"), str(out[name]), "-q", *args)
     out["pickle"] = root / "raw.pkl"
@@ -80,7 +80,7 @@ def _check_sample(path, image, target, reference_index=None):
     return i
 
 
-@pytest.mark.parametrize("kind", ["raw", "gzip", "jpeg", "png", "original", "pickle", "dota"])
+@pytest.mark.parametrize("kind", ["raw", "gzip", "jpeg", "png", "original", "pickle", "shards", "dota"])
 def test_batches_from_two_workers_equal_the_samples_read_directly(packs, kind):
     ds = DetectionDataset(packs[kind])
     loader = DataLoader(ds, batch_size=32, shuffle=True, num_workers=2, collate_fn=collate,
@@ -178,7 +178,8 @@ def test_distributed_sampler_ranks_cover_the_data_set_once_without_overlap(packs
 @pytest.mark.parametrize("kind", ["raw", "gzip", "jpeg"])
 def test_a_pack_opened_in_the_parent_reads_correctly_in_forked_workers(packs, kind):
     ds = DetectionDataset(packs[kind])
-    first = ds[0]  # the parent opens the file (and, for raw, its memory map) before the workers fork
+    first = ds[0]  # the parent opens the file (its memory map, its descriptor for batches) before the workers fork
+    ds.__getitems__([1, 2])
     assert ds._reader._file is not None
     loader = DataLoader(ds, batch_size=32, num_workers=2, collate_fn=collate, multiprocessing_context="fork")
     seen = [_check_sample(packs[kind], image, target) for images, targets in loader
