@@ -86,6 +86,8 @@ class DetectionDataset(torch.utils.data.Dataset):
         # the reader's per-image strings as two arrays (its lists would be copied page by page in each worker)
         reader.filenames = _Strings(reader.filenames)
         reader.paths = _Strings(reader.paths)
+        if getattr(reader, "image_splits", None) is not None:
+            reader.image_splits = _Strings(reader.image_splits)
         self._reader = reader
         self.path, self.split, self.transforms = str(path), reader.split, transforms
         self.classes: List[str] = list(reader.classes)
