@@ -225,7 +225,7 @@ def _coco_set(files: List[Path]) -> DetectionSet:
         data = path.read_bytes()
     except OSError as e:
         raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    from .dataset import bulk  # the garbage-collector pause load_dataset uses: json.loads builds ~1M objects
+    from .formats.common import bulk  # the garbage-collector pause load_dataset uses: json.loads builds ~1M objects
     with bulk():
         images, cats, scores, xywh = parse_coco_results(data, str(path))
     boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
@@ -297,10 +297,17 @@ class Unmatched:
 
 def evaluation_order(ds: Dataset) -> List[ImageRecord]:
     """The data set's records in the order the reference evaluator sees images: ascending image id for COCO
-    (COCOeval sorts them; it breaks equal scores by it), else as read."""
-    if ds.format == "coco":
-        return sorted(ds.records, key=lambda r: r.meta["image_id"])
+    (COCOeval sorts them; it breaks equal scores by it), else as read (the format's ``reference_order``)."""
+    spec = _spec(ds)
+    if spec is not None and spec.reference_order is not None:
+        return sorted(ds.records, key=spec.reference_order)
     return list(ds.records)
+
+
+def _spec(ds: Dataset):
+    """The data set's format description (None for a format the registry does not name, e.g. ``pickle``)."""
+    from .formats import FORMATS, format_spec
+    return format_spec(ds.format) if ds.format in FORMATS else None
 
 
 def ground_truth(records: Sequence[ImageRecord], classes: Sequence[str], metric: str) -> GroundTruth:
@@ -403,9 +410,6 @@ def align(dset: DetectionSet, records: Sequence[ImageRecord], classes: Sequence[
 # ----------------------------------------------------------------------------------------------------------------
 # The whole evaluation from paths
 
-DEFAULT_METRIC = {"coco": "coco", "dota": "dota-task1"}  # other formats (VOC, packed): voc07
-
-
 @dataclass
 class Evaluation:
     """Everything an evaluation looked at: the data set, its records in evaluation order, the arrays handed to the
@@ -442,9 +446,10 @@ def evaluate_paths(ground_truth_path, detections_path, metric: Optional[str] = N
                          "thresholds 0.50:0.05:0.95")
     ds = loader(ground_truth_path) if loader is not None else \
         load_dataset(ground_truth_path, split=split, on_error=on_error, progress=progress)
-    chosen = metric or DEFAULT_METRIC.get(ds.format, "voc07")
+    spec = _spec(ds)
+    chosen = metric or (spec.default_metric if spec is not None else "voc07")
     dset = read_detections(detections_path, chosen, ds.classes, progress or (lambda it: it))
-    if metric is None and ds.format == "dota" and dset.kind == "task2":
+    if metric is None and chosen == "dota-task1" and dset.kind == "task2":
         chosen = "dota-task2"  # DOTA ground truth with only Task2 (box) files: DOTA's task 2
     metric = chosen
     if metric == "coco" and iou_threshold is not None:

@@ -36,7 +36,7 @@ from .outputs import TemporaryPath, partial_files
 from .pickles import read_pickle
 from .resize import fit_image, map_boxes, map_polygons
 
-# imported on first use: detecting a data set's format imports this module for its detect()
+# imported on first use (a packed file is opened without OpenCV)
 cv2 = LazyModule("cv2", globals())
 h5py = LazyModule("h5py", globals())
 
@@ -780,45 +780,6 @@ def _check_split(path: str, split: str, a: dict, n_classes: int) -> None:
             if enc is None or enc.shape != (n + 1,) or (len(enc) and (enc[0] != 0 or enc[-1] != shape[0]
                                                                         or np.any(np.diff(enc) < 0))):
                 bad("encoded_offsets do not match the encoded bytes")
-
-
-LAYOUT = "packed: a .h5/.pkl file"
-NAME = "h5"
-HAS_IMAGE_FILES = False  # the pixels are inside the file
-PACKED_SUFFIXES = (".h5", ".hdf5", ".pkl", ".pickle")
-
-
-def detect(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in PACKED_SUFFIXES
-
-
-def load(path: Path, split: Optional[str], policy=None, wrap=None) -> Dataset:
-    """A packed file as a :class:`~dsprep.core.Dataset` for info/visualize: every split (records carry
-    ``rec.split``, and each record's image is read from its own split), or only ``split`` (``--split``).
-    Records are in stored-image pixels, with polygons when the file has them."""
-    readers = DetectionH5.open_splits(path)
-    if split is not None:
-        if split not in readers:
-            raise DatasetError(f"{path}: no split '{split}' in this packed file (--split: choose one of "
-                               f"{', '.join(readers)})")
-        readers = {split: readers[split]}
-    records = []
-    for name, reader in readers.items():
-        for i in range(len(reader)):
-            a = reader.annotations(i)
-            if reader.mode == "fixed":
-                w, h = reader.size
-            else:
-                w, h = (int(v) for v in a["orig_size"])
-            polygons = a["polygons"].astype(np.float64) if "polygons" in a else None
-            records.append(ImageRecord(a["filename"], w, h, boxes=a["boxes"].astype(np.float64),
-                                       names=[reader.classes[k] for k in a["labels"]],
-                                       difficult=a["difficult"].astype(np.uint8), polygons=polygons, split=name,
-                                       meta={"stem": os.path.splitext(a["filename"])[0], "index": i}))
-    first = next(iter(readers.values()))
-    ds = Dataset(Path(path), "pickle" if first.is_pickle else NAME, records, classes=list(first.classes))
-    ds.image_getter = lambda rec: cv2.cvtColor(readers[rec.split].image(rec.meta["index"]), cv2.COLOR_RGB2BGR)
-    return ds
 
 
 # ---- shards: workers write whole files, the client ties them together ------------------------------------------------

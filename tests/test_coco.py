@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsprep.coco import Writer, detect, find_files, object_masks, parse_coco
+from dsprep.formats.coco import Writer, detect, find_files, object_masks, parse_coco
 from dsprep.core import ErrorPolicy, ParseError
 from dsprep.dataset import detect_format, load_dataset
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import shapely
 
-from dsprep.coco import parse_coco
+from dsprep.formats.coco import parse_coco
 from dsprep.core import Dataset
 from dsprep.detections import align, evaluate_paths, evaluation_order, ground_truth, parse_coco_results, \
     DetectionSet

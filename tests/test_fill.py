@@ -8,7 +8,7 @@ import pytest
 from dsprep.dataset import load_dataset, object_masks
 from dsprep.fill import (fill_regions, format_sidecar, outline_mask, parse_sidecar, push_pull, region_outlines,
                          sidecar_path)
-from dsprep.vocmasks import encode_palette_png, voc_palette
+from dsprep.formats.vocmasks import encode_palette_png, voc_palette
 from helpers import run_cli as run
 
 

@@ -563,7 +563,7 @@ def test_broken_file_stops_the_start_unless_skipped(tmp_path):
 
 
 def test_coco_is_reviewed_read_only_and_its_file_names_cannot_escape(tmp_path):
-    pytest.importorskip("dsprep.coco", reason="the COCO reader (dsprep/coco.py, from the eval branch) is not here")
+    pytest.importorskip("dsprep.formats.coco", reason="the COCO reader (dsprep/coco.py, from the eval branch) is not here")
     root = tmp_path / "coco"
     (root / "annotations").mkdir(parents=True)
     (root / "images").mkdir()

@@ -7,7 +7,7 @@ from dsprep.dataset import load_dataset
 from dsprep.dota import read_dota
 from helpers import run_cli as run
 from dsprep.synth import Sprite, SynthParams, overlap_ok, place, sprite_from_image, synthesize, transform_sprite
-from dsprep.vocmasks import encode_palette_png, voc_palette
+from dsprep.formats.vocmasks import encode_palette_png, voc_palette
 
 
 
@@ -404,7 +404,7 @@ def test_blanked_regions_stay_free(tmp_path):
         run("synth", *common, "--out", out, *extra)
         hits = 0
         for p in sorted((out / "SegmentationObject").glob("*.png")):
-            from dsprep.vocmasks import mask_indices
+            from dsprep.formats.vocmasks import mask_indices
             objects = mask_indices(p.read_bytes()) > 0
             hits += int((objects & keep).sum())
         assert (hits > 0) == inside
@@ -428,7 +428,7 @@ def test_voc_sample_pipeline_gives_real_looking_exact_images(shared, tmp_path):
     """Done when (issue 14): on the VOC sample, crop with masks -> backgrounds with inpainting -> synth ->
     visualize: no synthetic image has a padded border or a pure-black hole, objects with masks are pasted as
     silhouettes, and every box and mask read back is exact."""
-    from dsprep.vocmasks import mask_indices
+    from dsprep.formats.vocmasks import mask_indices
     run("crop", shared / "voc_sample", "--out", tmp_path / "crops", "--backgrounds", tmp_path / "bgs")
     silhouettes = tmp_path / "silhouettes"  # the crops whose alpha is an object's mask
     for p in (tmp_path / "crops").rglob("*.png"):

@@ -160,7 +160,7 @@ _FIELDS = set(Common.__dataclass_fields__)
 
 
 def _format_names() -> List[str]:
-    from ..dataset import FORMATS
+    from ..formats import FORMATS
     return list(FORMATS)
 
 

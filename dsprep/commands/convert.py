@@ -20,7 +20,7 @@ class _FormatChoice(click.Choice):
 
     @property
     def choices(self):
-        from ..dataset import writable_formats
+        from ..formats import writable_formats
         return writable_formats()
 
     @choices.setter
@@ -52,14 +52,14 @@ def convert(dataset, target, out, overwrite, common):
     kept. What the target format cannot hold is counted and named in the summary (polygon_to_box,
     segmentation_dropped, crowd_skipped ...). `convert voc-to-dota` and `convert dota-to-voc` are kept as
     aliases of --to dota and --to voc."""
-    from ..dataset import format_module
+    from ..formats import format_spec
     from ..jobs.convert import ConvertOptions, LOSSY, convert_one, unique_names, write_dataset_files
     from ..outputs import OutputDir
     ds = load(dataset, common)
     summary = start_summary(f"convert {ds.format}-to-{target}", ds)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
-        writer = format_module(target).Writer(ds.classes, {"dataset_meta": ds.meta,
-                                                           "root": str(Path(out_dir).resolve())})
+        writer = format_spec(target).writer(ds.classes, {"dataset_meta": ds.meta,
+                                                         "root": str(Path(out_dir).resolve())})
         records, renamed = unique_names(ds.records, writer)
         if renamed:
             summary.add("renamed_duplicate_name", renamed)

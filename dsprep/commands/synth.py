@@ -137,9 +137,10 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
     with OutputDir(out, overwrite=overwrite, allow_existing=append, inputs=[backgrounds, objects],
                    keep_on_error=True) as out_dir:
         from ..core import ImageRecord
-        from ..dataset import format_module
-        existing, classes = _existing(out_dir, out_format, append, [c for c, _ in obj])
-        writer = format_module(out_format).Writer(classes, {"root": str(Path(out_dir).resolve())})
+        from ..formats import format_spec
+        spec = format_spec(out_format)
+        existing, classes = _existing(out_dir, spec, append, [c for c, _ in obj])
+        writer = spec.writer(classes, {"root": str(Path(out_dir).resolve())})
         probe = ImageRecord(f"synth_000000{ext}", 1, 1, split=split_name, meta={"stem": "synth_000000"})
         subdirs = [out_dir / Path(writer.image_path(probe)).parent]
         subdirs += [out_dir / Path(rel).parent for rel in writer.record_files(probe)[0]]
@@ -156,7 +157,7 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
             taken = [int(p.stem[len("synth_"):]) for p in image_dir.glob("synth_*") if p.stem[6:].isdigit()]
             start = max(taken) + 1 if taken else 0
         cfg = SynthConfig(out=str(out_dir), backgrounds=bgs, sidecars=sidecars, objects=obj, params=params, seed=seed,
-                          fmt=out_format, ext=ext, mask_from=mask_from, masks=masks, color=color_method,
+                          oriented=spec.holds.quads, ext=ext, mask_from=mask_from, masks=masks, color=color_method,
                           jpeg_quality=jpeg_quality, orient=common.exif != "ignore", writer=writer, split=split_name)
         names, records, done = [], [], 0
         try:
@@ -170,47 +171,46 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
             # Results arrive in index order: the first `done` images are complete; later ones a worker may have
             # finished out of order are removed, so the output is exactly a shorter uninterrupted run.
             removed = _remove_from(out_dir, subdirs, start + done)
-            _write_lists(out_dir, writer, split_name, names, existing + records, append)
+            _write_lists(out_dir, spec, writer, split_name, names, existing + records, append)
             if isinstance(e, KeyboardInterrupt):
                 raise Interrupted(getattr(e, "signum", 2),
                                   f"kept the {done} finished images ({start}..{start + done - 1}) and their list; "
                                   f"{removed} out-of-order files removed; finish the run with --append -n "
                                   f"{count - done}") from e
             raise
-        _write_lists(out_dir, writer, split_name, names, existing + records, append)
+        _write_lists(out_dir, spec, writer, split_name, names, existing + records, append)
     finish(summary, str(out_dir), ["images", "objects", "truncated", "hidden", "dropped_too_large", "dropped_no_room"],
            common)
 
 
-def _existing(out_dir: Path, out_format: str, append: bool, classes):
+def _existing(out_dir: Path, spec, append: bool, classes):
     """With --append: the records already in the output (for the data-set files written at the end: a COCO JSON,
-    a data.yaml) and the class list extended by the new classes; VOC and DOTA need neither."""
-    if not append or out_format in ("voc", "dota"):
+    a data.yaml) and the class list extended by the new classes; formats whose files need neither, nothing."""
+    if not append or not spec.needs_records:
         return [], list(classes)
     from ..dataset import load_dataset
     try:
-        ds = load_dataset(out_dir, fmt=out_format, on_error="skip")
+        ds = load_dataset(out_dir, fmt=spec.name, on_error="skip")
     except DatasetError:
         return [], list(classes)
     return list(ds.records), list(ds.classes) + [c for c in classes if c not in ds.classes]
 
 
-def _write_lists(out_dir: Path, writer, split_name: str, names, records, append: bool) -> None:
-    """The data-set files: VOC's split list (appended to), or the writer's own (COCO JSON, data.yaml ...)."""
+def _write_lists(out_dir: Path, spec, writer, split_name: str, names, records, append: bool) -> None:
+    """The data-set files: a list of names appended to (VOC's split list), or the writer's own (COCO JSON,
+    data.yaml ...)."""
     from ..jobs.convert import write_dataset_files
-    from ..voc import write_split_list
-    if writer.NAME == "voc":
-        (out_dir / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
-        write_split_list(out_dir / "ImageSets" / "Main" / f"{split_name}.txt", names, append=append)
+    if spec.append_names is not None:
+        spec.append_names(out_dir, split_name, names, append)
     else:
         write_dataset_files(out_dir, writer, records)
 
 
 def _write_labelmap(out_dir: Path, classes) -> None:
     """``labelmap.txt``: what the SegmentationClass values mean (background 0, then the classes in folder order),
-    with their palette colours, as Datumaro and ``dsprep.vocmasks.read_labelmap`` read it."""
+    with their palette colours, as Datumaro and ``dsprep.formats.vocmasks.read_labelmap`` read it."""
     from ..outputs import atomic_write_text
-    from ..vocmasks import voc_palette
+    from ..formats.vocmasks import voc_palette
     pal = voc_palette()
     lines = [f"{name}:{','.join(str(int(v)) for v in pal[i])}::" for i, name in enumerate(["background"] + classes)]
     atomic_write_text(out_dir / "labelmap.txt", "# label:color_rgb:parts:actions\n" + "\n".join(lines) + "\n")

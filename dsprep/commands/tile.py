@@ -133,7 +133,7 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
 
     Objects are cut exactly as tile-dota cuts them (coordinates truncated, cut objects reduced to 4 points, difficult
     2 when at most --thresh of an object is kept, cut objects marked truncated); tiled TIFFs are read by windows."""
-    from ..dataset import format_module, writable_formats
+    from ..formats import format_spec, writable_formats
     from ..jobs.convert import write_dataset_files
     from ..jobs.tile import TileOptions, plan_record_jobs, tile_record
     from ..outputs import OutputDir
@@ -149,11 +149,11 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
                                  param_hint="--to")
     ds = load(dataset, common)
     target = to_format or ds.format
-    module = format_module(target)
-    if not hasattr(module, "Writer"):
+    writer_class = format_spec(target).writer
+    if writer_class is None:
         raise click.BadParameter(f"dsprep cannot write {target} data sets; choose one with --to "
                                  f"({', '.join(writable_formats())})", param_hint="--to")
-    writer = module.Writer(ds.classes)
+    writer = writer_class(ds.classes)
     summary = start_summary("tile", ds)
     lossy = {}
     jobs, bad = plan_record_jobs(ds.records, rates, 2 if common.scheduler else parse_workers(common.workers), size,

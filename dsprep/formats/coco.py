@@ -37,13 +37,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, ErrorPolicy, FormatWriter, ImageRecord,
+from ..core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, ErrorPolicy, FormatWriter, ImageRecord,
                    ParseError, Problem, decide_classes)
-from .inputs import json_object_with_keys
+from ..inputs import json_object_with_keys
+from .common import bulk, json_number
+from .spec import FormatSpec, Holds, ReadContext
 
 NAME = "coco"
 LAYOUT = "COCO: an instances .json file (images, annotations, categories), or annotations/instances_*.json"
-RECORDS_SIZE = True
 _KEYS = (b'"images"', b'"annotations"', b'"categories"')
 _ANN_KEYS = frozenset({"id", "image_id", "category_id", "bbox", "area", "iscrowd", "segmentation"})
 _IMAGE_KEYS = frozenset({"id", "file_name", "width", "height"})
@@ -78,12 +79,12 @@ def _number(value, what: str, where) -> float:
 
 
 def _load_json(data: bytes, source: str):
-    from .inputs import parse_json
+    from ..inputs import parse_json
     return parse_json(data, source)
 
 
 def _where(data: bytes, source: str, key: str, k: int) -> str:
-    from .jsonpos import element_line
+    from ..jsonpos import element_line
     return f"{source}:{element_line(data, key, k)}: {key}[{k}]"
 
 
@@ -262,7 +263,6 @@ def parse_coco(data: bytes, source: str = "<coco>", policy: Optional[ErrorPolicy
 
     The cyclic garbage collector is paused meanwhile (as :func:`dsprep.dataset.load_dataset` does): the document
     and the records hold no cycles, and its repeated scans of the growing heap would cost a third of the time."""
-    from .dataset import bulk
     with bulk():
         return _parse(data, source, policy or ErrorPolicy("fail"))
 
@@ -286,7 +286,7 @@ def _parse(data: bytes, source: str, policy: ErrorPolicy) -> CocoFile:
     cat_index, known_cat = _lookup(cat_ids, cat)
     bad = np.flatnonzero(~(known_img & known_cat))
     if len(bad):
-        from .jsonpos import element_lines
+        from ..jsonpos import element_lines
         lines = element_lines(data, "annotations", rows[bad].tolist())
         for k in bad:
             r = int(rows[k])
@@ -355,7 +355,7 @@ def _parse(data: bytes, source: str, policy: ErrorPolicy) -> CocoFile:
 
 def read_coco(path, policy: Optional[ErrorPolicy] = None) -> CocoFile:
     """Read and parse one COCO instances file (image paths left as the file's ``file_name``)."""
-    from .inputs import read_bytes
+    from ..inputs import read_bytes
     path = str(path)
     return parse_coco(read_bytes(path), path, policy)
 
@@ -425,11 +425,12 @@ def _image_dir(json_path: Path, records: List[ImageRecord], split: Optional[str]
     return None
 
 
-def load(path: Path, split: Optional[str], policy: ErrorPolicy, wrap=lambda it: it) -> Dataset:
+def load(path: Path, split: Optional[str], ctx: ReadContext) -> Dataset:
     """A COCO data set (one file, or one file per split) as a :class:`~dsprep.core.Dataset`; images not opened.
 
     The class list is every file's categories in declared order (the first file's first); a category name with
     different ids in different files keeps the first id (reported as ``category_id_conflict``)."""
+    policy, wrap = ctx.policy, ctx.progress
     path = Path(path)
     files = find_files(path)
     if not files:
@@ -515,8 +516,8 @@ def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
 def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's pixels over its pixel bounds (``crop.pixel_bounds``, no pad): polygon rings rasterized (pixel
     centres inside), RLE masks decoded; None for box-only objects; None when no object has a shape."""
-    from .crop import pixel_bounds
-    from .shapes import segmentation_mask, unreadable
+    from ..crop import pixel_bounds
+    from ..shapes import segmentation_mask, unreadable
     segs = rec.attrs.get("segmentation")
     if segs is None and rec.polygons is None:
         return None
@@ -534,11 +535,6 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
 
 
 # ---- writing --------------------------------------------------------------------------------------------------
-
-def _num(v: float):
-    f = float(v)
-    return int(f) if f.is_integer() and abs(f) < 2 ** 53 else f
-
 
 def _extent(lo: float, hi: float) -> float:
     """The width to write for a box from ``lo`` to ``hi``: the shortest decimal ``w`` with ``lo + w == hi`` in
@@ -594,11 +590,11 @@ class Writer(FormatWriter):
         self.lossy: Dict[str, int] = {}
 
     def split_of(self, rec: ImageRecord) -> str:
-        from .outputs import safe_name
+        from ..outputs import safe_name
         return safe_name(rec.split or "default")
 
     def image_path(self, rec: ImageRecord) -> str:
-        from .outputs import safe_name
+        from ..outputs import safe_name
         return f"images/{self.split_of(rec)}/{safe_name(rec.stem)}{os.path.splitext(rec.image_path)[1] or '.jpg'}"
 
     def record_files(self, rec: ImageRecord):
@@ -618,7 +614,7 @@ class Writer(FormatWriter):
         return out
 
     def finish(self, records: Sequence[ImageRecord]) -> dict:
-        from .shapes import segmentation_area, unreadable
+        from ..shapes import segmentation_area, unreadable
         cats = self.categories()
         cat_id = {c["name"]: c["id"] for c in cats}
         image_ids, renamed = _unique_ids([r.meta.get("image_id") for r in records])
@@ -653,16 +649,16 @@ class Writer(FormatWriter):
             for k in range(len(rec)):
                 seg = segs[k] if segs is not None else None
                 if not seg and rec.polygons is not None:
-                    seg = [[_num(v) for v in rec.polygons[k].reshape(-1)]]
+                    seg = [[json_number(v) for v in rec.polygons[k].reshape(-1)]]
                 try:
                     area = float(areas[k]) if areas is not None else segmentation_area(seg) if seg else \
                         float((b[k, 2] - b[k, 0]) * (b[k, 3] - b[k, 1]))
                 except (ValueError, KeyError, TypeError) as e:
                     raise unreadable(rec, k, e) from e
                 ann = {"id": ann_ids[pos + k], "image_id": iid, "category_id": cat_id[rec.names[k]],
-                       "segmentation": seg if seg else [], "area": _num(area),
-                       "bbox": [_num(b[k, 0]), _num(b[k, 1]), _num(_extent(b[k, 0], b[k, 2])),
-                                _num(_extent(b[k, 1], b[k, 3]))],
+                       "segmentation": seg if seg else [], "area": json_number(area),
+                       "bbox": [json_number(b[k, 0]), json_number(b[k, 1]), json_number(_extent(b[k, 0], b[k, 2])),
+                                json_number(_extent(b[k, 1], b[k, 3]))],
                        "iscrowd": int(bool(crowd[k])) if crowd is not None else 0}
                 if extra is not None and extra[k]:
                     ann.update({key: v for key, v in extra[k].items() if key not in ann})
@@ -677,3 +673,8 @@ class Writer(FormatWriter):
 
 
 __all__ = ["parse_coco", "read_coco", "find_files", "detect", "load", "object_masks", "Writer"]
+
+
+FORMAT = FormatSpec(NAME, LAYOUT, detect, load, writer=Writer, check_record=check_record, object_masks=object_masks,
+                    default_metric="coco", reference_order=lambda rec: rec.meta["image_id"], needs_records=True,
+                    holds=Holds(boxes=True, quads=True, polygons=True, masks=True, splits=True, image_size=True))

@@ -15,10 +15,12 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError,
+from ..core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError,
                    Problem, decide_classes, polygons_to_boxes)
-from .images import IMAGE_EXTS
-from .outputs import atomic_write_text
+from ..images import IMAGE_EXTS
+from ..outputs import atomic_write_text
+from .common import number_text, quad_masks, source_indices
+from .spec import EditProtocol, FormatSpec, Holds, ReadContext
 
 HEADER_KEYS = ("imagesource", "gsd")
 
@@ -110,34 +112,26 @@ def self_intersecting(polys: np.ndarray) -> np.ndarray:
     return _segments_cross(p[:, 0], p[:, 1], p[:, 2], p[:, 3]) | _segments_cross(p[:, 1], p[:, 2], p[:, 3], p[:, 0])
 
 
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
-
-
 def format_dota(rec: ImageRecord, header: bool = True) -> str:
     """The record as DOTA label text (LF line endings).  Uses ``rec.polygons`` or, without them, the box corners
     clockwise on screen (top-left, top-right, bottom-right, bottom-left)."""
-    from .core import boxes_to_polygons
+    from ..core import boxes_to_polygons
     polys = rec.polygons if rec.polygons is not None else boxes_to_polygons(rec.boxes)
     lines = []
     if header:
         lines += [f"{k}:{rec.meta[k]}" for k in HEADER_KEYS if k in rec.meta]
     for k in range(len(rec)):
-        xy = " ".join(_num(v) for v in polys[k].reshape(-1))
+        xy = " ".join(number_text(v) for v in polys[k].reshape(-1))
         lines.append(f"{xy} {rec.names[k]} {int(rec.difficult[k])}")
     return "".join(line + "\n" for line in lines)
 
 
 def read_dota(path, on_error: str = "fail"):
-    from .inputs import read_text
+    from ..inputs import read_text
     path = str(path)
     rec, problems, skipped = parse_dota(read_text(path), path, on_error)
     rec.meta["stem"] = os.path.splitext(os.path.basename(path))[0]
     return rec, problems, skipped
-
-
-def write_dota(path, rec: ImageRecord, header: bool = True) -> None:
-    atomic_write_text(path, format_dota(rec, header))
 
 
 def dota_items(root: Path) -> Tuple[List[Tuple[str, Optional[str], Optional[str]]], Path, Path]:
@@ -162,17 +156,17 @@ def dota_items(root: Path) -> Tuple[List[Tuple[str, Optional[str], Optional[str]
 
 LAYOUT = "DOTA: labelTxt/ + images/"
 NAME = "dota"
-RECORDS_SIZE = False  # sizes come from the image headers
 
 
 def detect(path: Path) -> bool:
     return path.is_dir() and (path / "labelTxt").is_dir()
 
 
-def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Dataset:
+def load(root: Path, split: Optional[str], ctx: ReadContext) -> Dataset:
     """All records of a DOTA folder; image sizes come from the image headers."""
+    policy, wrap = ctx.policy, ctx.progress
     if split is not None:
-        from .core import DatasetError
+        from ..core import DatasetError
         raise DatasetError(f"{root}: a DOTA folder has no split lists (--split {split}); give the split's folder")
     items, labels_dir, _ = dota_items(root)
     if not items:
@@ -207,11 +201,11 @@ class Writer(FormatWriter):
     NAME = NAME
 
     def image_path(self, rec: ImageRecord) -> str:
-        from .outputs import safe_name
+        from ..outputs import safe_name
         return f"images/{safe_name(rec.stem)}{os.path.splitext(rec.image_path)[1] or '.png'}"
 
     def record_files(self, rec: ImageRecord):
-        from .outputs import safe_name
+        from ..outputs import safe_name
         lossy = {}
         spaced = [k for k, n in enumerate(rec.names) if len(n.split()) != 1]
         if spaced:  # fields are separated by white space: "small vehicle" is written "small-vehicle", as DOTA does
@@ -256,8 +250,7 @@ def update_dota(original: bytes, rec: ImageRecord, source: str = "<labels>") -> 
     non-zero).  New objects are appended, with the file's line ending.  Uses ``rec.polygons`` (or the box corners,
     clockwise on screen, when it has none).  UTF-8 with or without a byte-order mark, as :func:`read_dota` reads.
     """
-    from .core import boxes_to_polygons
-    from .voc import source_indices
+    from ..core import boxes_to_polygons
     bom = b"\xef\xbb\xbf" if original.startswith(b"\xef\xbb\xbf") else b""
     try:
         text = original[len(bom):].decode("utf-8")
@@ -293,7 +286,7 @@ def update_dota(original: bytes, rec: ImageRecord, source: str = "<labels>") -> 
         fields = body.split()
         changed = False
         if not np.array_equal(polys[k], one.polygons[0]):
-            fields[:8] = [_num(v) for v in polys[k].reshape(-1)]
+            fields[:8] = [number_text(v) for v in polys[k].reshape(-1)]
             changed = True
         if rec.names[k] != one.names[0]:
             fields[8] = rec.names[k]
@@ -310,7 +303,7 @@ def update_dota(original: bytes, rec: ImageRecord, source: str = "<labels>") -> 
         if last is not None and not _line_body(out[last])[1]:
             out[last] += newline
         for k in new:
-            xy = " ".join(_num(v) for v in polys[k].reshape(-1))
+            xy = " ".join(number_text(v) for v in polys[k].reshape(-1))
             out.append(f"{xy} {rec.names[k]} {int(rec.difficult[k])}{newline}")
             expected.append((polys[k], rec.names[k], int(rec.difficult[k])))
     result = "".join(out)
@@ -348,20 +341,8 @@ save_record = update_dota
 # Object masks (see dsprep.dataset.object_masks): a pixel belongs to an object when its centre lies inside the
 # object's quad or on its outline.  Coordinates need no orientation step: DOTA labels refer to the pixels as read.
 
-def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
-    """Each object's quad as a bool mask over its pixel bounds (all objects at once: one shapely call)."""
-    import shapely
-    from .crop import pixel_bounds
-    if rec.polygons is None or len(rec) == 0:
-        return None
-    b = pixel_bounds(rec.boxes, rec.width, rec.height)
-    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    sizes = w * h
-    obj = np.repeat(np.arange(len(rec)), sizes)
-    local = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    xs = b[obj, 0] + local % np.maximum(w[obj], 1) + 0.5
-    ys = b[obj, 1] + local // np.maximum(w[obj], 1) + 0.5
-    polys = shapely.polygons(rec.polygons)
-    inside = shapely.intersects_xy(polys[obj], xs, ys)
-    parts = np.split(inside, np.cumsum(sizes)[:-1])
-    return [p.reshape(int(hk), int(wk)) for p, wk, hk in zip(parts, w.tolist(), h.tolist())]
+object_masks = quad_masks
+
+FORMAT = FormatSpec(NAME, LAYOUT, detect, load, writer=Writer, check_record=check_record, object_masks=object_masks,
+                    edit=EditProtocol(annotation_file, load_record, save_record), default_metric="dota-task1",
+                    holds=Holds(boxes=True, quads=True, masks=True, difficult=True))

@@ -30,14 +30,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
+from ..core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
                    decide_classes)
-from .images import IMAGE_EXTS
-from .inputs import json_object_with_keys
+from ..images import IMAGE_EXTS
+from ..inputs import json_object_with_keys
+from .common import clip_boxes, source_indices
+from .spec import EditProtocol, FormatSpec, Holds, ReadContext
 
 NAME = "labelme"
 LAYOUT = "labelme: *.json files with 'shapes' and 'imagePath'"
-RECORDS_SIZE = True  # imageHeight/imageWidth are part of the file
 VERSION = "5.5.0"    # the labelme version written files claim (the 5.x file layout)
 
 OBJECT_TYPES = ("rectangle", "polygon", "circle", "mask")
@@ -47,7 +48,7 @@ _CIRCLE_POINTS = 64
 
 
 def _fail(source: str, doc_text, k: Optional[int], label, what: str):
-    from .jsonpos import element_line
+    from ..jsonpos import element_line
     if k is None:
         raise ParseError(f"{source}: {what}")
     line = element_line(doc_text, "shapes", k)
@@ -84,7 +85,7 @@ def parse_labelme(data: bytes, source: str = "<labelme>") -> Tuple[ImageRecord, 
 
 
 def _load_doc(data: bytes, source: str) -> dict:
-    from .inputs import parse_json
+    from ..inputs import parse_json
     return parse_json(data, source)
 
 
@@ -191,7 +192,7 @@ def _parse(data: bytes, source: str):
 def read_labelme(path) -> Tuple[ImageRecord, List[Problem]]:
     """Read one file; the image is looked for at ``imagePath`` (relative to the file; ``\\`` separators as
     Windows labelme writes them), else beside the file under the file's own name."""
-    from .inputs import read_bytes
+    from ..inputs import read_bytes
     path = str(path)
     rec, problems = parse_labelme(read_bytes(path), path)
     folder = os.path.dirname(path)
@@ -225,7 +226,7 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
     Objects read from labelme are written as their original shapes (when their box is unchanged); others as a
     ``rectangle``, a ``polygon`` per segmentation ring (several rings share a ``group_id``), or their quad.  An RLE
     mask becomes its box (``mask_to_box``)."""
-    from .shapes import is_rle, rings, unreadable
+    from ..shapes import is_rle, rings, unreadable
     lossy: Dict[str, int] = {}
     shapes = []
     originals = rec.attrs.get("labelme")
@@ -349,8 +350,9 @@ def _uses_split_dirs(root: Path, files: Sequence[str]) -> bool:
     return len(tops) >= 2 or any(t.lower().startswith(_SPLIT_PREFIXES) for t in tops)
 
 
-def load(path: Path, split: Optional[str], policy, wrap=lambda it: it) -> Dataset:
+def load(path: Path, split: Optional[str], ctx: ReadContext) -> Dataset:
     """Every labelme file under ``path`` (recursively); JSON files that are no labelme files are reported."""
+    policy, wrap = ctx.policy, ctx.progress
     path = Path(path)
     if path.is_file():
         files, root = [str(path)], path.parent
@@ -369,7 +371,7 @@ def load(path: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
         s = split_of(root, f, split_dirs)
         if not _is_labelme(f):
             try:  # another kind of JSON (listed), or a damaged annotation file (an error, like any format's)
-                from .inputs import parse_json, read_bytes
+                from ..inputs import parse_json, read_bytes
                 parse_json(read_bytes(f), f)
             except DsprepError as e:
                 if split is None or s == split:
@@ -412,15 +414,14 @@ def _quads_or_none(rec: ImageRecord, quads: bool) -> ImageRecord:
 def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
     """Once the size is known: boxes clipped to the image (segmentations stay as drawn), each clipped box
     reported."""
-    from .voc import clip_boxes
     return clip_boxes(rec, rec.meta.get("annotation_path", rec.image_path))
 
 
 def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's pixels over its pixel bounds (``crop.pixel_bounds``, no pad): polygons and circles rasterized
     (pixel centres inside), None for rectangles and masks; None when no object has a shape."""
-    from .crop import pixel_bounds
-    from .shapes import rings, rings_mask
+    from ..crop import pixel_bounds
+    from ..shapes import rings, rings_mask
     segs = rec.attrs.get("segmentation")
     if segs is None and rec.polygons is None:
         return None
@@ -459,8 +460,7 @@ def update_labelme(original: bytes, rec: ImageRecord, source: str = "<labelme>")
     quadrilateral when it has one; a new label or difficult/truncated flag is set on all its shapes.  Objects not
     named are removed with their shapes; points, lines and other shapes that are no objects stay.  New objects are
     appended as rectangles (or polygons for quadrilaterals)."""
-    from .jsonpos import value_span
-    from .voc import source_indices
+    from ..jsonpos import value_span
     old, _, doc, objects = _parse(original, source)
     src = source_indices(rec, len(objects), source)
     of_old = {int(j): k for k, j in enumerate(src) if j >= 0}
@@ -562,7 +562,7 @@ class Writer(FormatWriter):
     HANDLES_ATTRS = frozenset({"segmentation"})  # rings kept as polygons; masks counted as mask_to_box
 
     def _base(self, rec: ImageRecord) -> str:
-        from .outputs import safe_name
+        from ..outputs import safe_name
         stem = safe_name(rec.stem)
         return f"{safe_name(rec.split)}/{stem}" if rec.split else stem
 
@@ -575,3 +575,9 @@ class Writer(FormatWriter):
 
 
 __all__ = ["parse_labelme", "format_labelme", "read_labelme", "load", "detect", "object_masks", "Writer"]
+
+
+FORMAT = FormatSpec(NAME, LAYOUT, detect, load, writer=Writer, check_record=check_record, object_masks=object_masks,
+                    edit=EditProtocol(annotation_file, load_record, save_record), needs_records=True,
+                    holds=Holds(boxes=True, quads=True, polygons=True, masks=True, difficult=True, truncated=True,
+                                splits=True, image_size=True))

@@ -17,10 +17,12 @@ from xml.sax.saxutils import escape
 import numpy as np
 from lxml import etree
 
-from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError,
+from ..core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError,
                    Problem, decide_classes)
-from .images import IMAGE_EXTS
-from .outputs import atomic_write_bytes
+from ..images import IMAGE_EXTS
+from ..outputs import atomic_write_bytes
+from .common import clip_boxes, number_text, read_records, source_indices
+from .spec import EditProtocol, FormatSpec, Holds, ReadContext
 
 # Defence in depth: documents with a DOCTYPE are rejected before parsing (see parse_voc), and the parser itself
 # never resolves entities, never loads a DTD and never touches the network.
@@ -78,7 +80,7 @@ def _shifted(v: float) -> str:
     """The text of ``v + 1`` that :func:`_coord` reads back as exactly ``v``."""
     y = float(v) + 1.0
     if y - 1.0 == v:
-        return _num(y)
+        return number_text(y)
     return format(_EXACT.add(Decimal(float(v)), 1), "f")
 
 
@@ -102,7 +104,7 @@ def _coords_slow(texts: dict, source: str, k: int, name: str) -> List[float]:
 def _degenerate(source: str, k: int, name: str, box: List[float]) -> Problem:
     """``xmax <= xmin`` or ``ymax <= ymin`` in the file's own (1-based) numbers."""
     return Problem("degenerate_box", source, f"object {k} ({name}): xmin={_shifted(box[0])} "
-                                             f"ymin={_shifted(box[1])} xmax={_num(box[2])} ymax={_num(box[3])}")
+                                             f"ymin={_shifted(box[1])} xmax={number_text(box[2])} ymax={number_text(box[3])}")
 
 
 def parse_voc(data: bytes, source: str = "<xml>") -> Tuple[ImageRecord, List[Problem]]:
@@ -202,36 +204,6 @@ def _from_root(root, source: str) -> Tuple[ImageRecord, List[Problem]]:
     return rec, problems
 
 
-def clip_boxes(rec: ImageRecord, source: str) -> Tuple[ImageRecord, List[Problem]]:
-    """Clip boxes to ``[0, width] x [0, height]``; report each clipped box.  Needs a known size."""
-    if rec.width <= 0 or rec.height <= 0 or len(rec) == 0:
-        return rec, []
-    w, h = rec.width, rec.height
-    if len(rec) <= 16:  # the usual few boxes: plain Python beats two numpy reductions (~3 us against ~10 us)
-        if all(x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h for x0, y0, x1, y1 in rec.boxes.tolist()):
-            return rec, []
-    lim = np.array([w, h, w, h], np.float64)
-    if rec.boxes.min() >= 0 and (rec.boxes <= lim).all():
-        return rec, []
-    clipped = np.clip(rec.boxes, 0.0, lim)
-    changed = np.flatnonzero((clipped != rec.boxes).any(axis=1))
-    if len(changed) == 0:
-        return rec, []
-    problems = [Problem("clipped_box", source, f"object {k} ({rec.names[k]}) extends outside the "
-                                               f"{rec.width}x{rec.height} image") for k in changed]
-    new_degenerate = changed[((clipped[changed, 2] <= clipped[changed, 0]) |
-                              (clipped[changed, 3] <= clipped[changed, 1]))]
-    problems += [Problem("degenerate_box", source, f"object {k} ({rec.names[k]}) lies outside the image")
-                 for k in new_degenerate]
-    out = rec.select(np.arange(len(rec)))
-    out.boxes = clipped
-    return out, problems
-
-
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
-
-
 def format_voc(rec: ImageRecord, folder: str = "dsprep") -> bytes:
     """The record as a standard VOC ``<annotation>`` document (UTF-8 bytes); inverse of :func:`parse_voc`."""
     filename = os.path.basename(rec.image_path) or f"{rec.stem}.jpg"
@@ -248,7 +220,7 @@ def format_voc(rec: ImageRecord, folder: str = "dsprep") -> bytes:
             f"\t<object>\n\t\t<name>{escape(rec.names[k])}</name>\n\t\t<pose>Unspecified</pose>\n"
             f"\t\t<truncated>{int(rec.truncated[k])}</truncated>\n\t\t<difficult>{int(rec.difficult[k])}</difficult>\n"
             f"\t\t<bndbox>\n\t\t\t<xmin>{_shifted(b[k, 0])}</xmin>\n\t\t\t<ymin>{_shifted(b[k, 1])}</ymin>\n"
-            f"\t\t\t<xmax>{_num(b[k, 2])}</xmax>\n\t\t\t<ymax>{_num(b[k, 3])}</ymax>\n\t\t</bndbox>\n\t</object>")
+            f"\t\t\t<xmax>{number_text(b[k, 2])}</xmax>\n\t\t\t<ymax>{number_text(b[k, 3])}</ymax>\n\t\t</bndbox>\n\t</object>")
     out.append("</annotation>\n")
     return "\n".join(out).encode("utf-8")
 
@@ -437,20 +409,27 @@ def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
 
 LAYOUT = "VOC: Annotations/, xmls/, annotations/ or *.xml files"
 NAME = "voc"
-RECORDS_SIZE = True  # <size> is part of the annotation: a header that disagrees is a problem
 
 
 def detect(path: Path) -> bool:
-    """A folder holding VOC XML in any layout :func:`find_voc_parts` knows (the fallback format: checked last)."""
-    return path.is_dir() and bool(find_voc_parts(path))
+    """A folder holding VOC XML in any layout :func:`find_voc_parts` knows; an ``annotations/`` folder (a name COCO
+    uses too) only when it holds an ``.xml`` file."""
+    if not path.is_dir():
+        return False
+    return any(p.ann_dir.name != "annotations" or _has_xml(p.ann_dir) for p in find_voc_parts(path))
 
 
-def load(path: Path, split: Optional[str], policy, wrap) -> Dataset:
+def _has_xml(folder: Path) -> bool:
+    with os.scandir(folder) as it:
+        return any(e.name.lower().endswith(".xml") for e in it)
+
+
+def load(path: Path, split: Optional[str], ctx: ReadContext) -> Dataset:
     """Every record of a VOC data set; the class list comes from all annotation files, whatever ``split`` is."""
-    from .dataset import read_records
+    policy = ctx.policy
     items = list(iter_voc_items(path, split))
     ds = Dataset(path, NAME)
-    results = read_records(load_voc_item, [it for it in items if it.xml is not None], wrap)
+    results = read_records(load_voc_item, [it for it in items if it.xml is not None], ctx)
     for item in items:
         ds.problems.extend(item.problems)
         if item.xml is None:
@@ -496,7 +475,7 @@ class Writer(FormatWriter):
         lossy = {}
         box_rec = rec.select(np.arange(len(rec)))
         if box_rec.polygons is not None:
-            from .shapes import axis_aligned
+            from ..shapes import axis_aligned
             bent = int((~axis_aligned(box_rec.polygons, box_rec.boxes)).sum())  # a rectangle loses nothing
             if bent:
                 lossy["polygon_to_box"] = bent
@@ -517,7 +496,7 @@ class Writer(FormatWriter):
 
 
 def _safe_stem(rec: ImageRecord) -> str:
-    from .outputs import safe_name
+    from ..outputs import safe_name
     return safe_name(rec.stem)
 
 
@@ -540,6 +519,12 @@ def write_voc_dataset(out: Path, items: Iterable[Tuple[ImageRecord, Optional[byt
 def write_split_list(path: Path, ids: Sequence[str], append: bool = False) -> None:
     existing = _read_split(path) if (append and path.is_file()) else []
     atomic_write_bytes(path, "".join(f"{i}\n" for i in list(existing) + list(ids)).encode("utf-8"))
+
+
+def append_split_names(out: Path, split: str, ids: Sequence[str], append: bool) -> None:
+    """``ids`` into ``out/ImageSets/Main/<split>.txt`` (after what it lists with ``append``)."""
+    (Path(out) / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    write_split_list(Path(out) / "ImageSets" / "Main" / f"{split}.txt", ids, append=append)
 
 
 __all__ = ["parse_voc", "format_voc", "read_voc", "write_voc", "clip_boxes", "find_voc_parts", "iter_voc_items",
@@ -706,26 +691,13 @@ def _voc_object(name: str, box, difficult: int, truncated: int, nl: str, ind: st
 
 
 def _voc_coords(box) -> List[str]:
-    return [_shifted(box[0]), _shifted(box[1]), _num(box[2]), _num(box[3])]
+    return [_shifted(box[0]), _shifted(box[1]), number_text(box[2]), number_text(box[3])]
 
 
 def _check_names(rec: ImageRecord, source: str) -> None:
     for k, name in enumerate(rec.names):
         if not name or name != name.strip():
             raise DsprepError(f"{source}: object {k}: class name '{name}' is empty or starts/ends with a space")
-
-
-def source_indices(rec: ImageRecord, n_old: int, source: str) -> np.ndarray:
-    """``rec.attrs["source_index"]`` checked against a file holding ``n_old`` objects (all -1 when absent)."""
-    src = rec.attrs.get("source_index")
-    if src is None:
-        return np.full(len(rec), -1, np.int64)
-    src = np.asarray(src, np.int64).reshape(-1)
-    old = src[src >= 0]
-    if (src < -1).any() or (old >= n_old).any() or len(np.unique(old)) != len(old):
-        raise DsprepError(f"{source}: source_index must name each of the file's {n_old} objects at most once "
-                          f"(or -1 for a new object), got {src.tolist()}")
-    return src
 
 
 def update_voc(original: bytes, rec: ImageRecord, source: str = "<xml>") -> bytes:
@@ -856,3 +828,8 @@ def split_lists(ds: Dataset) -> Dict[str, List[str]]:
 
 
 from .vocmasks import object_masks  # noqa: E402  (the format's answer to dataset.object_masks)
+
+FORMAT = FormatSpec(NAME, LAYOUT, detect, load, writer=Writer, check_record=check_record, object_masks=object_masks,
+                    edit=EditProtocol(annotation_file, load_record, save_record, split_lists),
+                    holds=Holds(boxes=True, masks=True, difficult=True, truncated=True, splits=True, image_size=True),
+                    append_names=append_split_names)

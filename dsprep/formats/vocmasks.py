@@ -24,7 +24,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .core import ImageRecord, ParseError
+from ..core import ImageRecord, ParseError
 
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -63,7 +63,7 @@ def mask_indices(data: bytes, name: str = "<mask>", colors: Optional[np.ndarray]
     a colour that is not in it is a :class:`ParseError`.
     """
     import struct
-    from .images import decode_image
+    from ..images import decode_image
     chunks = _png_chunks(data, name)
     w, h, depth, ctype, comp, filt, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
     if ctype in (0, 3):  # grey or palette: same packing of 1/2/4/8-bit samples
@@ -203,8 +203,8 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """The VOC format's answer to :func:`dsprep.dataset.object_masks`: each object's bool mask over its pixel
     bounds (``None`` for objects without a matching instance), or ``None`` when the image has no
     ``SegmentationObject/<id>.png``."""
-    from .crop import pixel_bounds
-    from .images import apply_orientation
+    from ..crop import pixel_bounds
+    from ..images import apply_orientation
     root = _mask_root(rec)
     if root is None or len(rec) == 0:
         return None

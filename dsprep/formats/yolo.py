@@ -34,14 +34,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .core import (Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
+from ..core import (Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
                    boxes_to_polygons, decide_classes, polygons_to_boxes)
-from .images import IMAGE_EXTS
-from .yamlsub import parse_yaml, yaml_string
+from ..images import IMAGE_EXTS
+from ..yamlsub import parse_yaml, yaml_string
+from .common import number_text, source_indices
+from .spec import EditProtocol, FormatSpec, Holds, ReadContext
 
 NAME = "yolo"
 LAYOUT = "YOLO: a data.yaml with images/ + labels/, or classes.txt / obj.names beside .txt labels"
-RECORDS_SIZE = False  # sizes come from the image headers
 
 _FIELDS = {False: 5, True: 9}
 _KIND = {False: "yolo", True: "yolo-obb"}
@@ -174,22 +175,12 @@ def denormalize(values: np.ndarray, width: int, height: int, obb: bool) -> Tuple
     return np.stack([x0, y0, x1, y1], axis=1).reshape(-1, 4), None
 
 
-def _num(v: float) -> str:
-    """Shortest text that reads back as exactly ``v``, never in exponent notation."""
-    r = repr(float(v))
-    if "e" in r or "E" in r:
-        r = np.format_float_positional(float(v), unique=True, trim="-")
-    if r.endswith(".0"):
-        r = r[:-2]
-    return "0" if r == "-0" else r
-
-
 def format_yolo(classes: Sequence[int], values: np.ndarray) -> str:
     """Label text: one ``class v1 v2 ...`` line per object (LF line endings, numbers at full precision)."""
     if len(classes) == 0:
         return ""
     vals = np.asarray(values, np.float64).reshape(len(classes), -1)
-    return "".join(f"{int(c)} " + " ".join(_num(v) for v in row) + "\n" for c, row in zip(classes, vals.tolist()))
+    return "".join(f"{int(c)} " + " ".join(number_text(v, exponent=False) for v in row) + "\n" for c, row in zip(classes, vals.tolist()))
 
 
 def normalized(rec: ImageRecord, obb: bool) -> Tuple[np.ndarray, Dict[str, int]]:
@@ -200,7 +191,7 @@ def normalized(rec: ImageRecord, obb: bool) -> Tuple[np.ndarray, Dict[str, int]]
     screen from the top-left, each corner clipped into the image (``clipped_polygon``); an object whose
     segmentation is one 4-point ring gives that quad, another polygon its minimum-area rotated rectangle
     (``polygon_to_obb``), a mask its box (``mask_to_box``)."""
-    from .shapes import axis_aligned, obb_of_segmentation, unreadable
+    from ..shapes import axis_aligned, obb_of_segmentation, unreadable
     W, H = float(rec.width), float(rec.height)
     lossy: Dict[str, int] = {}
     if rec.width <= 0 or rec.height <= 0 or not np.isfinite(rec.boxes).all():
@@ -285,7 +276,7 @@ def _resolve(base_dirs: Sequence[Path], entry: str) -> Optional[Path]:
 
 
 def _layout_from_yaml(root: Path, yaml_path: Path) -> YoloLayout:
-    from .inputs import read_text
+    from ..inputs import read_text
     doc = parse_yaml(read_text(yaml_path), str(yaml_path))
     names = yaml_names(doc, str(yaml_path))
     bases = [root]
@@ -329,7 +320,7 @@ def _layout_from_yaml(root: Path, yaml_path: Path) -> YoloLayout:
 
 
 def _read_names_file(path: Path) -> List[str]:
-    from .inputs import read_text
+    from ..inputs import read_text
     names = [line.strip() for line in read_text(path).splitlines()]
     while names and not names[-1]:
         names.pop()
@@ -507,7 +498,7 @@ def _beside(image: str) -> str:
 def read_label_text(path: str, missing_ok: bool = False) -> Optional[str]:
     """A label file's text (UTF-8, with or without a byte-order mark); with ``missing_ok`` a missing file gives
     None."""
-    from .inputs import read_text
+    from ..inputs import read_text
     return read_text(path, missing_ok)
 
 
@@ -707,8 +698,8 @@ def _max_class_elsewhere(layout: YoloLayout, chosen: Sequence[YoloSplit], obb: b
     return best
 
 
-def load(path: Path, split: Optional[str], policy, wrap=lambda it: it) -> Dataset:
-    return load_yolo(path, split, policy, wrap, obb=False)
+def load(path: Path, split: Optional[str], ctx: ReadContext) -> Dataset:
+    return load_yolo(path, split, ctx.policy, ctx.progress, obb=False)
 
 
 def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
@@ -792,7 +783,6 @@ def update_yolo(original: bytes, rec: ImageRecord, source: str = "<labels>", obb
     for it (the box clipped to the image); blank and unreadable lines stay.  New objects are appended with the
     file's line ending.  Class indices come from the data set's class list (``rec.meta["yolo_classes"]``); numbers
     are normalized by ``rec.width``/``rec.height``, at full precision."""
-    from .voc import source_indices
     names = rec.meta.get("yolo_classes")
     if names is None:
         raise DsprepError(f"{source}: the record does not come from a YOLO data set (no class list)")
@@ -889,15 +879,15 @@ class Writer(FormatWriter):
         self.index = {c: i for i, c in enumerate(self.classes)}
 
     def split_dir(self, rec: ImageRecord) -> str:
-        from .outputs import safe_name
+        from ..outputs import safe_name
         return safe_name(rec.split or "train")
 
     def image_path(self, rec: ImageRecord) -> str:
-        from .outputs import safe_name
+        from ..outputs import safe_name
         return f"images/{self.split_dir(rec)}/{safe_name(rec.stem)}{os.path.splitext(rec.image_path)[1] or '.jpg'}"
 
     def record_files(self, rec: ImageRecord):
-        from .outputs import safe_name
+        from ..outputs import safe_name
         vals, lossy = normalized(rec, self.OBB)
         try:
             cls = [self.index[n] for n in rec.names]
@@ -940,3 +930,8 @@ def _flow_list(items: Sequence[str]) -> str:
 
 __all__ = ["parse_yolo", "format_yolo", "normalized", "denormalize", "yaml_names", "find_layout",
            "label_path", "load", "detect", "Writer"]
+
+
+FORMAT = FormatSpec(NAME, LAYOUT, detect, load, writer=Writer, check_record=check_record,
+                    edit=EditProtocol(annotation_file, load_record, save_record), needs_records=True,
+                    holds=Holds(boxes=True, splits=True))

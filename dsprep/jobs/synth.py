@@ -20,7 +20,7 @@ class SynthConfig:
     objects: Tuple[Tuple[str, Tuple[str, ...]], ...]  # (class, object files)
     params: object                                     # synth.SynthParams
     seed: int
-    fmt: str = "voc"                                   # any writable format (the registry's name)
+    oriented: bool = False                             # the format holds quads: objects get their rotated rectangle
     ext: str = ".jpg"
     mask_from: str = "auto"
     masks: bool = False
@@ -30,9 +30,6 @@ class SynthConfig:
     orient: bool = True  # apply EXIF orientation of backgrounds and crops (--exif auto/apply)
     writer: Optional[object] = None  # the format's FormatWriter (where files go, what they hold)
     split: str = "train"             # the split the images belong to (--split-name)
-
-
-ORIENTED = ("dota", "yolo-obb")  # formats that get each object's rotated rectangle rather than its box
 
 
 _SPRITES: dict = {}
@@ -72,7 +69,7 @@ def synth_one(args) -> dict:
     from ..core import ImageRecord
     from ..outputs import atomic_write_bytes
     from ..synth import synthesize
-    from ..vocmasks import encode_palette_png, voc_palette
+    from ..formats.vocmasks import encode_palette_png, voc_palette
     index, cfg = args
     rng = np.random.default_rng([cfg.seed, index])
     bg_index = int(rng.integers(len(cfg.backgrounds)))
@@ -99,7 +96,7 @@ def synth_one(args) -> dict:
     h, w = res.image.shape[:2]
     # trusted: the arrays are built here with the model's shapes and dtypes (the checks cost more than the XML)
     rec = ImageRecord.trusted(f"{name}{cfg.ext}", w, h, 3, res.boxes, res.names, np.zeros(len(res.names), np.uint8),
-                              res.truncated, polygons=res.quads if cfg.fmt in ORIENTED else None, split=cfg.split,
+                              res.truncated, polygons=res.quads if cfg.oriented else None, split=cfg.split,
                               meta={"stem": name})
     image = out / cfg.writer.image_path(rec)
     image.parent.mkdir(parents=True, exist_ok=True)

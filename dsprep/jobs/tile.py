@@ -73,7 +73,7 @@ class TileJob:
 def _objects_of(job: TileJob, on_error: str):
     """``(TileObjects, skipped lines)`` of a job."""
     from .. import tiling
-    from ..dota import read_dota
+    from ..formats.dota import read_dota
     if job.objects is not None:
         o = job.objects
         return tiling.prepare_objects(o.polys, o.names, o.difficult, job.rate), list(job.skipped)
@@ -311,7 +311,7 @@ def plan_tile_jobs(root: Path, rates: Sequence[float], slots: int, size: int, ga
     several jobs (each decodes the image itself, so it works the same on a cluster); images read by windows are
     always shared out by bands."""
     from ..core import DatasetError, DsprepError, ImageError, UsageError
-    from ..dota import dota_items, read_dota
+    from ..formats.dota import dota_items, read_dota
     from ..images import is_image
     bad: List[Tuple[str, str]] = []
     if (root / "labelTxt").is_dir():

@@ -139,7 +139,7 @@ class Review:
     def __init__(self, path, read_only: bool = False, progress: Optional[Callable[[Iterable], Iterable]] = None,
                  workers: int = 0, exif: str = "auto", split: Optional[str] = None, fmt: Optional[str] = None,
                  on_error: str = "skip"):
-        from ..dataset import format_module, load_dataset
+        from ..dataset import format_spec, load_dataset
         self.root = Path(path)
         # what may be served: the data set's folder; for a data set that is a file (a COCO JSON), its folder and the
         # one above it, where its images are looked for (images/, val2017/ beside annotations/)
@@ -147,9 +147,9 @@ class Review:
         self.exif = exif
         self.ds = load_dataset(path, split=split, on_error=on_error, progress=progress, fmt=fmt, exif=exif)
         self.format = self.ds.format
-        self.module = format_module(self.format)
+        self.edit = format_spec(self.format).edit  # the edit protocol, or None
         self.read_only = read_only
-        self.can_save = hasattr(self.module, "save_record") and self.ds.image_getter is None
+        self.can_save = self.edit is not None and self.ds.image_getter is None
         self.records: List[ImageRecord] = list(self.ds.records)
         self.polygons = any(r.polygons is not None for r in self.records)
         self._ann = [self._annotation_path(rec) for rec in self.records]  # a record's file never changes
@@ -177,7 +177,7 @@ class Review:
     def _annotation_path(self, rec: ImageRecord) -> Optional[str]:
         if not self.can_save:
             return None
-        path = self.module.annotation_file(self.ds, rec)
+        path = self.edit.annotation_file(self.ds, rec)
         if path is None or not _inside(self.root, path):
             return None
         return path
@@ -197,7 +197,7 @@ class Review:
 
     def _split_sets(self) -> List[frozenset]:
         """The splits each record is in: its own ``split`` and every split list naming its annotation file."""
-        lists = self.module.split_lists(self.ds) if hasattr(self.module, "split_lists") else {}
+        lists = self.edit.split_lists(self.ds) if self.edit is not None and self.edit.split_lists else {}
         member: Dict[str, set] = {}
         for split, files in lists.items():
             for f in files:
@@ -309,7 +309,7 @@ class Review:
         """The record as its file holds it now (read again), with the version the page must send back to save."""
         from ..dataset import reload_record
         rec = self.record(i)
-        ann = self._ann[i] if hasattr(self.module, "load_record") else None
+        ann = self._ann[i] if self.edit is not None else None
         if ann is None:
             return self._json(i, None)
         for _ in range(3):  # a version is the hash of exactly the bytes the record was read from
@@ -422,7 +422,7 @@ class Review:
         with self.save_lock:
             current = self._current(ann, rel, version)
             try:
-                data = self.module.save_record(current, edited, rel)
+                data = self.edit.save_record(current, edited, rel)
             except EditError:
                 raise
             except DsprepError as e:
