@@ -6,15 +6,7 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-
-def pixel_bounds(boxes: np.ndarray, width: int, height: int, pad: int = 0) -> np.ndarray:
-    """``(N, 4)`` continuous boxes -> integer ``x0, y0, x1, y1`` slices covering every touched pixel, padded and
-    clipped to the image."""
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    lo = np.floor(b[:, :2]) - pad
-    hi = np.ceil(b[:, 2:]) + pad
-    out = np.concatenate([lo, hi], axis=1)
-    return np.clip(out, 0, [width, height, width, height]).astype(np.int64)
+from .geometry import pixel_bounds
 
 
 def blank_regions(img: np.ndarray, polygons: np.ndarray, value: int = 0) -> np.ndarray:

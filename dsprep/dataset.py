@@ -157,7 +157,7 @@ def object_masks(ds_format: str, rec) -> Optional[List[Optional["np.ndarray"]]]:
     masks = fn(rec)
     if masks is None:
         return None
-    from .crop import pixel_bounds
+    from .geometry import pixel_bounds
     if len(masks) != len(rec):
         raise ValueError(f"{ds_format}.object_masks: {len(masks)} masks for {len(rec)} objects ({rec.image_path})")
     bounds = pixel_bounds(rec.boxes, rec.width, rec.height)

@@ -32,6 +32,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .geometry import (as_boxes, box_iou_pairs, boxes_to_polygons, coco_iou_pairs, crossing_point, polygons_to_boxes,
+                       signed_area)
+
 METRICS = ("voc07", "voc12", "coco", "dota-task1", "dota-task2")
 PASCAL_METRICS = ("voc07", "voc12", "dota-task1", "dota-task2")
 POLYGON_IOU = ("devkit", "valid")
@@ -69,15 +72,6 @@ def _column(values, n: int, dtype, name: str, default) -> np.ndarray:
     return arr
 
 
-def _boxes(values, name: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        return np.zeros((0, 4), np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4), but got shape {arr.shape}")
-    return arr
-
-
 def _polygons(values, n: int, name: str) -> Optional[np.ndarray]:
     if values is None:
         return None
@@ -101,11 +95,11 @@ class _Rows:
 
     @property
     def quads(self) -> np.ndarray:
-        return self.polygons if self.polygons is not None else _box_quads(self.boxes)
+        return self.polygons if self.polygons is not None else boxes_to_polygons(self.boxes)
 
     def _common_columns(self) -> int:
         """Normalize boxes, image, label and polygons; return the row count."""
-        self.boxes = _boxes(self.boxes, "boxes")
+        self.boxes = as_boxes(self.boxes, "boxes")
         n = len(self.boxes)
         self.image = _column(self.image, n, np.int64, "image", 0)
         self.label = _column(self.label, n, np.int64, "label", 0)
@@ -210,89 +204,6 @@ class EvalResult:
 # ----------------------------------------------------------------------------------------------------------------
 # IoU kernels
 
-def _box_quads(boxes: np.ndarray) -> np.ndarray:
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    x0, y0, x1, y1 = b.T
-    return np.stack([np.stack([x0, y0], 1), np.stack([x1, y0], 1), np.stack([x1, y1], 1), np.stack([x0, y1], 1)], 1)
-
-
-def _quad_boxes(quads: np.ndarray) -> np.ndarray:
-    q = np.asarray(quads, np.float64).reshape(-1, 4, 2)
-    return np.concatenate([q.min(axis=1), q.max(axis=1)], axis=1)
-
-
-def _overlap_terms(a: np.ndarray, b: np.ndarray, plus_one: bool):
-    """Intersection and the two areas of boxes ``a`` and ``b`` (broadcast against each other)."""
-    e = 1.0 if plus_one else 0.0
-    iw = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + e, 0.0)
-    ih = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + e, 0.0)
-    area_a = (a[..., 2] - a[..., 0] + e) * (a[..., 3] - a[..., 1] + e)
-    area_b = (b[..., 2] - b[..., 0] + e) * (b[..., 3] - b[..., 1] + e)
-    return iw * ih, area_a, area_b
-
-
-def box_iou(a, b, plus_one: bool = False) -> np.ndarray:
-    """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4): an (N, M) float64 array.
-
-    ``plus_one``: the VOC/DOTA devkits' pixel convention (width ``x1 - x0 + 1``) on the numbers as given.
-    Two empty boxes give NaN (0 / 0), as the reference evaluators' arithmetic does.
-    """
-    a, b = _boxes(a, "a"), _boxes(b, "b")
-    inter, area_a, area_b = _overlap_terms(a[:, None, :], b[None, :, :], plus_one)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / (area_a + area_b - inter)
-
-
-def box_iou_pairs(a, b, plus_one: bool = False) -> np.ndarray:
-    """IoU of ``a[i]`` with ``b[i]`` ((P, 4) each): (P,) float64, same arithmetic as :func:`box_iou`.
-
-    The union is computed as ``area(a) + area(b) - intersection``, the devkits' order of operations (pass the
-    detection as ``a``)."""
-    a, b = _boxes(a, "a"), _boxes(b, "b")
-    inter, area_a, area_b = _overlap_terms(a, b, plus_one)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / (area_a + area_b - inter)
-
-
-def coco_iou_pairs(det, gt, crowd, det_area=None, gt_area=None) -> np.ndarray:
-    """pycocotools' box IoU of ``det[i]`` with ``gt[i]`` ((P, 4) ``x0, y0, x1, y1`` each): (P,) float64.
-
-    Boxes that do not overlap (width or height of the intersection <= 0) give 0; for a crowd object the union is
-    the detection's own area.  ``det_area``/``gt_area``: the ``w * h`` of the original ``[x, y, w, h]`` (computed
-    from the corners when not given)."""
-    det, gt = _boxes(det, "det"), _boxes(gt, "gt")
-    crowd = np.asarray(crowd, bool).reshape(-1)
-    da = (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1]) if det_area is None else np.asarray(det_area, np.float64)
-    ga = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1]) if gt_area is None else np.asarray(gt_area, np.float64)
-    w = np.minimum(det[:, 2], gt[:, 2]) - np.maximum(det[:, 0], gt[:, 0])
-    h = np.minimum(det[:, 3], gt[:, 3]) - np.maximum(det[:, 1], gt[:, 1])
-    hit = (w > 0) & (h > 0)
-    inter = np.where(hit, w * h, 0.0)
-    union = np.where(crowd, da, da + ga - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(hit, inter / np.where(hit, union, 1.0), 0.0)
-
-
-def _shoelace(p: np.ndarray) -> np.ndarray:
-    """Signed area of rings ``(..., K, 2)`` (positive counter-clockwise in x-right, y-up axes)."""
-    x, y = p[..., 0], p[..., 1]
-    return 0.5 * (x * np.roll(y, -1, axis=-1) - np.roll(x, -1, axis=-1) * y).sum(axis=-1)
-
-
-def _crossing(p: np.ndarray, i: int, j: int, k: int, l: int):
-    """Whether edge p_i-p_j properly crosses edge p_k-p_l of each quad, and where."""
-    a, b, c, d = p[:, i], p[:, j], p[:, k], p[:, l]
-
-    def orient(o, u, v):
-        return np.sign((u[:, 0] - o[:, 0]) * (v[:, 1] - o[:, 1]) - (u[:, 1] - o[:, 1]) * (v[:, 0] - o[:, 0]))
-    crosses = (orient(a, b, c) * orient(a, b, d) < 0) & (orient(c, d, a) * orient(c, d, b) < 0)
-    r, s = b - a, d - c
-    denom = r[:, 0] * s[:, 1] - r[:, 1] * s[:, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = ((c[:, 0] - a[:, 0]) * s[:, 1] - (c[:, 1] - a[:, 1]) * s[:, 0]) / np.where(crosses, denom, 1.0)
-    return crosses, a + t[:, None] * r
-
-
 def quad_lobes(quads) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each quad as at most two simple pieces with a winding weight, the way DOTA_devkit's polyiou sees it.
 
@@ -303,12 +214,12 @@ def quad_lobes(quads) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     p = np.asarray(quads, np.float64).reshape(-1, 4, 2)
     n = len(p)
-    area = _shoelace(p)
+    area = signed_area(p)
     lobes = np.repeat(p[:, None], 2, axis=1)
     weights = np.zeros((n, 2), np.float64)
     weights[:, 0] = 1.0
     for (i, j, k, l), (a0, a1), (b0, b1) in (((0, 1, 2, 3), (1, 2), (3, 0)), ((1, 2, 3, 0), (2, 3), (0, 1))):
-        crosses, x = _crossing(p, i, j, k, l)
+        crosses, x = crossing_point(p[:, i], p[:, j], p[:, k], p[:, l])
         if not crosses.any():
             continue
         c = np.flatnonzero(crosses)
@@ -316,8 +227,8 @@ def quad_lobes(quads) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         lobes[c, 0] = np.stack([xc, p[c, a0], p[c, a1], xc], axis=1)
         lobes[c, 1] = np.stack([xc, p[c, b0], p[c, b1], xc], axis=1)
         turn = np.where(area[c] < 0, -1.0, 1.0)  # polyiou reverses a polygon of negative area
-        weights[c, 0] = np.sign(_shoelace(lobes[c, 0])) * turn
-        weights[c, 1] = np.sign(_shoelace(lobes[c, 1])) * turn
+        weights[c, 0] = np.sign(signed_area(lobes[c, 0])) * turn
+        weights[c, 1] = np.sign(signed_area(lobes[c, 1])) * turn
     return lobes, weights, area
 
 
@@ -449,7 +360,7 @@ def pascal_ious(gt: GroundTruth, dets: Detections, n_classes: int, metric: str, 
         iou = box_iou_pairs(dets.boxes[d], np.trunc(gt.boxes)[g], plus_one=True)
     elif metric == "dota-task1":
         dq, gq = dets.quads, gt.quads
-        tried = box_iou_pairs(_quad_boxes(dq)[d], _quad_boxes(gq)[g], plus_one=True) > 0
+        tried = box_iou_pairs(polygons_to_boxes(dq)[d], polygons_to_boxes(gq)[g], plus_one=True) > 0
         iou = np.full(len(d), -np.inf)
         iou[tried] = polygon_iou_pairs(dq, gq, d[tried], g[tried], polygon_iou)
     else:
@@ -779,7 +690,7 @@ def image_outcome(result: EvalResult, gt: GroundTruth, dets: Detections, n_image
     return tp[:n_images], fp[:n_images], missed[:n_images]
 
 
-def _num(v: Optional[float]) -> Optional[float]:
+def _finite_or_none(v: Optional[float]) -> Optional[float]:
     return None if v is None or not np.isfinite(v) else float(v)
 
 
@@ -788,11 +699,11 @@ def result_document(result: EvalResult, **extra) -> dict:
     positives), COCO's twelve numbers for ``coco``, then ``extra`` keys."""
     classes = {}
     for c in result.classes:
-        entry = {"ap": _num(c.ap), "ground_truths": c.ground_truths, "detections": c.detections,
-                 "max_recall": _num(c.max_recall), "ignored": c.ignored}
-        entry.update({k: _num(v) for k, v in c.extra.items()})
+        entry = {"ap": _finite_or_none(c.ap), "ground_truths": c.ground_truths, "detections": c.detections,
+                 "max_recall": _finite_or_none(c.max_recall), "ignored": c.ignored}
+        entry.update({k: _finite_or_none(v) for k, v in c.extra.items()})
         classes[c.name] = entry
-    doc = {"metric": result.metric, "mAP": _num(result.mAP), "classes": classes}
+    doc = {"metric": result.metric, "mAP": _finite_or_none(result.mAP), "classes": classes}
     if result.coco is not None:
         doc["coco"] = {k: float(v) for k, v in result.coco.items()}
     else:

@@ -15,6 +15,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .core import ParseError
+from .formats.common import number_text
+from .geometry import signed_area
 
 TILE_NAME = re.compile(r"^(?P<stem>.+?)__(?P<rate>\d+(?:\.\d+)?(?:e-?\d+)?)__(?P<left>\d+)___(?P<up>\d+)$")
 
@@ -82,15 +84,6 @@ def _detections(names: List[str], vals: np.ndarray, score_text: List[str], sourc
     return Detections(stems, vals[:, 0].copy(), polys, list(score_text))
 
 
-def box_iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one ``(4,)`` box with ``(N, 4)`` boxes."""
-    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = ix * iy
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def overlap_pairs(boxes: np.ndarray, groups: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Every pair ``(i, j)``, ``i < j``, of ``(N, 4)`` boxes of the same group (image) whose intersection has a
     positive area.  Sweep over x in numpy: boxes sorted by left edge; each box's candidates are the boxes whose left
@@ -118,12 +111,6 @@ def overlap_pairs(boxes: np.ndarray, groups: Optional[np.ndarray] = None) -> Tup
     pos = (ix > 0) & (iy > 0)
     i, j = i[pos], j[pos]
     return np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
-
-
-def signed_area(polys: np.ndarray) -> np.ndarray:
-    """Shoelace signed area of ``(N, K, 2)`` polygons."""
-    x, y = polys[..., 0], polys[..., 1]
-    return 0.5 * (x * np.roll(y, -1, axis=-1) - np.roll(x, -1, axis=-1) * y).sum(axis=-1)
 
 
 def is_convex(quads: np.ndarray) -> np.ndarray:
@@ -295,10 +282,6 @@ def merge(dets: Detections, thresh: float = 0.3, iou: str = "poly") -> Dict[str,
     for stem, idx in group_by_image(dets.stems).items():
         out[stem] = idx[nms(dets.polys[idx], dets.scores[idx], thresh, iou)]
     return out
-
-
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(float(v))
 
 
 def format_task1(dets: Detections, kept: Dict[str, np.ndarray]) -> str:

@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .core import MAX_COORDINATE
+from .geometry import ring_area
 
 
 def is_rle(seg) -> bool:
@@ -61,12 +62,6 @@ def quad_of(seg) -> Optional[np.ndarray]:
     if isinstance(seg, list) and len(seg) == 1 and len(seg[0]) == 8:
         return np.asarray(seg[0], np.float64).reshape(4, 2)
     return None
-
-
-def ring_area(ring: np.ndarray) -> float:
-    """Unsigned shoelace area of one ``(K, 2)`` ring, in square pixels."""
-    x, y = ring[:, 0], ring[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)))
 
 
 def segmentation_area(seg) -> Optional[float]:

@@ -239,7 +239,7 @@ def test_object_masks_match_pycocotools():
     mask_api = pytest.importorskip("pycocotools.mask")
     ds = load_dataset(DATA / "coco2017_mini")
     gt = pycoco(DATA / "coco2017_mini" / "annotations" / "instances_val2017.json")
-    from dsprep.crop import pixel_bounds
+    from dsprep.geometry import pixel_bounds
     for rec in ds.records:
         masks = object_masks(rec)
         bounds = pixel_bounds(rec.boxes, rec.width, rec.height)

@@ -11,9 +11,9 @@ from dsprep.formats.coco import parse_coco
 from dsprep.core import Dataset
 from dsprep.detections import align, evaluate_paths, evaluation_order, ground_truth, parse_coco_results, \
     DetectionSet
-from dsprep.evaluate import (FP, IGNORED, TP, Detections, GroundTruth, box_iou, box_iou_pairs, coco_iou_pairs,
-                             evaluate, evaluate_coco, format_table, group_pairs, image_outcome, polygon_iou_pairs,
-                             quad_lobes, result_document, voc_ap)
+from dsprep.evaluate import (FP, IGNORED, TP, Detections, GroundTruth, evaluate, evaluate_coco, format_table,
+                             group_pairs, image_outcome, polygon_iou_pairs, quad_lobes, result_document, voc_ap)
+from dsprep.geometry import box_iou, box_iou_pairs, coco_iou_pairs
 
 # ------------------------------------------------------------------------------------------------------------------
 # conformance: the numbers the reference evaluators wrote into eval_ref/ (see its README)

@@ -20,7 +20,7 @@ def _silhouettes(shared):
         if masks is None:
             continue
         img = cv2.imread(rec.image_path)
-        from dsprep.crop import pixel_bounds
+        from dsprep.geometry import pixel_bounds
         for (x0, y0, x1, y1), m in zip(pixel_bounds(rec.boxes, rec.width, rec.height), masks):
             if m is not None:
                 out.append((img[y0:y1, x0:x1], m))

@@ -134,7 +134,7 @@ def test_from_other_formats(tmp_path):
 
 
 def test_object_masks_are_the_polygons_pixels():
-    from dsprep.crop import pixel_bounds
+    from dsprep.geometry import pixel_bounds
     ds = load_dataset(DATA / "labelme")
     rec = ds.records[0]
     masks = object_masks(rec)

@@ -9,7 +9,7 @@ import pytest
 import shapely
 
 from dsprep import dataset
-from dsprep.crop import pixel_bounds
+from dsprep.geometry import pixel_bounds
 from dsprep.dataset import load_dataset, object_masks
 from dsprep.formats.vocmasks import encode_palette_png, voc_palette
 from dsprep.formats.vocmasks import colors_to_indices, instance_table, mask_indices, match_instances

@@ -516,7 +516,7 @@ def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
 def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's pixels over its pixel bounds (``crop.pixel_bounds``, no pad): polygon rings rasterized (pixel
     centres inside), RLE masks decoded; None for box-only objects; None when no object has a shape."""
-    from ..crop import pixel_bounds
+    from ..geometry import pixel_bounds
     from ..shapes import segmentation_mask, unreadable
     segs = rec.attrs.get("segmentation")
     if segs is None and rec.polygons is None:

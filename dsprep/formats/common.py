@@ -194,7 +194,7 @@ def quad_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's quad (``rec.polygons``) as a bool mask over its pixel bounds, all objects at once (one shapely
     call): a pixel belongs to an object when its centre lies inside the quad or on its outline."""
     import shapely
-    from ..crop import pixel_bounds
+    from ..geometry import pixel_bounds
     if rec.polygons is None or len(rec) == 0:
         return None
     b = pixel_bounds(rec.boxes, rec.width, rec.height)

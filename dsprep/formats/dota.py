@@ -19,6 +19,7 @@ from ..core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWr
                    Problem, decide_classes, polygons_to_boxes)
 from ..images import IMAGE_EXTS
 from ..outputs import atomic_write_text
+from ..geometry import polygon_area, self_intersecting
 from .common import number_text, quad_masks, source_indices
 from .spec import EditProtocol, FormatSpec, Holds, ReadContext
 
@@ -91,25 +92,6 @@ def quad_problems(polys: np.ndarray, names: List[str], source: str) -> List[Prob
     crossing = np.flatnonzero(crosses)
     return ([Problem("zero_area_polygon", source, f"object {k} ({names[k]})") for k in bad_area] +
             [Problem("self_intersecting_polygon", source, f"object {k} ({names[k]})") for k in crossing])
-
-
-def polygon_area(polys: np.ndarray) -> np.ndarray:
-    """Unsigned shoelace area of ``(N, K, 2)`` polygons."""
-    x, y = polys[..., 0], polys[..., 1]
-    return 0.5 * np.abs((x * np.roll(y, -1, axis=-1) - np.roll(x, -1, axis=-1) * y).sum(axis=-1))
-
-
-def _segments_cross(p1, p2, p3, p4) -> np.ndarray:
-    """Proper crossing of segments p1-p2 and p3-p4 (arrays of points, ``(N, 2)``)."""
-    def orient(a, b, c):
-        return np.sign((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
-    return ((orient(p1, p2, p3) * orient(p1, p2, p4) < 0) & (orient(p3, p4, p1) * orient(p3, p4, p2) < 0))
-
-
-def self_intersecting(polys: np.ndarray) -> np.ndarray:
-    """Bow-tie quads: edge 0-1 crosses edge 2-3, or edge 1-2 crosses edge 3-0."""
-    p = np.asarray(polys, np.float64).reshape(-1, 4, 2)
-    return _segments_cross(p[:, 0], p[:, 1], p[:, 2], p[:, 3]) | _segments_cross(p[:, 1], p[:, 2], p[:, 3], p[:, 0])
 
 
 def format_dota(rec: ImageRecord, header: bool = True) -> str:

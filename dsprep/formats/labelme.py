@@ -420,7 +420,7 @@ def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
 def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's pixels over its pixel bounds (``crop.pixel_bounds``, no pad): polygons and circles rasterized
     (pixel centres inside), None for rectangles and masks; None when no object has a shape."""
-    from ..crop import pixel_bounds
+    from ..geometry import pixel_bounds
     from ..shapes import rings, rings_mask
     segs = rec.attrs.get("segmentation")
     if segs is None and rec.polygons is None:

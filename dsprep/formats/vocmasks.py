@@ -203,7 +203,7 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """The VOC format's answer to :func:`dsprep.dataset.object_masks`: each object's bool mask over its pixel
     bounds (``None`` for objects without a matching instance), or ``None`` when the image has no
     ``SegmentationObject/<id>.png``."""
-    from ..crop import pixel_bounds
+    from ..geometry import pixel_bounds
     from ..images import apply_orientation
     root = _mask_root(rec)
     if root is None or len(rec) == 0:

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import crop as cropmod
 from ..core import OutputError, boxes_to_polygons
+from ..geometry import pixel_bounds
 from ..images import read_record_image, write_image
 from ..outputs import inside, safe_name
 
@@ -47,8 +48,8 @@ def crop_one(args) -> dict:
     h, w = img.shape[:2]
     names = np.array(rec.names, dtype=object)
     sel = np.array([not opts.classes or n in opts.classes for n in rec.names], bool)
-    bounds = cropmod.pixel_bounds(rec.boxes, w, h, opts.pad)
-    tight = cropmod.pixel_bounds(rec.boxes, w, h)
+    bounds = pixel_bounds(rec.boxes, w, h, opts.pad)
+    tight = pixel_bounds(rec.boxes, w, h)
     size_ok = ((bounds[:, 2] - bounds[:, 0]) >= max(1, opts.min_size)) & \
               ((bounds[:, 3] - bounds[:, 1]) >= max(1, opts.min_size))
     take = np.flatnonzero(sel & size_ok)

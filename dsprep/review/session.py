@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from ..core import DsprepError, ImageRecord, Problem, UsageError, polygons_to_boxes
+from ..geometry import polygon_area
 
 HISTORY_DIR = ".dsprep-history"
 THUMB_SIZES = (128, 192, 256, 384)
@@ -585,8 +586,7 @@ class Review:
                     continue
                 if rec.polygons is not None:
                     p = rec.polygons[ks]
-                    x, y = p[..., 0], p[..., 1]
-                    area = 0.5 * np.abs((x * np.roll(y, -1, 1) - np.roll(x, -1, 1) * y).sum(1))
+                    area = polygon_area(p)
                     wd = np.hypot(*(p[:, 1] - p[:, 0]).T)
                     ht = np.hypot(*(p[:, 2] - p[:, 1]).T)
                 else:
