@@ -40,7 +40,7 @@ import numpy as np
 from ..core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, ErrorPolicy, FormatWriter, ImageRecord,
                    ParseError, Problem, decide_classes)
 from ..inputs import json_object_with_keys
-from .common import bulk, json_number
+from .common import bulk, json_number, shape_masks
 from .spec import FormatSpec, Holds, ReadContext
 
 NAME = "coco"
@@ -516,22 +516,16 @@ def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
 def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's pixels over its pixel bounds (``crop.pixel_bounds``, no pad): polygon rings rasterized (pixel
     centres inside), RLE masks decoded; None for box-only objects; None when no object has a shape."""
-    from ..geometry import pixel_bounds
     from ..shapes import segmentation_mask, unreadable
-    segs = rec.attrs.get("segmentation")
-    if segs is None and rec.polygons is None:
-        return None
-    bounds = pixel_bounds(rec.boxes, rec.width, rec.height)
-    out: List[Optional[np.ndarray]] = []
-    for k in range(len(rec)):
-        seg = segs[k] if segs is not None else None
-        if not seg and rec.polygons is not None:
-            seg = [[float(v) for v in rec.polygons[k].reshape(-1)]]
+
+    def mask_of(k, seg, quad, bounds):
+        if not seg and quad is not None:
+            seg = [[float(v) for v in quad.reshape(-1)]]
         try:
-            out.append(segmentation_mask(seg, bounds[k]) if seg else None)
+            return segmentation_mask(seg, bounds) if seg else None
         except (ValueError, KeyError, TypeError) as e:
             raise unreadable(rec, k, e) from e
-    return out if any(m is not None for m in out) else None
+    return shape_masks(rec, mask_of)
 
 
 # ---- writing --------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core import DsprepError, ImageRecord, Problem
+from ..geometry import pixel_bounds
 from .spec import ReadContext
 
 # The key under which a forked reader leaves a record's image-header problems (see read_records).
@@ -190,11 +191,24 @@ def json_number(v: float):
     return int(f) if f.is_integer() and abs(f) < 2 ** 53 else f
 
 
+def shape_masks(rec: ImageRecord, mask_of: Callable[[int, Any, Optional[np.ndarray], np.ndarray], Optional[np.ndarray]]
+                ) -> Optional[List[Optional[np.ndarray]]]:
+    """Object masks of a record whose objects may carry shapes (``rec.attrs["segmentation"]`` or ``rec.polygons``):
+    ``mask_of(k, segmentation or None, quad or None, pixel bounds)`` for each object (the bounds of
+    :func:`dsprep.geometry.pixel_bounds`, no pad); None when the record has no shapes or no object got a mask."""
+    segs = rec.attrs.get("segmentation")
+    if segs is None and rec.polygons is None:
+        return None
+    bounds = pixel_bounds(rec.boxes, rec.width, rec.height)
+    out = [mask_of(k, segs[k] if segs is not None else None, rec.polygons[k] if rec.polygons is not None else None,
+                   bounds[k]) for k in range(len(rec))]
+    return out if any(m is not None for m in out) else None
+
+
 def quad_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's quad (``rec.polygons``) as a bool mask over its pixel bounds, all objects at once (one shapely
     call): a pixel belongs to an object when its centre lies inside the quad or on its outline."""
     import shapely
-    from ..geometry import pixel_bounds
     if rec.polygons is None or len(rec) == 0:
         return None
     b = pixel_bounds(rec.boxes, rec.width, rec.height)

@@ -34,7 +34,7 @@ from ..core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWr
                    decide_classes)
 from ..images import IMAGE_EXTS
 from ..inputs import json_object_with_keys
-from .common import clip_boxes, source_indices
+from .common import clip_boxes, shape_masks, source_indices
 from .spec import EditProtocol, FormatSpec, Holds, ReadContext
 
 NAME = "labelme"
@@ -420,19 +420,14 @@ def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
 def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's pixels over its pixel bounds (``crop.pixel_bounds``, no pad): polygons and circles rasterized
     (pixel centres inside), None for rectangles and masks; None when no object has a shape."""
-    from ..geometry import pixel_bounds
     from ..shapes import rings, rings_mask
-    segs = rec.attrs.get("segmentation")
-    if segs is None and rec.polygons is None:
-        return None
-    bounds = pixel_bounds(rec.boxes, rec.width, rec.height)
-    out: List[Optional[np.ndarray]] = []
-    for k in range(len(rec)):
-        rs = rings(segs[k]) if segs is not None else []
-        if not rs and rec.polygons is not None:
-            rs = [rec.polygons[k]]
-        out.append(rings_mask(rs, bounds[k]) if rs else None)
-    return out if any(m is not None for m in out) else None
+
+    def mask_of(k, seg, quad, bounds):
+        rs = rings(seg)
+        if not rs and quad is not None:
+            rs = [quad]
+        return rings_mask(rs, bounds) if rs else None
+    return shape_masks(rec, mask_of)
 
 
 # ---- the edit protocol (dsprep review) -------------------------------------------------------------------------
