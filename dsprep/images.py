@@ -553,10 +553,6 @@ def _fpng():
 _FPNG = False
 
 
-def fast_png_available() -> bool:
-    return _fpng() is not None
-
-
 def encode_image(img: np.ndarray, ext: str, jpeg_quality: int = 95, png_compression=None) -> bytes:
     """Encode by extension.
 

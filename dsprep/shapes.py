@@ -156,15 +156,6 @@ def rle_encode(mask: np.ndarray) -> dict:
     return {"size": [int(h), int(w)], "counts": [int(v) for v in runs]}
 
 
-def rle_box(rle: dict) -> np.ndarray:
-    """The ``xmin, ymin, xmax, ymax`` (0-based continuous) of the mask's pixels (zeros for an empty mask)."""
-    m = rle_decode(rle)
-    ys, xs = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
-    if len(xs) == 0:
-        return np.zeros(4)
-    return np.array([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1], np.float64)
-
-
 # ---- masks over an object's pixel bounds --------------------------------------------------------------------------
 
 def ring_mask(ring: np.ndarray, bounds: Tuple[int, int, int, int]) -> np.ndarray:
@@ -216,11 +207,6 @@ def segmentation_mask(seg, bounds: Tuple[int, int, int, int]) -> Optional[np.nda
         return out
     r = rings(seg)
     return rings_mask(r, bounds) if r else None
-
-
-def flat_ring(points: np.ndarray) -> List[float]:
-    """``(K, 2)`` -> ``[x1, y1, ...]`` as plain Python floats (JSON-ready)."""
-    return [float(v) for v in np.asarray(points, np.float64).reshape(-1)]
 
 
 # ---- shapes in other formats' terms -------------------------------------------------------------------------------

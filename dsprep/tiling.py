@@ -183,12 +183,6 @@ def tile_objects(objs: TileObjects, left: int, up: int, width: int, height: int,
                    [kept[k][1] for k in order], np.array([kept[k][2] for k in order], bool))
 
 
-def tile_labels(objs: TileObjects, left: int, up: int, width: int, height: int, size: int, thresh: float,
-                stats: TileStats) -> List[str]:
-    """The label lines of one tile (without line ends), in object order."""
-    return tile_objects(objs, left, up, width, height, size, thresh, stats).lines(objs.names)
-
-
 def _intersection_or_none(geom, window):
     try:
         return geom.intersection(window)

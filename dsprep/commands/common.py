@@ -29,6 +29,7 @@ import click
 
 from .. import signals
 from ..core import DsprepError, Interrupted, UsageError
+from ..jobs.run import run_jobs  # noqa: F401  (commands import it from here)
 from ..report import Summary, part_kind, progress
 
 
@@ -237,32 +238,6 @@ def start_summary(verb: str, ds=None) -> Summary:
         for f, reason in ds.skipped:
             summary.skip(f, reason)
     return summary
-
-
-def run_jobs(fn: Callable, items: List, summary: Summary, common: Common, desc: str,
-             name_of: Callable = lambda item: str(item)) -> Iterable[Tuple[object, Optional[dict]]]:
-    """Run per-image jobs through the executor layer, feeding the bar, applying ``--on-error``.
-
-    Yields ``(item, result)`` in input order; ``result`` is None for an item skipped by ``--on-error skip``."""
-    from ..parallel import executor, run
-    with executor(common.workers, common.scheduler) as backend, \
-            progress(total=len(items), desc=desc, quiet=common.quiet) as bar:
-        for item, result, err in run(backend, fn, items, on_done=lambda _: bar.update(1),
-                                     isolate_failures=common.on_error == "skip", describe=name_of):
-            if err is None:
-                for k, v in result.items():
-                    if isinstance(v, int) and not isinstance(v, bool):
-                        summary.add(k, v)
-                for where, reason in result.get("skipped", ()):
-                    summary.skip(where, reason)
-                yield item, result
-            elif isinstance(err, DsprepError):
-                if common.on_error == "fail":
-                    raise err
-                summary.skip(name_of(item), str(err))
-                yield item, None
-            else:
-                raise err
 
 
 def finish(summary: Summary, out: Optional[str], order: Sequence[str], common: Optional[Common] = None) -> None:

@@ -1,15 +1,12 @@
 """``dsprep synth``: synthetic images with exact annotations, from object crops and backgrounds."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import click
 
 from ..color import METHODS as COLOR_METHODS
-from ..core import DatasetError, Interrupted, UsageError
+from ..core import UsageError
 from ..synth import BLENDS, FITS
-from .common import SIZE, finish, run_jobs, shared, start_summary
+from .common import SIZE, finish, shared, start_summary
 from .convert import _FormatChoice
 
 
@@ -91,11 +88,11 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
           harmonize, harmonize_strength, allow_blanked, mask_from, alpha_threshold, masks, color_method,
           jpeg_quality, overwrite, append, common):
     """Paste object crops onto backgrounds: synthetic images with exact annotations."""
-    from ..fill import sidecar_path
-    from ..images import available_memory, is_image
-    from ..jobs.synth import SynthConfig, synth_one
+    from ..formats import format_spec
+    from ..images import available_memory
     from ..outputs import OutputDir
     from ..synth import SynthParams, canvas_bytes, parse_counts, parse_range, parse_weights
+    from ..synth_run import background_sidecars, find_inputs, run_synth
     if overwrite and append:
         raise UsageError("--overwrite and --append exclude each other")
     if scale is not None and jitter is not None:
@@ -104,18 +101,7 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
         raise click.BadParameter(f"{canvas[0]}x{canvas[1]}: one such image needs "
                                  f"{canvas_bytes(canvas, masks) / 1e9:.1f} GB of memory, "
                                  f"{available_memory() / 1e9:.1f} GB are available", param_hint="--canvas")
-    bg_dir, obj_dir = Path(backgrounds), Path(objects)
-    for d, what in ((bg_dir, "--backgrounds"), (obj_dir, "--objects")):
-        if not d.is_dir():
-            raise DatasetError(f"{d}: {what} folder not found")
-    bgs = tuple(str(p) for p in sorted(bg_dir.rglob("*")) if p.is_file() and is_image(p))
-    if not bgs:
-        raise DatasetError(f"{bg_dir}: no background images")
-    obj = tuple((d.name, tuple(str(p) for p in sorted(d.iterdir()) if p.is_file() and is_image(p)))
-                for d in sorted(obj_dir.iterdir()) if d.is_dir())
-    obj = tuple((c, files) for c, files in obj if files)
-    if not obj:
-        raise DatasetError(f"{obj_dir}: no class folders with object images (expected objects/<class>/*.png)")
+    bgs, obj = find_inputs(backgrounds, objects)
     ranges = {}
     for option, text in (("--scale", scale), ("--jitter", jitter if jitter is not None else "0.8:1.2")):
         if text is not None:
@@ -130,99 +116,14 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
                          drop_above=drop_hidden, blend=blend, feather=feather,
                          harmonize=harmonize_strength if harmonize else 0.0, avoid_blanked=not allow_blanked,
                          alpha_threshold=alpha_threshold)
-    sidecars = tuple(sidecar_path(b) if os.path.isfile(sidecar_path(b)) else None for b in bgs)
+    sidecars = background_sidecars(bgs)
     summary = start_summary("synth")
     summary.add("inputs", count)
     # keep_on_error: an interrupted run keeps its finished prefix, so --append can complete it exactly
     with OutputDir(out, overwrite=overwrite, allow_existing=append, inputs=[backgrounds, objects],
                    keep_on_error=True) as out_dir:
-        from ..core import ImageRecord
-        from ..formats import format_spec
-        spec = format_spec(out_format)
-        existing, classes = _existing(out_dir, spec, append, [c for c, _ in obj])
-        writer = spec.writer(classes, {"root": str(Path(out_dir).resolve())})
-        probe = ImageRecord(f"synth_000000{ext}", 1, 1, split=split_name, meta={"stem": "synth_000000"})
-        subdirs = [out_dir / Path(writer.image_path(probe)).parent]
-        subdirs += [out_dir / Path(rel).parent for rel in writer.record_files(probe)[0]]
-        if masks:
-            subdirs += [out_dir / "SegmentationObject", out_dir / "SegmentationClass"]
-        subdirs = list(dict.fromkeys(subdirs))
-        for d in subdirs:
-            d.mkdir(parents=True, exist_ok=True)
-        image_dir = subdirs[0]
-        if masks:
-            _write_labelmap(out_dir, [c for c, _ in obj])
-        start = 0
-        if append:
-            taken = [int(p.stem[len("synth_"):]) for p in image_dir.glob("synth_*") if p.stem[6:].isdigit()]
-            start = max(taken) + 1 if taken else 0
-        cfg = SynthConfig(out=str(out_dir), backgrounds=bgs, sidecars=sidecars, objects=obj, params=params, seed=seed,
-                          oriented=spec.holds.quads, ext=ext, mask_from=mask_from, masks=masks, color=color_method,
-                          jpeg_quality=jpeg_quality, orient=common.exif != "ignore", writer=writer, split=split_name)
-        names, records, done = [], [], 0
-        try:
-            for _, r in run_jobs(synth_one, [(i, cfg) for i in range(start, start + count)], summary, common,
-                                 "synthesizing", name_of=lambda it: f"image {it[0]}"):
-                done += 1
-                if r is not None:
-                    names.append(r["name"])
-                    records.append(r["record"])
-        except BaseException as e:
-            # Results arrive in index order: the first `done` images are complete; later ones a worker may have
-            # finished out of order are removed, so the output is exactly a shorter uninterrupted run.
-            removed = _remove_from(out_dir, subdirs, start + done)
-            _write_lists(out_dir, spec, writer, split_name, names, existing + records, append)
-            if isinstance(e, KeyboardInterrupt):
-                raise Interrupted(getattr(e, "signum", 2),
-                                  f"kept the {done} finished images ({start}..{start + done - 1}) and their list; "
-                                  f"{removed} out-of-order files removed; finish the run with --append -n "
-                                  f"{count - done}") from e
-            raise
-        _write_lists(out_dir, spec, writer, split_name, names, existing + records, append)
+        run_synth(out_dir, format_spec(out_format), bgs, sidecars, obj, params, seed, count, summary, common,
+                  ext=ext, mask_from=mask_from, masks=masks, color=color_method, jpeg_quality=jpeg_quality,
+                  split=split_name, append=append)
     finish(summary, str(out_dir), ["images", "objects", "truncated", "hidden", "dropped_too_large", "dropped_no_room"],
            common)
-
-
-def _existing(out_dir: Path, spec, append: bool, classes):
-    """With --append: the records already in the output (for the data-set files written at the end: a COCO JSON,
-    a data.yaml) and the class list extended by the new classes; formats whose files need neither, nothing."""
-    if not append or not spec.needs_records:
-        return [], list(classes)
-    from ..dataset import load_dataset
-    try:
-        ds = load_dataset(out_dir, fmt=spec.name, on_error="skip")
-    except DatasetError:
-        return [], list(classes)
-    return list(ds.records), list(ds.classes) + [c for c in classes if c not in ds.classes]
-
-
-def _write_lists(out_dir: Path, spec, writer, split_name: str, names, records, append: bool) -> None:
-    """The data-set files: a list of names appended to (VOC's split list), or the writer's own (COCO JSON,
-    data.yaml ...)."""
-    from ..jobs.convert import write_dataset_files
-    if spec.append_names is not None:
-        spec.append_names(out_dir, split_name, names, append)
-    else:
-        write_dataset_files(out_dir, writer, records)
-
-
-def _write_labelmap(out_dir: Path, classes) -> None:
-    """``labelmap.txt``: what the SegmentationClass values mean (background 0, then the classes in folder order),
-    with their palette colours, as Datumaro and ``dsprep.formats.vocmasks.read_labelmap`` read it."""
-    from ..outputs import atomic_write_text
-    from ..formats.vocmasks import voc_palette
-    pal = voc_palette()
-    lines = [f"{name}:{','.join(str(int(v)) for v in pal[i])}::" for i, name in enumerate(["background"] + classes)]
-    atomic_write_text(out_dir / "labelmap.txt", "# label:color_rgb:parts:actions\n" + "\n".join(lines) + "\n")
-
-
-def _remove_from(out_dir: Path, subdirs, first: int) -> int:
-    """Remove ``synth_<i>.*`` with ``i >= first`` from the output folders; returns how many files."""
-    n = 0
-    for d in subdirs:
-        for p in d.glob("synth_*"):
-            digits = p.stem[len("synth_"):]
-            if digits.isdigit() and int(digits) >= first:
-                p.unlink()
-                n += 1
-    return n

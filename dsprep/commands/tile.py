@@ -191,8 +191,8 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
 def merge_dota(detections, out, nms_thresh, iou, overwrite, common):
     """Map per-tile detections (Task1_<class>.txt) back to their images, with NMS.
 
-    With --workers N the files are read, merged and written by N processes (forked: they start in milliseconds);
-    with --scheduler the merging runs on the Dask cluster in chunks of whole images."""
+    With --workers N the files are read and written by N forked processes (they start in milliseconds) and merged
+    on N workers; with --scheduler the merging runs on the Dask cluster; either way in chunks of whole images."""
     import os
     from ..jobs.merge import forked, merge_chunk, plan_chunks, read_class_file, write_class_file
     from ..outputs import OutputDir
@@ -221,13 +221,11 @@ def merge_dota(detections, out, nms_thresh, iou, overwrite, common):
     chunks = plan_chunks(parsed, nms_thresh, iou, target)
     kept = {str(f): {} for f in parsed}
     with OutputDir(out, overwrite=overwrite, inputs=[detections]) as out_dir:
-        if local > 1:
-            results = forked(merge_chunk, chunks, local, weight=lambda c: sum(len(g[2]) for g in c.groups))
-        else:
-            results = [r for _, r in run_jobs(merge_chunk, chunks, summary, common, "merging",
-                                              name_of=lambda c: f"{c.groups[0][0]} ({len(c.groups)} image and "
-                                                                f"class groups)")]
-        for result in results:
+        # the merging on the one executor (local workers or Dask): one --on-error behaviour, one progress bar
+        for _, result in run_jobs(merge_chunk, chunks, summary, common, "merging",
+                                  name_of=lambda c: f"{c.groups[0][0]} ({len(c.groups)} image and class groups)"):
+            if result is None:  # skipped by --on-error skip (listed in the summary)
+                continue
             for source, stem, idx in result["kept_list"]:
                 kept[source][stem] = idx
         written = forked(write_class_file, [(out_dir / f.name, dets, kept[str(f)]) for f, dets in parsed.items()],

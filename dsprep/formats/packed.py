@@ -1,5 +1,5 @@
 """The packed files dsprep writes (``voc-to-h5``, ``voc-to-pickle``) read back as a data set (``info``, ``visualize``,
-``eval``): every split, records in stored-image pixels, each image read from the file (:class:`dsprep.hdf5.DetectionH5`).
+``eval``): every split, records in stored-image pixels, each image read from the file (:class:`dsprep.pack.reader.DetectionH5`).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def load(path: Path, split: Optional[str], ctx: Optional[ReadContext] = None) ->
     Records are in stored-image pixels, with polygons when the file has them."""
     import cv2
 
-    from ..hdf5 import DetectionH5
+    from ..pack.reader import DetectionH5
     readers = DetectionH5.open_splits(path)
     if split is not None:
         if split not in readers:
