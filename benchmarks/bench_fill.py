@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dsprep.crop import blank_mask
+from dsprep.ops.crop import blank_mask
 from dsprep.geometry import pixel_bounds
 from dsprep.dataset import load_dataset, object_masks
-from dsprep.fill import FILLS, fill_regions
+from dsprep.ops.inpaint import FILLS, fill_regions
 from dsprep.images import read_record_image
 
 

@@ -8,8 +8,8 @@ write (one split or every split; images as RGB arrays, annotations in the stored
 Writing: :class:`PackOptions`, :class:`H5Writer`, :class:`PickleWriter` (and :func:`dsprep.pack.run.pack_dataset` for
 a whole run on the executor).  The file layout and the implementation are in :mod:`dsprep.pack`.
 """
-from .pack.prepare import FORMAT, VERSION, PackOptions
-from .pack.reader import ARRAY_NAMES, DetectionH5
+from .pack.prepare import PackOptions
+from .pack.reader import ARRAY_NAMES, FORMAT, VERSION, DetectionH5
 from .pack.writers import H5Writer, PickleWriter
 
 __all__ = ["ARRAY_NAMES", "DetectionH5", "FORMAT", "H5Writer", "PackOptions", "PickleWriter", "VERSION"]

@@ -13,6 +13,9 @@ Reading pixels always goes through :func:`read_image`, which applies one set of 
 
 Headers are read without decoding by :func:`probe` (PNG, JPEG, BMP, GIF, TIFF/BigTIFF, WebP): size, channels, EXIF
 orientation, and a cheap completeness check of the file's tail.
+
+Why one module: the one decoder -- header probing, EXIF orientation, decoding and encoding belong together so that
+every reader and writer applies the same orientation and size rules.
 """
 from __future__ import annotations
 

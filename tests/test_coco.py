@@ -252,14 +252,14 @@ def test_object_masks_match_pycocotools():
             else:  # polygons: both rasterize the same shape (rules differ only on boundary pixels)
                 assert (m & ref).sum() / (m | ref).sum() > 0.85
     rle = mask_api.encode(np.asfortranarray((gradient(40, 30)[:, :, 0] > 100).astype(np.uint8)))
-    from dsprep.shapes import rle_decode
+    from dsprep.formats.shapes import rle_decode
     assert np.array_equal(rle_decode({"size": rle["size"], "counts": rle["counts"].decode()}),
                           mask_api.decode(rle).astype(bool))
 
 
 def test_rle_codec_against_pycocotools():
     mask_api = pytest.importorskip("pycocotools.mask")
-    from dsprep.shapes import decode_counts_string, encode_counts_string, rle_decode, rle_encode
+    from dsprep.formats.shapes import decode_counts_string, encode_counts_string, rle_decode, rle_encode
     rng = np.random.default_rng(0)
     for t in range(100):
         h, w = (int(v) for v in rng.integers(1, 30, 2))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dsprep.dataset import load_dataset, object_masks
-from dsprep.fill import (fill_regions, format_sidecar, outline_mask, parse_sidecar, push_pull, region_outlines,
+from dsprep.ops.inpaint import (fill_regions, format_sidecar, outline_mask, parse_sidecar, push_pull, region_outlines,
                          sidecar_path)
 from dsprep.formats.vocmasks import encode_palette_png, voc_palette
 from helpers import run_cli as run
@@ -223,7 +223,7 @@ def _push_reference(est, shape):
 
 
 def test_push_pull_against_a_per_pixel_reference():
-    from dsprep.fill import pull, push
+    from dsprep.ops.inpaint import pull, push
     rng = np.random.default_rng(5)
     for h, w in ((13, 17), (8, 8), (1, 9), (6, 1)):
         c = rng.random((h, w, 3)).astype(np.float32) * 255

@@ -312,7 +312,7 @@ def test_grabcut_finds_the_silhouettes_of_objects_without_masks(tmp_path):
 def test_grabcut_beats_the_rectangle_on_real_photos(shared):
     """On the VOC sample's objects that have true masks, GrabCut's mask (from the box alone) is closer to the truth
     than the box itself (mean IoU 0.68 against 0.59 when written)."""
-    from dsprep.crop import grabcut_mask
+    from dsprep.ops.crop import grabcut_mask
     from dsprep.images import read_record_image
     ours, rect = [], []
     for rec in load_dataset(shared / "voc_sample").records:

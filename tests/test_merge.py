@@ -5,7 +5,7 @@ import shapely
 from click.testing import CliRunner
 
 from dsprep.cli import main
-from dsprep.merge import (convex_intersection_area, is_convex, nms, overlap_pairs, pair_iou, parse_task1)
+from dsprep.ops.merge import (convex_intersection_area, is_convex, nms, overlap_pairs, pair_iou, parse_task1)
 
 
 def _quads(rng, m, spread=60.0, jitter=0.4):
@@ -157,7 +157,7 @@ def test_merge_workers_give_the_same_files(tmp_path):
 
 def test_format_task1_matches_the_number_rule():
     from dsprep.formats.common import number_text as _num
-    from dsprep.merge import Detections, format_task1
+    from dsprep.ops.merge import Detections, format_task1
     rng = np.random.default_rng(5)
     v = np.concatenate([rng.uniform(-1e3, 1e3, 400), np.round(rng.uniform(-1e3, 1e3, 400)),
                         [-0.0, 0.0, 1e15, 2e15 + 0.5, 1e16, 1e-20, -1e16, 3.0]])

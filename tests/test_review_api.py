@@ -181,7 +181,7 @@ def test_summary_filters_and_record(voc):
         assert s["format"] == "voc" and s["images"] == 13 and s["editable"] and s["shape"] == "box"
         by_name = {x["name"]: x for x in s["classes"]}
         assert by_name["dog"]["objects"] == 1 and by_name["dog"]["images"] == 1
-        from dsprep.draw import class_color
+        from dsprep.ops.draw import class_color
         b, g, r = class_color("dog")
         assert by_name["dog"]["color"] == f"#{r:02x}{g:02x}{b:02x}"
         assert {x["name"]: x["images"] for x in s["splits"]} == {"test": 10, "trainval": 13}

@@ -6,7 +6,7 @@ import shapely
 from dsprep.dataset import load_dataset
 from dsprep.dota import read_dota
 from helpers import run_cli as run
-from dsprep.synth import Sprite, SynthParams, overlap_ok, place, sprite_from_image, synthesize, transform_sprite
+from dsprep.ops.synth import Sprite, SynthParams, overlap_ok, place, sprite_from_image, synthesize, transform_sprite
 from dsprep.formats.vocmasks import encode_palette_png, voc_palette
 
 
@@ -204,9 +204,9 @@ def test_crop_synth_pipeline_on_dota(shared, tmp_path):
 
 # ---- issue 14: a filled canvas, silhouettes, blending, occlusion, blanked regions ----------------------------------
 
-from dsprep import synth as synthmod  # noqa: E402
+from dsprep.ops import synth as synthmod  # noqa: E402
 from dsprep.dataset import object_masks  # noqa: E402
-from dsprep.synth import Fit, apply_fit, harmonize, harmonize_luts, plan_fit, soften_edges  # noqa: E402
+from dsprep.ops.synth import Fit, apply_fit, harmonize, harmonize_luts, plan_fit, soften_edges  # noqa: E402
 
 
 def test_fit_covers_the_canvas_in_every_mode_but_pad():
@@ -387,7 +387,7 @@ def test_boxes_masks_and_flags_are_those_of_the_pasted_alpha(monkeypatch, occlus
 def test_blanked_regions_stay_free(tmp_path):
     """A background whose sidecar marks a blanked region: no object pixel lands in it (scaled by cover to the
     canvas), unless --allow-blanked."""
-    from dsprep.fill import format_sidecar, region_outlines
+    from dsprep.ops.inpaint import format_sidecar, region_outlines
     (tmp_path / "objects" / "disc").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "objects" / "disc" / "d.png"), disc_rgba(15, (0, 0, 255)))
     (tmp_path / "bg").mkdir()
@@ -411,7 +411,7 @@ def test_blanked_regions_stay_free(tmp_path):
 
 
 def test_new_options_give_the_same_bytes_with_any_worker_count(pure):
-    from dsprep.fill import format_sidecar
+    from dsprep.ops.inpaint import format_sidecar
     (pure / "bg" / "g.blanked.json").write_bytes(format_sidecar((300, 200), [np.array([[10, 10], [60, 10],
                                                                                     [60, 50]])], "inpaint"))
     outs = []

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from dsprep.core import DatasetError, ImageRecord, ParseError
 from dsprep.dataset import detect_format, load_dataset
-from dsprep.yamlsub import parse_yaml, yaml_string
+from dsprep.formats.yamlsub import parse_yaml, yaml_string
 from dsprep.formats.yolo import (Writer, find_layout, format_yolo, label_path, normalized, parse_yolo,
                          yaml_names)
 from dsprep.formats import yolo_obb

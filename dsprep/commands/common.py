@@ -85,7 +85,7 @@ class SizeType(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
-        from ..resize import parse_size
+        from ..ops.resize import parse_size
         try:
             return parse_size(str(value))
         except ValueError as e:

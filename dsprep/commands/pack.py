@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..color import METHODS as COLOR_METHODS
+from ..ops.color import METHODS as COLOR_METHODS
 from ..core import OutputError, UsageError
 from ..report import part_kind
 from .common import SIZE, finish, load, shared, start_summary

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import click
 
-from ..color import METHODS as COLOR_METHODS
+from ..ops.color import METHODS as COLOR_METHODS
 from ..core import UsageError
-from ..synth import BLENDS, FITS
+from ..ops.synth import BLENDS, FITS
 from .common import SIZE, finish, shared, start_summary
 from .convert import _FormatChoice
 
@@ -91,8 +91,8 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
     from ..formats import format_spec
     from ..images import available_memory
     from ..outputs import OutputDir
-    from ..synth import SynthParams, canvas_bytes, parse_counts, parse_range, parse_weights
-    from ..synth_run import background_sidecars, find_inputs, run_synth
+    from ..ops.synth import SynthParams, canvas_bytes, parse_counts, parse_range, parse_weights
+    from ..ops.synth_run import background_sidecars, find_inputs, run_synth
     if overwrite and append:
         raise UsageError("--overwrite and --append exclude each other")
     if scale is not None and jitter is not None:

@@ -79,7 +79,7 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_
     from ..jobs.tile import TileOptions, plan_tile_jobs, tile_one
     from ..outputs import OutputDir
     from ..parallel import parse_workers
-    from ..tiling import tile_origins
+    from ..ops.tiling import tile_origins
     if size[0] != size[1]:
         raise click.BadParameter(f"{size[0]}x{size[1]}: DOTA_devkit tiles are square (give one number)",
                                  param_hint="--size")

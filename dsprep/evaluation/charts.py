@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .draw import class_color, tag_text
+from ..ops.draw import class_color, tag_text
 
 # BGR
 TP_COLOR = (60, 190, 40)       # green: a detection that found an object

@@ -1,7 +1,7 @@
 """Detection evaluation: matching and average precision over arrays, as the reference evaluators compute them.
 
 Everything here is pure: ground truth and detections come in as flat arrays (one row per object or detection, each
-with an image index and a class index) and numbers come out.  Reading files is done by :mod:`dsprep.detections`
+with an image index and a class index) and numbers come out.  Reading files is done by :mod:`dsprep.evaluation.results`
 and the format modules.
 
 Coordinates are dsprep's (0-based continuous pixels).  Each metric re-creates the arithmetic of its reference
@@ -24,6 +24,9 @@ evaluator from them:
   detection's own area, matched any number of times, ignored), area ranges from the ground truth's ``area`` field
   (the detection's ``w * h``), at most 1 / 10 / 100 detections per image and class, 101-point interpolated
   precision, and the twelve summary numbers.
+
+Why one module: the VOC, DOTA and COCO metrics share the matching, the IoU kernels' dispatch and the result
+types; side by side they are checked against the reference evaluators line by line.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .geometry import (as_boxes, box_iou_pairs, boxes_to_polygons, coco_iou_pairs, crossing_point, polygons_to_boxes,
+from ..geometry import (as_boxes, box_iou_pairs, boxes_to_polygons, coco_iou_pairs, crossing_point, polygons_to_boxes,
                        signed_area)
 
 METRICS = ("voc07", "voc12", "coco", "dota-task1", "dota-task2")

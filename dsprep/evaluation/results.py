@@ -1,4 +1,4 @@
-"""Detection result files: read them, and line them up with a ground truth for :mod:`dsprep.evaluate`.
+"""Detection result files: read them, and line them up with a ground truth for :mod:`dsprep.evaluation.metrics`.
 
 Four kinds, recognised by file name and checked line by line:
 
@@ -27,8 +27,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .core import Dataset, DatasetError, ImageRecord, ParseError, UsageError, boxes_to_polygons, polygons_to_boxes
-from .evaluate import Detections, EvalResult, GroundTruth
+from ..core import Dataset, DatasetError, ImageRecord, ParseError, UsageError, boxes_to_polygons, polygons_to_boxes
+from .metrics import Detections, EvalResult, GroundTruth
 
 KINDS = ("voc", "task1", "task2", "coco")
 _VOC_NAME = re.compile(r"^comp\d+_det_(?P<rest>.+)\.txt$")
@@ -189,7 +189,7 @@ def file_kind(name: str, known_classes: Sequence[str] = ()) -> Optional[Tuple[st
 # Files
 
 def _read_text(path: Path) -> str:
-    from .inputs import read_text
+    from ..inputs import read_text
     return read_text(path)  # the one reader of annotation text
 
 
@@ -225,7 +225,7 @@ def _coco_set(files: List[Path]) -> DetectionSet:
         data = path.read_bytes()
     except OSError as e:
         raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    from .formats.common import bulk  # the garbage-collector pause load_dataset uses: json.loads builds ~1M objects
+    from ..formats.common import bulk  # the garbage-collector pause load_dataset uses: json.loads builds ~1M objects
     with bulk():
         images, cats, scores, xywh = parse_coco_results(data, str(path))
     boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
@@ -306,7 +306,7 @@ def evaluation_order(ds: Dataset) -> List[ImageRecord]:
 
 def _spec(ds: Dataset):
     """The data set's format description (None for a format the registry does not name, e.g. ``pickle``)."""
-    from .formats import FORMATS, format_spec
+    from ..formats import FORMATS, format_spec
     return format_spec(ds.format) if ds.format in FORMATS else None
 
 
@@ -433,8 +433,8 @@ def evaluate_paths(ground_truth_path, detections_path, metric: Optional[str] = N
     ``voc07`` otherwise.  ``iou_threshold`` (VOC/DOTA metrics only; default 0.5): the IoU a match must exceed.
     ``loader(path) -> Dataset`` reads the ground truth instead of a plain :func:`load_dataset` (the command passes
     its shared options: format, EXIF policy, pinned classes)."""
-    from .dataset import load_dataset
-    from .evaluate import METRICS, POLYGON_IOU, evaluate
+    from ..dataset import load_dataset
+    from .metrics import METRICS, POLYGON_IOU, evaluate
     if metric is not None and metric not in METRICS:
         raise UsageError(f"--metric: unknown metric '{metric}' (known: {', '.join(METRICS)})")
     if polygon_iou not in POLYGON_IOU:

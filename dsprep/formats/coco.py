@@ -8,7 +8,7 @@ continuous), so a box ``[x, y, w, h]`` becomes ``(x, y, x + w, y + h)`` and noth
 Each image becomes one :class:`~dsprep.core.ImageRecord` (images without annotations included), with per-object
 ``attrs``: ``area`` (float64: the file's ``area``, which for COCO is the segmentation's area, not the box's;
 ``w * h`` when absent), ``iscrowd`` (bool), ``id`` and ``category_id`` (int64), ``segmentation`` (as in the file:
-polygon rings, an RLE mask, or ``[]``; see :mod:`dsprep.shapes`) and, when the file has them, ``coco_extra`` (the
+polygon rings, an RLE mask, or ``[]``; see :mod:`dsprep.formats.shapes`) and, when the file has them, ``coco_extra`` (the
 annotation's other keys, e.g. CVAT's ``attributes``).  The image id is in ``rec.meta["image_id"]``, the image
 entry itself (for its other keys) in ``rec.meta["coco_image"]``.  A record whose objects are all single 4-point
 polygons also gets them as quadrilaterals (``rec.polygons``: DOTA-like data converted to COCO comes back as it
@@ -23,6 +23,9 @@ Datumaro; images in ``<split>/``, ``images/<split>/`` or ``images/``); Roboflow'
 with the images beside it; Label Studio's ``result.json`` beside ``images/``.  Several files are several splits.
 
 :func:`parse_coco` is pure (bytes in); :func:`read_coco` and :func:`load` are the thin path wrappers.
+
+Why one module: one format -- the parser (with its error positions), the loader, object masks and the writer share
+the document's id tables.
 """
 from __future__ import annotations
 
@@ -84,7 +87,7 @@ def _load_json(data: bytes, source: str):
 
 
 def _where(data: bytes, source: str, key: str, k: int) -> str:
-    from ..jsonpos import element_line
+    from .jsonpos import element_line
     return f"{source}:{element_line(data, key, k)}: {key}[{k}]"
 
 
@@ -286,7 +289,7 @@ def _parse(data: bytes, source: str, policy: ErrorPolicy) -> CocoFile:
     cat_index, known_cat = _lookup(cat_ids, cat)
     bad = np.flatnonzero(~(known_img & known_cat))
     if len(bad):
-        from ..jsonpos import element_lines
+        from .jsonpos import element_lines
         lines = element_lines(data, "annotations", rows[bad].tolist())
         for k in bad:
             r = int(rows[k])
@@ -516,7 +519,7 @@ def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
 def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's pixels over its pixel bounds (``crop.pixel_bounds``, no pad): polygon rings rasterized (pixel
     centres inside), RLE masks decoded; None for box-only objects; None when no object has a shape."""
-    from ..shapes import segmentation_mask, unreadable
+    from .shapes import segmentation_mask, unreadable
 
     def mask_of(k, seg, quad, bounds):
         if not seg and quad is not None:
@@ -608,7 +611,7 @@ class Writer(FormatWriter):
         return out
 
     def finish(self, records: Sequence[ImageRecord]) -> dict:
-        from ..shapes import segmentation_area, unreadable
+        from .shapes import segmentation_area, unreadable
         cats = self.categories()
         cat_id = {c["name"]: c["id"] for c in cats}
         image_ids, renamed = _unique_ids([r.meta.get("image_id") for r in records])

@@ -10,7 +10,7 @@ one object in several parts, as labelme2coco merges them):
 
 * ``rectangle`` (2 corners, any order) -> its box;
 * ``polygon`` (3 points or more) -> its box, the ring in ``rec.attrs["segmentation"]`` (COCO-style flat lists,
-  see :mod:`dsprep.shapes`);
+  see :mod:`dsprep.formats.shapes`);
 * ``circle`` (centre and a point on the circle) -> its box, a 64-gon in the segmentation;
 * ``mask`` (labelme 5.3+: 2 corners and a PNG) -> its box (the PNG is kept for writing labelme again);
 * ``point``, ``line``, ``linestrip``, ``points`` are no objects: reported (``not_an_object``) and kept in
@@ -48,7 +48,7 @@ _CIRCLE_POINTS = 64
 
 
 def _fail(source: str, doc_text, k: Optional[int], label, what: str):
-    from ..jsonpos import element_line
+    from .jsonpos import element_line
     if k is None:
         raise ParseError(f"{source}: {what}")
     line = element_line(doc_text, "shapes", k)
@@ -226,7 +226,7 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
     Objects read from labelme are written as their original shapes (when their box is unchanged); others as a
     ``rectangle``, a ``polygon`` per segmentation ring (several rings share a ``group_id``), or their quad.  An RLE
     mask becomes its box (``mask_to_box``)."""
-    from ..shapes import is_rle, rings, unreadable
+    from .shapes import is_rle, rings, unreadable
     lossy: Dict[str, int] = {}
     shapes = []
     originals = rec.attrs.get("labelme")
@@ -420,7 +420,7 @@ def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
 def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     """Each object's pixels over its pixel bounds (``crop.pixel_bounds``, no pad): polygons and circles rasterized
     (pixel centres inside), None for rectangles and masks; None when no object has a shape."""
-    from ..shapes import rings, rings_mask
+    from .shapes import rings, rings_mask
 
     def mask_of(k, seg, quad, bounds):
         rs = rings(seg)
@@ -455,7 +455,7 @@ def update_labelme(original: bytes, rec: ImageRecord, source: str = "<labelme>")
     quadrilateral when it has one; a new label or difficult/truncated flag is set on all its shapes.  Objects not
     named are removed with their shapes; points, lines and other shapes that are no objects stay.  New objects are
     appended as rectangles (or polygons for quadrilaterals)."""
-    from ..jsonpos import value_span
+    from .jsonpos import value_span
     old, _, doc, objects = _parse(original, source)
     src = source_indices(rec, len(objects), source)
     of_old = {int(j): k for k, j in enumerate(src) if j >= 0}

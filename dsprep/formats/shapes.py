@@ -18,8 +18,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .core import MAX_COORDINATE
-from .geometry import ring_area
+from ..core import MAX_COORDINATE
+from ..geometry import ring_area
 
 
 def is_rle(seg) -> bool:
@@ -50,7 +50,7 @@ def rings(seg) -> List[np.ndarray]:
 
 def unreadable(rec, k: int, err: Exception):
     """The error for object ``k`` of ``rec`` whose segmentation cannot be used: file, annotation and why."""
-    from .core import ParseError
+    from ..core import ParseError
     where = rec.meta.get("annotation_path") or rec.image_path
     ids = rec.attrs.get("id")
     what = f"annotation id {ids[k]}" if ids is not None else f"object {k}"

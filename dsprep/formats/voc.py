@@ -3,6 +3,9 @@
 Coordinates: VOC ``<bndbox>`` values are 1-based inclusive pixel indices (``xmax == width`` touches the right
 border).  Inside dsprep boxes are 0-based continuous, so reading maps ``(xmin, ymin, xmax, ymax)`` to
 ``(xmin - 1, ymin - 1, xmax, ymax)`` and writing maps back.  Float coordinates (labelme exports) are kept as floats.
+
+Why one module: one format -- the parser, the folder layouts, the writer and the byte-preserving edit protocol
+share the XML conventions (1-based pixels, flags, encodings).
 """
 from __future__ import annotations
 
@@ -475,7 +478,7 @@ class Writer(FormatWriter):
         lossy = {}
         box_rec = rec.select(np.arange(len(rec)))
         if box_rec.polygons is not None:
-            from ..shapes import axis_aligned
+            from .shapes import axis_aligned
             bent = int((~axis_aligned(box_rec.polygons, box_rec.boxes)).sum())  # a rectangle loses nothing
             if bent:
                 lossy["polygon_to_box"] = bent

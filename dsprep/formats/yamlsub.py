@@ -8,7 +8,7 @@ import json
 import re
 from typing import Optional, Tuple
 
-from .core import ParseError
+from ..core import ParseError
 
 
 class _Yaml:

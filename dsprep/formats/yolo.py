@@ -21,8 +21,11 @@ Layouts read (:func:`find_layout`):
 * **flat**: a folder with ``classes.txt`` (labelImg) or ``obj.names`` (darknet, CVAT "YOLO 1.1", with ``obj.data``
   and its ``train.txt``/``valid.txt`` lists) and labels beside the images.
 
-data.yaml is read and written through :mod:`dsprep.yamlsub` (the small YAML subset those files use), so dsprep needs
+data.yaml is read and written through :mod:`dsprep.formats.yamlsub` (the small YAML subset those files use), so dsprep needs
 no YAML library.
+
+Why one module: the YOLO layouts (data.yaml, Darknet lists, flat folders), the reader, the edit protocol and the
+writer make one format, and YOLO-OBB (:mod:`dsprep.formats.yolo_obb`) reuses all of it.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ import numpy as np
 from ..core import (Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
                    boxes_to_polygons, decide_classes, polygons_to_boxes)
 from ..images import IMAGE_EXTS
-from ..yamlsub import parse_yaml, yaml_string
+from .yamlsub import parse_yaml, yaml_string
 from .common import number_text, source_indices
 from .spec import EditProtocol, FormatSpec, Holds, ReadContext
 
@@ -191,7 +194,7 @@ def normalized(rec: ImageRecord, obb: bool) -> Tuple[np.ndarray, Dict[str, int]]
     screen from the top-left, each corner clipped into the image (``clipped_polygon``); an object whose
     segmentation is one 4-point ring gives that quad, another polygon its minimum-area rotated rectangle
     (``polygon_to_obb``), a mask its box (``mask_to_box``)."""
-    from ..shapes import axis_aligned, obb_of_segmentation, unreadable
+    from .shapes import axis_aligned, obb_of_segmentation, unreadable
     W, H = float(rec.width), float(rec.height)
     lossy: Dict[str, int] = {}
     if rec.width <= 0 or rec.height <= 0 or not np.isfinite(rec.boxes).all():

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from .. import crop as cropmod
+from ..ops import crop as cropmod
 from ..core import OutputError, boxes_to_polygons
 from ..geometry import pixel_bounds
 from ..images import read_record_image, write_image
@@ -26,7 +26,7 @@ class CropOptions:
     blank: Optional[Sequence[str]] = None  # None: the cropped classes
     mask: str = "auto"                     # auto: the data set's masks/polygons | grabcut: also GrabCut | none
     upright: bool = False
-    fill: str = "inpaint"                  # how blanked regions are filled (dsprep.fill.FILLS)
+    fill: str = "inpaint"                  # how blanked regions are filled (dsprep.ops.inpaint.FILLS)
     blank_margin: int = 3                  # pixels around an object's own mask that are blanked too
     max_blanked: float = 0.5               # backgrounds with more of their pixels blanked are not written
 
@@ -89,7 +89,7 @@ def _background(img, rec, opts: CropOptions, sel, own, tight, stem: str) -> dict
     """Blank the --blank objects (their own masks grown by the margin, or their boxes/polygons), fill the blanked
     pixels, and write the background with its sidecar (where objects were); too blanked a background is not
     written."""
-    from ..fill import fill_regions, format_sidecar, region_outlines, sidecar_path
+    from ..ops.inpaint import fill_regions, format_sidecar, region_outlines, sidecar_path
     from ..outputs import atomic_write_bytes
     blank = set(opts.blank) if opts.blank is not None else set(np.array(rec.names, dtype=object)[sel])
     chosen = np.array([n in blank for n in rec.names], bool)

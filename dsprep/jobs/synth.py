@@ -41,7 +41,7 @@ SPRITE_BYTES_PER_PIXEL = 4 * (1 + 4)  # BGR + alpha, and up to 4 feathered premu
 def _sprite(path: str, mask_from: str, orient: bool = True):
     """Object crops are decoded once per worker process (a cache bounded in memory, emptied when full: what it holds
     never changes what is made, only how fast)."""
-    from ..synth import sprite_from_image
+    from ..ops.synth import sprite_from_image
     key = (path, mask_from, orient)
     sp = _SPRITES.get(key)
     if sp is None:
@@ -68,7 +68,7 @@ def synth_one(args) -> dict:
     not depend on which worker makes it or in which order."""
     from ..core import ImageRecord
     from ..outputs import atomic_write_bytes
-    from ..synth import synthesize
+    from ..ops.synth import synthesize
     from ..formats.vocmasks import encode_palette_png, voc_palette
     index, cfg = args
     rng = np.random.default_rng([cfg.seed, index])
@@ -77,10 +77,10 @@ def synth_one(args) -> dict:
     background = read_image(bg_path, orient=cfg.orient)
     keepout = None
     if cfg.sidecars[bg_index] is not None and cfg.params.avoid_blanked:
-        from ..fill import read_keepout
+        from ..ops.inpaint import read_keepout
         keepout = read_keepout(cfg.sidecars[bg_index], (background.shape[1], background.shape[0]), bg_path)
     if cfg.color:
-        from ..color import correct
+        from ..ops.color import correct
         background, _ = correct(background, cfg.color)
     files = dict(cfg.objects)
     classes = [c for c, _ in cfg.objects]

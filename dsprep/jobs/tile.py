@@ -72,7 +72,7 @@ class TileJob:
 
 def _objects_of(job: TileJob, on_error: str):
     """``(TileObjects, skipped lines)`` of a job."""
-    from .. import tiling
+    from ..ops import tiling
     from ..formats.dota import read_dota
     if job.objects is not None:
         o = job.objects
@@ -92,7 +92,7 @@ def _region(job: TileJob, size: int) -> Tuple[int, int, int, int]:
 def _tiles(job: TileJob, opts: TileOptions, objs, stats):
     """``(name, left, up, pixels or None, cut, geo)`` for each tile of the job; pixels are read only for tiles that
     are written (with ``skip_empty``, empty tiles give None)."""
-    from .. import tiling
+    from ..ops import tiling
     from ..rasters import ScaledRaster, open_raster
     cuts = [(left, up, tiling.tile_objects(objs, left, up, job.width, job.height, opts.size, opts.thresh, stats))
             for left, up in job.origins]
@@ -128,7 +128,7 @@ def _write_pixels(path: Path, pixels: np.ndarray, opts: TileOptions, geo, job: T
 
 def tile_one(args) -> dict:
     """``tile-dota``: write the tiles (images + DOTA labels, devkit text) of one job."""
-    from .. import tiling
+    from ..ops import tiling
     from ..outputs import atomic_write_text
     job, opts = args
     objs, skipped_lines = _objects_of(job, opts.on_error)
@@ -151,7 +151,7 @@ def tile_one(args) -> dict:
 def tile_record(args) -> dict:
     """``tile``: write the tiles of one job in a data-set format (its ``FormatWriter``); returns the tiles' records
     under ``records`` for the writer's data-set files."""
-    from .. import tiling
+    from ..ops import tiling
     from ..core import ImageRecord
     from ..outputs import atomic_write_bytes
     job, opts, writer = args
@@ -232,7 +232,7 @@ def image_jobs(stem: str, image: str, label: Optional[str], plan: ImagePlan, rat
     from ..core import UsageError
     from ..images import available_memory, check_memory_for
     from ..rasters import TIFF_EXTRA, exact_window_rate, scaled_size
-    from ..tiling import tile_grid
+    from ..ops.tiling import tile_grid
     jobs: List[TileJob] = []
     skipped: Tuple = ()
     for rate in rates:

@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .geometry import pixel_bounds
+from ..geometry import pixel_bounds
 
 
 def blank_regions(img: np.ndarray, polygons: np.ndarray, value: int = 0) -> np.ndarray:

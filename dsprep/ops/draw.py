@@ -7,7 +7,7 @@ from typing import Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .core import ImageRecord, boxes_to_polygons
+from ..core import ImageRecord, boxes_to_polygons
 
 
 def class_color(name: str) -> Tuple[int, int, int]:

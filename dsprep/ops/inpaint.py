@@ -164,7 +164,7 @@ def sidecar_path(background: str) -> str:
 def read_keepout(path: str, size: Optional[Tuple[int, int]] = None, background: str = "") -> Optional[np.ndarray]:
     """The blanked pixels recorded in a sidecar (``(H, W) uint8``, 255 = an object was there), or None when it
     records none.  ``size`` (the decoded background's ``(W, H)``) is checked against the sidecar's."""
-    from .core import DatasetError
+    from ..core import DatasetError
     try:
         with open(path, "rb") as f:
             (w, h), outlines = parse_sidecar(f.read(), path)

@@ -10,7 +10,7 @@ from typing import Tuple
 
 import numpy as np
 
-from .images import LazyModule
+from ..images import LazyModule
 
 cv2 = LazyModule("cv2", globals())  # imported on first use: the format registry imports this module to detect formats
 

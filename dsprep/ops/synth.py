@@ -20,6 +20,9 @@ Pure functions over numpy arrays and a ``numpy.random.Generator``; file I/O live
 * :func:`synthesize` does one whole image, deterministically for a given generator.  When objects may overlap it
   keeps a map of which object owns each visible pixel: boxes and masks are those of the visible parts, hidden
   fractions decide ``truncated`` and which objects are too hidden to annotate.
+
+Why one module: the compositing steps (fit, transform, place, compose, harmonize, synthesize) each stay short and
+share the sprite and placement types; split by step they would only import one another in a chain.
 """
 from __future__ import annotations
 

@@ -7,16 +7,16 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from .core import DatasetError, ImageRecord, Interrupted
-from .jobs.run import run_jobs
-from .jobs.synth import SynthConfig, synth_one
-from .report import Summary
+from ..core import DatasetError, ImageRecord, Interrupted
+from ..jobs.run import run_jobs
+from ..jobs.synth import SynthConfig, synth_one
+from ..report import Summary
 
 
 def find_inputs(backgrounds, objects) -> Tuple[Tuple[str, ...], Tuple[Tuple[str, Tuple[str, ...]], ...]]:
     """``(background files, ((class, object files), ...))``, sorted (deterministic); :class:`DatasetError` when
     either folder is missing or holds nothing usable."""
-    from .images import is_image
+    from ..images import is_image
     bg_dir, obj_dir = Path(backgrounds), Path(objects)
     for d, what in ((bg_dir, "--backgrounds"), (obj_dir, "--objects")):
         if not d.is_dir():
@@ -34,7 +34,7 @@ def find_inputs(backgrounds, objects) -> Tuple[Tuple[str, ...], Tuple[Tuple[str,
 
 def background_sidecars(backgrounds: Sequence[str]) -> Tuple[Optional[str], ...]:
     """Each background's blanked-regions file (``NAME.blanked.json``, written by ``dsprep crop``), or None."""
-    from .fill import sidecar_path
+    from .inpaint import sidecar_path
     return tuple(sidecar_path(b) if os.path.isfile(sidecar_path(b)) else None for b in backgrounds)
 
 
@@ -90,7 +90,7 @@ def _existing(out_dir: Path, spec, append: bool, classes):
     a data.yaml) and the class list extended by the new classes; formats whose files need neither, nothing."""
     if not append or not spec.needs_records:
         return [], list(classes)
-    from .dataset import load_dataset
+    from ..dataset import load_dataset
     try:
         ds = load_dataset(out_dir, fmt=spec.name, on_error="skip")
     except DatasetError:
@@ -101,7 +101,7 @@ def _existing(out_dir: Path, spec, append: bool, classes):
 def _write_lists(out_dir: Path, spec, writer, split: str, names, records, append: bool) -> None:
     """The data-set files: a list of names appended to (VOC's split list), or the writer's own (COCO JSON,
     data.yaml ...)."""
-    from .jobs.convert import write_dataset_files
+    from ..jobs.convert import write_dataset_files
     if spec.append_names is not None:
         spec.append_names(out_dir, split, names, append)
     else:
@@ -111,8 +111,8 @@ def _write_lists(out_dir: Path, spec, writer, split: str, names, records, append
 def _write_labelmap(out_dir: Path, classes) -> None:
     """``labelmap.txt``: what the SegmentationClass values mean (background 0, then the classes in folder order),
     with their palette colours, as Datumaro and ``dsprep.formats.vocmasks.read_labelmap`` read it."""
-    from .outputs import atomic_write_text
-    from .formats.vocmasks import voc_palette
+    from ..outputs import atomic_write_text
+    from ..formats.vocmasks import voc_palette
     pal = voc_palette()
     lines = [f"{name}:{','.join(str(int(v)) for v in pal[i])}::" for i, name in enumerate(["background"] + classes)]
     atomic_write_text(out_dir / "labelmap.txt", "# label:color_rgb:parts:actions\n" + "\n".join(lines) + "\n")

@@ -24,7 +24,7 @@ import shapely
 from shapely.geometry import Polygon
 from shapely.geometry.polygon import orient
 
-from .core import DsprepError
+from ..core import DsprepError
 
 
 def tile_origins(length: int, size: int, gap: int) -> List[int]:

@@ -10,12 +10,10 @@ import numpy as np
 
 from ..core import DsprepError, ImageError
 from ..images import LazyModule, check_complete, probe, read_record_image
-from ..resize import fit_image
+from ..ops.resize import fit_image
 
 cv2 = LazyModule("cv2", globals())
 
-FORMAT = "dsprep-detection"
-VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -91,7 +89,7 @@ def prepare_image(args) -> dict:
     img = read_record_image(rec)
     h, w = img.shape[:2]
     if opts.color:
-        from ..color import correct
+        from ..ops.color import correct
         img, _ = correct(img, opts.color)
     if opts.mode == "encoded":
         ext = os.path.splitext(path)[1].lower() or ".png"

@@ -13,11 +13,13 @@ import numpy as np
 from ..core import DatasetError, ImageError
 from ..images import LazyModule, apply_orientation, read_image
 from ..pickles import read_pickle
-from .prepare import FORMAT
 
 # imported on first use (a packed file is opened without OpenCV)
 cv2 = LazyModule("cv2", globals())
 h5py = LazyModule("h5py", globals())
+
+FORMAT = "dsprep-detection"  # the file format written and read (its name and version in the root attributes)
+VERSION = 1
 
 class DetectionH5:
     """Random access to a packed split: ``len()``, ``[i]``, ``get_batch(indices)``, ``classes``.

@@ -14,7 +14,8 @@ import numpy as np
 from ..core import DsprepError
 from ..images import LazyModule
 from ..outputs import TemporaryPath, partial_files
-from .prepare import FORMAT, VERSION, PackOptions, prepare_image
+from .prepare import PackOptions, prepare_image
+from .reader import FORMAT, VERSION
 from .writers import H5Writer
 
 h5py = LazyModule("h5py", globals())

@@ -16,8 +16,9 @@ import numpy as np
 from ..core import DsprepError, ImageRecord, boxes_to_polygons
 from ..images import LazyModule
 from ..outputs import TemporaryPath
-from ..resize import map_boxes, map_polygons
-from .prepare import FORMAT, VERSION, PackOptions, Slot, close_slots
+from ..ops.resize import map_boxes, map_polygons
+from .prepare import PackOptions, Slot, close_slots
+from .reader import FORMAT, VERSION
 
 h5py = LazyModule("h5py", globals())
 
@@ -122,6 +123,17 @@ class _Writer:
         self.stats["objects"] += len(rec)
         return rec
 
+    def add(self, split: str, index: int, prepared: Optional[dict]) -> None:
+        """Image ``index`` of ``split`` as :func:`~dsprep.pack.prepare.prepare_image` prepared it (None: left out)."""
+        if prepared is None:
+            return
+        st = self._split_state(split)
+        self._note(st["arrays"], split, index, prepared)
+        if "image" in prepared:
+            self._add_pixels(st, index, prepared["image"])
+        elif "encoded" in prepared:
+            self._add_encoded(st, prepared["encoded"])
+
 
 class H5Writer(_Writer):
     """Builds the packed file under a temporary name; renamed to ``out`` only when complete.
@@ -188,20 +200,18 @@ class H5Writer(_Writer):
             st["rows"] = np.memmap(path, dtype=np.uint8, mode="r+", offset=offset, shape=shape)
         return st["rows"]
 
-    def add(self, split: str, index: int, prepared: Optional[dict]) -> None:
-        if prepared is None:
-            return
-        st = self._state[split]
-        self._note(st["arrays"], split, index, prepared)
-        if "image" in prepared:
-            if "slot_base" in st:
-                self._rows(st)[index] = prepared["image"]
-            else:
-                st["group"]["images"][index] = prepared["image"]
-        elif "encoded" in prepared:
-            data = prepared["encoded"]
-            st["raw"].write(data.tobytes())
-            st["raw_offsets"].append(st["raw_offsets"][-1] + len(data))
+    def _split_state(self, split: str) -> dict:
+        return self._state[split]
+
+    def _add_pixels(self, st: dict, index: int, image: np.ndarray) -> None:
+        if "slot_base" in st:
+            self._rows(st)[index] = image
+        else:
+            st["group"]["images"][index] = image
+
+    def _add_encoded(self, st: dict, data: np.ndarray) -> None:
+        st["raw"].write(data.tobytes())
+        st["raw_offsets"].append(st["raw_offsets"][-1] + len(data))
 
     def __exit__(self, exc_type, exc, tb):
         try:
@@ -290,16 +300,15 @@ class PickleWriter(_Writer):
     def slot(self, split: str, index: int) -> None:
         return None
 
-    def add(self, split: str, index: int, prepared: Optional[dict]) -> None:
-        if prepared is None:
-            return
-        a = self._acc[split]
-        self._note(a["arrays"], split, index, prepared)
-        if "image" in prepared:
-            a["images"].append(prepared["image"])
-        elif "encoded" in prepared:
-            a["encoded"].append(prepared["encoded"])
-            a["offsets"].append(a["offsets"][-1] + len(prepared["encoded"]))
+    def _split_state(self, split: str) -> dict:
+        return self._acc[split]
+
+    def _add_pixels(self, a: dict, index: int, image: np.ndarray) -> None:
+        a["images"].append(image)
+
+    def _add_encoded(self, a: dict, data: np.ndarray) -> None:
+        a["encoded"].append(data)
+        a["offsets"].append(a["offsets"][-1] + len(data))
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:

@@ -6,11 +6,14 @@ Library calls only (no HTTP, no annotation logic of its own):
   as a problem, the rest can still be reviewed);
 * a record is read and written through its format's edit protocol (``annotation_file``, ``load_record``,
   ``save_record``: see :mod:`dsprep.dataset`), files are written through :mod:`dsprep.outputs` (atomic), pixels
-  decoded through :func:`dsprep.images.read_image` and drawn with :mod:`dsprep.draw`.
+  decoded through :func:`dsprep.images.read_image` and drawn with :mod:`dsprep.ops.draw`.
 
 Saving is safe by construction: the page sends the *version* (SHA-256 of the annotation file's bytes) its copy was
 read from; a file whose bytes changed since is not overwritten (:class:`ConflictError`).  Before a file is replaced
 its previous bytes are kept in ``.dsprep-history/`` beside it, so every save can be undone (:meth:`Review.restore`).
+
+Why one module: one :class:`Session` holds the loaded data set, its locks, edit history and the format's edit
+protocol; its methods are the review server's verbs, and splitting them would spread one lock discipline.
 """
 from __future__ import annotations
 
@@ -81,8 +84,8 @@ def _inside(root: Path, path: str) -> bool:
 
 
 def hex_color(name: str) -> str:
-    """The class colour of :func:`dsprep.draw.class_color` as CSS ``#rrggbb``."""
-    from ..draw import class_color
+    """The class colour of :func:`dsprep.ops.draw.class_color` as CSS ``#rrggbb``."""
+    from ..ops.draw import class_color
     b, g, r = class_color(name)
     return f"#{r:02x}{g:02x}{b:02x}"
 
@@ -517,7 +520,7 @@ class Review:
                                 lambda: self._make_thumbnail(rec, size, boxes))
 
     def _make_thumbnail(self, rec: ImageRecord, size: int, boxes: bool) -> bytes:
-        from ..draw import draw_record
+        from ..ops.draw import draw_record
         from ..images import encode_image
         factor = 1
         big = max(rec.width, rec.height)
@@ -549,7 +552,7 @@ class Review:
 
     def _make_crop(self, i: int, rec: ImageRecord, k: int, size: int) -> bytes:
         from ..core import boxes_to_polygons
-        from ..draw import class_color
+        from ..ops.draw import class_color
         from ..images import encode_image
         img = self._full(i)
         h, w = img.shape[:2]
