@@ -108,8 +108,9 @@ class ImageRecord:
     depth: int = 3
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float64))
     names: List[str] = field(default_factory=list)
-    difficult: Optional[np.ndarray] = None
-    truncated: Optional[np.ndarray] = None
+    # None: all 0 / all False; __post_init__ makes them arrays, so they are arrays wherever a record is used
+    difficult: np.ndarray = None  # type: ignore[assignment]
+    truncated: np.ndarray = None  # type: ignore[assignment]
     polygons: Optional[np.ndarray] = None
     split: Optional[str] = None
     meta: dict = field(default_factory=dict)
@@ -167,9 +168,10 @@ class ImageRecord:
             return False
         if _stem(self.image_path) != _stem(other.image_path):
             return False
-        if (self.polygons is None) != (other.polygons is None):
+        mine, theirs = self.polygons, other.polygons
+        if (mine is None) != (theirs is None):
             return False
-        if self.polygons is not None and not np.array_equal(self.polygons, other.polygons):
+        if mine is not None and theirs is not None and not np.array_equal(mine, theirs):
             return False
         return (np.array_equal(self.boxes, other.boxes) and np.array_equal(self.difficult, other.difficult)
                 and np.array_equal(self.truncated, other.truncated))

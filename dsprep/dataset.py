@@ -172,6 +172,8 @@ def reload_record(ds: Dataset, rec, exif: str = "auto"):
     """``(record, problems)``: the annotation file of ``rec`` (a record of ``ds``) read again exactly as
     :func:`load_dataset` read it: the format's ``load_record``, then its image header (:func:`attach_images`)."""
     spec = format_spec(ds.format)
+    if spec.edit is None:
+        raise ValueError(f"{ds.format} files cannot be read again record by record (no edit protocol)")
     new, problems = spec.edit.load_record(ds, rec)
     one = Dataset(ds.root, ds.format, [new], list(problems))
     if spec.image_files:

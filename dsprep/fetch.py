@@ -131,7 +131,7 @@ def parse_url(text: str) -> str:
     """An http(s) URL with a host, or :class:`UsageError`."""
     try:
         parts = urlsplit(text)
-        parts.port  # raises ValueError for a port that is not a number
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
     except ValueError as e:
         raise UsageError(f"'{text}': malformed URL ({e})") from e
     if parts.scheme.lower() not in ("http", "https"):

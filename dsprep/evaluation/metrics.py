@@ -221,8 +221,8 @@ def quad_lobes(quads) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     lobes = np.repeat(p[:, None], 2, axis=1)
     weights = np.zeros((n, 2), np.float64)
     weights[:, 0] = 1.0
-    for (i, j, k, l), (a0, a1), (b0, b1) in (((0, 1, 2, 3), (1, 2), (3, 0)), ((1, 2, 3, 0), (2, 3), (0, 1))):
-        crosses, x = crossing_point(p[:, i], p[:, j], p[:, k], p[:, l])
+    for (i, j, k, m), (a0, a1), (b0, b1) in (((0, 1, 2, 3), (1, 2), (3, 0)), ((1, 2, 3, 0), (2, 3), (0, 1))):
+        crosses, x = crossing_point(p[:, i], p[:, j], p[:, k], p[:, m])
         if not crosses.any():
             continue
         c = np.flatnonzero(crosses)

@@ -134,7 +134,7 @@ def _images(doc: dict, source: str, data: bytes) -> List[Tuple[int, str, int, in
     for i, img in enumerate(imgs):
         if not isinstance(img, dict) or "id" not in img:
             raise ParseError(f"{_where(data, source, 'images', i)}: expected an object with an 'id', got {img!r:.80}")
-        where = lambda: _where(data, source, "images", i)  # noqa: E731 (computed only on error)
+        where = lambda: _where(data, source, "images", i)  # noqa: E731, B023 (computed only on error, in this turn)
         iid = _int_id(img["id"], "id", where)
         if iid in seen:
             raise ParseError(f"{_where(data, source, 'images', i)}: image id {iid} is used twice")

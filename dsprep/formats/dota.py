@@ -18,7 +18,6 @@ import numpy as np
 from ..core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError,
                    Problem, decide_classes, polygons_to_boxes)
 from ..images import IMAGE_EXTS
-from ..outputs import atomic_write_text
 from ..geometry import polygon_area, self_intersecting
 from .common import number_text, quad_masks, source_indices
 from .spec import EditProtocol, FormatSpec, Holds, ReadContext

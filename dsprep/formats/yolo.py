@@ -605,7 +605,7 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
         max_class = max(max_class, _max_class_elsewhere(layout, chosen, obb))
         names = [str(i) for i in range(max_class + 1)]
     parts = normalized_parts([e[4] for e in entries], obb)
-    for (image, lab, split_name, cls, vals, _), (norm, norm_box, flags) in zip(entries, parts):
+    for (image, lab, split_name, cls, _vals, _), (norm, norm_box, flags) in zip(entries, parts):
         n = len(cls)
         meta = {"stem": os.path.splitext(os.path.basename(image))[0],
                 "label_path": lab if lab is not None else labels_of(image),

@@ -15,7 +15,6 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..core import ParseError
-from ..formats.common import number_text
 from ..geometry import signed_area
 
 TILE_NAME = re.compile(r"^(?P<stem>.+?)__(?P<rate>\d+(?:\.\d+)?(?:e-?\d+)?)__(?P<left>\d+)___(?P<up>\d+)$")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import pickle
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
