@@ -160,9 +160,22 @@ class Common:
 _FIELDS = set(Common.__dataclass_fields__)
 
 
-def _format_names() -> List[str]:
-    from ..formats import FORMATS
-    return list(FORMATS)
+class FormatChoice(click.Choice):
+    """The formats dsprep reads (``"read"``) or writes (``"write"``), asked of the registry only when needed (so
+    ``dsprep --help`` starts without importing it)."""
+
+    def __init__(self, kind: str = "read"):
+        self.kind = kind
+        super().__init__([])
+
+    @property
+    def choices(self):
+        from ..formats import FORMATS, writable_formats
+        return writable_formats() if self.kind == "write" else list(FORMATS)
+
+    @choices.setter
+    def choices(self, value):
+        pass
 
 
 def _options(group: str) -> List[Callable]:
@@ -176,7 +189,7 @@ def _options(group: str) -> List[Callable]:
     if group == "dataset":
         return [click.option("--split", default=None, help="Only the images of this split (as the data set's split "
                                                             "lists or split folders name them)."),
-                click.option("--format", "fmt", type=click.Choice(_format_names()), default=None,
+                click.option("--format", "fmt", type=FormatChoice(), default=None,
                              help="Read the data set as this format [default: detected from its layout]."),
                 _exif_option()]
     if group == "exif":

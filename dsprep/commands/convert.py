@@ -5,27 +5,10 @@ from pathlib import Path
 
 import click
 
-from .common import finish, load, run_jobs, shared, start_summary
+from .common import FormatChoice, finish, load, run_jobs, shared, start_summary
 
 # the names convert had before it took --to; they stay
 ALIASES = {"voc-to-dota": "dota", "dota-to-voc": "voc"}
-
-
-class _FormatChoice(click.Choice):
-    """The formats dsprep writes, asked of the registry only when needed (so ``dsprep`` starts without importing
-    every format module)."""
-
-    def __init__(self):
-        super().__init__([])
-
-    @property
-    def choices(self):
-        from ..formats import writable_formats
-        return writable_formats()
-
-    @choices.setter
-    def choices(self, value):
-        pass
 
 
 class _ConvertCommand(click.Command):
@@ -39,7 +22,7 @@ class _ConvertCommand(click.Command):
 
 @click.command(cls=_ConvertCommand)
 @click.argument("dataset", type=click.Path())
-@click.option("--to", "target", required=True, type=_FormatChoice(),
+@click.option("--to", "target", required=True, type=FormatChoice("write"),
               help="The format to write (any format is read: detected, or --format).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Output folder (never inside the input data set).")

@@ -6,8 +6,7 @@ import click
 from ..ops.color import METHODS as COLOR_METHODS
 from ..core import UsageError
 from ..ops.synth import BLENDS, FITS
-from .common import SIZE, finish, shared, start_summary
-from .convert import _FormatChoice
+from .common import SIZE, FormatChoice, finish, shared, start_summary
 
 
 def _parsed(fn, option: str, *args):
@@ -23,7 +22,7 @@ def _parsed(fn, option: str, *args):
               help="Folder of class folders of object crops (objects/car/*.png: class = folder name).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output data set folder.")
 @click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True, help="Images to make.")
-@click.option("--format", "out_format", type=_FormatChoice(), default="voc", show_default=True,
+@click.option("--format", "out_format", type=FormatChoice("write"), default="voc", show_default=True,
               help="Format of the data set written (dota and yolo-obb get each object's rotated rectangle).")
 @click.option("--ext", type=click.Choice([".jpg", ".png"]), default=".jpg", show_default=True,
               help="Format of the images written.")
