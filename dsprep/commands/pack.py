@@ -79,7 +79,7 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
 @shared("exif", "classes", "run", "workers")
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
 def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite, shards, common):
-    """Pack a data set into one HDF5 file for fast training input (see README for the layout)."""
+    """Pack a data set into one HDF5 file for fast training input (see docs/packing.md for the layout)."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, False, common, overwrite,
           "voc-to-h5", shards=shards or 0)
 

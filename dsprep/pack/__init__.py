@@ -3,7 +3,7 @@
 One module per job: :mod:`.prepare` (an image decoded, fitted, handed over), :mod:`.writers` (the file written),
 :mod:`.reader` (:class:`~dsprep.pack.reader.DetectionH5`, what training loops import), :mod:`.shards` (workers
 writing whole shard files tied together by a master file) and :mod:`.run` (a whole packing run on the one executor).
-Only this package imports h5py.  File layout (one group per split; see the README for the full table)::
+Only this package imports h5py.  File layout (one group per split; see docs/packing.md for the full table)::
 
     /                       attrs: format="dsprep-detection", version=1, classes (JSON list), options (JSON)
     /<split>/images         (N, H, W, 3) uint8 RGB, contiguous (fixed-size mode)
