@@ -57,7 +57,7 @@ def plan_chunks(parsed: dict, thresh: float, iou: str, target: int) -> List[Merg
 
 
 def read_class_file(path) -> tuple:
-    """``(path, Detections, None)`` or ``(path, None, error)`` for one task-1 file."""
+    """``(path, Task1Detections, None)`` or ``(path, None, error)`` for one task-1 file."""
     from ..core import DatasetError, DsprepError
     from ..ops.merge import parse_task1
     try:

@@ -29,8 +29,9 @@ def parse_tile_name(name: str, source: str = "") -> Tuple[str, float, int, int]:
 
 
 @dataclass
-class Detections:
-    """Detections of one class: image stems, scores ``(N,)`` and quads ``(N, 4, 2)``, all in one set of arrays."""
+class Task1Detections:
+    """The detections of one DOTA task-1 file (one class): image stems, scores ``(N,)`` and quads ``(N, 4, 2)``, all
+    in one set of arrays (not :class:`dsprep.evaluation.metrics.Detections`, the arrays a metric scores)."""
 
     stems: List[str]
     scores: np.ndarray
@@ -38,7 +39,7 @@ class Detections:
     score_text: List[str]
 
 
-def parse_task1(text: str, source: str = "<task1>") -> Detections:
+def parse_task1(text: str, source: str = "<task1>") -> Task1Detections:
     """Parse a task-1 file and map every detection back to its source image.
 
     Fast path: all tokens at once (ten a line); when a line is not ten fields, or a value is not a number, the
@@ -64,7 +65,7 @@ def parse_task1(text: str, source: str = "<task1>") -> Detections:
     return _detections([f[0] for _, f in rows], vals, [f[1] for _, f in rows], source, [n for n, _ in rows])
 
 
-def _detections(names: List[str], vals: np.ndarray, score_text: List[str], source: str, linenos) -> Detections:
+def _detections(names: List[str], vals: np.ndarray, score_text: List[str], source: str, linenos) -> Task1Detections:
     def where(k):
         return f"{source}:{linenos[k] if linenos else k + 1}: "
     bad = np.flatnonzero(~np.isfinite(vals).all(axis=1))
@@ -80,7 +81,7 @@ def _detections(names: List[str], vals: np.ndarray, score_text: List[str], sourc
     tile_stems = [t[0] for t in tiles]
     stems = [tile_stems[k] for k in idx.tolist()]
     polys = (vals[:, 1:].reshape(-1, 4, 2) + offsets[:, None, :2]) / offsets[:, None, 2:3]
-    return Detections(stems, vals[:, 0].copy(), polys, list(score_text))
+    return Task1Detections(stems, vals[:, 0].copy(), polys, list(score_text))
 
 
 def overlap_pairs(boxes: np.ndarray, groups: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -275,7 +276,7 @@ def group_by_image(stems: List[str]) -> Dict[str, np.ndarray]:
     return {str(u): idx[bounds[k]:bounds[k + 1]] for k, u in enumerate(uniq)}
 
 
-def merge(dets: Detections, thresh: float = 0.3, iou: str = "poly") -> Dict[str, np.ndarray]:
+def merge(dets: Task1Detections, thresh: float = 0.3, iou: str = "poly") -> Dict[str, np.ndarray]:
     """Per source image, the indices into ``dets`` kept by NMS (images sorted, detections by score)."""
     out = {}
     for stem, idx in group_by_image(dets.stems).items():
@@ -283,7 +284,7 @@ def merge(dets: Detections, thresh: float = 0.3, iou: str = "poly") -> Dict[str,
     return out
 
 
-def format_task1(dets: Detections, kept: Dict[str, np.ndarray]) -> str:
+def format_task1(dets: Task1Detections, kept: Dict[str, np.ndarray]) -> str:
     """Lines ``image score x1 y1 ... x4 y4`` (integral coordinates written as integers, others as ``repr``)."""
     parts = []
     for stem, idx in kept.items():
