@@ -9,7 +9,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..core import DsprepError, ImageError
-from ..images import LazyModule, check_complete, probe, read_record_image
+from ..images import LazyModule, check_complete, probe, read_record_image, verify_jpeg
 from ..ops.resize import fit_image
 
 cv2 = LazyModule("cv2", globals())
@@ -79,6 +79,7 @@ def prepare_image(args) -> dict:
         except OSError as e:
             raise ImageError(f"{path}: cannot read image ({e.strerror or e})") from e
         check_complete(data, path)
+        verify_jpeg(data, path)  # bytes stored as they are: their entropy-coded data checked all the same
         info = probe(path, data.tobytes())
         code = info.orientation if rec.meta.get("orient", True) else 1
         w, h = info.size(code != 1)
