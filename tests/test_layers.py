@@ -122,10 +122,13 @@ def test_layers_import_only_downwards():
     assert not bad, "imports against the layering:\n" + "\n".join(sorted(bad))
 
 
-def test_format_modules_never_import_the_registry_or_the_loader():
+def test_format_modules_never_import_the_registry_the_loader_or_each_other():
     g = graph()
-    for name in importlib.import_module("dsprep.formats").FORMATS.values():
+    formats = set(importlib.import_module("dsprep.formats").FORMATS.values())
+    for name in formats:
         assert not g[name] & {"dsprep.formats", "dsprep.dataset"}, name
+        # what formats share lives in formats.common / spec / shapes / yamlsub / jsonpos; YOLO-OBB is YOLO's variant
+        assert not (g[name] & formats) - ({"dsprep.formats.yolo"} if name == "dsprep.formats.yolo_obb" else set()), name
 
 
 def test_click_only_in_the_command_line():

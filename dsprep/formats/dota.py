@@ -159,8 +159,7 @@ def _declared_names(root: Path) -> Optional[List[str]]:
     if not yaml_path.is_file():
         return None
     from ..inputs import read_text
-    from .yamlsub import parse_yaml
-    from .yolo import yaml_names  # (the data.yaml names rule, shared with YOLO)
+    from .yamlsub import parse_yaml, yaml_names
     return yaml_names(parse_yaml(read_text(yaml_path), str(yaml_path)), str(yaml_path))
 
 

@@ -40,7 +40,7 @@ import numpy as np
 from ..core import (Dataset, DatasetError, DsprepError, FormatWriter, ImageRecord, ParseError, Problem,
                    boxes_to_polygons, decide_classes, polygons_to_boxes)
 from ..images import IMAGE_EXTS
-from .yamlsub import parse_yaml, yaml_string
+from .yamlsub import parse_yaml, yaml_names, yaml_string
 from .common import number_text, source_indices
 from .spec import EditProtocol, FormatSpec, Holds, ReadContext
 
@@ -55,43 +55,6 @@ _NOT_LABELS = {"classes.txt", "obj.names", "classes.names", "obj.data", "train.t
 
 
 # ---- data.yaml ------------------------------------------------------------------------------------------------
-
-def yaml_names(doc: dict, source: str) -> Optional[List[str]]:
-    """The class names of a data.yaml in index order: ``names`` as a list or as ``{index: name}`` (indices must be
-    ``0..n-1``, as Ultralytics requires), else ``nc`` placeholder names, else None."""
-    names = doc.get("names")
-    if names is None:
-        nc = doc.get("nc")
-        if nc is None:
-            return None
-        try:
-            return [str(i) for i in range(int(str(nc)))]
-        except ValueError as e:
-            raise ParseError(f"{source}: nc must be a whole number, got '{nc}'") from e
-    if isinstance(names, list):
-        out = [str(n) if n is not None else "" for n in names]
-    elif isinstance(names, dict):
-        try:
-            keyed = {int(str(k)): ("" if v is None else str(v)) for k, v in names.items()}
-        except ValueError as e:
-            raise ParseError(f"{source}: names keys must be class indices 0, 1, ...") from e
-        if sorted(keyed) != list(range(len(keyed))):
-            raise ParseError(f"{source}: names has indices {sorted(keyed)}; a {len(keyed)}-class data set needs "
-                             f"0..{len(keyed) - 1}")
-        out = [keyed[i] for i in range(len(keyed))]
-    else:
-        raise ParseError(f"{source}: names must be a list or an index: name mapping")
-    empty = [i for i, n in enumerate(out) if not n.strip()]
-    if empty:
-        raise ParseError(f"{source}: class {empty[0]} has no name")
-    dup = sorted({n for n in out if out.count(n) > 1})
-    if dup:
-        raise ParseError(f"{source}: class name{'s' if len(dup) > 1 else ''} {', '.join(dup)} listed more than once")
-    nc = doc.get("nc")
-    if nc is not None and str(nc).strip().isdigit() and int(str(nc)) != len(out):
-        raise ParseError(f"{source}: nc is {nc} but names lists {len(out)} classes")
-    return out
-
 
 # ---- label text ----------------------------------------------------------------------------------------------
 
