@@ -243,9 +243,11 @@ class TemporaryPath:
 
 
 def copy_file(src: PathLike, dst: PathLike) -> None:
-    """Place ``src`` at ``dst``: a hard link when possible (instant, no space), else an atomic copy."""
+    """Place ``src`` at ``dst``: a hard link when possible (instant, no space), else an atomic copy.  A symbolic
+    link is followed to its target (linking the link itself would leave a relative link dangling at ``dst``)."""
     dst = Path(dst)
     tmp = _tmp_name(dst)
+    src = os.path.realpath(src)
     try:
         try:
             os.link(src, tmp)

@@ -89,7 +89,8 @@ def _layer(name: str) -> str:
 
 
 # who may import whom: each layer lists the layers it may use (besides itself)
-BASE = {"core", "geometry", "inputs", "images", "libjpeg", "outputs", "pickles", "rasters", "report", "signals", "parallel"}
+BASE = {"core", "geometry", "inputs", "images", "libjpeg", "outputs", "pickles", "rasters", "report", "signals", "parallel",
+        "splits"}
 ALLOWED = {
     "geometry": set(),
     "core": {"geometry"},

@@ -132,6 +132,15 @@ def csv_list(value: Optional[str]) -> List[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
+def _one_split(ctx, param, values):
+    """``--split`` repeated is refused (exit 2), never the last one silently (see :mod:`dsprep.splits`)."""
+    from ..splits import one_split_option
+    try:
+        return one_split_option(values)
+    except UsageError as e:
+        raise click.BadParameter(str(e).replace("--split ", ""), ctx, param) from e
+
+
 def _check_workers(ctx, param, value):
     from ..parallel import parse_workers
     try:
@@ -196,8 +205,9 @@ def _options(group: str) -> List[Callable]:
                 click.option("--json", "as_json", is_flag=True,
                              help="Also print the summary as one JSON document on stdout.")]
     if group == "dataset":
-        return [click.option("--split", default=None, help="Only the images of this split (as the data set's split "
-                                                            "lists or split folders name them)."),
+        return [click.option("--split", multiple=True, callback=_one_split,
+                             help="Only the images of this split (as the data set's split lists or split folders "
+                                  "name them) [default: every image, each in its own splits]. Given once."),
                 click.option("--format", "fmt", type=FormatChoice(), default=None,
                              help="Read the data set as this format [default: detected from its layout]."),
                 _exif_option()]

@@ -54,4 +54,4 @@ def convert(dataset, target, out, overwrite, common):
     finish(summary, str(out_dir), ["images", "objects"], common)
     for kind in summary.counts:
         if kind in LOSSY and summary.counts[kind]:
-            click.echo(f"  {kind}: {summary.counts[kind]} ({LOSSY[kind]})", err=True)
+            click.echo(f"  {kind}: {summary.counts[kind]} ({LOSSY[kind].format(target=target.upper())})", err=True)

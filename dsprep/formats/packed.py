@@ -43,13 +43,19 @@ def load(path: Path, split: Optional[str], ctx: Optional[ReadContext] = None) ->
             else:
                 w, h = (int(v) for v in a["orig_size"])
             polygons = a["polygons"].astype(np.float64) if "polygons" in a else None
-            records.append(ImageRecord(a["filename"], w, h, boxes=a["boxes"].astype(np.float64),
-                                       names=[reader.classes[k] for k in a["labels"]],
-                                       difficult=a["difficult"].astype(np.uint8), polygons=polygons, split=name,
-                                       meta={"stem": os.path.splitext(a["filename"])[0], "index": i}))
+            rec = ImageRecord(a["filename"], w, h, boxes=a["boxes"].astype(np.float64),
+                              names=[reader.classes[k] for k in a["labels"]],
+                              difficult=a["difficult"].astype(np.uint8), polygons=polygons, split=name,
+                              meta={"stem": os.path.splitext(a["filename"])[0], "index": i, "group": name})
+            own = reader.image_splits[i] if reader.image_splits is not None else ""
+            if own:  # the image's own splits, as the source data set had them
+                from ..splits import set_splits
+                set_splits(rec, own.split(","))
+            records.append(rec)
     first = next(iter(readers.values()))
     ds = Dataset(Path(path), "pickle" if first.is_pickle else NAME, records, classes=list(first.classes))
-    ds.image_getter = lambda rec: cv2.cvtColor(readers[rec.split].image(rec.meta["index"]), cv2.COLOR_RGB2BGR)
+    ds.image_getter = lambda rec: cv2.cvtColor(readers[rec.meta["group"]].image(rec.meta["index"]),
+                                               cv2.COLOR_RGB2BGR)
     return ds
 
 

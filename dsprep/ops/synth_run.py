@@ -53,12 +53,12 @@ def run_synth(out_dir: Path, spec, backgrounds, sidecars, objects, params, seed:
     subdirs = list(dict.fromkeys(subdirs))
     for d in subdirs:
         d.mkdir(parents=True, exist_ok=True)
-    image_dir = subdirs[0]
     if masks:
         _write_labelmap(out_dir, [c for c, _ in objects])
     start = 0
     if append:
-        taken = [int(p.stem[len("synth_"):]) for p in image_dir.glob("synth_*") if p.stem[6:].isdigit()]
+        # numbered after every image already there, whatever split (folder) it is in
+        taken = [int(p.stem[len("synth_"):]) for p in out_dir.rglob("synth_*") if p.stem[6:].isdigit()]
         start = max(taken) + 1 if taken else 0
     cfg = SynthConfig(out=str(out_dir), backgrounds=backgrounds, sidecars=sidecars, objects=objects, params=params,
                       seed=seed, oriented=spec.holds.quads, ext=ext, mask_from=mask_from, masks=masks, color=color,

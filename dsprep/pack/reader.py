@@ -68,6 +68,8 @@ class DetectionH5:
         self.polygons: Optional[np.ndarray] = arrays.get("polygons")  # (M, 4, 2) float32, or None
         self.filenames: List[str] = arrays["filenames"]
         self.paths: List[str] = arrays["paths"]
+        # each image's splits in the source data set (packed without --split; None in older files)
+        self.image_splits: Optional[List[str]] = arrays.get("image_splits")
         self.encoded_offsets: Optional[np.ndarray] = arrays.get("encoded_offsets")
         # EXIF orientation to apply after decoding an encoded image or a source file (1: none); older files lack it
         self.orientation: np.ndarray = arrays.get("orientation", np.ones(len(self.box_offsets) - 1, np.uint8))
@@ -232,6 +234,8 @@ class _H5Groups:
         arrays = {k: g[k][()] for k in ARRAY_NAMES}
         arrays["filenames"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["filenames"][()]]
         arrays["paths"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["paths"][()]]
+        if "image_splits" in g:
+            arrays["image_splits"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["image_splits"][()]]
         arrays["mode"] = g.attrs["mode"]
         for k in ("encoded_offsets", "polygons", "orientation"):
             if k in g:

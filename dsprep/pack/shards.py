@@ -127,6 +127,10 @@ def write_master(out: Path, shards: Sequence[Path], split_names: Sequence[str], 
             text = h5py.string_dtype("utf-8")
             for name in ("filenames", "paths"):
                 g.create_dataset(name, data=np.concatenate([pt[name] for pt in parts]).astype(object), dtype=text)
+            if any("image_splits" in pt for pt in parts):  # (a shard whose images have no split has none)
+                own = [pt["image_splits"] if "image_splits" in pt else np.array([b""] * n, object)
+                       for pt, n in zip(parts, counts)]
+                g.create_dataset("image_splits", data=np.concatenate(own).astype(object), dtype=text)
             if opts.mode == "encoded":
                 g.create_dataset("encoded_offsets", data=np.concatenate(enc_off))
             if opts.mode in ("fixed", "encoded"):

@@ -37,6 +37,7 @@ class _SplitArrays:
         self.filenames: List[str] = []
         self.paths: List[str] = []
         self.orientation: List[int] = []
+        self.image_splits: List[str] = []  # each image's own splits ("train,trainval"; "" for none)
         self.kept: List[int] = []  # indices (in the split's record list) that were stored
 
     def add(self, idx: int, rec: ImageRecord, class_index: Dict[str, int], orig, transform, orientation: int = 1
@@ -54,6 +55,8 @@ class _SplitArrays:
         self.transform.append(np.asarray(transform, np.float64))
         self.filenames.append(os.path.basename(rec.image_path))
         self.paths.append(str(rec.image_path))
+        from ..splits import splits_of
+        self.image_splits.append(",".join(splits_of(rec)))
 
     def arrays(self) -> Dict[str, np.ndarray]:
         n = len(self.counts)
@@ -244,6 +247,8 @@ class H5Writer(_Writer):
         text = h5py.string_dtype("utf-8")
         g.create_dataset("filenames", data=np.array(arrays.filenames, dtype=object), dtype=text)
         g.create_dataset("paths", data=np.array(arrays.paths, dtype=object), dtype=text)
+        if any(arrays.image_splits):  # the data set's own splits of each image (see dsprep.splits)
+            g.create_dataset("image_splits", data=np.array(arrays.image_splits, dtype=object), dtype=text)
         g.attrs["count"] = len(arrays.counts)
 
     def _compact(self, st, kept: List[int]) -> None:
@@ -319,6 +324,8 @@ class PickleWriter(_Writer):
             d = a["arrays"].arrays()
             d["filenames"] = list(a["arrays"].filenames)
             d["paths"] = list(a["arrays"].paths)
+            if any(a["arrays"].image_splits):
+                d["image_splits"] = list(a["arrays"].image_splits)
             d["mode"] = self.opts.mode
             if self.opts.mode == "fixed":
                 w, h = self.opts.size
