@@ -757,4 +757,4 @@ __all__ = ["parse_coco", "read_coco", "find_files", "detect", "load", "object_ma
 
 FORMAT = FormatSpec(NAME, LAYOUT, detect, load, writer=Writer, check_record=check_record, object_masks=object_masks,
                     default_metric="coco", reference_order=lambda rec: rec.meta["image_id"], needs_records=True,
-                    holds=Holds(boxes=True, quads=True, polygons=True, masks=True, splits=True, image_size=True))
+                    holds=Holds(boxes=True, polygons=True, masks=True, splits=True, image_size=True))

@@ -580,5 +580,5 @@ __all__ = ["parse_labelme", "format_labelme", "read_labelme", "load", "detect", 
 
 FORMAT = FormatSpec(NAME, LAYOUT, detect, load, writer=Writer, check_record=check_record, object_masks=object_masks,
                     edit=EditProtocol(annotation_file, load_record, save_record), needs_records=True,
-                    holds=Holds(boxes=True, quads=True, polygons=True, masks=True, difficult=True, truncated=True,
+                    holds=Holds(boxes=True, polygons=True, masks=True, difficult=True, truncated=True,
                                 splits=True, image_size=True))

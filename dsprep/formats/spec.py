@@ -32,8 +32,9 @@ class ReadContext:
 
 @dataclass(frozen=True)
 class Holds:
-    """What a format's files can hold.  ``quads``: objects are four-corner quadrilaterals (oriented boxes);
-    ``polygons``: objects may be free polygons; ``masks``: it answers ``object_masks``; ``image_size``: its
+    """What a format's files can hold.  ``quads``: its objects are oriented boxes, four corners each (DOTA, YOLO-OBB:
+    ``synth`` gives them each object's rotated rectangle); ``polygons``: objects may be free polygons (a 4-point
+    polygon among them); ``masks``: it answers ``object_masks``; ``image_size``: its
     annotations state the image size (a header that disagrees is then a ``size_mismatch``)."""
 
     boxes: bool = True
