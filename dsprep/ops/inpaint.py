@@ -2,7 +2,9 @@
 
 Pure functions over numpy arrays.
 
-* :func:`fill_regions` replaces the masked pixels: ``inpaint`` (default) continues the surrounding structure into
+* :func:`fill_regions` replaces the masked pixels: ``texture`` (default) copies the image's own texture into each
+  region from shifted places whose surroundings match the region's, blended in the gradient domain
+  (:mod:`dsprep.texfill`); ``inpaint`` continues the surrounding structure into
   the region with OpenCV's Telea fast-marching inpainting near its border, blended (over ``INPAINT_BLEND`` pixels)
   into a push-pull membrane deeper inside, where Telea's propagation leaves star-shaped streaks; ``blur`` is the
   push-pull fill alone (a smooth membrane from the region's border colours); ``mean`` the mean colour of the image's
@@ -22,14 +24,16 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-FILLS = ("inpaint", "blur", "mean", "black")
+from .pushpull import pull, push, push_pull  # noqa: F401  (the smooth membrane; tests use pull and push)
+
+FILLS = ("texture", "inpaint", "blur", "mean", "black")
 SIDECAR_SUFFIX = ".blanked.json"
 INPAINT_RADIUS = 3  # Telea's neighbourhood; larger radii were no better on real scenes and 10x slower
 INPAINT_BLEND = 30.0  # pixels from a region's border over which Telea hands over to the membrane (best of 12/30/60
                       # on VOC scenes with object-shaped holes: benchmarks/bench_fill.py)
 
 
-def fill_regions(img: np.ndarray, mask: np.ndarray, method: str = "inpaint") -> np.ndarray:
+def fill_regions(img: np.ndarray, mask: np.ndarray, method: str = "texture") -> np.ndarray:
     """A copy of ``img`` (``(H, W)`` or ``(H, W, C)``, any dtype) whose pixels where ``mask`` (``(H, W)``, non-zero =
     blanked) is set are filled by ``method``.  Raises ``ValueError`` when every pixel is masked (nothing to fill
     from) or for an unknown method."""
@@ -47,6 +51,9 @@ def fill_regions(img: np.ndarray, mask: np.ndarray, method: str = "inpaint") -> 
     if method == "mean":
         out[hole] = np.round(img[~hole].mean(axis=0)).astype(img.dtype)
         return out
+    if method == "texture":
+        from .texfill import texture_fill
+        return texture_fill(img, hole)
     # The work is done in a window around the regions: half their size beyond them on each side (the membrane's
     # coarsest levels average about that far; Telea looks INPAINT_RADIUS pixels out).
     x, y, w, h = cv2.boundingRect(hole.view(np.uint8))
@@ -71,48 +78,6 @@ def fill_regions(img: np.ndarray, mask: np.ndarray, method: str = "inpaint") -> 
             filled[deep] = np.round(filled[deep] * (1.0 - wt) + membrane[deep] * wt).astype(np.uint8)
     out[win][sub_hole] = filled[sub_hole]
     return out
-
-
-def push_pull(img: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    """Every pixel where ``hole`` is set gets a weighted average of the known pixels around it, at the scale where
-    there are some (Gortler et al.'s pull-push): known pixels are averaged down a pyramid of half sizes (colour times
-    weight, and the weight: :func:`pull`), then on the way back up each level keeps its own weighted colour and takes
-    the rest from the level below (:func:`push`): ``c + up * (1 - w)``.  Known pixels are returned as they are.  Same
-    dtype as ``img``.  (Of the pyramids tried -- 2 x 2 blocks, Gaussian, area -- area averaging with bilinear
-    doubling came closest to the true pixels: benchmarks/bench_fill.py.)"""
-    known = (~np.asarray(hole, bool)).astype(np.float32)
-    color = img.astype(np.float32)
-    if color.ndim == 2:
-        color = color[:, :, None]
-    levels: List[Tuple[np.ndarray, np.ndarray]] = [(color * known[:, :, None], known)]
-    while levels[-1][1].min() <= 0 and max(levels[-1][1].shape) > 1:
-        levels.append(pull(*levels[-1]))
-    c, w = levels[-1]
-    est = c / np.maximum(w, 1e-12)[:, :, None]
-    for c, w in reversed(levels[:-1]):
-        est = c + push(est, w.shape) * (1.0 - w)[:, :, None]
-    out = est.reshape(img.shape) if img.ndim == 3 else est[:, :, 0]
-    if np.issubdtype(img.dtype, np.integer):
-        info = np.iinfo(img.dtype)
-        out = np.clip(np.round(out), info.min, info.max)
-    out = out.astype(img.dtype)
-    out[~np.asarray(hole, bool)] = img[~np.asarray(hole, bool)]
-    return out
-
-
-def pull(c: np.ndarray, w: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """One level down: ``(h, w, C)`` premultiplied colour and ``(h, w)`` weight -> ``((h+1)//2, (w+1)//2)``, each
-    pixel the area-weighted mean of the pixels its footprint covers (OpenCV's area resampling: 2 x 2 blocks for even
-    sizes, fractional footprints of ``w / ((w+1)//2)`` pixels for odd ones)."""
-    size = ((w.shape[1] + 1) // 2, (w.shape[0] + 1) // 2)
-    c2 = cv2.resize(c, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
-    return c2, cv2.resize(w, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0])
-
-
-def push(est: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
-    """One level up: ``(h2, w2, C)`` -> ``(h, w, C)`` (``shape = (h, w)``) bilinearly, pixel centres mapped as
-    ``x2 = (x + 0.5) * w2 / w - 0.5`` (OpenCV's convention), borders clamped."""
-    return cv2.resize(est, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR).reshape(shape[0], shape[1], -1)
 
 
 # ---- where objects were: outlines (the sidecar) and back ------------------------------------------------------------
