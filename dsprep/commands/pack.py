@@ -21,6 +21,9 @@ def pack_options(f):
                      show_default=True, help="HDF5 compression (one image per chunk when set).")(f)
     f = click.option("--encoded", is_flag=True,
                      help="Store the original encoded files (full resolution; the default without --size).")(f)
+    f = click.option("--encode", type=click.Choice(["jpeg", "png"]), default=None,
+                     help="With --size: store each resized image encoded as JPEG (a fraction of the raw size) or "
+                          "PNG (lossless), decoded on read.")(f)
     f = click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox",
                      show_default=True, help="How --size is reached: keep aspect and pad, or stretch.")(f)
     f = click.option("--size", type=SIZE, default=None, help="Store every image at this size, e.g. 512x512.")(f)
@@ -31,11 +34,15 @@ def pack_options(f):
 
 
 def _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common,
-          overwrite, writer_name, shards=0):
+          overwrite, writer_name, shards=0, encode=None):
     from ..outputs import check_not_input
     from ..pack.prepare import PackOptions
     if size and encoded:
         raise UsageError("--size and --encoded exclude each other (fixed-size arrays, or the original files)")
+    if encode and not size:
+        raise UsageError("--encode needs --size (without --size, --encoded keeps the original files)")
+    if encode and annotations_only:
+        raise UsageError("--encode and --annotations-only exclude each other (no pixels are stored)")
     wh = size
     out_path = Path(out)
     check_not_input(out_path, [dataset], "OUT")
@@ -49,7 +56,7 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
         load_skips += ds.skipped
     classes = ds.classes  # decided from every annotation file, whatever --split selects
     opts = PackOptions(size=wh, resize=resize, compression=compression, color=color_method,
-                       annotations_only=annotations_only)
+                       annotations_only=annotations_only, encode=encode)
     summary = start_summary(writer_name)
     for where, reason in load_skips:
         summary.skip(where, reason)
@@ -78,10 +85,11 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
                    "(a run that does not complete removes its shard files).")
 @shared("exif", "classes", "run", "workers")
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
-def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite, shards, common):
+def voc_to_h5(dataset, out, splits, size, resize, encode, encoded, compression, color_method, overwrite, shards,
+              common):
     """Pack a data set into one HDF5 file for fast training input (see docs/packing.md for the layout)."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, False, common, overwrite,
-          "voc-to-h5", shards=shards or 0)
+          "voc-to-h5", shards=shards or 0, encode=encode)
 
 
 @click.command("voc-to-pickle")
@@ -91,7 +99,7 @@ def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_me
 @click.option("--annotations-only", is_flag=True, help="Store only the annotations (images read from their files).")
 @shared("exif", "classes", "run", "workers")
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
-def voc_to_pickle(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite,
+def voc_to_pickle(dataset, out, splits, size, resize, encode, encoded, compression, color_method, overwrite,
                   annotations_only, common):
     """Pack into one pickle of numpy arrays (the same content as voc-to-h5). dsprep reads it back (DetectionH5,
     info, visualize) through a restricted loader that accepts only numpy arrays and plain Python values: a pickle
@@ -99,4 +107,4 @@ def voc_to_pickle(dataset, out, splits, size, resize, encoded, compression, colo
     A pickle is loaded whole into memory (VOC2012 at 512x512 is ~13.5 GB per process): best with
     --annotations-only."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common, overwrite,
-          "voc-to-pickle")
+          "voc-to-pickle", encode=encode)

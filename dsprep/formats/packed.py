@@ -38,7 +38,7 @@ def load(path: Path, split: Optional[str], ctx: Optional[ReadContext] = None) ->
     for name, reader in readers.items():
         for i in range(len(reader)):
             a = reader.annotations(i)
-            if reader.mode == "fixed":
+            if reader.size:
                 w, h = reader.size
             else:
                 w, h = (int(v) for v in a["orig_size"])

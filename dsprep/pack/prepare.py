@@ -23,12 +23,13 @@ class PackOptions:
     compression: str = "none"
     color: Optional[str] = None
     annotations_only: bool = False
+    encode: Optional[str] = None             # "jpeg" / "png": images re-encoded at ``size`` (encoded mode)
 
     @property
     def mode(self) -> str:
         if self.annotations_only:
             return "annotations"
-        return "fixed" if self.size else "encoded"
+        return "fixed" if self.size and not self.encode else "encoded"
 
 
 # ---- per-image work (runs in worker processes) ---------------------------------------------------------------------
@@ -73,6 +74,8 @@ def prepare_image(args) -> dict:
     size checked).  Encoded mode keeps the file's bytes and stores the orientation to apply when reading."""
     rec, opts, slot = args
     path = rec.image_path
+    if opts.encode:
+        return _prepare_resized_encoded(rec, opts)
     if opts.mode == "encoded" and not opts.color:
         try:
             data = np.fromfile(path, dtype=np.uint8)
@@ -106,3 +109,16 @@ def prepare_image(args) -> dict:
 
 
 # ---- writing -------------------------------------------------------------------------------------------------------
+
+
+def _prepare_resized_encoded(rec, opts: PackOptions) -> dict:
+    """``--size WxH --encode jpeg|png``: the image fitted to the size as for fixed mode, then encoded again."""
+    from ..images import encode_image
+    img = read_record_image(rec)
+    h, w = img.shape[:2]
+    if opts.color:
+        from ..ops.color import correct
+        img, _ = correct(img, opts.color)
+    out, t = fit_image(img, opts.size, opts.resize)
+    data = np.frombuffer(encode_image(out, ".jpg" if opts.encode == "jpeg" else ".png"), np.uint8)
+    return {"encoded": data, "orig": (w, h), "transform": t}

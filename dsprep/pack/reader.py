@@ -75,6 +75,8 @@ class DetectionH5:
         self.orientation: np.ndarray = arrays.get("orientation", np.ones(len(self.box_offsets) - 1, np.uint8))
         shape = arrays.get("_shape")
         self.size: Optional[Tuple[int, int]] = (int(shape[2]), int(shape[1])) if self.mode == "fixed" else None
+        if self.mode == "encoded" and self.options.get("encode") and self.options.get("size"):
+            self.size = tuple(int(v) for v in self.options["size"])  # re-encoded at --size
         self._mem = arrays.get("_mem")  # pickle: the image arrays themselves
         self._pid = None
         self._file = None
