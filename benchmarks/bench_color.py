@@ -10,7 +10,7 @@ import time
 import cv2
 import numpy as np
 
-from dsprep import color
+from dsprep.ops import color
 
 
 def best(fn, n=5):

@@ -117,7 +117,7 @@ def imagehash_groups(paths, max_distance):
     it) all pairs within ``max_distance`` bits joined into groups.  Returns (cpu s, wall s, {distance: groups})."""
     import imagehash
     from PIL import Image
-    from dsprep.dedup import components, hamming_pairs
+    from dsprep.ops.dedup import components, hamming_pairs
     c0, t0 = time.process_time(), time.perf_counter()
     hashes = []
     for p in paths:
@@ -133,7 +133,7 @@ def imagehash_groups(paths, max_distance):
 def ours(paths):
     """dsprep's search as ``dsprep dedup`` runs it with one worker.  Returns (cpu s, wall s, groups, candidates)."""
     from dsprep.core import ImageRecord
-    from dsprep.dedup import collect_features, find_duplicates
+    from dsprep.ops.dedup import collect_features, find_duplicates
     c0, t0 = time.process_time(), time.perf_counter()
     recs = [ImageRecord(str(p), 0, 0) for p in paths]
     res = find_duplicates(recs, collect_features(recs))

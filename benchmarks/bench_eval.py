@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsprep.detections import evaluate_paths  # noqa: E402
+from dsprep.evaluation.results import evaluate_paths  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ def restated_devkit_aps(folder: Path):
     image's objects of the class, a +1 box-overlap prefilter, polygon IoU per candidate (shapely, one call per
     pair, lobes weighted as polyiou does), best object, TP/FP/difficult; VOC07 11-point AP."""
     from dsprep.dota import read_dota
-    from dsprep.evaluate import polygon_iou_pairs, voc_ap
+    from dsprep.evaluation.metrics import polygon_iou_pairs, voc_ap
     names = (folder / "imageset.txt").read_text().split()
     recs = {n: read_dota(folder / "labelTxt" / f"{n}.txt")[0] for n in names}
     aps = []

@@ -7,7 +7,7 @@ Three sets of regions:
 * demo: the demo data set's scenes (`dsprep demo`), their objects blanked as `crop --backgrounds` blanks them.
 * voc: the VOC sample's photos, their objects blanked as `crop --backgrounds` blanks them (photos more than half
   blanked are skipped, as crop skips them).
-For every filled region (dsprep.texfill.region_measures): texture = mean |Laplacian| inside over that in a 12-pixel
+For every filled region (dsprep.ops.texfill.region_measures): texture = mean |Laplacian| inside over that in a 12-pixel
 band around (1: the surroundings' texture goes on; a smooth blob is near 0.1), seam = mean gradient on the region's
 border over that in the band (1: the border does not show; a black fill: 5-20).  Medians over the regions, and the
 lowest texture.  Time: ms per region (fill time over the set's regions), per 500 x 375 photo for the VOC sets.
@@ -26,11 +26,12 @@ import cv2
 import numpy as np
 
 from dsprep.core import boxes_to_polygons
-from dsprep.crop import blank_mask, pixel_bounds
+from dsprep.geometry import pixel_bounds
+from dsprep.ops.crop import blank_mask
 from dsprep.dataset import load_dataset, object_masks
-from dsprep.fill import FILLS, fill_regions
+from dsprep.ops.inpaint import FILLS, fill_regions
 from dsprep.images import read_record_image
-from dsprep.texfill import region_measures
+from dsprep.ops.texfill import region_measures
 
 
 def silhouettes(voc):

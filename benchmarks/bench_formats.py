@@ -6,7 +6,7 @@
    ids, image entries with COCO's keys.  Timed, best of 5 interleaved runs:
      * baseline: ``json.load`` of the file plus numpy grouping of the annotations by image (argsort of the image
        ids, one index array per image);
-     * dsprep: ``dsprep.coco.read_coco`` (file -> one ImageRecord per image with boxes, names, areas, crowd flags,
+     * dsprep: ``dsprep.formats.coco.read_coco`` (file -> one ImageRecord per image with boxes, names, areas, crowd flags,
        ids, segmentations kept).
    Both as run by default, and both with the garbage collector paused throughout (the strict floor: what is left
    is parsing work).  The ratio dsprep / baseline is the number the issue bounds (at most 1.5).
@@ -26,11 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dsprep.coco import read_coco
+from dsprep.formats.coco import read_coco
 from dsprep.core import ImageRecord
 from dsprep.dataset import load_dataset
 from dsprep.voc import format_voc, read_voc
-from dsprep.yolo import format_yolo, read_labels
+from dsprep.formats.yolo import format_yolo, read_labels
 
 COCO_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33,
             34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61,

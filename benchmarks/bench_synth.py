@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from dsprep.cli import main as cli
 from dsprep.images import encode_image, read_image
-from dsprep.synth import sprite_from_image, transform_sprite
+from dsprep.ops.synth import sprite_from_image, transform_sprite
 
 
 def make_inputs(root: Path):

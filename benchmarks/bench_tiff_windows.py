@@ -70,7 +70,7 @@ def peak_tree_rss(cmd, env) -> tuple:
 
 
 def band_rectangles(side: int, size: int = 1024, gap: int = 200, per: int = 16):
-    from dsprep.tiling import tile_grid
+    from dsprep.ops.tiling import tile_grid
     rows = {}
     for left, up in tile_grid(side, side, size, gap):
         rows.setdefault(up, []).append(left)

@@ -17,9 +17,9 @@ import numpy as np
 
 from dsprep.dataset import load_dataset
 from dsprep.demo import make_voc_demo
-from dsprep.draw import draw_record
-from dsprep.vocmasks import voc_palette
-from dsprep.vocmasks import mask_indices
+from dsprep.ops.draw import draw_record
+from dsprep.formats.vocmasks import voc_palette
+from dsprep.formats.vocmasks import mask_indices
 
 
 def dsprep(*args):

@@ -3,7 +3,7 @@ import os as _os
 
 _os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 42))
 
-__version__ = "0.2.0"
+__version__ = "0.2.0"  # the one version number (pyproject.toml reads it)
 
 _PUBLIC = ("DsprepError", "ImageRecord", "Problem")  # the public model, from dsprep.core
 

@@ -69,8 +69,3 @@ def main():
 
 
 main.commands = _LazyCommands(COMMANDS)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .program import run
-    run()

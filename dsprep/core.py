@@ -24,6 +24,8 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .geometry import as_boxes, boxes_to_polygons, polygons_to_boxes  # noqa: F401  (the model's conversions)
+
 
 # No image has a pixel coordinate beyond this (a 100-gigapixel image is 316,000 pixels a side): a coordinate
 # past it in an annotation is a broken number, refused where the file is read rather than overflowing later.
@@ -96,15 +98,6 @@ class Problem:
         return cls(kind, file, text[len(file) + 2:] if text.startswith(f"{file}: ") else text)
 
 
-def _as_boxes(boxes) -> np.ndarray:
-    arr = np.asarray(boxes, dtype=np.float64)
-    if arr.size == 0:
-        return np.zeros((0, 4), np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (N, 4), but got shape {arr.shape}")
-    return arr
-
-
 @dataclass(eq=False)
 class ImageRecord:
     """One image and its objects.  See the module docstring for shapes, dtypes and units."""
@@ -115,15 +108,16 @@ class ImageRecord:
     depth: int = 3
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float64))
     names: List[str] = field(default_factory=list)
-    difficult: Optional[np.ndarray] = None
-    truncated: Optional[np.ndarray] = None
+    # None: all 0 / all False; __post_init__ makes them arrays, so they are arrays wherever a record is used
+    difficult: np.ndarray = None  # type: ignore[assignment]
+    truncated: np.ndarray = None  # type: ignore[assignment]
     polygons: Optional[np.ndarray] = None
     split: Optional[str] = None
     meta: dict = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.boxes = _as_boxes(self.boxes)
+        self.boxes = as_boxes(self.boxes)
         n = len(self.boxes)
         self.names = [str(x) for x in self.names]
         if len(self.names) != n:
@@ -174,9 +168,10 @@ class ImageRecord:
             return False
         if _stem(self.image_path) != _stem(other.image_path):
             return False
-        if (self.polygons is None) != (other.polygons is None):
+        mine, theirs = self.polygons, other.polygons
+        if (mine is None) != (theirs is None):
             return False
-        if self.polygons is not None and not np.array_equal(self.polygons, other.polygons):
+        if mine is not None and theirs is not None and not np.array_equal(mine, theirs):
             return False
         return (np.array_equal(self.boxes, other.boxes) and np.array_equal(self.difficult, other.difficult)
                 and np.array_equal(self.truncated, other.truncated))
@@ -198,20 +193,6 @@ def _stem(path: str) -> str:
     base = os.path.basename(path)
     root, ext = os.path.splitext(base)
     return root if ext else base
-
-
-def polygons_to_boxes(polygons: np.ndarray) -> np.ndarray:
-    """``(N, 4, 2)`` quads -> ``(N, 4)`` axis-aligned ``xmin, ymin, xmax, ymax``."""
-    poly = np.asarray(polygons, dtype=np.float64).reshape(-1, 4, 2)
-    return np.concatenate([poly.min(axis=1), poly.max(axis=1)], axis=1)
-
-
-def boxes_to_polygons(boxes: np.ndarray) -> np.ndarray:
-    """``(N, 4)`` boxes -> ``(N, 4, 2)`` quads, corners clockwise on screen (y down): TL, TR, BR, BL."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x0, y0, x1, y1 = b.T
-    return np.stack([np.stack([x0, y0], 1), np.stack([x1, y0], 1),
-                     np.stack([x1, y1], 1), np.stack([x0, y1], 1)], axis=1)
 
 
 def decide_classes(records: Iterable[ImageRecord], declared: Optional[Sequence[str]] = None,

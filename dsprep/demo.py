@@ -15,7 +15,7 @@ import numpy as np
 
 from .core import ImageRecord
 from .images import encode_image
-from .voc import write_voc_dataset
+from .formats.voc import write_voc_dataset
 
 DEMO_CLASSES = ("ball", "box", "cone")
 TEXTURES = ("grass", "tiles", "wood", "cloth")
@@ -172,7 +172,7 @@ def _overlaps(b: np.ndarray, others: np.ndarray) -> bool:
 def make_voc_demo(out: Path, n_images: int = 24, seed: int = 0) -> List[str]:
     """Write a VOC data set of ``n_images`` 320x240 scenes (train/val split lists, object masks) under ``out``."""
     from .outputs import atomic_write_bytes, atomic_write_text
-    from .vocmasks import encode_palette_png, voc_palette
+    from .formats.vocmasks import encode_palette_png, voc_palette
     rng = np.random.default_rng(seed)
     pal = voc_palette()
     cls_lut = {c: i + 1 for i, c in enumerate(DEMO_CLASSES)}
@@ -195,7 +195,7 @@ def make_voc_demo(out: Path, n_images: int = 24, seed: int = 0) -> List[str]:
     atomic_write_text(out / "labelmap.txt", "# label:color_rgb:parts:actions\n" + "".join(
         f"{name}:{','.join(str(int(v)) for v in pal[i])}::\n" for i, name in enumerate(("background",) + DEMO_CLASSES)))
     cut = (len(ids) * 3) // 4
-    from .voc import write_split_list
+    from .formats.voc import write_split_list
     write_split_list(out / "ImageSets" / "Main" / "train.txt", ids[:cut])
     write_split_list(out / "ImageSets" / "Main" / "val.txt", ids[cut:])
     return ids
@@ -207,7 +207,7 @@ def make_demo_detections(voc: Path, out: Path, split: str = "val", seed: int = 0
     found with jittered boxes and high scores, some are missed, some found twice, and false positives score low,
     so the AP is good but not perfect."""
     from .outputs import atomic_write_text
-    from .voc import read_voc
+    from .formats.voc import read_voc
     rng = np.random.default_rng([seed, 1])
     ids = (voc / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
     lines = {c: [] for c in DEMO_CLASSES}

@@ -16,6 +16,9 @@ The cache (``$DSPREP_CACHE``, else ``$XDG_CACHE_HOME/dsprep``, else ``~/.cache/d
 time it is used (a changed file is removed and downloaded again); ``<file name>.part`` is an interrupted
 download that the next run resumes (HTTP Range), with ``<file name>.part.json`` recording which URL it came from
 and that server's validator (ETag or Last-Modified, sent back as If-Range so a changed file restarts cleanly).
+
+Why one module: the catalogue of archives (addresses, checksums), the resumable, verified download and the safe
+extraction are one pipeline whose steps pass partial files to each other.
 """
 from __future__ import annotations
 
@@ -86,22 +89,23 @@ _D2L = "http://d2l-data.s3-accelerate.amazonaws.com"     # the "Dive into Deep L
 
 # Checksums: SHA-256 and sizes as listed in TensorFlow Datasets' url_checksums/voc.txt, the same SHA-256 in
 # torchvision's prototype VOC dataset; MD5s as in torchvision.datasets.voc.  See docs/fetch.md.
+def _voc_urls(year: str, archive: str, *more: str) -> Tuple[str, ...]:
+    """An archive's addresses: Oxford's current host, the historical official one, the BrainChip mirror, then
+    ``more``."""
+    return (f"{_OXFORD}/{year}/{archive}", f"{_OXFORD_OLD}/{year}/{archive}", f"{_BRAINCHIP}/{archive}") + more
+
+
 REGISTRY: Dict[str, Entry] = {e.name: e for e in (
-    Entry("voc2007", "VOCtrainval_06-Nov-2007.tar",
-          (f"{_OXFORD}/voc2007/VOCtrainval_06-Nov-2007.tar", f"{_OXFORD_OLD}/voc2007/VOCtrainval_06-Nov-2007.tar",
-           f"{_BRAINCHIP}/VOCtrainval_06-Nov-2007.tar"),
+    Entry("voc2007", "VOCtrainval_06-Nov-2007.tar", _voc_urls("voc2007", "VOCtrainval_06-Nov-2007.tar"),
           sha256="7d8cd951101b0957ddfd7a530bdc8a94f06121cfc1e511bb5937e973020c7508", size=460_032_000,
           md5="c52e279531787c972589f7e41ab4ae64", root="VOCdevkit/VOC2007",
           description="PASCAL VOC 2007 trainval: 5,011 images, 20 classes"),
-    Entry("voc2007-test", "VOCtest_06-Nov-2007.tar",
-          (f"{_OXFORD}/voc2007/VOCtest_06-Nov-2007.tar", f"{_OXFORD_OLD}/voc2007/VOCtest_06-Nov-2007.tar",
-           f"{_BRAINCHIP}/VOCtest_06-Nov-2007.tar"),
+    Entry("voc2007-test", "VOCtest_06-Nov-2007.tar", _voc_urls("voc2007", "VOCtest_06-Nov-2007.tar"),
           sha256="6836888e2e01dca84577a849d339fa4f73e1e4f135d312430c4856b5609b4892", size=451_020_800,
           md5="b6e924de25625d8de591ea690078ad9f", root="VOCdevkit/VOC2007",
           description="PASCAL VOC 2007 test (with annotations): 4,952 images"),
     Entry("voc2012", "VOCtrainval_11-May-2012.tar",
-          (f"{_OXFORD}/voc2012/VOCtrainval_11-May-2012.tar", f"{_OXFORD_OLD}/voc2012/VOCtrainval_11-May-2012.tar",
-           f"{_BRAINCHIP}/VOCtrainval_11-May-2012.tar", f"{_D2L}/VOCtrainval_11-May-2012.tar"),
+          _voc_urls("voc2012", "VOCtrainval_11-May-2012.tar", f"{_D2L}/VOCtrainval_11-May-2012.tar"),
           sha256="e14f763270cf193d0b5f74b169f44157a4b0c6efa708f4dd0ff78ee691763bcb", size=1_999_639_040,
           md5="6cd6e144f989b92b3379bac3b3de84fd", root="VOCdevkit/VOC2012",
           description="PASCAL VOC 2012 trainval: 11,540 detection images (17,125 in the archive)"),
@@ -128,7 +132,7 @@ def parse_url(text: str) -> str:
     """An http(s) URL with a host, or :class:`UsageError`."""
     try:
         parts = urlsplit(text)
-        parts.port  # raises ValueError for a port that is not a number
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
     except ValueError as e:
         raise UsageError(f"'{text}': malformed URL ({e})") from e
     if parts.scheme.lower() not in ("http", "https"):

@@ -13,6 +13,9 @@ Reading pixels always goes through :func:`read_image`, which applies one set of 
 
 Headers are read without decoding by :func:`probe` (PNG, JPEG, BMP, GIF, TIFF/BigTIFF, WebP): size, channels, EXIF
 orientation, and a cheap completeness check of the file's tail.
+
+Why one module: the one decoder -- header probing, EXIF orientation, decoding and encoding belong together so that
+every reader and writer applies the same orientation and size rules.
 """
 from __future__ import annotations
 
@@ -578,10 +581,6 @@ def _fpng():
 
 
 _FPNG = False
-
-
-def fast_png_available() -> bool:
-    return _fpng() is not None
 
 
 def encode_image(img: np.ndarray, ext: str, jpeg_quality: int = 95, png_compression=None) -> bytes:

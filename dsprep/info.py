@@ -13,7 +13,7 @@ from .core import Dataset, Problem
 def summarize(ds: Dataset, rare_below: int = 20) -> dict:
     """Counts and ranges for ``dsprep info`` (a JSON-ready dict), with the problems the boxes show
     (:mod:`dsprep.boxstats`: ``rare_below`` objects make a class rare) and per-class box statistics."""
-    from .boxstats import box_problems, class_statistics, gather
+    from .ops.boxstats import box_problems, class_statistics, gather
     obj = gather(ds.records, ds.classes)
     problems = list(ds.problems) + box_problems(ds, rare_below, obj)
     names = list(chain.from_iterable(r.names for r in ds.records))

@@ -14,11 +14,12 @@ import json
 import os
 from typing import List, Optional, Sequence
 
-import h5py
-
 from .core import DatasetError
+from .images import LazyModule
 
-def _objects(f: h5py.File):
+h5py = LazyModule("h5py", globals())  # imported when a pack is opened, not when formats are detected
+
+def _objects(f: "h5py.File"):
     """``(name, link, object)`` for every link below the root, without following external links (explicit stack:
     a deep hostile hierarchy is no recursion)."""
     stack = [("", f)]
@@ -36,7 +37,7 @@ def _objects(f: h5py.File):
                 stack.append((name, obj))
 
 
-def check_pack_storage(path: str, f: h5py.File, pack_format: str, shards: Optional[Sequence[str]] = None,
+def check_pack_storage(path: str, f: "h5py.File", pack_format: str, shards: Optional[Sequence[str]] = None,
                        _shard: bool = False) -> List[str]:
     """Refuse (``DatasetError`` naming ``path`` and the dataset) a pack whose data lies outside itself and its own
     shards; returns the shard files its virtual datasets read (checked to exist and to be packs: their ``format``

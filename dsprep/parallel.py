@@ -175,7 +175,7 @@ def _forkserver():
     for k, v in MALLOC_ENV.items():
         os.environ.setdefault(k, v)
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["dsprep.jobs", "dsprep.images", "dsprep.tiling", "cv2", "numpy"])
+    ctx.set_forkserver_preload(["dsprep.jobs", "dsprep.images", "dsprep.ops.tiling", "cv2", "numpy"])
     _start_forkserver()
     return ctx
 

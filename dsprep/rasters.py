@@ -38,14 +38,6 @@ MAX_SEGMENT_BYTES = 64 << 20
 READ_BUFFER = 16 << 20
 
 
-def tiff_available() -> bool:
-    try:
-        import tifffile  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 # ---- georeferencing -------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import torch
 from torchvision import tv_tensors
 
 from .core import ImageError
-from .hdf5 import DetectionH5
+from .pack.reader import DetectionH5
 from .images import LazyModule, apply_orientation, decode_image, read_image
 
 cv2 = LazyModule("cv2", globals())

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import run_cli
 
-from dsprep.anchors import (compute_anchors, fit, kmeans_iou, parse_anchors, ratio_metric, training_sizes,
+from dsprep.ops.anchors import (compute_anchors, fit, kmeans_iou, parse_anchors, ratio_metric, training_sizes,
                             wh_iou)
 from dsprep.dataset import load_dataset
 

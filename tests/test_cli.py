@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dsprep import __version__
-from dsprep.draw import class_color
+from dsprep.ops.draw import class_color
 
 from helpers import run_cli as run, write_voc_tree
 
@@ -104,7 +104,7 @@ def test_crop_and_backgrounds(voc, tmp_path):
     bg = cv2.imread(str(bgs / "a.png"))
     assert (bg[0:40, 30:60] == 0).all()  # the dog is blanked
     np.testing.assert_array_equal(bg[5:25, 10:30], src[5:25, 10:30])  # the cat is not (--blank dog)
-    from dsprep.fill import parse_sidecar, outline_mask
+    from dsprep.ops.inpaint import parse_sidecar, outline_mask
     size, outlines = parse_sidecar((bgs / "a.blanked.json").read_bytes())
     blanked = outline_mask(outlines, size) > 0
     assert size == (60, 40) and blanked[0:40, 30:60].all() and not blanked[:, :30].any()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsprep.coco import Writer, detect, find_files, object_masks, parse_coco
+from dsprep.formats.coco import Writer, detect, find_files, object_masks, parse_coco
 from dsprep.core import ErrorPolicy, ParseError
 from dsprep.dataset import detect_format, load_dataset
 
@@ -239,7 +239,7 @@ def test_object_masks_match_pycocotools():
     mask_api = pytest.importorskip("pycocotools.mask")
     ds = load_dataset(DATA / "coco2017_mini")
     gt = pycoco(DATA / "coco2017_mini" / "annotations" / "instances_val2017.json")
-    from dsprep.crop import pixel_bounds
+    from dsprep.geometry import pixel_bounds
     for rec in ds.records:
         masks = object_masks(rec)
         bounds = pixel_bounds(rec.boxes, rec.width, rec.height)
@@ -252,14 +252,14 @@ def test_object_masks_match_pycocotools():
             else:  # polygons: both rasterize the same shape (rules differ only on boundary pixels)
                 assert (m & ref).sum() / (m | ref).sum() > 0.85
     rle = mask_api.encode(np.asfortranarray((gradient(40, 30)[:, :, 0] > 100).astype(np.uint8)))
-    from dsprep.shapes import rle_decode
+    from dsprep.formats.shapes import rle_decode
     assert np.array_equal(rle_decode({"size": rle["size"], "counts": rle["counts"].decode()}),
                           mask_api.decode(rle).astype(bool))
 
 
 def test_rle_codec_against_pycocotools():
     mask_api = pytest.importorskip("pycocotools.mask")
-    from dsprep.shapes import decode_counts_string, encode_counts_string, rle_decode, rle_encode
+    from dsprep.formats.shapes import decode_counts_string, encode_counts_string, rle_decode, rle_encode
     rng = np.random.default_rng(0)
     for t in range(100):
         h, w = (int(v) for v in rng.integers(1, 30, 2))

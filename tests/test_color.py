@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dsprep import color
+from dsprep.ops import color
 from dsprep.cli import main
 
 

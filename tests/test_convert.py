@@ -254,7 +254,7 @@ def test_synth_writes_every_format(tmp_path, fmt):
 def test_crop_cuts_silhouettes_from_the_format_masks(tmp_path, source, cls):
     """crop asks the registry for object masks: COCO polygons, labelme polygons and YOLO-OBB quads give RGBA crops
     whose alpha is the object's own shape."""
-    from dsprep.crop import pixel_bounds
+    from dsprep.geometry import pixel_bounds
     from dsprep.dataset import object_masks
     run_cli("crop", DATA / source, "--out", tmp_path / "c", "--only", cls, "--mask", "auto", "-q")
     ds = load_dataset(DATA / source)

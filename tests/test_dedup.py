@@ -13,7 +13,7 @@ from helpers import run_cli
 
 from dsprep.core import ImageRecord
 from dsprep.dataset import load_dataset
-from dsprep.dedup import (collect_features, find_duplicate_groups, find_duplicates, hamming_pairs,
+from dsprep.ops.dedup import (collect_features, find_duplicate_groups, find_duplicates, hamming_pairs,
                           dct_hashes, shifted_similarity, thumbnails)
 
 # copy name -> (original stem, how it is made)

@@ -8,9 +8,9 @@ import pytest
 
 from dsprep.core import ParseError
 from dsprep.dataset import load_dataset
-from dsprep.detections import file_kind, parse_coco_results, parse_lines, read_detections
-from dsprep.evalviz import FP_COLOR, MISSED_COLOR, TP_COLOR
-from dsprep.draw import class_color
+from dsprep.evaluation.results import file_kind, parse_coco_results, parse_lines, read_detections
+from dsprep.evaluation.charts import FP_COLOR, MISSED_COLOR, TP_COLOR
+from dsprep.ops.draw import class_color
 
 from helpers import run_cli as run, write_voc_tree
 
@@ -345,8 +345,8 @@ def test_dota_example_with_hand_made_detections(shared, tmp_path):
 def test_tile_detect_merge_eval_pipeline(shared, tmp_path):
     """Per-tile detections (here: the objects each tile holds, as a perfect detector would report them) go
     through `merge-dota` and the merged files straight into `eval`."""
-    from dsprep.tiling import tile_origins
-    from dsprep.evaluate import polygon_iou_pairs
+    from dsprep.ops.tiling import tile_origins
+    from dsprep.evaluation.metrics import polygon_iou_pairs
     ds = load_dataset(shared / "dota_example")
     (tmp_path / "tiles").mkdir()
     lines = {}

@@ -7,8 +7,8 @@ import pytest
 from dsprep.core import ImageRecord, ParseError
 from dsprep.dataset import load_dataset
 from dsprep.dota import format_dota, parse_dota, self_intersecting
-from dsprep.merge import nms, parse_tile_name
-from dsprep.tiling import rate_name, tile_origins
+from dsprep.ops.merge import nms, parse_tile_name
+from dsprep.ops.tiling import rate_name, tile_origins
 
 from helpers import run_cli as run, gradient, write_voc_tree
 

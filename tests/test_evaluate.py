@@ -1,4 +1,4 @@
-"""dsprep.evaluate: the reference evaluators' numbers, the kernels against slow obviously-correct versions."""
+"""dsprep.evaluation.metrics: the reference evaluators' numbers, the kernels against slow obviously-correct versions."""
 import contextlib
 import io
 import json
@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import shapely
 
-from dsprep.coco import parse_coco
+from dsprep.formats.coco import parse_coco
 from dsprep.core import Dataset
-from dsprep.detections import align, evaluate_paths, evaluation_order, ground_truth, parse_coco_results, \
+from dsprep.evaluation.results import align, evaluate_paths, evaluation_order, ground_truth, parse_coco_results, \
     DetectionSet
-from dsprep.evaluate import (FP, IGNORED, TP, Detections, GroundTruth, box_iou, box_iou_pairs, coco_iou_pairs,
-                             evaluate, evaluate_coco, format_table, group_pairs, image_outcome, polygon_iou_pairs,
-                             quad_lobes, result_document, voc_ap)
+from dsprep.evaluation.metrics import (FP, IGNORED, TP, Detections, GroundTruth, evaluate, evaluate_coco, format_table,
+                             group_pairs, image_outcome, polygon_iou_pairs, quad_lobes, result_document, voc_ap)
+from dsprep.geometry import box_iou, box_iou_pairs, coco_iou_pairs
 
 # ------------------------------------------------------------------------------------------------------------------
 # conformance: the numbers the reference evaluators wrote into eval_ref/ (see its README)

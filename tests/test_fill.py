@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from dsprep.dataset import load_dataset, object_masks
-from dsprep.fill import (fill_regions, format_sidecar, outline_mask, parse_sidecar, push_pull, region_outlines,
+from dsprep.ops.inpaint import (fill_regions, format_sidecar, outline_mask, parse_sidecar, push_pull, region_outlines,
                          sidecar_path)
-from dsprep.vocmasks import encode_palette_png, voc_palette
+from dsprep.formats.vocmasks import encode_palette_png, voc_palette
 from helpers import run_cli as run
 
 
@@ -20,7 +20,7 @@ def _silhouettes(shared):
         if masks is None:
             continue
         img = cv2.imread(rec.image_path)
-        from dsprep.crop import pixel_bounds
+        from dsprep.geometry import pixel_bounds
         for (x0, y0, x1, y1), m in zip(pixel_bounds(rec.boxes, rec.width, rec.height), masks):
             if m is not None:
                 out.append((img[y0:y1, x0:x1], m))
@@ -227,7 +227,7 @@ def _push_reference(est, shape):
 
 
 def test_push_pull_against_a_per_pixel_reference():
-    from dsprep.fill import pull, push
+    from dsprep.ops.inpaint import pull, push
     rng = np.random.default_rng(5)
     for h, w in ((13, 17), (8, 8), (1, 9), (6, 1)):
         c = rng.random((h, w, 3)).astype(np.float32) * 255
@@ -265,7 +265,7 @@ def demo_voc(tmp_path_factory):
 
 def _measures(bgs):
     """(texture ratios, seam ratios) of every filled region of the backgrounds crop wrote (from the sidecars)."""
-    from dsprep.texfill import region_measures
+    from dsprep.ops.texfill import region_measures
     tex, seam = [], []
     for sc in sorted(bgs.glob("*.blanked.json")):
         size, outlines = parse_sidecar(sc.read_bytes())
@@ -316,7 +316,7 @@ def test_texture_fill_is_repeatable_and_handles_grey_and_16_bit():
         assert a.dtype == img.dtype and a.shape == img.shape
         np.testing.assert_array_equal(a[hole == 0], img[hole == 0])
         assert a[hole > 0].min() >= img.min() * 0.8 and a[hole > 0].max() <= img.max() * 1.1 + 1
-        from dsprep.texfill import region_measures
+        from dsprep.ops.texfill import region_measures
         tex, _ = region_measures(a if a.dtype == np.uint8 else (a // 256).astype(np.uint8), hole > 0)
         assert (tex > 0.6).all(), tex  # the stripes go on inside (a smooth fill: about 0.1)
 
@@ -325,7 +325,7 @@ def test_overlapping_objects_are_all_blanked():
     """A dog inside a person's box (as in the VOC sample's 000001): the overlap is blanked too (OpenCV's fillPoly
     given both polygons at once fills by the even-odd rule and would leave the dog)."""
     from dsprep.core import boxes_to_polygons
-    from dsprep.crop import blank_mask
+    from dsprep.ops.crop import blank_mask
     m = blank_mask((50, 60), boxes_to_polygons(np.array([[5, 5, 55, 45], [20, 20, 30, 30]], float)))
     assert (m[5:45, 5:55] == 255).all() and np.count_nonzero(m) == 50 * 40
 
@@ -333,7 +333,7 @@ def test_overlapping_objects_are_all_blanked():
 def test_largest_free_rect_against_brute_force():
     """On masks no larger than the grid (a cell per pixel) the rectangle is the largest empty one, as a search of
     every rectangle finds; on larger masks it never holds a blanked pixel."""
-    from dsprep.freeregion import largest_free_rect
+    from dsprep.ops.freeregion import largest_free_rect
     rng = np.random.default_rng(8)
     for _ in range(40):
         h, w = (int(v) for v in rng.integers(3, 11, 2))
@@ -361,7 +361,7 @@ def test_fill_none_cuts_object_free_backgrounds(demo_voc, tmp_path):
     """crop --backgrounds --fill none: each background is a part of its scene, cut as it is (no pixel made up),
     holding no pixel of any object (the demo's instance masks), at least --min-free of the scene; scenes without
     such a part are counted and skipped."""
-    from dsprep.vocmasks import mask_indices
+    from dsprep.formats.vocmasks import mask_indices
     res = run("crop", demo_voc, "--out", tmp_path / "c", "--backgrounds", tmp_path / "b", "--fill", "none")
     written = sorted((tmp_path / "b").glob("*.png"))
     assert f"{len(written)} backgrounds, {24 - len(written)} no_free_region" in res.output and len(written) >= 12

@@ -16,7 +16,7 @@ from dsprep.core import DatasetError
 from dsprep.dataset import load_dataset
 from dsprep.hdf5 import DetectionH5
 from dsprep.pickles import read_pickle
-from dsprep.resize import fit_image, map_boxes, map_polygons, unmap_boxes, unmap_polygons
+from dsprep.ops.resize import fit_image, map_boxes, map_polygons, unmap_boxes, unmap_polygons
 
 from helpers import run_cli as run, gradient, voc_xml, write_voc_tree
 
@@ -168,7 +168,7 @@ def test_pickle_equals_h5(voc, tmp_path):
 
 
 def test_color_step_and_info_visualize_on_packed(voc, tmp_path):
-    from dsprep.color import gray_world
+    from dsprep.ops.color import gray_world
     want = cv2.cvtColor(gray_world(cv2.imread(str(voc / "JPEGImages" / "a.jpg"))), cv2.COLOR_BGR2RGB)
     run("voc-to-h5", voc, tmp_path / "f.h5", "--size", "64x48", "--color", "gray-world")  # a.jpg is 64x48
     np.testing.assert_array_equal(DetectionH5(tmp_path / "f.h5")[0]["image"], want)
@@ -360,7 +360,7 @@ def test_dota_polygons_kept_in_every_mode(shared, tmp_path, mode):
 
 
 def test_visualize_draws_packed_polygons(shared, tmp_path):
-    from dsprep.draw import draw_record
+    from dsprep.ops.draw import draw_record
     out = tmp_path / "p.h5"
     run("voc-to-h5", shared / "dota_example", out, "--size", "512x512")
     run("visualize", "boxes", out, "--out", tmp_path / "vis", "--ext", ".png")

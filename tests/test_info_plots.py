@@ -11,7 +11,7 @@ import pytest
 
 from helpers import run_cli, write_voc_tree
 
-from dsprep.boxstats import gather, tiny_problems
+from dsprep.ops.boxstats import gather, tiny_problems
 from dsprep.dataset import load_dataset
 
 DATA = Path(__file__).parent / "data"

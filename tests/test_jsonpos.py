@@ -1,7 +1,7 @@
 """Positions in JSON text for error messages: the lines of list entries, the span of a top-level value."""
 import json
 
-from dsprep.jsonpos import element_line, element_lines, value_span
+from dsprep.formats.jsonpos import element_line, element_lines, value_span
 
 
 DOC = """\ufeff{

@@ -8,7 +8,7 @@ import pytest
 
 from dsprep.core import ImageRecord, ParseError
 from dsprep.dataset import detect_format, load_dataset
-from dsprep.labelme import format_labelme, object_masks, parse_labelme
+from dsprep.formats.labelme import format_labelme, object_masks, parse_labelme
 
 from helpers import run_cli
 
@@ -134,7 +134,7 @@ def test_from_other_formats(tmp_path):
 
 
 def test_object_masks_are_the_polygons_pixels():
-    from dsprep.crop import pixel_bounds
+    from dsprep.geometry import pixel_bounds
     ds = load_dataset(DATA / "labelme")
     rec = ds.records[0]
     masks = object_masks(rec)
@@ -168,7 +168,7 @@ def _edited(rec, keep=None):
 
 def test_untouched_save_byte_for_byte_and_reload():
     from dsprep.dataset import reload_record
-    from dsprep.labelme import annotation_file, save_record
+    from dsprep.formats.labelme import annotation_file, save_record
     ds = load_dataset(DATA / "labelme")
     for rec in ds.records:
         path = annotation_file(ds, rec)
@@ -179,7 +179,7 @@ def test_untouched_save_byte_for_byte_and_reload():
 
 
 def test_edits_keep_everything_else(tmp_path):
-    from dsprep.labelme import read_labelme, save_record
+    from dsprep.formats.labelme import read_labelme, save_record
     shutil.copytree(DATA / "labelme", tmp_path / "lm")
     path = tmp_path / "lm" / "IMG_0042.json"
     original = path.read_bytes()

@@ -9,11 +9,10 @@ import shutil
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from dsprep.core import ImageRecord
-from dsprep.dataset import load_dataset, writable_formats
+from dsprep.dataset import load_dataset
 from dsprep.voc import format_voc, parse_voc
 
 from helpers import gradient, run_cli, voc_xml, write_voc_tree
@@ -261,9 +260,9 @@ def sources(tmp_path_factory):
 
 
 def _problems(path):
-    """What info finds wrong, less its judgements of the boxes as a whole (dsprep.boxstats: rare classes in these
+    """What info finds wrong, less its judgements of the boxes as a whole (dsprep.ops.boxstats: rare classes in these
     few images, the deliberate 1-px boxes as tiny_box): those are no losses of a conversion."""
-    from dsprep.boxstats import KINDS
+    from dsprep.ops.boxstats import KINDS
     return [p for p in json.loads(run_cli("info", path, "--json").stdout)["problems"] if p["kind"] not in KINDS]
 
 

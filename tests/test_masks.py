@@ -9,10 +9,10 @@ import pytest
 import shapely
 
 from dsprep import dataset
-from dsprep.crop import pixel_bounds
+from dsprep.geometry import pixel_bounds
 from dsprep.dataset import load_dataset, object_masks
-from dsprep.vocmasks import encode_palette_png, voc_palette
-from dsprep.vocmasks import colors_to_indices, instance_table, mask_indices, match_instances
+from dsprep.formats.vocmasks import encode_palette_png, voc_palette
+from dsprep.formats.vocmasks import colors_to_indices, instance_table, mask_indices, match_instances
 from helpers import with_exif_orientation, write_voc_tree
 
 
@@ -227,11 +227,13 @@ def test_dispatch_checks_the_protocol(tmp_path, monkeypatch):
     _masked_voc(root)
     rec = load_dataset(root).records[0]
     assert object_masks("voc", rec)[0].shape == (30, 30)
-    import dsprep.voc as voc
-    monkeypatch.setattr(voc, "object_masks", lambda r: [np.ones((30, 29), bool)])
+    import dataclasses
+
+    import dsprep.formats.voc as voc
+    monkeypatch.setattr(voc, "FORMAT", dataclasses.replace(voc.FORMAT, object_masks=lambda r: [np.ones((30, 29), bool)]))
     with pytest.raises(ValueError, match=r"expected a bool mask of shape \(30, 30\)"):
         object_masks("voc", rec)
-    monkeypatch.setattr(voc, "object_masks", lambda r: [])
+    monkeypatch.setattr(voc, "FORMAT", dataclasses.replace(voc.FORMAT, object_masks=lambda r: []))
     with pytest.raises(ValueError, match="0 masks for 1 objects"):
         object_masks("voc", rec)
     assert dataset.object_masks("h5", rec) is None  # a format without masks
@@ -287,7 +289,7 @@ def test_grabcut_finds_the_silhouettes_of_objects_without_masks(tmp_path):
     """On demo scenes (textured backgrounds, shaded balls, turned boxes and cones) with their mask files removed,
     GrabCut's masks agree with the true ones (mean IoU >= 0.9; 0.98 when written), the same bytes in any process
     order."""
-    from dsprep.crop import inner_mask
+    from dsprep.ops.crop import inner_mask
     from dsprep.demo import make_voc_demo
     from helpers import run_cli as run
     truth = tmp_path / "truth"
@@ -320,7 +322,7 @@ def test_grabcut_finds_the_silhouettes_of_objects_without_masks(tmp_path):
 def test_grabcut_beats_the_rectangle_on_real_photos(shared):
     """On the VOC sample's objects that have true masks, GrabCut's mask (from the box alone) is closer to the truth
     than the box itself (mean IoU 0.68 against 0.59 when written)."""
-    from dsprep.crop import grabcut_mask
+    from dsprep.ops.crop import grabcut_mask
     from dsprep.images import read_record_image
     ours, rect = [], []
     for rec in load_dataset(shared / "voc_sample").records:
@@ -344,8 +346,10 @@ def test_crop_takes_masks_from_any_format_module(tmp_path, monkeypatch):
     root = write_voc_tree(tmp_path / "d", {"a": (60, 40, [("cat", (11, 6, 40, 35)), ("dog", (45, 5, 55, 15))])})
     disc = np.zeros((30, 30), np.uint8)
     cv2.circle(disc, (15, 15), 12, 1, -1)
-    import dsprep.voc as voc
-    monkeypatch.setattr(voc, "object_masks", lambda rec: [disc.astype(bool), None])
+    import dataclasses
+
+    import dsprep.formats.voc as voc
+    monkeypatch.setattr(voc, "FORMAT", dataclasses.replace(voc.FORMAT, object_masks=lambda rec: [disc.astype(bool), None]))
     res = run("crop", root, "--out", tmp_path / "c", "--backgrounds", tmp_path / "b", "--blank-margin", "0",
               "--fill", "black")
     assert "2 crops, 1 masked" in res.output

@@ -5,7 +5,7 @@ import shapely
 from click.testing import CliRunner
 
 from dsprep.cli import main
-from dsprep.merge import (convex_intersection_area, is_convex, nms, overlap_pairs, pair_iou, parse_task1)
+from dsprep.ops.merge import (convex_intersection_area, is_convex, nms, overlap_pairs, pair_iou, parse_task1)
 
 
 def _quads(rng, m, spread=60.0, jitter=0.4):
@@ -156,12 +156,13 @@ def test_merge_workers_give_the_same_files(tmp_path):
 
 
 def test_format_task1_matches_the_number_rule():
-    from dsprep.merge import Detections, _num, format_task1
+    from dsprep.formats.common import number_text as _num
+    from dsprep.ops.merge import Task1Detections, format_task1
     rng = np.random.default_rng(5)
     v = np.concatenate([rng.uniform(-1e3, 1e3, 400), np.round(rng.uniform(-1e3, 1e3, 400)),
                         [-0.0, 0.0, 1e15, 2e15 + 0.5, 1e16, 1e-20, -1e16, 3.0]])
     n = len(v) // 8
-    dets = Detections(["x"] * n, np.zeros(n), v[:8 * n].reshape(-1, 4, 2), [f"0.{k}" for k in range(n)])
+    dets = Task1Detections(["x"] * n, np.zeros(n), v[:8 * n].reshape(-1, 4, 2), [f"0.{k}" for k in range(n)])
     got = format_task1(dets, {"a": np.arange(n), "b": np.array([2, 0]), "c": np.zeros(0, np.int64)})
     want = "".join(f"{stem} 0.{r} {' '.join(_num(x) for x in v[8 * r:8 * r + 8])}\n"
                    for stem, rows in (("a", range(n)), ("b", [2, 0])) for r in rows)

@@ -209,7 +209,7 @@ def test_tiff_larger_than_memory_cap(tmp_path):
     peak = int(res.stderr.strip().splitlines()[-1])
     assert peak < CAP, f"peak RSS {peak / 1e6:.0f} MB"
     summary = json.loads(res.stdout)
-    from dsprep.tiling import tile_grid
+    from dsprep.ops.tiling import tile_grid
     grid = tile_grid(BIG, BIG, 1024, 200)
     assert summary["counts"]["tiles"] == len(grid)
     for left, up in grid[::7] + grid[-3:]:

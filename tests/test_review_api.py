@@ -181,7 +181,7 @@ def test_summary_filters_and_record(voc):
         assert s["format"] == "voc" and s["images"] == 13 and s["editable"] and s["shape"] == "box"
         by_name = {x["name"]: x for x in s["classes"]}
         assert by_name["dog"]["objects"] == 1 and by_name["dog"]["images"] == 1
-        from dsprep.draw import class_color
+        from dsprep.ops.draw import class_color
         b, g, r = class_color("dog")
         assert by_name["dog"]["color"] == f"#{r:02x}{g:02x}{b:02x}"
         assert {x["name"]: x["images"] for x in s["splits"]} == {"test": 10, "trainval": 13}
@@ -207,8 +207,8 @@ def test_problem_filter_lists_what_info_finds(tmp_path):
     with serving(root) as server:
         c = Client(server)
         s = c.json("GET", "/api/dataset")
-        # info's judgements of the boxes as a whole (dsprep.boxstats: rare classes, tiny boxes ...) are its own
-        from dsprep.boxstats import KINDS
+        # info's judgements of the boxes as a whole (dsprep.ops.boxstats: rare classes, tiny boxes ...) are its own
+        from dsprep.ops.boxstats import KINDS
         assert {p["kind"]: p["count"] for p in s["problems"]} == \
             {k: n for k, n in info["problem_counts"].items() if k not in KINDS}
         assert [it[1] for it in c.json("GET", "/api/images?problem=clipped_box")["items"]] == ["b"]
@@ -566,7 +566,7 @@ def test_broken_file_stops_the_start_unless_skipped(tmp_path):
 
 
 def test_coco_is_reviewed_read_only_and_its_file_names_cannot_escape(tmp_path):
-    pytest.importorskip("dsprep.coco", reason="the COCO reader (dsprep/coco.py, from the eval branch) is not here")
+    pytest.importorskip("dsprep.formats.coco", reason="the COCO reader (dsprep/coco.py, from the eval branch) is not here")
     root = tmp_path / "coco"
     (root / "annotations").mkdir(parents=True)
     (root / "images").mkdir()

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dsprep.core import DsprepError, ImageRecord
-from dsprep.dataset import editable_formats, format_module, load_dataset, reload_record
+from dsprep.dataset import editable_formats, format_spec, load_dataset, reload_record
 from dsprep.dota import parse_dota, update_dota
 from dsprep.voc import parse_voc, update_voc
 
@@ -41,14 +41,14 @@ def with_new(rec, names, boxes, polygons=None):
 def test_both_formats_implement_the_protocol():
     assert editable_formats() == ["dota", "yolo", "yolo-obb", "labelme", "voc"]
     for name in editable_formats():
-        mod = format_module(name)
+        mod = format_spec(name).edit
         assert callable(mod.annotation_file) and callable(mod.load_record) and callable(mod.save_record)
 
 
 @pytest.mark.parametrize("folder", ["voc_sample", "voc_edge_cases/datumaro", "dota_example", "dota_demo_extra"])
 def test_untouched_records_save_byte_for_byte_and_reload_as_loaded(shared, folder):
     ds = load_dataset(shared / folder, on_error="skip")
-    mod = format_module(ds.format)
+    mod = format_spec(ds.format).edit
     assert ds.records
     for rec in ds.records:
         path = mod.annotation_file(ds, rec)
@@ -124,7 +124,7 @@ def test_voc_unknown_tags_parts_comments_and_attributes_are_kept():
 
 def test_voc_clipped_box_stays_as_written_until_it_is_moved():
     doc = voc_xml("a.jpg", 100, 80, [("a", (1, 1, 150, 70)), ("b", (10, 10, 20, 20))])
-    from dsprep.voc import clip_boxes
+    from dsprep.formats.common import clip_boxes
     loaded, problems = clip_boxes(parse_voc(doc)[0], "a.xml")  # what the data set reader gives
     assert [p.kind for p in problems] == ["clipped_box"]
     ed = edited(loaded)
@@ -264,7 +264,7 @@ def test_saved_files_read_back_through_load_dataset(shared, tmp_path):
         for p in root.rglob("*"):
             p.chmod(0o755 if p.is_dir() else 0o644)
         ds = load_dataset(root)
-        mod = format_module(ds.format)
+        mod = format_spec(ds.format).edit
         rec = next(r for r in ds.records if fix in r.names)
         k = rec.names.index(fix)
         ed = edited(rec)

@@ -143,7 +143,7 @@ def test_eval_scores_the_image_set_the_result_files_name(shared, tmp_path):
     auto = run_cli("eval", gt, res, "--json")
     assert _map(auto) == explicit
     assert json.loads(auto.stdout)["images"] == len(val)
-    assert f"image set 'val'" in auto.stderr and f"its {len(val)} of 10 images" in auto.stderr
+    assert "image set 'val'" in auto.stderr and f"its {len(val)} of 10 images" in auto.stderr
     # what scoring every image gives (the images without results count as all missed): far lower
     flat = tmp_path / "flat"
     shutil.copytree(gt, flat)

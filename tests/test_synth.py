@@ -6,8 +6,8 @@ import shapely
 from dsprep.dataset import load_dataset
 from dsprep.dota import read_dota
 from helpers import run_cli as run
-from dsprep.synth import Sprite, SynthParams, overlap_ok, place, sprite_from_image, synthesize, transform_sprite
-from dsprep.vocmasks import encode_palette_png, voc_palette
+from dsprep.ops.synth import Sprite, SynthParams, overlap_ok, place, sprite_from_image, synthesize, transform_sprite
+from dsprep.formats.vocmasks import encode_palette_png, voc_palette
 
 
 
@@ -204,9 +204,9 @@ def test_crop_synth_pipeline_on_dota(shared, tmp_path):
 
 # ---- issue 14: a filled canvas, silhouettes, blending, occlusion, blanked regions ----------------------------------
 
-from dsprep import synth as synthmod  # noqa: E402
+from dsprep.ops import synth as synthmod  # noqa: E402
 from dsprep.dataset import object_masks  # noqa: E402
-from dsprep.synth import Fit, apply_fit, harmonize, harmonize_luts, plan_fit, soften_edges  # noqa: E402
+from dsprep.ops.synth import Fit, apply_fit, harmonize, harmonize_luts, plan_fit, soften_edges  # noqa: E402
 
 
 def test_fit_covers_the_canvas_in_every_mode_but_pad():
@@ -387,7 +387,7 @@ def test_boxes_masks_and_flags_are_those_of_the_pasted_alpha(monkeypatch, occlus
 def test_blanked_regions_are_ordinary_background_unless_avoided(tmp_path):
     """A background whose sidecar marks a blanked region: objects land in it like anywhere else (filled regions are
     background now); with --avoid-blanked no object pixel lands in it (scaled by cover to the canvas)."""
-    from dsprep.fill import format_sidecar, region_outlines
+    from dsprep.ops.inpaint import format_sidecar, region_outlines
     (tmp_path / "objects" / "disc").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "objects" / "disc" / "d.png"), disc_rgba(15, (0, 0, 255)))
     (tmp_path / "bg").mkdir()
@@ -404,14 +404,14 @@ def test_blanked_regions_are_ordinary_background_unless_avoided(tmp_path):
         run("synth", *common, "--out", out, *extra)
         hits = 0
         for p in sorted((out / "SegmentationObject").glob("*.png")):
-            from dsprep.vocmasks import mask_indices
+            from dsprep.formats.vocmasks import mask_indices
             objects = mask_indices(p.read_bytes()) > 0
             hits += int((objects & keep).sum())
         assert (hits > 0) == inside
 
 
 def test_new_options_give_the_same_bytes_with_any_worker_count(pure):
-    from dsprep.fill import format_sidecar
+    from dsprep.ops.inpaint import format_sidecar
     (pure / "bg" / "g.blanked.json").write_bytes(format_sidecar((300, 200), [np.array([[10, 10], [60, 10],
                                                                                     [60, 50]])], "inpaint"))
     outs = []
@@ -428,7 +428,7 @@ def test_voc_sample_pipeline_gives_real_looking_exact_images(shared, tmp_path):
     """Done when (issue 14): on the VOC sample, crop with masks -> filled backgrounds -> synth ->
     visualize: no synthetic image has a padded border or a pure-black hole, objects with masks are pasted as
     silhouettes, and every box and mask read back is exact."""
-    from dsprep.vocmasks import mask_indices
+    from dsprep.formats.vocmasks import mask_indices
     run("crop", shared / "voc_sample", "--out", tmp_path / "crops", "--backgrounds", tmp_path / "bgs")
     photo_black = max((cv2.imread(str(p)) == 0).all(axis=-1).mean()
                       for p in (shared / "voc_sample" / "JPEGImages").glob("*.jpg"))
@@ -554,7 +554,7 @@ def test_default_rotation_keeps_objects_upright(pure):
         out = pure / name
         run("synth", "--backgrounds", pure / "bg", "--objects", objects, "--out", out, "-n", "8", "--seed", "1",
             "--per-image", "4", "--masks", "--ext", ".png", *extra)
-        from dsprep.vocmasks import mask_indices
+        from dsprep.formats.vocmasks import mask_indices
         flipped = total = 0
         for p in sorted((out / "SegmentationObject").glob("*.png")):
             inst = mask_indices(p.read_bytes())

@@ -11,10 +11,10 @@ from hypothesis import given, settings, strategies as st
 
 from dsprep.core import DatasetError, ImageRecord, ParseError
 from dsprep.dataset import detect_format, load_dataset
-from dsprep.yamlsub import parse_yaml, yaml_string
-from dsprep.yolo import (Writer, find_layout, format_yolo, label_path, normalized, parse_yolo,
+from dsprep.formats.yamlsub import parse_yaml, yaml_string
+from dsprep.formats.yolo import (Writer, find_layout, format_yolo, label_path, normalized, parse_yolo,
                          yaml_names)
-from dsprep import yolo_obb
+from dsprep.formats import yolo_obb
 
 from helpers import gradient, run_cli
 
@@ -357,7 +357,7 @@ def test_unreadable_image_gives_no_wrong_numbers(tmp_path):
                 max_size=6), st.integers(1, 5000), st.integers(1, 5000))
 def test_normalized_round_trip_within_float_rounding(rows, w, h):
     """label numbers -> pixels -> label numbers: the same numbers, within the rounding of x * W / W."""
-    from dsprep.yolo import denormalize
+    from dsprep.formats.yolo import denormalize
     vals = np.array([[cx, cy, min(bw, 2 * cx, 2 * (1 - cx)), min(bh, 2 * cy, 2 * (1 - cy))]
                      for _, cx, cy, bw, bh in rows], np.float64).reshape(-1, 4)
     boxes, _ = denormalize(vals, w, h, obb=False)
@@ -377,9 +377,9 @@ def _edited(rec, keep=None):
 
 @pytest.mark.parametrize("name", ["yolo_ultralytics", "yolo_roboflow", "yolo_obb_dota8", "yolo_darknet_cvat"])
 def test_untouched_records_save_byte_for_byte_and_reload(name):
-    from dsprep.dataset import format_module, reload_record
+    from dsprep.dataset import format_spec, reload_record
     ds = load_dataset(DATA / name)
-    mod = format_module(ds.format)
+    mod = format_spec(ds.format).edit
     for rec in ds.records:
         path = mod.annotation_file(ds, rec)
         if path is None:
@@ -392,13 +392,13 @@ def test_untouched_records_save_byte_for_byte_and_reload(name):
 
 
 def test_edits_touch_only_their_lines(tmp_path):
-    from dsprep.dataset import format_module, reload_record
+    from dsprep.dataset import format_spec, reload_record
     src = tmp_path / "src"
     shutil.copytree(DATA / "yolo_ultralytics", src)
     lab = src / "labels" / "train" / "000000000009.txt"
     lab.write_bytes(b"0 0.500000 0.500000 0.250000 0.500000\r\n\r\n2 0.812500 0.250000 0.125000 0.187500\r\n")
     ds = load_dataset(src)
-    mod = format_module("yolo")
+    mod = format_spec("yolo").edit
     rec = ds.records[0]
     ed = _edited(rec)
     ed.names[1] = "bicycle"                       # a new class: only that line changes

@@ -12,7 +12,7 @@ from .common import SIZE, load, shared
 def _anchors_option(ctx, param, value):
     if value is None:
         return None
-    from ..anchors import parse_anchors
+    from ..ops.anchors import parse_anchors
     try:
         return parse_anchors(value)
     except ValueError as e:
@@ -34,7 +34,7 @@ def anchors(dataset, n, size, seed, given, common):
     refined by random perturbation; prints them sorted by area with their mean best IoU and YOLOv5's best possible
     recall (ratio threshold 4), and with --anchors how well those fit. --json: {"anchors": [[w, h], ...],
     "mean_iou": x, "bpr": y, ...}."""
-    from ..anchors import anchors_report, format_report, training_sizes
+    from ..ops.anchors import anchors_report, format_report, training_sizes
     from ..core import DatasetError, UsageError
     if size[0] != size[1]:
         raise UsageError(f"--size: one number, the long side the images are scaled to (not {size[0]}x{size[1]})")

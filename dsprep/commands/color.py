@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..color import METHODS as COLOR_METHODS
+from ..ops.color import METHODS as COLOR_METHODS
 from ..core import UsageError
 from .common import finish, run_jobs, shared, start_summary
 

@@ -24,12 +24,13 @@ import signal
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence
 
 import click
 
 from .. import signals
 from ..core import DsprepError, Interrupted, UsageError
+from ..jobs.run import run_jobs  # noqa: F401  (commands import it from here)
 from ..report import Summary, part_kind, progress
 
 
@@ -94,7 +95,7 @@ class SizeType(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
-        from ..resize import parse_size
+        from ..ops.resize import parse_size
         try:
             return parse_size(str(value))
         except ValueError as e:
@@ -179,9 +180,22 @@ class Common:
 _FIELDS = set(Common.__dataclass_fields__)
 
 
-def _format_names() -> List[str]:
-    from ..dataset import FORMATS
-    return list(FORMATS)
+class FormatChoice(click.Choice):
+    """The formats dsprep reads (``"read"``) or writes (``"write"``), asked of the registry only when needed (so
+    ``dsprep --help`` starts without importing it)."""
+
+    def __init__(self, kind: str = "read"):
+        self.kind = kind
+        super().__init__([])
+
+    @property
+    def choices(self):
+        from ..formats import FORMATS, writable_formats
+        return writable_formats() if self.kind == "write" else list(FORMATS)
+
+    @choices.setter
+    def choices(self, value):
+        pass
 
 
 def _options(group: str) -> List[Callable]:
@@ -196,7 +210,7 @@ def _options(group: str) -> List[Callable]:
         return [click.option("--split", multiple=True, callback=_one_split,
                              help="Only the images of this split (as the data set's split lists or split folders "
                                   "name them) [default: every image, each in its own splits]. Given once."),
-                click.option("--format", "fmt", type=click.Choice(_format_names()), default=None,
+                click.option("--format", "fmt", type=FormatChoice(), default=None,
                              help="Read the data set as this format [default: detected from its layout]."),
                 _exif_option(),
                 click.option("--images-outside", is_flag=True,
@@ -262,32 +276,6 @@ def start_summary(verb: str, ds=None) -> Summary:
         for f, reason in ds.skipped:
             summary.skip(f, reason)
     return summary
-
-
-def run_jobs(fn: Callable, items: List, summary: Summary, common: Common, desc: str,
-             name_of: Callable = lambda item: str(item)) -> Iterable[Tuple[object, Optional[dict]]]:
-    """Run per-image jobs through the executor layer, feeding the bar, applying ``--on-error``.
-
-    Yields ``(item, result)`` in input order; ``result`` is None for an item skipped by ``--on-error skip``."""
-    from ..parallel import executor, run
-    with executor(common.workers, common.scheduler) as backend, \
-            progress(total=len(items), desc=desc, quiet=common.quiet) as bar:
-        for item, result, err in run(backend, fn, items, on_done=lambda _: bar.update(1),
-                                     isolate_failures=common.on_error == "skip", describe=name_of):
-            if err is None:
-                for k, v in result.items():
-                    if isinstance(v, int) and not isinstance(v, bool):
-                        summary.add(k, v)
-                for where, reason in result.get("skipped", ()):
-                    summary.skip(where, reason)
-                yield item, result
-            elif isinstance(err, DsprepError):
-                if common.on_error == "fail":
-                    raise err
-                summary.skip(name_of(item), str(err))
-                yield item, None
-            else:
-                raise err
 
 
 def finish(summary: Summary, out: Optional[str], order: Sequence[str], common: Optional[Common] = None) -> None:

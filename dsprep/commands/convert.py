@@ -5,27 +5,10 @@ from pathlib import Path
 
 import click
 
-from .common import finish, load, run_jobs, shared, start_summary
+from .common import FormatChoice, finish, load, run_jobs, shared, start_summary
 
 # the names convert had before it took --to; they stay
 ALIASES = {"voc-to-dota": "dota", "dota-to-voc": "voc"}
-
-
-class _FormatChoice(click.Choice):
-    """The formats dsprep writes, asked of the registry only when needed (so ``dsprep`` starts without importing
-    every format module)."""
-
-    def __init__(self):
-        super().__init__([])
-
-    @property
-    def choices(self):
-        from ..dataset import writable_formats
-        return writable_formats()
-
-    @choices.setter
-    def choices(self, value):
-        pass
 
 
 class _ConvertCommand(click.Command):
@@ -39,7 +22,7 @@ class _ConvertCommand(click.Command):
 
 @click.command(cls=_ConvertCommand)
 @click.argument("dataset", type=click.Path())
-@click.option("--to", "target", required=True, type=_FormatChoice(),
+@click.option("--to", "target", required=True, type=FormatChoice("write"),
               help="The format to write (any format is read: detected, or --format).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Output folder (never inside the input data set).")
@@ -52,14 +35,14 @@ def convert(dataset, target, out, overwrite, common):
     kept. What the target format cannot hold is counted and named in the summary (polygon_to_box,
     segmentation_dropped, crowd_skipped ...). `convert voc-to-dota` and `convert dota-to-voc` are kept as
     aliases of --to dota and --to voc."""
-    from ..dataset import format_module
+    from ..formats import format_spec
     from ..jobs.convert import ConvertOptions, LOSSY, convert_one, unique_names, write_dataset_files
     from ..outputs import OutputDir
     ds = load(dataset, common)
     summary = start_summary(f"convert {ds.format}-to-{target}", ds)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
-        writer = format_module(target).Writer(ds.classes, {"dataset_meta": ds.meta,
-                                                           "root": str(Path(out_dir).resolve())})
+        writer = format_spec(target).writer(ds.classes, {"dataset_meta": ds.meta,
+                                                         "root": str(Path(out_dir).resolve())})
         records, renamed = unique_names(ds.records, writer)
         if renamed:
             summary.add("renamed_duplicate_name", renamed)

@@ -5,7 +5,7 @@ import contextlib
 
 import click
 
-from ..fill import FILLS
+from ..ops.inpaint import FILLS
 from .common import check_classes_known, csv_list, finish, load, run_jobs, shared, start_summary
 
 

@@ -43,7 +43,7 @@ def dedup(dataset, out, overwrite, threshold, hash_distance, common):
 
     Prints the groups; with --json one document {"groups": [[image, ...]], "leaks": [[image, image]], ...} with
     image paths relative to DATASET. --out writes the data set without the copies and names those left out."""
-    from ..dedup import collect_features, find_duplicates
+    from ..ops.dedup import collect_features, find_duplicates
     ds = load(dataset, common)
     summary = start_summary("dedup", ds)
     from ..splits import splits_of
@@ -111,7 +111,7 @@ def _write_without(ds, dataset, out, overwrite, drop, common) -> str:
     """Write ``ds`` without the records numbered in ``drop``, in its own format (splits kept), as ``convert``
     writes."""
     from ..core import UsageError
-    from ..dataset import format_module, writable_formats
+    from ..formats import format_spec, writable_formats
     from ..jobs.convert import ConvertOptions, convert_one, unique_names, write_dataset_files
     from ..outputs import OutputDir
     if ds.format not in writable_formats():
@@ -119,8 +119,8 @@ def _write_without(ds, dataset, out, overwrite, drop, common) -> str:
     keep = [r for i, r in enumerate(ds.records) if i not in drop]
     summary = start_summary("write")
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
-        writer = format_module(ds.format).Writer(ds.classes, {"dataset_meta": ds.meta,
-                                                              "root": str(Path(out_dir).resolve())})
+        writer = format_spec(ds.format).writer(ds.classes, {"dataset_meta": ds.meta,
+                                                            "root": str(Path(out_dir).resolve())})
         records, _ = unique_names(keep, writer)
         opts = ConvertOptions(out=str(out_dir), writer=writer)
         done = [item[0] for item, r in run_jobs(convert_one, [(r, opts) for r in records], summary, common,

@@ -9,8 +9,9 @@ from ..core import DsprepError
 
 
 def _step(ctx: click.Context, args: List[str]) -> None:
-    """Run one dsprep command line as a user would type it (so the demo exercises the real options)."""
-    from ..cli import main
+    """Run one dsprep command line as a user would type it (so the demo exercises the real options), through the
+    group this command hangs from (no import of dsprep.cli: commands sit below it)."""
+    main = ctx.find_root().command
     code = main.main(args=[str(a) for a in args], prog_name="dsprep", standalone_mode=False)
     if code:  # the command already printed its one-line error
         ctx.exit(code)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import click
 
-from ..evaluate import METRICS, POLYGON_IOU
+from ..evaluation.metrics import METRICS, POLYGON_IOU
 from ..report import Summary, progress
 from .common import finish, load, run_jobs, shared
 
@@ -36,8 +36,8 @@ def eval_cmd(ground_truth, detections, metric, iou_thresh, polygon_iou, plot_dir
              overwrite, common):
     """Evaluate DETECTIONS (results files or a folder of them) against GROUND_TRUTH (a VOC, DOTA, COCO or packed
     data set): per-class AP and the mean.  With --json the result is printed as one JSON document."""
-    from ..detections import evaluate_paths
-    from ..evaluate import format_table, result_document
+    from ..evaluation.results import evaluate_paths
+    from ..evaluation.metrics import format_table, result_document
     from ..outputs import check_not_input, prepare_output_dir
     summary = Summary("eval")
     # output folders are checked before any work, so a refusal costs nothing

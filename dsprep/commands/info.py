@@ -29,7 +29,7 @@ def info(dataset, check_images, rare_below, plots, overwrite, common):
     from ..info import check_images as check_all, format_summary, summarize
     from ..outputs import OutputDir
     if plots is not None:
-        from ..plots import pyplot
+        from ..ops.plots import pyplot
         pyplot()  # a missing extra is one line before any work
     # the charts' folder is checked (not inside the data set, empty unless --overwrite) before any work
     with (OutputDir(plots, overwrite=overwrite, inputs=[dataset], option="--plots") if plots is not None
@@ -50,9 +50,9 @@ def info(dataset, check_images, rare_below, plots, overwrite, common):
 
 def _draw(ds, out_dir):
     """Write the charts into ``out_dir`` (through the one output path); returns their paths."""
-    from ..boxstats import gather
+    from ..ops.boxstats import gather
     from ..outputs import atomic_write_bytes
-    from ..plots import make_charts
+    from ..ops.plots import make_charts
     charts = make_charts(gather(ds.records, ds.classes), [r.split for r in ds.records])
     for name, png in charts.items():
         atomic_write_bytes(out_dir / name, png)

@@ -1,16 +1,15 @@
 """``dsprep voc-to-h5`` / ``voc-to-pickle``: a data set packed into one file for training input."""
 from __future__ import annotations
 
-import contextlib
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from ..color import METHODS as COLOR_METHODS
-from ..core import DsprepError, OutputError, UsageError
+from ..ops.color import METHODS as COLOR_METHODS
+from ..core import OutputError, UsageError
 from ..report import part_kind
-from .common import SIZE, finish, load, run_jobs, shared, start_summary
+from .common import SIZE, finish, load, shared, start_summary
 
 
 def pack_options(f):
@@ -36,10 +35,8 @@ def pack_options(f):
 
 def _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common,
           overwrite, writer_name, shards=0, encode=None):
-    from ..hdf5 import H5Writer, PackOptions, PickleWriter, annotation_only_results, pack_items
-    from ..jobs.pack import pack_one
     from ..outputs import check_not_input
-    scheduler = common.scheduler
+    from ..pack.prepare import PackOptions
     if size and encoded:
         raise UsageError("--size and --encoded exclude each other (fixed-size arrays, or the original files)")
     if encode and not size:
@@ -64,56 +61,19 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
     for where, reason in load_skips:
         summary.skip(where, reason)
     if shards:
-        _pack_shards(out_path, groups, classes, opts, shards, summary, common, overwrite)
+        from ..pack.run import pack_shards
+        pack_shards(out_path, groups, classes, opts, shards, summary, common, overwrite)
+        finish(summary, f"{out_path} (+{shards} shards)", ["images", "objects"], common)
         return
-    writer_cls = H5Writer if writer_name == "voc-to-h5" else PickleWriter
-    # Local workers write fixed-size pixels into the file themselves; a cluster returns them to this process.
-    with writer_cls(out_path, groups, classes, opts, overwrite=overwrite, direct=not scheduler) as writer:
-        if opts.mode == "annotations":
-            results = annotation_only_results(groups)
-        else:
-            results = run_jobs(pack_one, pack_items(writer, groups, opts), summary, common, "packing",
-                               name_of=lambda it: it[2][0].image_path)
-        # closed (workers stopped) before the writer removes its temporary file on an error
-        with contextlib.closing(results):
-            for (split, index, _), prepared in results:
-                writer.add(split, index, prepared)
+    from ..pack.run import pack_dataset
+    stats = pack_dataset(out_path, groups, classes, opts, "h5" if writer_name == "voc-to-h5" else "pickle", summary,
+                         common, overwrite)
     summary.counts.clear()
     summary.add("inputs", sum(len(recs) for recs in groups.values()) +
                 sum(1 for where, _ in load_skips if part_kind(where) is None))
-    summary.add("images", writer.stats["images"])
-    summary.add("objects", writer.stats["objects"])
+    summary.add("images", stats["images"])
+    summary.add("objects", stats["objects"])
     finish(summary, str(out_path), ["images", "objects"], common)
-
-
-def _pack_shards(out_path, groups, classes, opts, shards, summary, common, overwrite):
-    """Workers write K complete shard files; this process ties them together in one master file.
-
-    A run that does not complete (an error, Ctrl-C, SIGTERM, a killed worker) leaves no shard file and no
-    temporary behind (see :class:`dsprep.hdf5.ShardRun`), so the same command can simply be run again."""
-    from ..hdf5 import ShardRun, has_polygons, pack_shard, shard_path, shard_ranges, write_master
-    if opts.mode == "annotations" or opts.compression != "none":
-        raise DsprepError("--shards works with --size or --encoded, without --compression")
-    paths = [shard_path(out_path, k, shards) for k in range(shards)]
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise OutputError(f"{existing[0]}: already exists (use --overwrite to replace it)")
-    ranges = {s: shard_ranges(len(recs), shards) for s, recs in groups.items()}
-    polygons = has_polygons(groups)  # decided for the whole data set: every shard stores the same arrays
-    tasks = [(str(paths[k]), {s: groups[s][slice(*ranges[s][k])] for s in groups}, classes, opts, common.on_error,
-              overwrite, polygons) for k in range(shards)]
-    with ShardRun(out_path, paths, overwrite):
-        # the executor is shut down (no worker still writing) before ShardRun removes what this run made
-        with contextlib.closing(run_jobs(pack_shard, tasks, summary, common, "packing shards",
-                                         name_of=lambda t: t[0])) as results:
-            for _, res in results:
-                if res is None:
-                    name, reason = summary.skipped[-1]
-                    raise DsprepError(f"shard {name} failed ({reason}): the master file was not written")
-                for f, reason in res["skipped"]:
-                    summary.skip(f, reason)
-        write_master(out_path, paths, list(groups), classes, opts, overwrite=overwrite)
-    finish(summary, f"{out_path} (+{shards} shards)", ["images", "objects"], common)
 
 
 @click.command("voc-to-h5")
@@ -127,7 +87,7 @@ def _pack_shards(out_path, groups, classes, opts, shards, summary, common, overw
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
 def voc_to_h5(dataset, out, splits, size, resize, encode, encoded, compression, color_method, overwrite, shards,
               common):
-    """Pack a data set into one HDF5 file for fast training input (see README for the layout)."""
+    """Pack a data set into one HDF5 file for fast training input (see docs/packing.md for the layout)."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, False, common, overwrite,
           "voc-to-h5", shards=shards or 0, encode=encode)
 

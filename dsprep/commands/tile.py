@@ -79,7 +79,7 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_
     from ..jobs.tile import TileOptions, plan_tile_jobs, tile_one
     from ..outputs import OutputDir
     from ..parallel import parse_workers
-    from ..tiling import tile_origins
+    from ..ops.tiling import tile_origins
     if size[0] != size[1]:
         raise click.BadParameter(f"{size[0]}x{size[1]}: DOTA_devkit tiles are square (give one number)",
                                  param_hint="--size")
@@ -119,7 +119,7 @@ def _tile_split_lists(root: Path, out_dir: Path) -> None:
     writes them), the tiles get the same lists: each tile in every split of the image it was cut from."""
     import os
     import re
-    from ..dota import SPLIT_LISTS
+    from ..formats.dota import SPLIT_LISTS
     from ..outputs import atomic_write_bytes
     from ..splits import list_files, membership, read_lists
     member = membership(read_lists(root / SPLIT_LISTS))
@@ -157,7 +157,7 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
 
     Objects are cut exactly as tile-dota cuts them (coordinates truncated, cut objects reduced to 4 points, difficult
     2 when at most --thresh of an object is kept, cut objects marked truncated); tiled TIFFs are read by windows."""
-    from ..dataset import format_module, writable_formats
+    from ..formats import format_spec, writable_formats
     from ..jobs.convert import write_dataset_files
     from ..jobs.tile import TileOptions, plan_record_jobs, tile_record
     from ..outputs import OutputDir
@@ -173,11 +173,11 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
                                  param_hint="--to")
     ds = load(dataset, common)
     target = to_format or ds.format
-    module = format_module(target)
-    if not hasattr(module, "Writer"):
+    writer_class = format_spec(target).writer
+    if writer_class is None:
         raise click.BadParameter(f"dsprep cannot write {target} data sets; choose one with --to "
                                  f"({', '.join(writable_formats())})", param_hint="--to")
-    writer = module.Writer(ds.classes, {"dataset_meta": ds.meta})  # class ids (COCO, VOC's labels.txt) kept
+    writer = writer_class(ds.classes, {"dataset_meta": ds.meta})  # class ids (COCO, VOC's labels.txt) kept
     summary = start_summary("tile", ds)
     lossy = {}
     jobs, bad = plan_record_jobs(ds.records, rates, 2 if common.scheduler else parse_workers(common.workers), size,
@@ -219,8 +219,8 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
 def merge_dota(detections, out, nms_thresh, iou, overwrite, common):
     """Map per-tile detections (Task1_<class>.txt) back to their images, with NMS.
 
-    With --workers N the files are read, merged and written by N processes (forked: they start in milliseconds);
-    with --scheduler the merging runs on the Dask cluster in chunks of whole images."""
+    With --workers N the files are read and written by N forked processes (they start in milliseconds) and merged
+    on N workers; with --scheduler the merging runs on the Dask cluster; either way in chunks of whole images."""
     import os
     from ..jobs.merge import forked, merge_chunk, plan_chunks, read_class_file, write_class_file
     from ..outputs import OutputDir
@@ -249,13 +249,11 @@ def merge_dota(detections, out, nms_thresh, iou, overwrite, common):
     chunks = plan_chunks(parsed, nms_thresh, iou, target)
     kept = {str(f): {} for f in parsed}
     with OutputDir(out, overwrite=overwrite, inputs=[detections]) as out_dir:
-        if local > 1:
-            results = forked(merge_chunk, chunks, local, weight=lambda c: sum(len(g[2]) for g in c.groups))
-        else:
-            results = [r for _, r in run_jobs(merge_chunk, chunks, summary, common, "merging",
-                                              name_of=lambda c: f"{c.groups[0][0]} ({len(c.groups)} image and "
-                                                                f"class groups)")]
-        for result in results:
+        # the merging on the one executor (local workers or Dask): one --on-error behaviour, one progress bar
+        for _, result in run_jobs(merge_chunk, chunks, summary, common, "merging",
+                                  name_of=lambda c: f"{c.groups[0][0]} ({len(c.groups)} image and class groups)"):
+            if result is None:  # skipped by --on-error skip (listed in the summary)
+                continue
             for source, stem, idx in result["kept_list"]:
                 kept[source][stem] = idx
         written = forked(write_class_file, [(out_dir / f.name, dets, kept[str(f)]) for f, dets in parsed.items()],

@@ -28,7 +28,7 @@ def visualize():
 @shared("dataset", "classes", "run", "workers")
 def visualize_boxes(dataset, out, only, limit, show, grid, ext, overwrite, common):
     """Draw every box (or polygon) on its image, one file per image in --out."""
-    from ..draw import contact_sheet, drawable
+    from ..ops.draw import contact_sheet, drawable
     from ..images import write_image
     from ..jobs.visualize import VisualizeOptions, visualize_one
     from ..outputs import OutputDir, atomic_write_text, safe_name

@@ -22,7 +22,7 @@ class ColorOptions:
 
 def color_one(args) -> dict:
     """Correct one image file and write it (same format) to its destination."""
-    from ..color import correct
+    from ..ops.color import correct
     from ..core import ImageError
     src, dst, opts = args
     img = read_image(src, "unchanged", orient=opts.orient)

@@ -125,7 +125,7 @@ def _image_to_copy(rec: ImageRecord):
     data = None
     if not Path(rec.image_path).is_file():
         if rec.meta.get("has_image_data") and rec.meta.get("annotation_path"):
-            from ..labelme import embedded_image
+            from ..formats.labelme import embedded_image
             data = embedded_image(rec.meta["annotation_path"])
         if data is None:
             named = rec.meta.get("annotation_path")

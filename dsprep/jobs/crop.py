@@ -8,8 +8,9 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from .. import crop as cropmod
+from ..ops import crop as cropmod
 from ..core import OutputError, boxes_to_polygons
+from ..geometry import pixel_bounds
 from ..images import read_record_image, write_image
 from ..outputs import inside, safe_name
 
@@ -25,7 +26,7 @@ class CropOptions:
     blank: Optional[Sequence[str]] = None  # None: the cropped classes
     mask: str = "auto"                     # auto: the data set's masks/polygons | grabcut: also GrabCut | none
     upright: bool = False
-    fill: str = "texture"                  # how blanked regions are filled (dsprep.fill.FILLS)
+    fill: str = "texture"                  # how blanked regions are filled (dsprep.ops.inpaint.FILLS)
     blank_margin: int = 3                  # pixels around an object's own mask that are blanked too
     max_blanked: float = 0.5               # backgrounds with more of their pixels blanked are not written
     min_free: float = 0.25                 # fill "none": the object-free part cut out must be this share of the image
@@ -48,8 +49,8 @@ def crop_one(args) -> dict:
     h, w = img.shape[:2]
     names = np.array(rec.names, dtype=object)
     sel = np.array([not opts.classes or n in opts.classes for n in rec.names], bool)
-    bounds = cropmod.pixel_bounds(rec.boxes, w, h, opts.pad)
-    tight = cropmod.pixel_bounds(rec.boxes, w, h)
+    bounds = pixel_bounds(rec.boxes, w, h, opts.pad)
+    tight = pixel_bounds(rec.boxes, w, h)
     size_ok = ((bounds[:, 2] - bounds[:, 0]) >= max(1, opts.min_size)) & \
               ((bounds[:, 3] - bounds[:, 1]) >= max(1, opts.min_size))
     take = np.flatnonzero(sel & size_ok)
@@ -91,7 +92,7 @@ def _background(img, rec, opts: CropOptions, sel, own, tight, stem: str) -> dict
     """Blank the --blank objects (their own masks grown by the margin, or their boxes/polygons), fill the blanked
     pixels, and write the background with its sidecar (where objects were); too blanked a background is not
     written."""
-    from ..fill import fill_regions, format_sidecar, region_outlines, sidecar_path
+    from ..ops.inpaint import fill_regions, format_sidecar, region_outlines, sidecar_path
     from ..outputs import atomic_write_bytes
     blank = set(opts.blank) if opts.blank is not None else set(np.array(rec.names, dtype=object)[sel])
     chosen = np.array([n in blank for n in rec.names], bool)
@@ -102,7 +103,7 @@ def _background(img, rec, opts: CropOptions, sel, own, tight, stem: str) -> dict
                               opts.blank_margin)
     blanked = float(np.count_nonzero(mask)) / mask.size
     if opts.fill == "none":  # no fill: the largest part without an object, cut out as it is
-        from ..freeregion import largest_free_rect
+        from ..ops.freeregion import largest_free_rect
         rect = largest_free_rect(mask)
         x0, y0, x1, y1 = rect if rect is not None else (0, 0, 0, 0)
         if (x1 - x0) * (y1 - y0) < max(opts.min_free * mask.size, 1):

@@ -8,15 +8,15 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ..draw import tag_text
-from ..evaluate import TP, coco_iou_thresholds, image_outcome
+from ..ops.draw import tag_text
+from ..evaluation.metrics import TP, coco_iou_thresholds, image_outcome
 from ..images import read_image, write_image
 from ..outputs import atomic_write_text, safe_name
 
 
 def write_charts(result, out_dir: Path) -> int:
     """``pr_<class>.png`` for every class with positives and ``pr_all.png``; returns the number of files."""
-    from ..evalviz import class_chart, overview_chart
+    from ..evaluation.charts import class_chart, overview_chart
     out_dir = Path(out_dir)
     entries = []
     written = 0
@@ -116,7 +116,7 @@ def outcome_name(item: OutcomeItem, ext: str) -> str:
 
 def draw_one(args) -> dict:
     """Worker task: read one image, draw its outcome, write ``<rank>_<image>.jpg``."""
-    from ..evalviz import draw_outcome
+    from ..evaluation.charts import draw_outcome
     item, image, opts = args  # image: decoded pixels (packed data sets) or None (read from item.image_path)
     img = image if image is not None else read_image(item.image_path, orient=item.orient)
     drawn = draw_outcome(img, item.det_quads, item.det_status, item.det_labels, item.det_scores, item.gt_quads,

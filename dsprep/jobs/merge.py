@@ -20,7 +20,7 @@ class MergeChunk:
 def merge_chunk(chunk: MergeChunk) -> dict:
     """``{"kept_list": [(class file, stem, kept indices in score order)]}``: one NMS call for all the chunk's groups
     (detections of different groups never suppress each other)."""
-    from ..merge import nms
+    from ..ops.merge import nms
     if not chunk.groups:
         return {"kept_list": []}
     polys = np.concatenate([g[3] for g in chunk.groups])
@@ -42,7 +42,7 @@ def merge_chunk(chunk: MergeChunk) -> dict:
 def plan_chunks(parsed: dict, thresh: float, iou: str, target: int) -> List[MergeChunk]:
     """The (class file, image) groups of every parsed class file, in chunks of about ``target`` detections (a group
     is never split)."""
-    from ..merge import group_by_image
+    from ..ops.merge import group_by_image
     out, cur, size = [], [], 0
     for source, dets in parsed.items():
         for stem, idx in group_by_image(dets.stems).items():
@@ -57,9 +57,9 @@ def plan_chunks(parsed: dict, thresh: float, iou: str, target: int) -> List[Merg
 
 
 def read_class_file(path) -> tuple:
-    """``(path, Detections, None)`` or ``(path, None, error)`` for one task-1 file."""
+    """``(path, Task1Detections, None)`` or ``(path, None, error)`` for one task-1 file."""
     from ..core import DatasetError, DsprepError
-    from ..merge import parse_task1
+    from ..ops.merge import parse_task1
     try:
         with open(path, encoding="utf-8") as f:
             return path, parse_task1(f.read(), str(path)), None
@@ -69,7 +69,7 @@ def read_class_file(path) -> tuple:
 
 def write_class_file(args) -> int:
     """Write one merged task-1 file; returns its line count."""
-    from ..merge import format_task1
+    from ..ops.merge import format_task1
     from ..outputs import atomic_write_text
     target, dets, kept = args
     atomic_write_text(target, format_task1(dets, dict(sorted(kept.items()))))

@@ -3,6 +3,6 @@ from __future__ import annotations
 
 
 def pack_one(task):
-    """``(split, index, (path, options, slot))`` -> the prepared image (see :func:`dsprep.hdf5.prepare_image`)."""
-    from ..hdf5 import prepare_image
+    """``(split, index, (path, options, slot))`` -> the prepared image (see :func:`dsprep.pack.prepare.prepare_image`)."""
+    from ..pack.prepare import prepare_image
     return prepare_image(task[2])

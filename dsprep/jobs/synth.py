@@ -20,7 +20,7 @@ class SynthConfig:
     objects: Tuple[Tuple[str, Tuple[str, ...]], ...]  # (class, object files)
     params: object                                     # synth.SynthParams
     seed: int
-    fmt: str = "voc"                                   # any writable format (the registry's name)
+    oriented: bool = False                             # the format holds quads: objects get their rotated rectangle
     ext: str = ".jpg"
     mask_from: str = "auto"
     masks: bool = False
@@ -32,9 +32,6 @@ class SynthConfig:
     split: str = "train"             # the split the images belong to (--split-name)
 
 
-ORIENTED = ("dota", "yolo-obb")  # formats that get each object's rotated rectangle rather than its box
-
-
 _SPRITES: dict = {}
 _SPRITE_BYTES = [0]
 SPRITE_CACHE_BYTES = 512 << 20  # per worker process
@@ -44,7 +41,7 @@ SPRITE_BYTES_PER_PIXEL = 4 * (1 + 4)  # BGR + alpha, and up to 4 feathered premu
 def _sprite(path: str, mask_from: str, orient: bool = True):
     """Object crops are decoded once per worker process (a cache bounded in memory, emptied when full: what it holds
     never changes what is made, only how fast)."""
-    from ..synth import sprite_from_image
+    from ..ops.synth import sprite_from_image
     key = (path, mask_from, orient)
     sp = _SPRITES.get(key)
     if sp is None:
@@ -71,8 +68,8 @@ def synth_one(args) -> dict:
     not depend on which worker makes it or in which order."""
     from ..core import ImageRecord
     from ..outputs import atomic_write_bytes
-    from ..synth import synthesize
-    from ..vocmasks import encode_palette_png, voc_palette
+    from ..ops.synth import synthesize
+    from ..formats.vocmasks import encode_palette_png, voc_palette
     index, cfg = args
     rng = np.random.default_rng([cfg.seed, index])
     bg_index = int(rng.integers(len(cfg.backgrounds)))
@@ -80,10 +77,10 @@ def synth_one(args) -> dict:
     background = read_image(bg_path, orient=cfg.orient)
     keepout = None
     if cfg.sidecars[bg_index] is not None and cfg.params.avoid_blanked:
-        from ..fill import read_keepout
+        from ..ops.inpaint import read_keepout
         keepout = read_keepout(cfg.sidecars[bg_index], (background.shape[1], background.shape[0]), bg_path)
     if cfg.color:
-        from ..color import correct
+        from ..ops.color import correct
         background, _ = correct(background, cfg.color)
     files = dict(cfg.objects)
     classes = [c for c, _ in cfg.objects]
@@ -99,7 +96,7 @@ def synth_one(args) -> dict:
     h, w = res.image.shape[:2]
     # trusted: the arrays are built here with the model's shapes and dtypes (the checks cost more than the XML)
     rec = ImageRecord.trusted(f"{name}{cfg.ext}", w, h, 3, res.boxes, res.names, np.zeros(len(res.names), np.uint8),
-                              res.truncated, polygons=res.quads if cfg.fmt in ORIENTED else None, split=cfg.split,
+                              res.truncated, polygons=res.quads if cfg.oriented else None, split=cfg.split,
                               meta={"stem": name})
     image = out / cfg.writer.image_path(rec)
     image.parent.mkdir(parents=True, exist_ok=True)

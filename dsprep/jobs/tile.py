@@ -72,8 +72,8 @@ class TileJob:
 
 def _objects_of(job: TileJob, on_error: str):
     """``(TileObjects, skipped lines)`` of a job."""
-    from .. import tiling
-    from ..dota import read_dota
+    from ..ops import tiling
+    from ..formats.dota import read_dota
     if job.objects is not None:
         o = job.objects
         return tiling.prepare_objects(o.polys, o.names, o.difficult, job.rate), list(job.skipped)
@@ -92,7 +92,7 @@ def _region(job: TileJob, size: int) -> Tuple[int, int, int, int]:
 def _tiles(job: TileJob, opts: TileOptions, objs, stats):
     """``(name, left, up, pixels or None, cut, geo)`` for each tile of the job; pixels are read only for tiles that
     are written (with ``skip_empty``, empty tiles give None)."""
-    from .. import tiling
+    from ..ops import tiling
     from ..rasters import ScaledRaster, open_raster
     cuts = [(left, up, tiling.tile_objects(objs, left, up, job.width, job.height, opts.size, opts.thresh, stats))
             for left, up in job.origins]
@@ -128,7 +128,7 @@ def _write_pixels(path: Path, pixels: np.ndarray, opts: TileOptions, geo, job: T
 
 def tile_one(args) -> dict:
     """``tile-dota``: write the tiles (images + DOTA labels, devkit text) of one job."""
-    from .. import tiling
+    from ..ops import tiling
     from ..outputs import atomic_write_text
     job, opts = args
     objs, skipped_lines = _objects_of(job, opts.on_error)
@@ -151,7 +151,7 @@ def tile_one(args) -> dict:
 def tile_record(args) -> dict:
     """``tile``: write the tiles of one job in a data-set format (its ``FormatWriter``); returns the tiles' records
     under ``records`` for the writer's data-set files."""
-    from .. import tiling
+    from ..ops import tiling
     from ..core import ImageRecord
     from ..outputs import atomic_write_bytes
     job, opts, writer = args
@@ -251,7 +251,7 @@ def image_jobs(stem: str, image: str, label: Optional[str], plan: ImagePlan, rat
     from ..core import UsageError
     from ..images import available_memory, check_memory_for
     from ..rasters import TIFF_EXTRA, exact_window_rate, scaled_size
-    from ..tiling import tile_grid
+    from ..ops.tiling import tile_grid
     jobs: List[TileJob] = []
     skipped: Tuple = ()
     for rate in rates:
@@ -330,7 +330,7 @@ def plan_tile_jobs(root: Path, rates: Sequence[float], slots: int, size: int, ga
     several jobs (each decodes the image itself, so it works the same on a cluster); images read by windows are
     always shared out by bands."""
     from ..core import DatasetError, DsprepError, ImageError, UsageError
-    from ..dota import dota_items, read_dota
+    from ..formats.dota import dota_items, read_dota
     from ..images import is_image
     bad: List[Tuple[str, str]] = []
     if (root / "labelTxt").is_dir():

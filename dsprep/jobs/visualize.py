@@ -7,7 +7,7 @@ from typing import Dict, Sequence
 
 import cv2
 
-from .. import draw
+from ..ops import draw
 from ..images import read_record_image, write_image
 from ..outputs import safe_name
 

@@ -6,11 +6,14 @@ Library calls only (no HTTP, no annotation logic of its own):
   as a problem, the rest can still be reviewed);
 * a record is read and written through its format's edit protocol (``annotation_file``, ``load_record``,
   ``save_record``: see :mod:`dsprep.dataset`), files are written through :mod:`dsprep.outputs` (atomic), pixels
-  decoded through :func:`dsprep.images.read_image` and drawn with :mod:`dsprep.draw`.
+  decoded through :func:`dsprep.images.read_image` and drawn with :mod:`dsprep.ops.draw`.
 
 Saving is safe by construction: the page sends the *version* (SHA-256 of the annotation file's bytes) its copy was
 read from; a file whose bytes changed since is not overwritten (:class:`ConflictError`).  Before a file is replaced
 its previous bytes are kept in ``.dsprep-history/`` beside it, so every save can be undone (:meth:`Review.restore`).
+
+Why one module: one :class:`Session` holds the loaded data set, its locks, edit history and the format's edit
+protocol; its methods are the review server's verbs, and splitting them would spread one lock discipline.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import cv2
 import numpy as np
 
 from ..core import DsprepError, ImageRecord, Problem, UsageError, polygons_to_boxes
+from ..geometry import polygon_area
 
 HISTORY_DIR = ".dsprep-history"
 THUMB_SIZES = (128, 192, 256, 384)
@@ -80,8 +84,8 @@ def _inside(root: Path, path: str) -> bool:
 
 
 def hex_color(name: str) -> str:
-    """The class colour of :func:`dsprep.draw.class_color` as CSS ``#rrggbb``."""
-    from ..draw import class_color
+    """The class colour of :func:`dsprep.ops.draw.class_color` as CSS ``#rrggbb``."""
+    from ..ops.draw import class_color
     b, g, r = class_color(name)
     return f"#{r:02x}{g:02x}{b:02x}"
 
@@ -139,7 +143,7 @@ class Review:
     def __init__(self, path, read_only: bool = False, progress: Optional[Callable[[Iterable], Iterable]] = None,
                  workers: int = 0, exif: str = "auto", split: Optional[str] = None, fmt: Optional[str] = None,
                  on_error: str = "skip"):
-        from ..dataset import format_module, load_dataset
+        from ..dataset import format_spec, load_dataset
         self.root = Path(path)
         # what may be served: the data set's folder; for a data set that is a file (a COCO JSON), its folder and the
         # one above it, where its images are looked for (images/, val2017/ beside annotations/)
@@ -147,9 +151,9 @@ class Review:
         self.exif = exif
         self.ds = load_dataset(path, split=split, on_error=on_error, progress=progress, fmt=fmt, exif=exif)
         self.format = self.ds.format
-        self.module = format_module(self.format)
+        self.edit = format_spec(self.format).edit  # the edit protocol, or None
         self.read_only = read_only
-        self.can_save = hasattr(self.module, "save_record") and self.ds.image_getter is None
+        self.can_save = self.edit is not None and self.ds.image_getter is None
         self.records: List[ImageRecord] = list(self.ds.records)
         self.polygons = any(r.polygons is not None for r in self.records)
         self._ann = [self._annotation_path(rec) for rec in self.records]  # a record's file never changes
@@ -177,7 +181,7 @@ class Review:
     def _annotation_path(self, rec: ImageRecord) -> Optional[str]:
         if not self.can_save:
             return None
-        path = self.module.annotation_file(self.ds, rec)
+        path = self.edit.annotation_file(self.ds, rec)
         if path is None or not _inside(self.root, path):
             return None
         return path
@@ -197,7 +201,7 @@ class Review:
 
     def _split_sets(self) -> List[frozenset]:
         """The splits each record is in: its own ``split`` and every split list naming its annotation file."""
-        lists = self.module.split_lists(self.ds) if hasattr(self.module, "split_lists") else {}
+        lists = self.edit.split_lists(self.ds) if self.edit is not None and self.edit.split_lists else {}
         member: Dict[str, set] = {}
         for split, files in lists.items():
             for f in files:
@@ -309,7 +313,7 @@ class Review:
         """The record as its file holds it now (read again), with the version the page must send back to save."""
         from ..dataset import reload_record
         rec = self.record(i)
-        ann = self._ann[i] if hasattr(self.module, "load_record") else None
+        ann = self._ann[i] if self.edit is not None else None
         if ann is None:
             return self._json(i, None)
         for _ in range(3):  # a version is the hash of exactly the bytes the record was read from
@@ -435,7 +439,7 @@ class Review:
         with self.save_lock:
             current = self._current(ann, rel, version)
             try:
-                data = self.module.save_record(current, edited, rel)
+                data = self.edit.save_record(current, edited, rel)
             except EditError:
                 raise
             except DsprepError as e:
@@ -529,7 +533,7 @@ class Review:
                                 lambda: self._make_thumbnail(rec, size, boxes))
 
     def _make_thumbnail(self, rec: ImageRecord, size: int, boxes: bool) -> bytes:
-        from ..draw import draw_record
+        from ..ops.draw import draw_record
         from ..images import encode_image
         factor = 1
         big = max(rec.width, rec.height)
@@ -561,7 +565,7 @@ class Review:
 
     def _make_crop(self, i: int, rec: ImageRecord, k: int, size: int) -> bytes:
         from ..core import boxes_to_polygons
-        from ..draw import class_color
+        from ..ops.draw import class_color
         from ..images import encode_image
         img = self._full(i)
         h, w = img.shape[:2]
@@ -598,8 +602,7 @@ class Review:
                     continue
                 if rec.polygons is not None:
                     p = rec.polygons[ks]
-                    x, y = p[..., 0], p[..., 1]
-                    area = 0.5 * np.abs((x * np.roll(y, -1, 1) - np.roll(x, -1, 1) * y).sum(1))
+                    area = polygon_area(p)
                     wd = np.hypot(*(p[:, 1] - p[:, 0]).T)
                     ht = np.hypot(*(p[:, 2] - p[:, 1]).T)
                 else:

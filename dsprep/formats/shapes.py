@@ -1,0 +1,262 @@
+"""Object shapes beyond boxes and quadrilaterals: COCO-style segmentations, and the pixel masks they cover.
+
+A *segmentation* is what COCO stores per object, and what the COCO and labelme readers keep in
+``rec.attrs["segmentation"]`` (one entry per object):
+
+* ``[]`` or ``None`` -- no shape beyond the box;
+* a list of polygon rings, each a flat list ``[x1, y1, x2, y2, ...]`` (at least 3 points) in 0-based continuous
+  pixel coordinates (the same system as boxes: pixel ``i`` covers ``[i, i+1)``);
+* a run-length encoded mask ``{"size": [height, width], "counts": [...] or "compressed string"}``: runs over the
+  image in column-major order, starting with a run of 0s (COCO's RLE; the string form is COCO's compressed one).
+
+Everything here is pure: lists and numpy arrays in, new arrays out.  The RLE codec is written from the published
+description of COCO's format (pycocotools is used only by the tests, to check that both agree).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..core import MAX_COORDINATE
+from ..geometry import ring_area
+
+
+def is_rle(seg) -> bool:
+    return isinstance(seg, dict) and "counts" in seg
+
+
+def rings(seg) -> List[np.ndarray]:
+    """The polygon rings of a segmentation as ``(K, 2) float64`` arrays (``[]`` for none or for an RLE mask)."""
+    if not seg or is_rle(seg):
+        return []
+    if not isinstance(seg, list):
+        raise ValueError(f"a segmentation is a list of polygons [[x1, y1, x2, y2, ...], ...] or an RLE mask "
+                         f"{{'counts', 'size'}}, got {seg!r:.60}")
+    out = []
+    for r in seg:
+        try:
+            ring = np.asarray(r, np.float64)
+        except (TypeError, ValueError):
+            ring = None
+        if ring is None or ring.ndim != 1 or len(ring) < 6 or len(ring) % 2:
+            raise ValueError(f"a polygon is a list of at least 3 x, y pairs [x1, y1, x2, y2, x3, y3, ...], got "
+                             f"{r!r:.60}")
+        if not (np.abs(ring) <= MAX_COORDINATE).all():  # (NaN fails too)
+            raise ValueError(f"polygon coordinates must be finite numbers within any image, got {r!r:.60}")
+        out.append(ring.reshape(-1, 2))
+    return out
+
+
+def unreadable(rec, k: int, err: Exception):
+    """The error for object ``k`` of ``rec`` whose segmentation cannot be used: file, annotation and why."""
+    from ..core import ParseError
+    where = rec.meta.get("annotation_path") or rec.image_path
+    ids = rec.attrs.get("id")
+    what = f"annotation id {ids[k]}" if ids is not None else f"object {k}"
+    return ParseError(f"{where}: {what} ({rec.names[k]}): unreadable segmentation ({err})")
+
+
+def quad_of(seg) -> Optional[np.ndarray]:
+    """``(4, 2)`` when the segmentation is exactly one ring of 4 points (a DOTA-style quadrilateral), else None."""
+    if isinstance(seg, list) and len(seg) == 1 and len(seg[0]) == 8:
+        return np.asarray(seg[0], np.float64).reshape(4, 2)
+    return None
+
+
+def segmentation_area(seg) -> Optional[float]:
+    """The area COCO stores for a segmentation: the sum of its rings' areas, or the mask's pixel count; None for
+    no segmentation."""
+    if is_rle(seg):
+        counts = rle_counts(seg)
+        return float(counts[1::2].sum())
+    r = rings(seg)
+    return sum(ring_area(x) for x in r) if r else None
+
+
+# ---- RLE --------------------------------------------------------------------------------------------------------
+
+def decode_counts_string(s: str) -> np.ndarray:
+    """COCO's compressed RLE string -> run lengths (``int64``).
+
+    Each run is stored as a variable-length group of 6-bit characters (offset by 48): 5 value bits each, the 6th
+    bit saying another character follows; the last character's 5th bit is the sign.  From the third run on, the
+    stored value is the difference to the run two places before."""
+    data = np.frombuffer(s.encode("ascii"), np.uint8).astype(np.int64) - 48
+    if len(data) and (data.min() < 0 or data.max() > 63):
+        raise ValueError("RLE string holds a character outside '0'..'o'")
+    out: List[int] = []
+    value = shift = 0
+    for c in data.tolist():
+        value |= (c & 0x1F) << shift
+        shift += 5
+        if c & 0x20:
+            if shift > 55:  # 12 characters hold a 60-bit run: more than any image has pixels
+                raise ValueError("RLE string holds a run longer than any image")
+            continue
+        if c & 0x10:
+            value -= 1 << shift
+        if len(out) > 2:
+            value += out[-2]
+        out.append(value)
+        value = shift = 0
+    if shift:
+        raise ValueError("RLE string ends inside a run")
+    return np.asarray(out, np.int64)
+
+
+def encode_counts_string(counts: Sequence[int]) -> str:
+    """Run lengths -> COCO's compressed RLE string (the inverse of :func:`decode_counts_string`)."""
+    c = [int(v) for v in counts]
+    chars = []
+    for i, v in enumerate(c):
+        x = v - c[i - 2] if i > 2 else v
+        while True:
+            ch = x & 0x1F
+            x >>= 5
+            more = (x != -1) if (ch & 0x10) else (x != 0)
+            chars.append(chr((ch | (0x20 if more else 0)) + 48))
+            if not more:
+                break
+    return "".join(chars)
+
+
+def rle_counts(rle: dict) -> np.ndarray:
+    counts = rle["counts"]
+    if isinstance(counts, (bytes, str)):
+        return decode_counts_string(counts.decode("ascii") if isinstance(counts, bytes) else counts)
+    if not (isinstance(counts, list) and all(type(v) is int for v in counts)):
+        raise ValueError(f"an RLE mask's counts are a string or a list of whole numbers, got {counts!r:.40}")
+    return np.asarray(counts, np.int64).reshape(-1)
+
+
+def check_rle(rle: dict, image_size: Optional[Tuple[int, int]] = None) -> Tuple[int, int, np.ndarray]:
+    """``(height, width, runs)`` of an RLE mask, checked without decoding it: its size is the image's
+    (``image_size``, ``(width, height)``, when given; else at most 2^31 pixels), no run is negative or longer than
+    the mask, and the runs cover it exactly.  ``ValueError`` otherwise."""
+    size = rle.get("size")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(type(v) is int and v >= 0 for v in size)):
+        raise ValueError(f"an RLE mask's size is [height, width] in pixels, got {size!r:.40}")
+    h, w = size
+    if image_size is not None and (w, h) != tuple(image_size):
+        raise ValueError(f"an RLE mask of size [{h}, {w}] (height, width) on a {image_size[0]}x{image_size[1]} "
+                         f"image")
+    if image_size is None and h * w > 1 << 31:
+        raise ValueError(f"an RLE mask of size [{h}, {w}] (height, width): larger than any image dsprep decodes")
+    counts = rle_counts(rle)
+    if len(counts) and (counts.min() < 0 or counts.max() > h * w):
+        raise ValueError(f"an RLE mask holds a run of {int(counts.min() if counts.min() < 0 else counts.max())} "
+                         f"pixels, the mask has {h}x{w} = {h * w}")
+    if abs(float(counts.sum(dtype=np.float64)) - h * w) > 0.5 or int(counts.sum()) != h * w:  # (no wrap-around)
+        raise ValueError(f"RLE runs cover {int(counts.sum(dtype=np.float64))} pixels, the mask has {h}x{w} = "
+                         f"{h * w}")
+    return h, w, counts
+
+
+def rle_decode(rle: dict, image_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """An RLE mask -> ``(height, width) bool`` array, once :func:`check_rle` has found it fits the image."""
+    h, w, counts = check_rle(rle, image_size)
+    values = np.arange(len(counts)) % 2 == 1
+    flat = np.repeat(values, counts)
+    return flat.reshape(w, h).T
+
+
+def rle_encode(mask: np.ndarray) -> dict:
+    """``(height, width)`` bool mask -> ``{"size": [h, w], "counts": [...]}`` (uncompressed runs, column-major,
+    starting with a run of 0s, as COCO stores crowd masks)."""
+    m = np.asarray(mask, bool)
+    h, w = m.shape
+    flat = m.T.reshape(-1)
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    edges = np.concatenate([[0], change, [flat.size]])
+    runs = np.diff(edges)
+    if flat.size and flat[0]:
+        runs = np.concatenate([[0], runs])
+    return {"size": [int(h), int(w)], "counts": [int(v) for v in runs]}
+
+
+# ---- masks over an object's pixel bounds --------------------------------------------------------------------------
+
+def ring_mask(ring: np.ndarray, bounds: Tuple[int, int, int, int]) -> np.ndarray:
+    """Rasterize one polygon ring into a bool mask over ``bounds = (x0, y0, x1, y1)`` (integer pixel slices): a
+    pixel is inside when its centre is (even-odd rule, half-open at edges, so two rings sharing an edge never both
+    take a pixel).  Scanline over every row at once: one intersection per row and edge, sorted per row."""
+    x0, y0, x1, y1 = (int(v) for v in bounds)
+    h, w = max(y1 - y0, 0), max(x1 - x0, 0)
+    ring = np.asarray(ring, np.float64).reshape(-1, 2)
+    if h == 0 or w == 0 or len(ring) < 3:
+        return np.zeros((h, w), bool)
+    xa, ya = ring[:, 0] - x0, ring[:, 1] - y0
+    xb, yb = np.roll(xa, -1), np.roll(ya, -1)
+    yc = np.arange(h, dtype=np.float64)[:, None] + 0.5                       # (h, 1) row centres
+    crosses = ((ya <= yc) & (yc < yb)) | ((yb <= yc) & (yc < ya))            # (h, K)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = xa + (yc - ya) * (xb - xa) / (yb - ya)
+    x = np.sort(np.where(crosses, x, np.inf), axis=1)
+    n = crosses.sum(axis=1)                                                  # even for a closed ring
+    pairs = x[:, : 2 * (int(n.max()) // 2)].reshape(h, -1, 2)
+    valid = np.isfinite(pairs[..., 1])
+    # column c is inside a span [xl, xr) when xl <= c + 0.5 < xr
+    start = np.clip(np.ceil(pairs[..., 0] - 0.5), 0, w).astype(np.int64)
+    stop = np.clip(np.ceil(pairs[..., 1] - 0.5), 0, w).astype(np.int64)
+    rows = np.broadcast_to(np.arange(h)[:, None], start.shape)
+    diff = np.zeros((h, w + 1), np.int64)
+    np.add.at(diff, (rows[valid], start[valid]), 1)
+    np.add.at(diff, (rows[valid], stop[valid]), -1)
+    return np.cumsum(diff[:, :w], axis=1) > 0
+
+
+def rings_mask(polys: Sequence[np.ndarray], bounds: Tuple[int, int, int, int]) -> np.ndarray:
+    """The union of :func:`ring_mask` over an object's rings (COCO's rule for the polygons of one object)."""
+    x0, y0, x1, y1 = (int(v) for v in bounds)
+    out = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), bool)
+    for ring in polys:
+        out |= ring_mask(ring, bounds)
+    return out
+
+
+def segmentation_mask(seg, bounds: Tuple[int, int, int, int],
+                      image_size: Optional[Tuple[int, int]] = None) -> Optional[np.ndarray]:
+    """The object's pixels over ``bounds`` as a bool mask, or None when the segmentation has no shape.  An RLE mask
+    must be of ``image_size`` (``(width, height)``, when given)."""
+    if is_rle(seg):
+        x0, y0, x1, y1 = (int(v) for v in bounds)
+        full = rle_decode(seg, image_size)
+        out = np.zeros((y1 - y0, x1 - x0), bool)
+        part = full[y0:y1, x0:x1]
+        out[:part.shape[0], :part.shape[1]] = part
+        return out
+    r = rings(seg)
+    return rings_mask(r, bounds) if r else None
+
+
+# ---- shapes in other formats' terms -------------------------------------------------------------------------------
+
+def axis_aligned(polys: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``(N,) bool``: whether each ``(4, 2)`` quad is its own box (every corner on the box's corners), i.e. writing
+    the box loses nothing."""
+    p = np.asarray(polys, np.float64).reshape(-1, 4, 2)
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    on_x = (p[..., 0] == b[:, None, 0]) | (p[..., 0] == b[:, None, 2])
+    on_y = (p[..., 1] == b[:, None, 1]) | (p[..., 1] == b[:, None, 3])
+    return (on_x & on_y).all(axis=1)
+
+
+def obb_of_segmentation(seg) -> Tuple[Optional[np.ndarray], str]:
+    """The oriented box an oriented-box format writes for a segmentation, and what that loses:
+
+    * one 4-point ring: that quad, nothing lost (``""``);
+    * other rings: the minimum-area rotated rectangle of all their points (``"polygon_to_obb"``);
+    * an RLE mask: None (the box is written; ``"mask_to_box"``);
+    * no segmentation: None, ``""``."""
+    if is_rle(seg):
+        return None, "mask_to_box"
+    q = quad_of(seg)
+    if q is not None:
+        return q, ""
+    r = rings(seg)
+    if not r:
+        return None, ""
+    import cv2
+    pts = np.concatenate(r).astype(np.float32)
+    return cv2.boxPoints(cv2.minAreaRect(pts)).astype(np.float64), "polygon_to_obb"

@@ -1,0 +1,267 @@
+"""VOC object masks: SegmentationObject/ (instance ids) + SegmentationClass/ (class indices), for `crop` silhouettes,
+and palette PNGs written as VOC writes them (`synth --masks`).
+
+VOC stores both as 8-bit palette PNGs: the pixel *values* are the ids (0 background, 255 "void": object borders
+and ignored regions), the palette only colours them.  Decoders that expand the palette (OpenCV does) lose the
+values, so :func:`mask_indices` rewrites the file's palette as the identity (entry i = grey i) before decoding it
+with the one decoder: every filter, bit depth and interlacing libpng reads comes back as exact indices.  Masks saved
+as RGB (some converters do) are mapped back through the VOC colour map (or ``labelmap.txt``'s colours).
+
+Instance k + 1 is object k of the XML (VOC's convention).  Tools that wrote masks apart from the boxes break it
+(labelme's VOC export numbers its own polygons), so every pairing is checked: the instance's class (the majority of
+SegmentationClass under it) must be the object's, and the instance's tight box must overlap the object's box with
+IoU >= 0.5.  Objects whose conventional instance fails the check take the best unclaimed instance that passes it;
+objects with none get no mask (``None``).
+
+Orientation: a mask describes the pixel grid the boxes refer to (the annotation's <size>).  When the photo's EXIF
+rotation was applied (``rec.meta["orient"]``) and the mask has the *stored* grid's size instead, it is turned the
+same way; a mask matching neither grid is an error.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from ..core import ImageRecord, ParseError
+
+
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+               "tvmonitor")
+MASK_IOU = 0.5
+
+
+def _png_chunks(data: bytes, name: str) -> List[Tuple[bytes, bytes]]:
+    import struct
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ParseError(f"{name}: not a PNG file (masks must be PNG)")
+    out, pos = [], 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        out.append((kind, data[pos + 8:pos + 8 + length]))
+        pos += 12 + length
+        if kind == b"IEND":
+            break
+    if not out or out[0][0] != b"IHDR" or len(out[0][1]) != 13:
+        raise ParseError(f"{name}: PNG without a valid IHDR chunk")
+    return out
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    import struct
+    import zlib
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def mask_indices(data: bytes, name: str = "<mask>", colors: Optional[np.ndarray] = None) -> np.ndarray:
+    """The ``(H, W) uint8`` index values of a mask PNG (stored orientation: masks carry no EXIF rotation).
+
+    Palette and grey PNGs give their stored values (the palette is replaced by the identity before decoding, see
+    above).  RGB(A) PNGs are mapped through ``colors`` (``(K, 3)`` RGB, index = row; default: the VOC colour map);
+    a colour that is not in it is a :class:`ParseError`.
+    """
+    import struct
+    from ..images import decode_image
+    chunks = _png_chunks(data, name)
+    w, h, depth, ctype, comp, filt, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    if ctype in (0, 3):  # grey or palette: same packing of 1/2/4/8-bit samples
+        if depth > 8:
+            raise ParseError(f"{name}: {depth}-bit mask; VOC masks hold 8-bit indices")
+        ihdr = struct.pack(">IIBBBBB", w, h, depth, 3, comp, filt, interlace)
+        n = 1 << depth
+        ramp = np.repeat(np.arange(n, dtype=np.uint8), 3).tobytes()
+        body = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"PLTE", ramp)
+                + b"".join(_chunk(k, v) for k, v in chunks if k == b"IDAT") + _chunk(b"IEND", b""))
+        return np.ascontiguousarray(decode_image(np.frombuffer(body, np.uint8), name, "color", orient=False)[:, :, 0])
+    if ctype in (2, 6):
+        bgr = decode_image(np.frombuffer(data, np.uint8), name, "color", orient=False)
+        if colors is None:
+            colors = voc_palette()
+        return colors_to_indices(bgr[:, :, ::-1], colors, name)
+    raise ParseError(f"{name}: PNG colour type {ctype} is not a mask (palette, grey or RGB expected)")
+
+
+def colors_to_indices(rgb: np.ndarray, colors: np.ndarray, name: str = "<mask>") -> np.ndarray:
+    """``(H, W, 3)`` RGB pixels -> ``(H, W) uint8`` row of ``colors`` holding each colour (first row on ties)."""
+    colors = np.asarray(colors, np.int64).reshape(-1, 3)[:256]
+    keys = (colors[:, 0] << 16) | (colors[:, 1] << 8) | colors[:, 2]
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    px = rgb.astype(np.int64)
+    pk = (px[..., 0] << 16) | (px[..., 1] << 8) | px[..., 2]
+    pos = np.clip(np.searchsorted(sorted_keys, pk), 0, len(sorted_keys) - 1)
+    bad = sorted_keys[pos] != pk
+    if bad.any():
+        y, x = np.argwhere(bad)[0]
+        r, g, b = rgb[y, x]
+        raise ParseError(f"{name}: pixel ({x}, {y}) has colour ({r}, {g}, {b}), which is no class or instance "
+                         f"colour of the palette")
+    return order[pos].astype(np.uint8)
+
+
+def read_labelmap(path) -> Tuple[List[str], np.ndarray]:
+    """A ``labelmap.txt`` (``name:r,g,b:parts:actions`` per line, ``#`` comments): class names in index order and
+    their ``(K, 3)`` RGB colours."""
+    names, colors = [], []
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ParseError(f"{path}: cannot read label map ({e})") from e
+    for lineno, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        fields = s.split(":")
+        try:
+            rgb = [int(v) for v in fields[1].split(",")] if len(fields) > 1 and fields[1].strip() else None
+            if rgb is not None and (len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb)):
+                raise ValueError
+        except ValueError as e:
+            raise ParseError(f"{path}:{lineno}: cannot parse the colour '{fields[1]}' (expected r,g,b)") from e
+        names.append(fields[0].strip())
+        colors.append(rgb)
+    pal = voc_palette()
+    return names, np.array([c if c is not None else pal[i] for i, c in enumerate(colors)], np.uint8).reshape(-1, 3)
+
+
+def instance_table(instance: np.ndarray, classes: Optional[np.ndarray] = None
+                   ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every instance id 0..255 of an instance mask: ``(count (256,), box (256, 4) x0 y0 x1 y1 exclusive,
+    class (256,))`` where class is the most frequent value of ``classes`` under the instance other than 0 and 255
+    (-1 when none or no class mask).  Ids 0 and 255 (background, void) have count 0."""
+    inst = np.asarray(instance, np.uint8)
+    h, w = inst.shape
+    flat = inst.astype(np.int64)
+    count = np.bincount(flat.ravel(), minlength=256)
+    count[[0, 255]] = 0
+    rows = np.bincount((flat * h + np.arange(h)[:, None]).ravel(), minlength=256 * h).reshape(256, h) > 0
+    cols = np.bincount((flat * w + np.arange(w)[None, :]).ravel(), minlength=256 * w).reshape(256, w) > 0
+    box = np.zeros((256, 4), np.int64)
+    present = count > 0
+    box[:, 0] = np.argmax(cols, axis=1)
+    box[:, 2] = w - np.argmax(cols[:, ::-1], axis=1)
+    box[:, 1] = np.argmax(rows, axis=1)
+    box[:, 3] = h - np.argmax(rows[:, ::-1], axis=1)
+    box[~present] = 0
+    cls = np.full(256, -1, np.int64)
+    if classes is not None:
+        joint = np.bincount((flat * 256 + np.asarray(classes, np.int64)).ravel(), minlength=65536).reshape(256, 256)
+        joint[:, [0, 255]] = 0
+        has = joint.sum(axis=1) > 0
+        cls[has] = np.argmax(joint[has], axis=1)
+    cls[~present] = -1
+    return count, box, cls
+
+
+def match_instances(count: np.ndarray, box: np.ndarray, inst_class: np.ndarray, bounds: np.ndarray,
+                    object_class: np.ndarray, min_iou: float = MASK_IOU) -> np.ndarray:
+    """The instance id of each object (0: none), from :func:`instance_table`'s output, the objects' integer pixel
+    ``bounds`` ``(N, 4)`` and class indices ``object_class`` ``(N,)`` (-1: unknown name, class not checked).
+
+    Object k takes instance k + 1 when it passes the check (same class where both are known, box IoU >= min_iou);
+    the others take, best IoU first, an unclaimed instance that passes it."""
+    n = len(bounds)
+    b = np.asarray(bounds, np.float64).reshape(-1, 4)
+    ib = box.astype(np.float64)
+    iw = np.clip(np.minimum(b[:, None, 2], ib[None, :, 2]) - np.maximum(b[:, None, 0], ib[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(b[:, None, 3], ib[None, :, 3]) - np.maximum(b[:, None, 1], ib[None, :, 1]), 0, None)
+    inter = iw * ih
+    area_b = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[:, None]
+    area_i = ((ib[:, 2] - ib[:, 0]) * (ib[:, 3] - ib[:, 1]))[None, :]
+    iou = inter / np.maximum(area_b + area_i - inter, 1e-9)
+    oc = np.asarray(object_class, np.int64).reshape(-1, 1)
+    same = (oc < 0) | (inst_class[None, :] < 0) | (inst_class[None, :] == oc)
+    ok = same & (iou >= min_iou) & (count[None, :] > 0)
+    result = np.zeros(n, np.int64)
+    conventional = np.arange(1, n + 1)
+    fits = conventional < 255
+    fits[fits] = ok[np.flatnonzero(fits), conventional[fits]]
+    result[fits] = conventional[fits]
+    claimed = np.zeros(256, bool)
+    claimed[result[result > 0]] = True
+    score = np.where(ok, iou, -1.0)
+    score[result > 0] = -1.0
+    score[:, claimed] = -1.0
+    while True:  # greedy assignment, best pair first (one step per matched object)
+        k, i = np.unravel_index(np.argmax(score), score.shape) if score.size else (0, 0)
+        if score.size == 0 or score[k, i] < 0:
+            break
+        result[k] = i
+        score[k, :] = -1.0
+        score[:, i] = -1.0
+    return result
+
+
+def _mask_root(rec: ImageRecord) -> Optional[Path]:
+    ann = rec.meta.get("annotation_path")
+    return Path(ann).parent.parent if ann else None
+
+
+def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
+    """The VOC format's answer to :func:`dsprep.dataset.object_masks`: each object's bool mask over its pixel
+    bounds (``None`` for objects without a matching instance), or ``None`` when the image has no
+    ``SegmentationObject/<id>.png``."""
+    from ..geometry import pixel_bounds
+    from ..images import apply_orientation
+    root = _mask_root(rec)
+    if root is None or len(rec) == 0:
+        return None
+    obj_path = root / "SegmentationObject" / f"{rec.stem}.png"
+    if not obj_path.is_file():
+        return None
+    cls_path = root / "SegmentationClass" / f"{rec.stem}.png"
+    names, colors = (read_labelmap(root / "labelmap.txt") if (root / "labelmap.txt").is_file()
+                     else (list(VOC_CLASSES), None))
+    maps = []
+    for path in (obj_path, cls_path):
+        if not path.is_file():
+            maps.append(None)
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
+        m = mask_indices(data, str(path), colors if path == cls_path else None)
+        h, w = m.shape
+        if (w, h) != (rec.width, rec.height):
+            exif = rec.meta.get("exif", 1)
+            if rec.meta.get("orient") and exif in (5, 6, 7, 8) and (h, w) == (rec.width, rec.height):
+                m = apply_orientation(m, exif)  # stored grid of a photo whose rotation was applied
+            else:
+                raise ParseError(f"{path}: the mask is {w}x{h}, the image's boxes refer to {rec.width}x{rec.height}")
+        maps.append(m)
+    instance, classes = maps
+    index = {n: i for i, n in enumerate(names)}
+    object_class = np.array([index.get(n, -1) for n in rec.names], np.int64)
+    bounds = pixel_bounds(rec.boxes, rec.width, rec.height)
+    ids = match_instances(*instance_table(instance, classes), bounds, object_class)
+    return [None if i == 0 else np.ascontiguousarray(instance[y0:y1, x0:x1] == i)
+            for i, (x0, y0, x1, y1) in zip(ids.tolist(), bounds.tolist())]
+
+
+# ---- writing: palette PNGs as VOC's masks are -------------------------------------------------------------
+
+def voc_palette() -> np.ndarray:
+    """The standard PASCAL VOC colour map (256 x 3 RGB): bit j of the index's three-bit groups sets bit 7-j."""
+    idx = np.arange(256)
+    pal = np.zeros((256, 3), np.int64)
+    for j in range(8):
+        for ch in range(3):
+            pal[:, ch] |= ((idx >> (3 * j + ch)) & 1) << (7 - j)
+    return pal.astype(np.uint8)
+
+
+def encode_palette_png(index: np.ndarray, palette: np.ndarray) -> bytes:
+    """An 8-bit palette ('P' mode) PNG, as VOC's SegmentationClass/SegmentationObject files are (OpenCV cannot
+    write these)."""
+    import struct
+    import zlib
+
+    h, w = index.shape
+    raw = np.zeros((h, w + 1), np.uint8)  # filter byte 0 per row
+    raw[:, 1:] = index
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+            + _chunk(b"PLTE", palette.astype(np.uint8).tobytes()) + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+            + _chunk(b"IEND", b""))
