@@ -10,7 +10,9 @@ The vocabulary: an option name means the same thing in every command that has it
 * ``--on-error M``   fail at the first bad input, or skip it and list it with its reason;
 * ``--quiet``/``-q`` no progress bar;  ``--json``: the summary as one JSON document on stdout;
 * ``--workers N``/``-j N``, ``--scheduler ADDR``: where the per-image work runs;
-* ``--size WxH`` (or ``N`` for a square), ``--out DIR``, ``--overwrite``.
+* ``--size WxH`` (or ``N`` for a square), ``--out DIR``, ``--overwrite``;
+* ``--map OLD:NEW``, ``--drop CLASS``: rename or merge classes, drop the objects of a class, on every command that
+                     writes a data set (see :mod:`dsprep.classmap`).
 
 Every bad option value is a usage error (exit code 2) with a message naming the option.
 """
@@ -122,6 +124,22 @@ def csv_list(value: Optional[str]) -> List[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
+def _parse_map(ctx, param, value):
+    from ..classmap import parse_map
+    try:
+        return parse_map(value) or None
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from e
+
+
+def _parse_drop(ctx, param, value):
+    from ..classmap import parse_drop
+    try:
+        return parse_drop(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from e
+
+
 def _check_workers(ctx, param, value):
     from ..parallel import parse_workers
     try:
@@ -154,6 +172,8 @@ class Common:
     classes: Optional[List[str]] = None
     workers: str = "1"
     scheduler: Optional[str] = None
+    class_map: Optional[dict] = None
+    drop: tuple = ()
 
 
 _FIELDS = set(Common.__dataclass_fields__)
@@ -186,6 +206,13 @@ def _options(group: str) -> List[Callable]:
                                   "the list the data set declares (COCO categories, YOLO names), else every class "
                                   "of the data set, sorted]. Objects of other classes are errors (skipped and "
                                   "listed with --on-error skip).")]
+    if group == "classmap":
+        return [click.option("--map", "class_map", default=None, callback=_parse_map,
+                             help="Rename or merge classes: OLD:NEW[,OLD:NEW...] (several OLD to one NEW merge "
+                                  "them), or a file with one OLD:NEW a line. Counted as class_renamed."),
+                click.option("--drop", default=None, callback=_parse_drop,
+                             help="Leave out the objects of these classes: CLASS[,CLASS...]. Counted as "
+                                  "class_dropped.")]
     if group == "workers":
         return [click.option("--workers", "-j", default="1", show_default=True, callback=_check_workers,
                              help="Worker processes: a number, or 'auto' for one per CPU."),
@@ -227,6 +254,33 @@ def load(path, common: Common):
     return load_dataset(path, split=common.split, on_error=common.on_error, fmt=common.fmt, classes=common.classes,
                         exif=common.exif,
                         progress=lambda it: progress(it, desc="reading annotations", quiet=common.quiet, unit="file"))
+
+
+def class_map(common: Common, classes: Sequence[str], where) -> "ClassMap":
+    """The ``--map``/``--drop`` of this run, checked against ``classes`` (the data set's, or the union of the
+    inputs'): a class the data set lacks is a usage error (exit code 2)."""
+    from ..classmap import ClassMap
+    try:
+        cmap = ClassMap(dict(common.class_map or {}), tuple(common.drop or ()))
+        cmap.check(classes)
+    except ValueError as e:
+        raise UsageError(f"{e}" if str(e).startswith("--") else f"--map/--drop: {e}") from e
+    return cmap
+
+
+def map_classes(ds, common: Common, summary: Optional[Summary] = None):
+    """``ds`` with ``--map``/``--drop`` applied (a new :class:`~dsprep.core.Dataset`; ``ds`` is left as it was), the
+    objects renamed and dropped counted in ``summary``."""
+    import dataclasses
+    from ..classmap import apply_to_records
+    cmap = class_map(common, ds.classes, ds.root)
+    if not cmap:
+        return ds
+    records, counts = apply_to_records(ds.records, cmap)
+    if summary is not None:
+        for k in ("class_renamed", "class_dropped"):
+            summary.add(k, counts.get(k, 0))
+    return dataclasses.replace(ds, records=records, classes=cmap.classes(ds.classes), meta=cmap.meta(ds.meta))
 
 
 def start_summary(verb: str, ds=None) -> Summary:
@@ -272,6 +326,28 @@ def finish(summary: Summary, out: Optional[str], order: Sequence[str], common: O
         click.echo(line, err=True)
     if common is not None and common.as_json:
         click.echo(json.dumps(summary.as_dict(out), ensure_ascii=False, indent=1))
+
+
+def write_dataset(out_dir, target: str, classes: Sequence[str], meta: dict, records: Sequence, summary: Summary,
+                  common: Common, link: str = "hard", desc: str = "writing") -> List:
+    """Write ``records`` into ``out_dir`` as a ``target`` data set (each record in its ``split``), through the
+    format's writer and convert's per-image jobs: names that would collide are made distinct (counted as
+    ``renamed_duplicate_name``), images placed as ``link`` says, what the format cannot hold counted.  Returns the
+    records written (renamed ones as renamed)."""
+    from pathlib import Path
+    from ..dataset import format_module
+    from ..jobs.convert import ConvertOptions, convert_one, unique_names, write_dataset_files
+    writer = format_module(target).Writer(list(classes), {"dataset_meta": meta,
+                                                          "root": str(Path(out_dir).resolve())})
+    records, renamed = unique_names(records, writer)
+    if renamed:
+        summary.add("renamed_duplicate_name", renamed)
+    opts = ConvertOptions(out=str(out_dir), writer=writer, link=link)
+    done = [item[0] for item, r in run_jobs(convert_one, [(r, opts) for r in records], summary, common, desc,
+                                            name_of=lambda it: it[0].image_path) if r is not None]
+    for kind, n in write_dataset_files(out_dir, writer, done).items():
+        summary.add(kind, n)
+    return done
 
 
 def check_classes_known(wanted: Sequence[str], ds, option: str) -> None:

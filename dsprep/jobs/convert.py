@@ -31,6 +31,7 @@ LOSSY = {
 class ConvertOptions:
     out: str
     writer: FormatWriter
+    link: str = "hard"  # how an image is placed: hard | symlink | copy (see outputs.copy_file)
 
 
 def account_attrs(rec: ImageRecord, writer: FormatWriter) -> Tuple[ImageRecord, Dict[str, int]]:
@@ -75,7 +76,7 @@ def convert_one(args) -> dict:
             from ..images import clear_orientation
             atomic_write_bytes(image, clear_orientation(Path(rec.image_path).read_bytes(), rec.image_path))
         else:
-            copy_file(rec.image_path, image)
+            copy_file(rec.image_path, image, opts.link)
     return {"images": 1, "objects": len(rec), **lossy}
 
 
