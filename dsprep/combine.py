@@ -70,6 +70,7 @@ def combine(datasets: Sequence[Dataset], key: Callable[[ImageRecord], str]) -> C
     records, origin, renamed = [], [], []
     for k, ds in enumerate(datasets):
         mine: Dict[str, int] = {}
+        own = {_key(key, rec) for rec in ds.records}  # a new name must not take one this input uses itself
         for rec in ds.records:
             name = _key(key, rec)
             if taken.get(name, k) != k:
@@ -78,7 +79,7 @@ def combine(datasets: Sequence[Dataset], key: Callable[[ImageRecord], str]) -> C
                 base = f"{rec.stem}_{k + 1}"
                 for n in range(1, 10 ** 6):
                     new.meta["stem"] = base if n == 1 else f"{base}_{n}"
-                    if _key(key, new) not in taken and _key(key, new) not in mine:
+                    if not {_key(key, new)} & (taken.keys() | own | mine.keys()):
                         break
                 renamed.append((k, rec.image_path, new.meta["stem"]))
                 rec, name = new, _key(key, new)

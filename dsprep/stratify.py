@@ -357,6 +357,7 @@ def assign_splits(ds, ratios: Dict[str, float], group: str, rng: np.random.Gener
     for rec, k in zip(ds.records, assign.tolist()):
         new = copy.copy(rec)
         new.meta = dict(rec.meta)
+        new.meta.pop("splits", None)  # its membership of the source's other split lists no longer holds
         new.split = names[k]
         out.append(new)
     return out, quality
