@@ -18,9 +18,10 @@ Two stages, both over whole arrays:
    ``L = sum_c w_c sum_j E_cj^2 + img(E_j) + P * #(eligible class absent from a split)``
 
    with ``E_cj`` the objects of class ``c`` in split ``j`` minus the wanted number, ``w_c = 1 / (C N_c^2)``
-   (so the loss is the mean squared deviation of each class's fractions), ``img`` a quadratic in the images per
-   split plus a steep penalty beyond 1% of the images, and ``P`` larger than any other term, so a class with at
-   least as many groups as there are splits ends up in every split.
+   (so the loss is the mean squared deviation of each class's fractions, at most 2), ``img`` a quadratic in the
+   images per split plus ``10 * (images beyond the tolerance)^2`` (tolerance: 1% of the images, at least one), and
+   ``P = 100``, so a class with at least as many groups as there are splits ends up in every split where that is
+   possible, then the images per split keep to the tolerance, then the classes are as even as they can be.
 
 The same ``rng`` state gives the same split.
 """
@@ -224,14 +225,14 @@ def _refine(x: np.ndarray, present: np.ndarray, m: np.ndarray, r: np.ndarray, as
     total = x.sum(0)
     w = np.where(total > 0, 1.0 / np.maximum(total, 1) ** 2, 0.0) / max(c, 1)  # (C,)
     m_total = m.sum()
-    w_img = 1.0 / m_total ** 2
+    w_img = 0.1 / m_total ** 2
     tol = max(IMAGE_TOLERANCE * m_total, 1.0)
-    steep = 1e3 / m_total ** 2
+    steep = 10.0  # per image beyond the tolerance, squared: above every class term together (at most 2)
     has = present > 0  # (G, C)
     xt = np.ascontiguousarray(x.T)  # (C, G): a class's column read as one row
     ht = np.ascontiguousarray(has.T).astype(np.float64)
     eligible = (has.sum(0) >= s).astype(np.float64)  # classes that can be in every split
-    big = 10.0  # above the largest possible sum of the other terms' changes for one move
+    big = 100.0  # a class missing from a split: above the class terms and a few images beyond the tolerance
     onehot = np.zeros((g, s))
     onehot[np.arange(g), assign] = 1
     err = x.T @ onehot - total[:, None] * r[None, :]  # (C, S)

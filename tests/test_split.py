@@ -124,11 +124,11 @@ def plain_loss(counts, assign, r, groups_ok=None):
     tol = max(IMAGE_TOLERANCE * n, 1.0)
     for j in range(s):
         e = (assign == j).sum() - n * r[j]
-        loss += e * e / n ** 2 + 1e3 / n ** 2 * max(abs(e) - tol, 0) ** 2
+        loss += e * e / n ** 2 + 10.0 * max(abs(e) - tol, 0) ** 2
     for k in range(c):
         if (counts[:, k] > 0).sum() >= s:
             for j in range(s):
-                loss += 10.0 * ((counts[assign == j, k] > 0).sum() == 0)
+                loss += 100.0 * ((counts[assign == j, k] > 0).sum() == 0)
     return loss
 
 
