@@ -34,6 +34,8 @@ import numpy as np
 
 # Images per split: the tolerance the refinement keeps (a fraction of all images; at least one image).
 IMAGE_TOLERANCE = 0.01
+# Groups of each split considered for exchanges (those whose own move would help most): the pairs cost K^2 C.
+SWAP_CANDIDATES = 64
 # A move must lower the loss by more than this (floating-point noise never moves a group back and forth).
 EPS = 1e-12
 
@@ -214,11 +216,15 @@ def _lay(weight: np.ndarray, need: np.ndarray, fallback: np.ndarray, r: np.ndarr
 
 
 def _refine(x: np.ndarray, present: np.ndarray, m: np.ndarray, r: np.ndarray, assign: np.ndarray,
-            max_moves: int) -> np.ndarray:
-    """Stage 2 (see the module docstring): single-group moves while one lowers the loss.
+            max_moves: int, swap_candidates: int = SWAP_CANDIDATES) -> np.ndarray:
+    """Stage 2 (see the module docstring): the best single-group move while one lowers the loss, else the best
+    exchange of two groups between two splits (which leaves the images per split where they are), among the
+    ``swap_candidates`` groups of each split whose own move would help most.
 
     The loss change of every (group, split) move is kept in a few ``(G, S)`` arrays; a move changes the errors of
-    only the classes its group holds, in two splits, so the arrays are updated through those few columns."""
+    only the classes its group holds, in two splits, so the arrays are updated through those few columns.  The
+    change of an exchange is the two moves' changes plus their interaction, ``-4 sum_c w_c x_gc x_hc`` for the
+    class terms, computed for every candidate pair by one matrix product (the other terms exactly, per pair)."""
     g, c = x.shape
     s = len(r)
     assign = assign.copy()
@@ -229,15 +235,16 @@ def _refine(x: np.ndarray, present: np.ndarray, m: np.ndarray, r: np.ndarray, as
     tol = max(IMAGE_TOLERANCE * m_total, 1.0)
     steep = 10.0  # per image beyond the tolerance, squared: above every class term together (at most 2)
     has = present > 0  # (G, C)
+    hasf = has.astype(np.float64)
     xt = np.ascontiguousarray(x.T)  # (C, G): a class's column read as one row
-    ht = np.ascontiguousarray(has.T).astype(np.float64)
+    ht = np.ascontiguousarray(hasf.T)
     eligible = (has.sum(0) >= s).astype(np.float64)  # classes that can be in every split
     big = 100.0  # a class missing from a split: above the class terms and a few images beyond the tolerance
     onehot = np.zeros((g, s))
     onehot[np.arange(g), assign] = 1
     err = x.T @ onehot - total[:, None] * r[None, :]  # (C, S)
     err_img = m @ onehot - m_total * r  # (S,)
-    in_split = has.T.astype(np.float64) @ onehot  # (C, S) groups holding each class in each split
+    in_split = hasf.T @ onehot  # (C, S) groups holding each class in each split
     xe = x @ (w[:, None] * err)  # (G, S): sum_c w_c x_gc E_cj
     lose = ht.T @ (eligible[:, None] * (in_split == 1))  # (G, S): eligible classes split j has only in one group
     gain = ht.T @ (eligible[:, None] * (in_split == 0))  # (G, S): eligible classes split j lacks
@@ -249,17 +256,7 @@ def _refine(x: np.ndarray, present: np.ndarray, m: np.ndarray, r: np.ndarray, as
         over = np.maximum(np.abs(e) - tol, 0)
         return w_img * e ** 2 + steep * over ** 2
 
-    for _ in range(max_moves):
-        delta = 2 * (xe - xe[rows, assign][:, None]) + self_cost[:, None]
-        src = err_img[assign]
-        delta += img_cost(err_img[None, :] + m_col) - img_cost(err_img)[None, :]
-        delta += (img_cost(src - m) - img_cost(src))[:, None]
-        delta += big * (lose[rows, assign][:, None] - gain)
-        delta[rows, assign] = 0
-        best = int(np.argmin(delta))
-        if delta.flat[best] >= -EPS:
-            break
-        k, to = divmod(best, s)
+    def move(k, to):
         fr = assign[k]
         cls = np.flatnonzero(has[k])
         cols = [fr, to]
@@ -275,6 +272,55 @@ def _refine(x: np.ndarray, present: np.ndarray, m: np.ndarray, r: np.ndarray, as
         err_img[fr] -= m[k]
         err_img[to] += m[k]
         assign[k] = to
+
+    def missing(counts):  # eligible classes absent, for in_split columns of shape (..., C)
+        return ((counts == 0) * eligible).sum(-1)
+
+    def best_swap(class_delta):
+        """``(delta, g, h)`` of the best exchange of a group of split a with one of split b, over all a < b."""
+        best = (0.0, -1, -1)
+        for a in range(s):
+            for b in range(a + 1, s):
+                ga = np.flatnonzero(assign == a)
+                gb = np.flatnonzero(assign == b)
+                if not len(ga) or not len(gb):
+                    continue
+                ga = ga[np.argsort(class_delta[ga, b], kind="stable")[:swap_candidates]]
+                gb = gb[np.argsort(class_delta[gb, a], kind="stable")[:swap_candidates]]
+                d = class_delta[ga, b][:, None] + class_delta[gb, a][None, :] - 4 * (x[ga] * w) @ x[gb].T
+                dm = m[gb][None, :] - m[ga][:, None]  # images a gains (b loses)
+                d += img_cost(err_img[a] + dm) + img_cost(err_img[b] - dm) - img_cost(err_img[a]) \
+                    - img_cost(err_img[b])
+                ina = in_split[:, a][None, None, :] - hasf[ga][:, None, :] + hasf[gb][None, :, :]
+                inb = in_split[:, b][None, None, :] + hasf[ga][:, None, :] - hasf[gb][None, :, :]
+                d += big * (missing(ina) + missing(inb) - missing(in_split[:, a]) - missing(in_split[:, b]))
+                k = int(np.argmin(d))
+                i, j = divmod(k, len(gb))
+                if d[i, j] < best[0]:
+                    best = (float(d[i, j]), int(ga[i]), int(gb[j]))
+        return best
+
+    for _ in range(max_moves):
+        class_delta = 2 * (xe - xe[rows, assign][:, None]) + self_cost[:, None]
+        delta = class_delta.copy()
+        src = err_img[assign]
+        delta += img_cost(err_img[None, :] + m_col) - img_cost(err_img)[None, :]
+        delta += (img_cost(src - m) - img_cost(src))[:, None]
+        delta += big * (lose[rows, assign][:, None] - gain)
+        delta[rows, assign] = 0
+        best = int(np.argmin(delta))
+        if delta.flat[best] < -EPS:
+            move(*divmod(best, s))
+            continue
+        if s < 2 or swap_candidates < 1:
+            break
+        class_delta[rows, assign] = np.inf
+        d, k, h = best_swap(class_delta)
+        if d >= -EPS:
+            break
+        a, b = assign[k], assign[h]
+        move(k, b)
+        move(h, a)
     return assign
 
 
