@@ -363,10 +363,11 @@ def split_quality(counts: np.ndarray, assign: np.ndarray, fractions: Sequence[fl
 
 # ---- records ----------------------------------------------------------------------------------------------------
 
-def image_groups(ds, group: str = "none") -> np.ndarray:
+def image_groups(ds, group: str = "none", **dedup_options) -> np.ndarray:
     """``(N,)`` group labels of ``ds.records`` for ``--group``: records of one image file always share a label;
     ``regex:PATTERN`` joins images whose file names (paths relative to the data set when PATTERN has a ``/``) give
-    the same first group; ``duplicates`` joins near-duplicates (:func:`dsprep.dedup.find_duplicate_groups`)."""
+    the same first group; ``duplicates`` joins near-duplicates (:func:`dsprep.dedup.find_duplicate_groups`, called
+    with ``dedup_options``)."""
     import os
     records = ds.records
     same_file = groups_by_regex([os.path.realpath(r.image_path) if r.image_path else f"\0{i}"
@@ -375,26 +376,28 @@ def image_groups(ds, group: str = "none") -> np.ndarray:
         return same_file
     if group == "duplicates":
         from .dedup import find_duplicate_groups
-        return groups_from_sets(len(records), find_duplicate_groups(ds), same_file)
+        return groups_from_sets(len(records), find_duplicate_groups(ds, **dedup_options), same_file)
     if group.startswith("regex:"):
         pattern = group[len("regex:"):]
         root = str(ds.root)
         names = [os.path.relpath(r.image_path, root).replace(os.sep, "/") if "/" in pattern
                  else os.path.basename(r.image_path) for r in records]
         by_name = groups_by_regex(names, pattern)
-        joined = [np.flatnonzero(by_name == k) for k in np.flatnonzero(np.bincount(by_name) > 1)]
-        return groups_from_sets(len(records), joined, same_file)
+        order = np.argsort(by_name, kind="stable")
+        sets = np.split(order, np.flatnonzero(np.diff(by_name[order])) + 1)
+        return groups_from_sets(len(records), [m for m in sets if len(m) > 1], same_file)
     raise ValueError(f"--group: '{group}' is not none, regex:PATTERN or duplicates")
 
 
-def assign_splits(ds, ratios: Dict[str, float], group: str, rng: np.random.Generator):
+def assign_splits(ds, ratios: Dict[str, float], group: str, rng: np.random.Generator, **dedup_options):
     """``(records, quality)``: copies of ``ds.records`` (in their order) each with its new ``split`` (a name of
     ``ratios``), and :func:`split_quality` of the stratified split, with ``"random"``: that of a random split of the
-    same images drawn from the same seed, and ``"groups"``: how many groups kept images together."""
+    same images drawn from the same seed, and ``"groups"``: how many groups kept images together.
+    ``dedup_options`` go to :func:`dsprep.dedup.find_duplicate_groups` (``--group duplicates``)."""
     import copy
     names, fractions = list(ratios), np.array(list(ratios.values()))
     counts = class_counts([r.names for r in ds.records], ds.classes)
-    labels = image_groups(ds, group)
+    labels = image_groups(ds, group, **dedup_options)
     assign = stratified_split(counts, fractions, rng, labels)
     quality = split_quality(counts, assign, fractions)
     quality["random"] = split_quality(counts, random_split(len(counts), fractions, rng), fractions)

@@ -331,3 +331,32 @@ def test_usage_errors(trees, tmp_path, args, problem):
 def test_output_inside_input_refused(trees):
     res = run_cli("split", trees["voc"], "--out", trees["voc"] / "out", "--ratios", "a=0.5,b=0.5", ok=False)
     assert res.exit_code == 2 and "input" in res.output
+
+
+def test_group_duplicates_keeps_copies_together(tmp_path):
+    """Exact copies under other names (the same photo saved twice) always land in one split."""
+    import cv2
+    from helpers import gradient
+    items = {f"img{i:02d}": (40, 30, [(CLASSES[i % 3], (1, 1, 20, 20))]) for i in range(30)}
+    root = write_voc_tree(tmp_path / "voc", items)
+    for i in range(30):  # every image its own pixels
+        img = np.roll(gradient(40, 30), i * 3, axis=1)
+        cv2.imwrite(str(root / "JPEGImages" / f"img{i:02d}.jpg"), img)
+    copies = {"copy_a": "img00", "copy_b": "img07", "copy_c": "img07"}
+    for new, old in copies.items():
+        (root / "JPEGImages" / f"{new}.jpg").write_bytes((root / "JPEGImages" / f"{old}.jpg").read_bytes())
+        (root / "Annotations" / f"{new}.xml").write_bytes(
+            (root / "Annotations" / f"{old}.xml").read_bytes().replace(old.encode(), new.encode()))
+    together = 0
+    for seed in range(6):
+        out = tmp_path / f"s{seed}"
+        res = run_cli("split", root, "--out", out, "--ratios", "train=0.5,val=0.5", "--group", "duplicates",
+                      "--seed", seed, "-q")
+        where = splits_of(out)
+        assert where["copy_a"] == where["img00"]
+        assert where["copy_b"] == where["copy_c"] == where["img07"]
+        assert "2 groups of images kept together" in res.stderr
+        plain = splits_of(run_cli("split", root, "--out", tmp_path / f"p{seed}", "--ratios", "train=0.5,val=0.5",
+                                  "--seed", seed, "-q") and tmp_path / f"p{seed}")
+        together += plain["copy_a"] == plain["img00"] and plain["copy_b"] == plain["copy_c"] == plain["img07"]
+    assert together < 6  # without --group the copies do get parted

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..core import UsageError
-from .common import finish, load, map_classes, shared, start_summary, write_dataset
+from .common import finish, load, map_classes, run_jobs, shared, start_summary, write_dataset
 from .convert import _FormatChoice
 
 
@@ -68,7 +68,10 @@ def split(dataset, out, ratios, seed, group, link, target, overwrite, common):
     target = target or ds.format
     summary = start_summary("split", ds)
     ds = map_classes(ds, common, summary)
-    records, quality = assign_splits(ds, ratios, group, np.random.default_rng(seed))
+    dedup = {}
+    if group == "duplicates":  # the images are read (in --workers processes) to find near copies
+        dedup["run"] = lambda fn, items, desc: run_jobs(fn, items, summary, common, desc, name_of=lambda it: it[0])
+    records, quality = assign_splits(ds, ratios, group, np.random.default_rng(seed), **dedup)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         done = write_dataset(out_dir, target, ds.classes, ds.meta, records, summary, common, link=link,
                              desc="splitting")
