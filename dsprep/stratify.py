@@ -421,8 +421,9 @@ def describe(records, ratios: Dict[str, float], quality: dict):
     for name, f in ratios.items():
         mine = [r for r in records if r.split == name]
         counts[f"images_{name}"] = len(mine)
-        lines.append(f"  {name}: {len(mine)} images ({100 * len(mine) / n:.1f}%, asked {100 * f:.1f}%), "
-                     f"{sum(len(r) for r in mine)} objects")
+        objects = sum(len(r) for r in mine)
+        lines.append(f"  {name}: {len(mine)} image{'s' * (len(mine) != 1)} ({100 * len(mine) / n:.1f}%, asked "
+                     f"{100 * f:.1f}%), {objects} object{'s' * (objects != 1)}")
     rnd = quality["random"]
     lines.append(f"  class fractions off the asked ones: mean {100 * quality['mean_class_deviation']:.2f}, worst "
                  f"{100 * quality['max_class_deviation']:.2f} points (a random split: mean "
