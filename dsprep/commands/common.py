@@ -287,10 +287,15 @@ def start_summary(verb: str, ds=None) -> Summary:
     """A summary that already lists what reading the data set skipped (every skipped input is accounted for)."""
     summary = Summary(verb)
     if ds is not None:
-        summary.add("inputs", len(ds.records) + sum(1 for f, _ in ds.skipped if part_kind(f) is None))
-        for f, reason in ds.skipped:
-            summary.skip(f, reason)
+        account_inputs(summary, ds)
     return summary
+
+
+def account_inputs(summary: Summary, ds) -> None:
+    """Count ``ds``'s inputs in ``summary`` and list what reading it skipped (for commands reading several)."""
+    summary.add("inputs", len(ds.records) + sum(1 for f, _ in ds.skipped if part_kind(f) is None))
+    for f, reason in ds.skipped:
+        summary.skip(f, reason)
 
 
 def run_jobs(fn: Callable, items: List, summary: Summary, common: Common, desc: str,
@@ -348,6 +353,14 @@ def write_dataset(out_dir, target: str, classes: Sequence[str], meta: dict, reco
     for kind, n in write_dataset_files(out_dir, writer, done).items():
         summary.add(kind, n)
     return done
+
+
+def explain_lossy(summary: Summary) -> None:
+    """One line on stderr for each kind of loss a data-set writer counted (``jobs.convert.LOSSY``)."""
+    from ..jobs.convert import LOSSY
+    for kind in summary.counts:
+        if kind in LOSSY and summary.counts[kind]:
+            click.echo(f"  {kind}: {summary.counts[kind]} ({LOSSY[kind]})", err=True)
 
 
 def check_classes_known(wanted: Sequence[str], ds, option: str) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import finish, load, map_classes, shared, start_summary, write_dataset
+from .common import explain_lossy, finish, load, map_classes, shared, start_summary, write_dataset
 
 # the names convert had before it took --to; they stay
 ALIASES = {"voc-to-dota": "dota", "dota-to-voc": "voc"}
@@ -50,7 +50,6 @@ def convert(dataset, target, out, overwrite, common):
     kept. What the target format cannot hold is counted and named in the summary (polygon_to_box,
     segmentation_dropped, crowd_skipped ...). `convert voc-to-dota` and `convert dota-to-voc` are kept as
     aliases of --to dota and --to voc."""
-    from ..jobs.convert import LOSSY
     from ..outputs import OutputDir
     ds = load(dataset, common)
     summary = start_summary(f"convert {ds.format}-to-{target}", ds)
@@ -58,6 +57,4 @@ def convert(dataset, target, out, overwrite, common):
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         write_dataset(out_dir, target, ds.classes, ds.meta, ds.records, summary, common, desc="converting")
     finish(summary, str(out_dir), ["images", "objects"], common)
-    for kind in summary.counts:
-        if kind in LOSSY and summary.counts[kind]:
-            click.echo(f"  {kind}: {summary.counts[kind]} ({LOSSY[kind]})", err=True)
+    explain_lossy(summary)

@@ -6,7 +6,7 @@ import json
 import click
 
 from ..core import UsageError
-from .common import class_map, finish, load, shared, start_summary, write_dataset
+from .common import account_inputs, class_map, explain_lossy, finish, load, shared, start_summary, write_dataset
 from .convert import _FormatChoice
 
 
@@ -39,10 +39,7 @@ def merge(datasets, out, target, link, overwrite, common):
                          f"({', '.join(writable_formats())})")
     summary = start_summary(f"merge to {target}")
     for ds in loaded:
-        start = start_summary("", ds)
-        summary.add("inputs", start.counts["inputs"])
-        for f, reason in start.skipped:
-            summary.skip(f, reason)
+        account_inputs(summary, ds)
     writer = format_module(target).Writer([], {})
     joined = combine(loaded, writer.image_path)
     cmap = class_map(common, joined.classes, "the inputs")
@@ -59,5 +56,6 @@ def merge(datasets, out, target, link, overwrite, common):
     renames = [{"input": datasets[k], "image": path, "as": stem} for k, path, stem in joined.renamed]
     for r in renames:
         click.echo(f"  renamed: {r['image']} (from {r['input']}) -> {r['as']}", err=True)
+    explain_lossy(summary)
     if common.as_json:
         click.echo(json.dumps({**summary.as_dict(str(out_dir)), "renamed": renames}, ensure_ascii=False, indent=1))

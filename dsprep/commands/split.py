@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..core import UsageError
-from .common import finish, load, map_classes, run_jobs, shared, start_summary, write_dataset
+from .common import explain_lossy, finish, load, map_classes, run_jobs, shared, start_summary, write_dataset
 from .convert import _FormatChoice
 
 
@@ -81,3 +81,4 @@ def split(dataset, out, ratios, seed, group, link, target, overwrite, common):
     finish(summary, str(out_dir), ["images", "objects"] + list(counts), common)
     for line in lines:
         click.echo(line, err=True)
+    explain_lossy(summary)
