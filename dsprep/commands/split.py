@@ -60,7 +60,6 @@ def split(dataset, out, ratios, seed, group, link, target, overwrite, common):
     from ..dataset import format_module, writable_formats
     from ..outputs import OutputDir
     from ..stratify import assign_splits, describe
-    target = target or None
     ds = load(dataset, common)
     if target is None and not hasattr(format_module(ds.format), "Writer"):
         raise UsageError(f"--to: dsprep cannot write {ds.format} data sets; choose a format with --to "
