@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Union
 
+from . import signals
 from .core import OutputError, UsageError
 
 PathLike = Union[str, os.PathLike]
@@ -98,6 +99,7 @@ class OutputDir:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            signals.settle()  # complete: a late Ctrl-C must not remove it, nor add a line after the summary
             return False
         self.cleanup()
         return False

@@ -3,7 +3,6 @@
 Its signal handlers are installed before anything else is imported, so Ctrl-C or SIGTERM at any moment of a run,
 even while Python is still loading, ends it with one line and exit code 130 / 143, never a traceback.
 """
-import os
 import signal
 import sys
 
@@ -17,15 +16,17 @@ def run() -> None:
         signal.signal(s, _early)
     try:
         from . import signals
-        signals.install()  # from here on an interrupt is dsprep's Interrupted (a KeyboardInterrupt)
+        signals.install(program=True)  # from here on an interrupt is dsprep's Interrupted (a KeyboardInterrupt)
         from .cli import main
         signals.run_program(lambda: main(prog_name="dsprep"))
     except KeyboardInterrupt as e:  # before the command line was ready, or after it ended
         signum = getattr(e, "signum", None) or (e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT)
         what = "Ctrl-C" if signum == signal.SIGINT else f"signal {signal.Signals(signum).name}"
+        for s in (signal.SIGINT, signal.SIGTERM):  # this is the run's one line: nothing may follow it
+            signal.signal(s, signal.SIG_IGN)
         print(f"interrupted by {what}: stopped before any work started", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(128 + signum)
+        from .signals import leave
+        leave(128 + signum)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,11 @@ at exit joining the pool's manager thread, which waits for that lock (seen once 
 * :func:`handler` raises at once, except inside :func:`deferred` blocks (around every call that takes the
   executor's or a future's locks), where it only records the signal; the block raises it when it ends;
 * :func:`run_program` (used by the program's entry point, :mod:`dsprep.program`) ends an interrupted process with ``os._exit`` once its own clean-up
-  has run (outputs removed, workers stopped), so no lock a library may still hold can keep it from exiting.
+  has run (outputs removed, workers stopped), so no lock a library may still hold can keep it from exiting;
+* :func:`settle` marks the moment a run's outcome is final (its output complete, its report being printed): a
+  signal after it can no longer undo the run, so it is ignored.  Without this a signal landing after the summary
+  line either printed a second line claiming nothing was left (the output was complete) or, during the
+  interpreter's shutdown (which restores the default handlers), killed the process with no line at all.
 """
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ from typing import Callable, Dict, Iterator, Optional
 _depth = 0                     # how many deferred() blocks the main thread is in
 _pending: Optional[int] = None  # a signal received inside them
 _interrupted = False            # an interrupt was raised in this process
+_installed = False              # handler() is this process's SIGINT/SIGTERM handler
+_settled = False                # the run's outcome is final: signals are ignored from here on
+_program = False                # this process is the dsprep program (it ends when its command ends)
 
 
 def handler(signum, frame) -> None:
@@ -57,18 +64,43 @@ def deferred() -> Iterator[None]:
             raise _interrupt(signum)
 
 
-def install() -> Optional[Dict[int, object]]:
-    """Handle SIGINT and SIGTERM with :func:`handler` (main thread only); the previous handlers, to restore."""
+def install(program: bool = False) -> Optional[Dict[int, object]]:
+    """Handle SIGINT and SIGTERM with :func:`handler` (main thread only); the previous handlers, to restore.
+
+    ``program``: this process is the ``dsprep`` program, which exits when its command ends, so a settled run's
+    signals stay ignored until then (see :func:`restore`)."""
+    global _installed, _settled, _program
     if threading.current_thread() is not threading.main_thread():
         return None
-    return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    _program = _program or program
+    if not _program:
+        _settled = False  # a library caller (or a test) running one command after another
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    _installed = True
+    return previous
+
+
+def settle() -> None:
+    """The run's outcome is final (its output complete, its report about to be printed): from now on SIGINT and
+    SIGTERM are ignored, so a late one neither undoes the run nor adds a line.  Does nothing where dsprep's
+    handler is not installed (a library caller's own signal handling is left alone)."""
+    global _settled, _pending
+    if not _installed or threading.current_thread() is not threading.main_thread():
+        return
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    _settled, _pending = True, None
 
 
 def restore(previous: Optional[Dict[int, object]]) -> None:
-    global _pending
+    """Put back the handlers :func:`install` replaced; in the program, a settled run keeps ignoring signals."""
+    global _pending, _installed
+    _pending = None
+    if _settled and _program:
+        return
     for s, h in (previous or {}).items():
         signal.signal(s, h)
-    _pending = None
+    _installed = bool(previous) and all(h is handler for h in previous.values())
 
 
 def run_program(main: Callable[[], object]) -> None:
@@ -76,17 +108,26 @@ def run_program(main: Callable[[], object]) -> None:
     try:
         main()
     except SystemExit as e:
+        # the command has ended, or stopped: a further signal must neither break into the clean-up below nor kill
+        # the exiting interpreter (whose shutdown restores the default handlers) after the run's one line
+        settle()
         if _interrupted:
-            with contextlib.suppress(Exception):
-                # multiprocessing's own exit work that cannot wait on a thread: its semaphores unlinked (else the
-                # resource tracker warns of leaked ones); not the queue feeders' joins, which could
-                from multiprocessing import util
-                util._run_finalizers(0)
-            with contextlib.suppress(Exception):
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(e.code if isinstance(e.code, int) else 1)
+            leave(e.code if isinstance(e.code, int) else 1)
         raise
 
 
-__all__ = ["handler", "deferred", "install", "restore", "run_program"]
+def leave(code: int) -> None:
+    """End an interrupted process now, with ``code``, after multiprocessing's own exit work that cannot wait on a
+    thread: its semaphores unlinked (else the resource tracker warns of leaked ones); not the queue feeders'
+    joins, which could."""
+    with contextlib.suppress(Exception):
+        if "multiprocessing" in sys.modules:
+            from multiprocessing import util
+            util._run_finalizers(0)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+__all__ = ["handler", "deferred", "install", "settle", "restore", "run_program", "leave"]

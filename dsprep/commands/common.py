@@ -50,8 +50,17 @@ class DsprepGroup(click.Group):
             warnings.filterwarnings("ignore", category=RuntimeWarning)
         previous = signals.install() if top else None
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            if top:
+                signals.settle()
+            return result
+        except click.exceptions.Exit:
+            if top:
+                signals.settle()  # the command ended with its exit code (--help, --version, ctx.exit)
+            raise
         except DsprepError as e:
+            if top:
+                signals.settle()  # the error line is the run's one line
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt as e:
@@ -325,7 +334,10 @@ def run_jobs(fn: Callable, items: List, summary: Summary, common: Common, desc: 
 
 
 def finish(summary: Summary, out: Optional[str], order: Sequence[str], common: Optional[Common] = None) -> None:
-    """The one summary line (and one line per skipped input) on stderr; with ``--json`` the same as JSON on stdout."""
+    """The one summary line (and one line per skipped input) on stderr; with ``--json`` the same as JSON on stdout.
+
+    The run's outcome is final from here on (:func:`signals.settle`): a late Ctrl-C adds no second line."""
+    signals.settle()
     click.echo(summary.line(out, list(order)), err=True)
     for line in summary.details():
         click.echo(line, err=True)

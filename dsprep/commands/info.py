@@ -5,6 +5,7 @@ import json
 
 import click
 
+from .. import signals
 from .common import load, run_jobs, shared, start_summary
 
 
@@ -24,6 +25,7 @@ def info(dataset, check_images, common):
         check_all(ds, lambda fn, items, desc: run_jobs(fn, items, start_summary("check"), common, desc,
                                                         name_of=lambda it: it[0]))
     s = summarize(ds)
+    signals.settle()  # the report is all that is left: a late Ctrl-C must not add a line to it
     if common.as_json:
         click.echo(json.dumps(s, ensure_ascii=False, indent=1))
     else:
