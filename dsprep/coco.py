@@ -369,12 +369,25 @@ def is_coco_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() == ".json" and json_object_with_keys(path, _KEYS)
 
 
+# COCO's own task files, ``<task>_<split>.json``; the first ones have boxes, in the order a folder is read
+TASKS_WITH_BOXES = ("instances", "person_keypoints", "stuff")
+TASKS = TASKS_WITH_BOXES + ("panoptic", "captions", "image_info", "densepose")
+
+
+def task_of(json_path: Path) -> Optional[str]:
+    """``person_keypoints_val2017.json`` -> ``person_keypoints``; None for a name that is not ``<task>_<split>``."""
+    stem = Path(json_path).stem
+    return next((t for t in TASKS if stem.startswith(t + "_") and len(stem) > len(t) + 1), None)
+
+
 def split_name(json_path: Path, several: bool) -> Optional[str]:
-    """``instances_val2017.json`` -> ``val2017``; Roboflow's ``train/_annotations.coco.json`` -> ``train``; other
-    names -> their stem when the data set has several files, else None."""
+    """``instances_val2017.json`` (and ``person_keypoints_val2017.json``, ``stuff_val2017.json`` ...) ->
+    ``val2017``; Roboflow's ``train/_annotations.coco.json`` -> ``train``; other names -> their stem when the
+    data set has several files, else None."""
     stem = json_path.stem
-    if stem.startswith("instances_") and len(stem) > len("instances_"):
-        return stem[len("instances_"):]
+    task = task_of(json_path)
+    if task is not None:
+        return stem[len(task) + 1:]
     if json_path.name == "_annotations.coco.json":
         return json_path.parent.name
     return stem if several else None
@@ -392,9 +405,15 @@ def find_files(root: Path) -> List[Path]:
     # reader then says what is wrong with them, where a key scan would pass the folder on to another format
     if ann.is_dir():
         found = sorted(p for p in ann.glob("*.json") if p.name.startswith("instances_") or is_coco_file(p))
-        instances = [p for p in found if p.stem.startswith("instances_")]
-        if instances or found:
-            return instances or found
+        # one task per data set (the same images annotated again would count their objects twice): instances,
+        # else the keypoints, else the stuff files; the other files are named by unread_files
+        for task in TASKS_WITH_BOXES:
+            of_task = [p for p in found if task_of(p) == task]
+            if of_task:
+                return of_task
+        found = [p for p in found if task_of(p) is None]
+        if found:
+            return found
     roboflow = sorted(p for p in root.glob("*/_annotations.coco.json") if p.is_file())
     if roboflow:
         return roboflow
@@ -408,14 +427,35 @@ def detect(path: Path) -> bool:
     return bool(find_files(Path(path)))
 
 
+def unread_files(root: Path, files: Sequence[Path]) -> List[Problem]:
+    """One ``coco_files_not_read`` problem naming the other ``.json`` files of ``annotations/`` that may hold boxes
+    (another task's files beside the instances: give a file's path to read it).  Captions, image info and
+    panoptic files hold no boxes of their own: not named."""
+    ann = Path(root) / "annotations"
+    if Path(root).is_file() or not ann.is_dir():
+        return []
+    chosen = {Path(f) for f in files}
+    rest = sorted(p.name for p in ann.glob("*.json")
+                  if p not in chosen and task_of(p) in TASKS_WITH_BOXES + (None,))
+    if not rest:
+        return []
+    return [Problem("coco_files_not_read", str(ann),
+                    f"{len(rest)} other JSON file{'s' if len(rest) > 1 else ''} not read ({', '.join(rest)}): read "
+                    f"{', '.join(sorted(p.name for p in chosen))}; give another file's path to read it instead")]
+
+
 def _image_dir(json_path: Path, records: List[ImageRecord], split: Optional[str]) -> Optional[Path]:
     """Where the images are: beside the JSON, in ``images/`` beside it or its folder, or in the folder named after
     the split (``annotations/instances_val2017.json`` -> ``val2017/`` or ``images/val2017/``).  Decided from the
     first few images."""
     here = json_path.parent
-    short = split or json_path.stem
-    candidates = [here, here / "images", here.parent / short, here.parent / "images" / short,
-                  here.parent / "images", here / short, here.parent]
+    shorts = [split or json_path.stem]
+    stem = json_path.stem  # <task>_<split>: person_keypoints_val2017 -> keypoints_val2017, val2017
+    shorts += [stem[i + 1:] for i, c in enumerate(stem) if c == "_" and stem[i + 1:] not in shorts]
+    candidates = [here, here / "images"]
+    for short in shorts:
+        candidates += [here.parent / short, here.parent / "images" / short]
+    candidates += [here.parent / "images"] + [here / short for short in shorts] + [here.parent]
     sample = [r.image_path.replace("\\", "/") for r in records[:5]]
     if not sample:
         return None
@@ -442,6 +482,7 @@ def load(path: Path, split: Optional[str], policy: ErrorPolicy, wrap=lambda it: 
             raise DatasetError(f"{path}: no split '{split}' (available: {', '.join(avail) or 'none'}; a COCO file "
                                f"holds one split: give that split's JSON file)")
     ds = Dataset(path, NAME)
+    ds.problems.extend(unread_files(path, files))
     category_ids: Dict[str, int] = {}
     entries: Dict[str, dict] = {}
     other_names: List[ImageRecord] = []

@@ -160,24 +160,71 @@ def dota_items(root: Path) -> Tuple[List[Tuple[str, Optional[str], Optional[str]
     return [(s, labels.get(s), images.get(s)) for s in stems], labels_dir, images_dir
 
 
-LAYOUT = "DOTA: labelTxt/ + images/"
+LAYOUT = "DOTA: labelTxt/ + images/ (or <split>/labelTxt/ + <split>/images/)"
 NAME = "dota"
 RECORDS_SIZE = False  # sizes come from the image headers
 
 
+def split_folders(root: Path) -> List[Path]:
+    """The split folders of a DOTA data set laid out per split: ``<split>/labelTxt/`` + ``<split>/images/``
+    (Datumaro's DOTA layout; Roboflow's oriented-box export, with a ``data.yaml`` naming the classes)."""
+    if not root.is_dir() or (root / "labelTxt").is_dir():
+        return []
+    with os.scandir(root) as it:
+        return sorted(Path(e.path) for e in it if e.is_dir() and not e.name.startswith(".")
+                      and os.path.isdir(os.path.join(e.path, "labelTxt")))
+
+
 def detect(path: Path) -> bool:
-    return path.is_dir() and (path / "labelTxt").is_dir()
+    return path.is_dir() and ((path / "labelTxt").is_dir() or bool(split_folders(path)))
+
+
+def _declared_names(root: Path) -> Optional[List[str]]:
+    """The class list of a ``data.yaml`` beside the split folders (Roboflow writes one), or None."""
+    yaml_path = root / "data.yaml"
+    if not yaml_path.is_file():
+        return None
+    from .inputs import read_text
+    from .yamlsub import parse_yaml
+    from .yolo import yaml_names
+    return yaml_names(parse_yaml(read_text(yaml_path), str(yaml_path)), str(yaml_path))
 
 
 def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Dataset:
-    """All records of a DOTA folder; image sizes come from the image headers."""
-    if split is not None:
-        from .core import DatasetError
-        raise DatasetError(f"{root}: a DOTA folder has no split lists (--split {split}); give the split's folder")
-    items, labels_dir, _ = dota_items(root)
-    if not items:
-        raise DatasetError(f"{root}: data set is empty (no labels or images)")
+    """All records of a DOTA folder (or of its split folders, each record's ``split`` the folder's name); image
+    sizes come from the image headers."""
+    folders = split_folders(root)
+    if not folders:
+        if split is not None:
+            raise DatasetError(f"{root}: a DOTA folder has no split lists (--split {split}); give the split's "
+                               f"folder")
+        ds = Dataset(root, "dota")
+        _read_folder(root, None, ds, policy, wrap)
+        ds.classes = decide_classes(ds.records)
+        return ds
+    names = [f.name for f in folders]
+    if split is not None and split not in names:
+        raise DatasetError(f"{root}: no split '{split}' (available: {', '.join(names)})")
     ds = Dataset(root, "dota")
+    others = Dataset(root, "dota")  # the splits not selected: read for their class names only
+    from .core import ErrorPolicy
+    for folder in folders:
+        if split is None or folder.name == split:
+            _read_folder(folder, folder.name, ds, policy, wrap)
+        else:
+            _read_folder(folder, folder.name, others, ErrorPolicy("skip"), lambda it: it)
+    declared = _declared_names(root)
+    if declared is not None:
+        ds.meta["class_file"] = str(root / "data.yaml")
+    ds.classes = decide_classes(ds.records + others.records, declared=declared)
+    return ds
+
+
+def _read_folder(root: Path, split: Optional[str], ds: Dataset, policy, wrap) -> None:
+    """The records of one ``images/`` + ``labelTxt/`` folder, appended to ``ds``."""
+    items, labels_dir, _ = dota_items(root)
+    if not items and split is None:  # (an empty split folder beside others is no error)
+        raise DatasetError(f"{root}: data set is empty (no labels or images)")
     for stem, label, image in wrap(items):
         if label is None:
             ds.problems.append(Problem("image_without_annotation", image, "no label file"))
@@ -195,10 +242,9 @@ def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
         else:
             rec.image_path = image
         rec.meta["annotation_path"] = label
+        rec.split = split
         ds.records.append(rec)
         ds.problems.extend(problems)
-    ds.classes = decide_classes(ds.records)
-    return ds
 
 
 class Writer(FormatWriter):
@@ -323,8 +369,8 @@ def update_dota(original: bytes, rec: ImageRecord, source: str = "<labels>") -> 
 
 
 def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
-    """The label file holding ``rec``'s objects: ``labelTxt/<name>.txt``."""
-    return str(Path(ds.root) / "labelTxt" / f"{rec.stem}.txt")
+    """The label file holding ``rec``'s objects: ``labelTxt/<name>.txt`` (of its split's folder)."""
+    return rec.meta.get("annotation_path") or str(Path(ds.root) / "labelTxt" / f"{rec.stem}.txt")
 
 
 def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:

@@ -31,7 +31,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .core import Dataset, DatasetError, DsprepError, ImageError, ImageRecord, boxes_to_polygons
-from .images import LazyModule, apply_orientation, check_complete, probe, read_image, read_record_image
+from .images import (LazyModule, apply_orientation, check_complete, probe, read_image, read_record_image,
+                     verify_jpeg)
 from .outputs import TemporaryPath, partial_files
 from .pickles import read_pickle
 from .resize import fit_image, map_boxes, map_polygons
@@ -107,6 +108,7 @@ def prepare_image(args) -> dict:
         except OSError as e:
             raise ImageError(f"{path}: cannot read image ({e.strerror or e})") from e
         check_complete(data, path)
+        verify_jpeg(data, path)  # bytes stored as they are: their entropy-coded data checked all the same
         info = probe(path, data.tobytes())
         code = info.orientation if rec.meta.get("orient", True) else 1
         w, h = info.size(code != 1)

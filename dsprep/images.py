@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -408,23 +408,27 @@ def is_plain_gray(info: ImageInfo) -> bool:
     return info.channels == 1 and info.bits == 8 and info.kind in ("png", "jpeg")
 
 
-def read_image(path: PathLike, mode: str = "color", orient: bool = True) -> np.ndarray:
+def read_image(path: PathLike, mode: str = "color", orient: bool = True,
+               warnings: Optional[list] = None) -> np.ndarray:
     """Decode an image file: ``color`` (BGR uint8), ``unchanged`` (as stored: gray, BGR, BGRA, 16-bit), ``gray``,
     or ``keep_gray``: ``color``, except that an 8-bit gray file stays one channel (the same values ``color`` would
     repeat in B, G and R, at a third of the memory; expand with :func:`as_bgr` where BGR is needed).
 
     ``orient``: apply the EXIF orientation tag.  Raises :class:`ImageError` naming the file for a missing, empty,
-    truncated, corrupt or too-large image.
+    truncated, corrupt or too-large image; a JPEG whose decoder warns that it made pixels up (data cut short before
+    its end marker, a bad Huffman code: see :mod:`dsprep.libjpeg`) is corrupt.  Benign decoder warnings (extraneous
+    bytes before a marker) are appended to ``warnings`` when a list is given.
     """
     name = str(path)
     try:
         data = np.fromfile(name, dtype=np.uint8)
     except OSError as e:
         raise ImageError(f"{name}: cannot read image ({e.strerror or e})") from e
-    return decode_image(data, name, mode, orient)
+    return decode_image(data, name, mode, orient, warnings)
 
 
-def decode_image(data: np.ndarray, name: str, mode: str = "color", orient: bool = True) -> np.ndarray:
+def decode_image(data: np.ndarray, name: str, mode: str = "color", orient: bool = True,
+                 warnings: Optional[list] = None) -> np.ndarray:
     """:func:`read_image` over bytes already in memory."""
     buf = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
     info = probe(name, buf)
@@ -433,16 +437,26 @@ def decode_image(data: np.ndarray, name: str, mode: str = "color", orient: bool 
     flags = MODES[mode] if isinstance(mode, str) else int(mode)
     check_complete(buf, name, info)
     _check_memory(info, name, mode)
-    img = _decode(np.frombuffer(buf, np.uint8), name, flags)
+    img = _decode(np.frombuffer(buf, np.uint8), name, flags, warnings)
     if orient and info.orientation != 1:
         img = apply_orientation(img, info.orientation)
     return img
 
 
-def _decode(data: np.ndarray, name: str, flags: int) -> np.ndarray:
+def _decode(data: np.ndarray, name: str, flags: int, warnings: Optional[list] = None) -> np.ndarray:
+    arr = data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+    flags = flags | cv2.IMREAD_IGNORE_ORIENTATION if flags >= 0 else flags
     try:
-        img = cv2.imdecode(data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8),
-                           flags | cv2.IMREAD_IGNORE_ORIENTATION if flags >= 0 else flags)
+        if arr[:2].tobytes() == b"\xff\xd8":  # a JPEG: libjpeg's warnings decide whether its pixels are real
+            from .libjpeg import classify, decode_capturing, explain
+            img, messages = decode_capturing(lambda: cv2.imdecode(arr, flags))
+            corrupt, benign = classify(messages)
+            if corrupt:
+                raise ImageError(f"{name}: {explain(corrupt[0])}")
+            if warnings is not None:
+                warnings.extend(benign)
+        else:
+            img = cv2.imdecode(arr, flags)
     except cv2.error as e:
         if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
             # dsprep lifts the limit (dsprep/__init__.py) unless cv2 was loaded before dsprep was
@@ -473,6 +487,19 @@ def check_complete(data: bytes, name: str, info: Optional[ImageInfo] = None) -> 
             raise ImageError(f"{name}: truncated PNG (no IEND chunk at the end)")
     elif info is not None and info.complete is False:
         raise ImageError(f"{name}: truncated {info.kind.upper()} file (shorter than its header says)")
+
+
+def verify_jpeg(data, name: str) -> List[str]:
+    """Check a JPEG's entropy-coded data without keeping its pixels (for callers that store the file's bytes):
+    decoded at 1/8 scale in gray (libjpeg still reads every coefficient, and warns as a full decode would, at about
+    half of its cost; see ``benchmarks/bench_jpeg_check.py``).  Raises :class:`ImageError` for a corrupt one;
+    returns the benign warnings.  Other formats: nothing to do."""
+    arr = data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+    if arr[:2].tobytes() != b"\xff\xd8":
+        return []
+    warnings: List[str] = []
+    _decode(arr, name, cv2.IMREAD_REDUCED_GRAYSCALE_8, warnings)
+    return warnings
 
 
 def available_memory() -> int:

@@ -76,7 +76,9 @@ def format_summary(s: dict) -> str:
 
 def check_images(ds: Dataset, run) -> None:
     """Decode every image of ``ds`` (through ``run(fn, items, desc)``, the command's executor) and add a problem
-    for each one that cannot be decoded; the decoder refuses empty, truncated and corrupt files."""
+    for each one that cannot be decoded; the decoder refuses empty, truncated and corrupt files (a JPEG whose data
+    is cut short before its end marker included).  A decoder warning that does not change the pixels (extraneous
+    bytes before a JPEG marker) is a ``jpeg_warning`` problem."""
     from .jobs.check import check_one
     items = [(rec.image_path, rec.meta.get("orient", True)) for rec in ds.records
              if rec.image_path and os.path.isfile(rec.image_path)]
@@ -84,3 +86,6 @@ def check_images(ds: Dataset, run) -> None:
     for (path, _), result in run(check_one, items, "decoding"):
         if result is not None and result["error"] and path not in already:
             ds.problems.append(Problem(result["kind"], path, result["error"]))
+        elif result is not None:
+            ds.problems += [Problem("jpeg_warning", path, f"libjpeg: {w} (the pixels decode whole)")
+                            for w in result.get("warnings", ())]

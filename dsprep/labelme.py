@@ -198,6 +198,10 @@ def read_labelme(path) -> Tuple[ImageRecord, List[Problem]]:
     stem = os.path.splitext(os.path.basename(path))[0]
     named = rec.image_path.replace("\\", "/")
     image = None
+    if named.lower().endswith(".json"):
+        # labelme's tutorial files name the JSON itself (the image embedded as imageData): the image is the one
+        # beside the file with its stem, never the JSON
+        named = ""
     if named:
         cand = named if os.path.isabs(named) else os.path.normpath(os.path.join(folder, named))
         if os.path.isfile(cand):

@@ -366,15 +366,18 @@ def find_layout(root: Path) -> Optional[YoloLayout]:
     if yamls:
         return _layout_from_yaml(root, yamls[0])
     names_file = next((root / n for n in _CLASS_FILES if (root / n).is_file()), None)
+    images, labels = root / "images", root / "labels"
+    if images.is_dir() and labels.is_dir():
+        # with or without a class file at the root: Label Studio's YOLO export (classes.txt, images/, labels/),
+        # Datumaro's loose YOLO (obj.names, images/<subset>/, labels/<subset>/)
+        names = _read_names_file(names_file) if names_file is not None else None
+        subs = sorted(d for d in images.iterdir() if d.is_dir() and (labels / d.name).is_dir())
+        if subs:
+            return YoloLayout(root, "folders", [YoloSplit(d.name, [d]) for d in subs], names, names_file)
+        return YoloLayout(root, "folders", [YoloSplit(None, [images])], names, names_file)
     if names_file is not None:
         splits = _darknet_lists(root) or [YoloSplit(None, [root])]
         return YoloLayout(root, "flat", splits, _read_names_file(names_file), names_file)
-    images, labels = root / "images", root / "labels"
-    if images.is_dir() and labels.is_dir():
-        subs = sorted(d for d in images.iterdir() if d.is_dir() and (labels / d.name).is_dir())
-        if subs:
-            return YoloLayout(root, "folders", [YoloSplit(d.name, [d]) for d in subs])
-        return YoloLayout(root, "folders", [YoloSplit(None, [images])])
     return None
 
 
@@ -549,6 +552,7 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
     # a bad number in, go through the line-by-line parser, which names each bad line and applies --on-error.
     entries: List[list] = []  # [image, label file or None, split, classes, values, text]
     regular: List[int] = []
+    accounted = set()  # label files read, or reported as without an image
     for s in chosen:
         images = split_images(s)
         listed = any(not src.is_dir() for src in s.sources)
@@ -576,10 +580,14 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
                 continue
             regular.append(len(entries))
             entries.append([image, lab, s.name, None, rows, text])
+        accounted |= used
         for lab in _label_files(layout, s):
             if lab not in used:
+                accounted.add(lab)
                 policy.handle(ParseError(f"{lab}: label file without an image (no image of that name in "
                                          f"{', '.join(str(src) for src in s.sources)})"), lab)
+    if split is None:
+        ds.problems.extend(unread_labels(layout, accounted, obb))
     # Pass 2: the regular files' numbers, all at once.
     if regular:
         arrays = [entries[i][4] for i in regular]
@@ -630,6 +638,12 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
 
 
 _NO_CLASSES = np.zeros(0, np.int64)
+
+# Overshoots of the image below 1e-3 px are rounding of the label's numbers, clipped without a word; so are those
+# below 1e-6 of the image's side (cx and w/2 written with 6 decimals are each off by up to 5e-7: on a 4000 px
+# aerial image that is up to 4e-3 px).
+ROUNDING_PX = 1e-3
+ROUNDING_FRACTION = 1e-6
 
 
 def _rows(text: str, n_fields: int) -> Optional[np.ndarray]:
@@ -689,6 +703,50 @@ def normalized_parts(values: Sequence[np.ndarray], obb: bool):
             for a, b, c, d in zip(starts.tolist(), ends.tolist(), clip, degenerate)]
 
 
+def unread_labels(layout: YoloLayout, accounted, obb: bool) -> List[Problem]:
+    """One ``labels_not_read`` problem counting the label files under the data set's root that no image led to
+    (labels where this layout does not look for them: a reader that found nothing must not say "problems: none").
+    A ``.txt`` file counts when its first line is a label line (a class index and 4 or 8 numbers, or a polygon)
+    or it is empty; class lists, split lists and notes do not."""
+    lists = {str(src) for s in layout.splits for src in s.sources if not src.is_dir()}
+    found: List[str] = []
+    for dirpath, dirnames, files in os.walk(layout.root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(files):
+            if not f.endswith(".txt") or f.lower() in _NOT_LABELS:
+                continue
+            p = os.path.join(dirpath, f)
+            if p in accounted or p in lists or not _looks_like_labels(p):
+                continue
+            found.append(p)
+    if not found:
+        return []
+    kind = "YOLO-OBB" if obb else "YOLO"
+    return [Problem("labels_not_read", found[0],
+                    f"{len(found)} label file{'s' if len(found) > 1 else ''} under {layout.root} never read (this "
+                    f"one and {len(found) - 1} more): no image of the data set leads to them ({kind} labels are "
+                    f"read from labels/ mirroring images/, or beside each image)")]
+
+
+def _looks_like_labels(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return False
+    for line in head.splitlines():
+        fields = line.split()
+        if fields:
+            if len(fields) < 5 or len(fields) % 2 == 0:
+                return False
+            try:
+                [float(x) for x in fields]
+            except ValueError:
+                return False
+            return True
+    return not head.strip()
+
+
 def _max_class_elsewhere(layout: YoloLayout, chosen: Sequence[YoloSplit], obb: bool) -> int:
     """The largest class index in the splits not read (so every split of an undeclared data set gets the same
     class list); unreadable files there are not this selection's problem."""
@@ -737,9 +795,11 @@ def to_pixels(rec: ImageRecord, obb: bool) -> Tuple[ImageRecord, List[Problem]]:
     source = rec.meta.get("annotation_path", rec.image_path)
     if outside and not obb and len(boxes):  # centre +- half size reaches outside the image
         clipped = np.clip(boxes, 0.0, (W, H, W, H))
+        # numbers written with 6 decimals (CVAT, Datumaro) overshoot by ~1e-5 px: rounding, not a problem
+        tol = np.maximum(ROUNDING_PX, ROUNDING_FRACTION * np.array([W, H, W, H]))
         problems += [Problem("clipped_box", source, f"object {k} ({rec.names[k]}) extends outside the "
                                                     f"{rec.width}x{rec.height} image")
-                     for k in np.flatnonzero((clipped != boxes).any(axis=1))]
+                     for k in np.flatnonzero((np.abs(clipped - boxes) > tol).any(axis=1))]
         boxes = clipped
     if flat and len(boxes):
         problems += [Problem("degenerate_box", source, f"object {k} ({rec.names[k]}): zero width or height")

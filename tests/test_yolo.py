@@ -233,7 +233,9 @@ def test_alias_split_read_once(tmp_path):
     (src / "data.yaml").write_text(text)
     ds = load_dataset(src)
     assert [r.split for r in ds.records] == ["train"] * 3
-    assert [p.kind for p in ds.problems] == ["split_alias"]
+    # labels/val/ is now named by no split: its two label files are counted, never silently left
+    assert [p.kind for p in ds.problems] == ["split_alias", "labels_not_read"]
+    assert ds.problems[1].detail.startswith("2 label files under")
 
 
 def test_label_without_image_and_missing_listed_image(tmp_path):

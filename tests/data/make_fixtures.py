@@ -324,7 +324,137 @@ def labelme():
         write(root / f"{stem}.json", json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
 
+# ---- YOLO as Label Studio exports it: classes.txt + notes.json beside images/ and labels/ (no split folders) -------
+def yolo_labelstudio():
+    root = fresh("yolo_labelstudio")
+    write(root / "classes.txt", "Car\nPedestrian\nTraffic Light\n")
+    notes = {"categories": [{"id": 0, "name": "Car"}, {"id": 1, "name": "Pedestrian"},
+                            {"id": 2, "name": "Traffic Light"}],
+             "info": {"year": 2024, "version": "1.0", "contributor": "Label Studio"}}
+    write(root / "notes.json", json.dumps(notes, indent=2))
+    # Label Studio writes its percentages / 100 as Python prints them (full precision)
+    items = [("1a2b3c4d-crossing.jpg", 120, 80, [(1, 10.0, 12.5, 15.0, 50.0), (0, 55.0, 40.0, 40.0, 30.0)]),
+             ("9f8e7d6c-lights.jpg", 120, 80, [(2, 83.33333333333334, 5.0, 8.333333333333332, 25.0)])]
+    for i, (name, w, h, objs) in enumerate(items):  # objs: (class, x%, y%, w%, h%) as Label Studio stores them
+        image(root / "images" / name, w, h,
+              [box(x * w / 100, y * h / 100, (x + bw) * w / 100, (y + bh) * h / 100) for _, x, y, bw, bh in objs], 70 + i)
+        write(root / "labels" / (name[:-4] + ".txt"),
+              "".join(f"{c} {(x + bw / 2) / 100} {(y + bh / 2) / 100} {bw / 100} {bh / 100}\n"
+                      for c, x, y, bw, bh in objs))
+
+
+def _yolo6(c, x0, y0, x1, y1, w, h):
+    """One label line as CVAT and Datumaro write it: centre and size with 6 decimals."""
+    return f"{c} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}\n"
+
+
+# ---- YOLO as Datumaro's "yolo" exporter writes it (strict: obj.data, two subsets, 6 decimals, edge boxes) --------
+def yolo_datumaro():
+    root = fresh("yolo_datumaro")
+    write(root / "obj.names", "bus\ncar\n")
+    write(root / "obj.data", "classes = 2\ntrain = data/train.txt\nvalid = data/valid.txt\nnames = data/obj.names\n"
+                             "backup = backup/\n")
+    # boxes reaching the right / bottom edge of odd-sized images: 6 decimals overshoot the image by ~1e-5 px
+    subsets = {"train": [("0001.jpg", 97, 61, [(1, 40, 20, 97, 61), (0, 0, 0, 30, 25)])],
+               "valid": [("0002.jpg", 133, 71, [(0, 13, 9, 133, 71)])]}
+    for subset, files in subsets.items():
+        write(root / f"{subset}.txt", "".join(f"data/obj_{subset}_data/{n}\n" for n, *_ in files))
+        for i, (n, w, h, objs) in enumerate(files):
+            image(root / f"obj_{subset}_data" / n, w, h, [box(*o[1:]) for o in objs], 80 + i)
+            write(root / f"obj_{subset}_data" / (n[:-4] + ".txt"), "".join(_yolo6(*o, w, h) for o in objs))
+
+
+# ---- YOLO as Datumaro's loose layout reads it: obj.names + images/<subset>/ + labels/<subset>/ ------------------
+def yolo_datumaro_loose():
+    root = fresh("yolo_datumaro_loose")
+    write(root / "obj.names", "bus\ncar\n")
+    write(root / "labels" / "README.txt", "Not a label file: an importer must leave it out.\n")
+    for subset, (stem, w, h, objs) in {"train": ("1", 64, 48, [(1, 8, 8, 40, 30)]),
+                                       "valid": ("2", 64, 48, [(0, 20, 10, 64, 48), (1, 0, 0, 10, 12)])}.items():
+        image(root / "images" / subset / f"{stem}.jpg", w, h, [box(*o[1:]) for o in objs], 90 + len(subset))
+        write(root / "labels" / subset / f"{stem}.txt", "".join(_yolo6(*o, w, h) for o in objs))
+
+
+# ---- DOTA as Roboflow's oriented-box export lays it out: data.yaml + <split>/images + <split>/labelTxt ----------
+def dota_roboflow_obb():
+    root = fresh("dota_roboflow_obb")
+    write(root / "data.yaml", "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 3\n"
+                              "names: ['plane', 'ship', 'storage-tank']\n\nroboflow:\n  workspace: aerial-demo\n"
+                              "  project: ships-and-planes\n  version: 2\n  license: CC BY 4.0\n"
+                              "  url: https://universe.roboflow.com/aerial-demo/ships-and-planes/dataset/2\n")
+    write(root / "README.roboflow.txt", "\nShips and planes - v2\n=====================\n\n"
+          "This dataset was exported via roboflow.com on June 3, 2024\n")
+    items = {"train": [("P0001_png.rf.4c1d2e3f.jpg", [("ship", [(20, 30), (60, 22), (66, 48), (25, 56)], 0),
+                                                        ("plane", [(80, 70), (120, 70), (120, 110), (80, 110)], 0)]),
+                       ("P0002_png.rf.7a8b9c0d.jpg", [("storage-tank", [(10, 10), (30, 10), (30, 30), (10, 30)], 1)])],
+             "valid": [("P0003_png.rf.0e1f2a3b.jpg", [("ship", [(64, 10), (100, 40), (70, 76), (34, 46)], 0)])]}
+    for s, (split, files) in enumerate(items.items()):
+        for i, (name, objs) in enumerate(files):
+            image(root / split / "images" / name, 128, 128, [q for _, q, _ in objs], 100 + 10 * s + i)
+            write(root / split / "labelTxt" / (name[:-4] + ".txt"),
+                  "".join(" ".join(f"{float(v)}" for pt in q for v in pt) + f" {c} {d}\n" for c, q, d in objs))
+
+
+# ---- COCO 2017's other task files beside instances_*: keypoints, stuff, captions ---------------------------------
+def coco2017_tasks():
+    root = fresh("coco2017_tasks")
+    images = [{"license": 1, "file_name": "000000000139.jpg", "height": 60, "width": 80, "id": 139},
+              {"license": 1, "file_name": "000000000285.jpg", "height": 60, "width": 80, "id": 285}]
+    info = {"description": "COCO 2017 Dataset", "url": "http://cocodataset.org", "version": "1.0", "year": 2017,
+            "contributor": "COCO Consortium", "date_created": "2017/09/01"}
+    licenses = [{"url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 1,
+                 "name": "Attribution-NonCommercial-ShareAlike License"}]
+    person = {"supercategory": "person", "id": 1, "name": "person"}
+    instances = {"info": info, "licenses": licenses, "images": images, "annotations": [
+        {"segmentation": [[10.0, 5.0, 30.0, 5.0, 30.0, 50.0, 10.0, 50.0]], "area": 900.0, "iscrowd": 0,
+         "image_id": 139, "bbox": [10.0, 5.0, 20.0, 45.0], "category_id": 1, "id": 1},
+        {"segmentation": [[40.0, 20.0, 70.0, 20.0, 70.0, 40.0, 40.0, 40.0]], "area": 600.0, "iscrowd": 0,
+         "image_id": 285, "bbox": [40.0, 20.0, 30.0, 20.0], "category_id": 23, "id": 2}],
+        "categories": [person, {"supercategory": "animal", "id": 23, "name": "bear"}]}
+    kp_names = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+                "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                "right_knee", "left_ankle", "right_ankle"]
+    keypoints = [0] * 51
+    keypoints[0:3] = [20, 8, 2]
+    keypoints[15:18] = [14, 18, 2]
+    keypoints[18:21] = [26, 18, 1]
+    kp = {"info": info, "licenses": licenses, "images": images, "annotations": [
+        {"segmentation": [[10.0, 5.0, 30.0, 5.0, 30.0, 50.0, 10.0, 50.0]], "num_keypoints": 3, "area": 900.0,
+         "iscrowd": 0, "keypoints": keypoints, "image_id": 139, "bbox": [10.0, 5.0, 20.0, 45.0], "category_id": 1,
+         "id": 1}],
+        "categories": [dict(person, keypoints=kp_names,
+                            skeleton=[[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13]])]}
+    stuff = {"info": info, "licenses": licenses, "images": images, "annotations": [
+        {"segmentation": [[0.0, 50.0, 80.0, 50.0, 80.0, 60.0, 0.0, 60.0]], "area": 800.0, "iscrowd": 0,
+         "image_id": 139, "bbox": [0.0, 50.0, 80.0, 10.0], "category_id": 124, "id": 10000001},
+        {"segmentation": [[0.0, 0.0, 80.0, 0.0, 80.0, 20.0, 0.0, 20.0]], "area": 1600.0, "iscrowd": 0,
+         "image_id": 285, "bbox": [0.0, 0.0, 80.0, 20.0], "category_id": 157, "id": 10000002}],
+        "categories": [{"supercategory": "floor", "id": 124, "name": "floor-other"},
+                       {"supercategory": "sky", "id": 157, "name": "sky-other"}]}
+    captions = {"info": info, "licenses": licenses, "images": images, "annotations": [
+        {"image_id": 139, "id": 372891, "caption": "A person standing in a room."}]}
+    for name, doc in (("instances", instances), ("person_keypoints", kp), ("stuff", stuff), ("captions", captions)):
+        write(root / "annotations" / f"{name}_val2017.json", json.dumps(doc))
+    image(root / "val2017" / "000000000139.jpg", 80, 60, [box(10, 5, 30, 50)], 110)
+    image(root / "val2017" / "000000000285.jpg", 80, 60, [box(40, 20, 70, 40)], 111)
+
+
+# ---- labelme's tutorial: the image embedded as imageData, imagePath naming the JSON, the image beside it --------
+def labelme_embedded():
+    import base64
+    root = fresh("labelme_embedded")
+    image(root / "apc2016_obj3.jpg", 96, 64, [box(20, 10, 60, 50)], 120)
+    data = (root / "apc2016_obj3.jpg").read_bytes()
+    doc = {"version": "5.4.1", "flags": {}, "shapes": [
+        {"label": "shelf", "points": [[20.0, 10.0], [60.0, 10.0], [60.0, 50.0], [20.0, 50.0]], "group_id": None,
+         "description": "", "shape_type": "polygon", "flags": {}, "mask": None}],
+        "imagePath": "apc2016_obj3.json", "imageData": base64.b64encode(data).decode("ascii"),
+        "imageHeight": 64, "imageWidth": 96}
+    write(root / "apc2016_obj3.json", json.dumps(doc, indent=2) + "\n")
+
+
 if __name__ == "__main__":
     for make in (coco_cvat, coco_roboflow, coco_labelstudio, coco2017, yolo_ultralytics, yolo_roboflow, yolo_cvat,
-                 yolo_obb, labelme):
+                 yolo_obb, labelme, yolo_labelstudio, yolo_datumaro, yolo_datumaro_loose, dota_roboflow_obb,
+                 coco2017_tasks, labelme_embedded):
         make()
