@@ -179,3 +179,18 @@ def test_tile_with_map(tmp_path):
     out = load_dataset(tmp_path / "t")
     names = {n for r in out.records for n in r.names}
     assert "vehicle" in names and not names & {"car", "person"}
+
+
+@pytest.mark.parametrize("command, out", [("voc-to-h5", "d.h5"), ("voc-to-pickle", "d.pkl")])
+def test_packing_with_map(shared, tmp_path, command, out):
+    src = load_dataset(shared / "voc_sample")
+    names = [n for r in src.records for n in r.names]
+    res = run_cli(command, shared / "voc_sample", tmp_path / out, "--size", "64", "--map", "car:vehicle,bus:vehicle",
+                  "--drop", "chair", "--json", "-q")
+    counts = json.loads(res.stdout)["counts"]
+    assert counts["class_renamed"] == names.count("car") + names.count("bus")
+    assert counts["class_dropped"] == names.count("chair")
+    packed = load_dataset(tmp_path / out)
+    assert "vehicle" in packed.classes and not {"car", "bus", "chair"} & set(packed.classes)
+    assert sorted(n for r in packed.records for n in r.names) == \
+        sorted({"car": "vehicle", "bus": "vehicle"}.get(n, n) for n in names if n != "chair")
