@@ -330,6 +330,8 @@ def _parse(data: bytes, source: str, policy: ErrorPolicy) -> CocoFile:
         lo, hi = np.array(bounds[:-1]), np.array(bounds[1:])
         all_quads = (bad_before[hi] == bad_before[lo]) & (hi > lo)
     zeros_u8, zeros_b = np.zeros(len(order), np.uint8), np.zeros(len(order), bool)
+    if extras is not None:  # difficult / truncated kept in an annotation's "attributes" (CVAT, Datumaro, dsprep)
+        zeros_u8, zeros_b = _flags_from_attributes(extras, zeros_u8, zeros_b)
     records = []
     all_quads = all_quads.tolist()
     for i, (iid, file_name, w, h, extra) in enumerate(images):
@@ -351,6 +353,43 @@ def _parse(data: bytes, source: str, policy: ErrorPolicy) -> CocoFile:
     info = doc.get("info") if isinstance(doc.get("info"), dict) else None
     licenses = doc.get("licenses") if isinstance(doc.get("licenses"), list) else None
     return CocoFile(records, categories, problems, list(policy.skipped), cat_entries, info, licenses)
+
+
+def _flag_value(v) -> int:
+    """An attribute's value as a flag: true/1/"true"/"1" -> 1, a DOTA-style 2 stays 2, anything else 0."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float)) and math.isfinite(v):
+        return 2 if v == 2 else int(v != 0)
+    if isinstance(v, str):
+        return int(v.strip().lower() in ("1", "true", "yes"))
+    return 0
+
+
+def _flags_from_attributes(extras: list, difficult: np.ndarray, truncated: np.ndarray):
+    """``(difficult, truncated)`` with the values an annotation's ``attributes`` dict states (new arrays)."""
+    difficult, truncated = difficult.copy(), truncated.copy()
+    for k, e in enumerate(extras):
+        a = e.get("attributes") if e else None
+        if isinstance(a, dict):
+            if "difficult" in a:
+                difficult[k] = _flag_value(a["difficult"])
+            if "truncated" in a:
+                truncated[k] = bool(_flag_value(a["truncated"]))
+    return difficult, truncated
+
+
+def _with_flags(extra: Optional[dict], difficult: int, truncated: bool) -> Optional[dict]:
+    """The annotation's other keys with ``attributes.difficult`` / ``attributes.truncated`` stated where set (or
+    already stated): where CVAT and Datumaro keep per-object attributes, which pycocotools ignores."""
+    attrs = dict((extra or {}).get("attributes") or {}) if isinstance((extra or {}).get("attributes"), dict) else {}
+    for key, value in (("difficult", (True if difficult == 1 else int(difficult)) if difficult else False),
+                       ("truncated", bool(truncated))):
+        if (value or key in attrs) and _flag_value(attrs.get(key)) != _flag_value(value):
+            attrs[key] = value  # (a value already meaning the same, e.g. "true", is left as written)
+    if not attrs:
+        return extra
+    return {**(extra or {}), "attributes": attrs}
 
 
 def read_coco(path, policy: Optional[ErrorPolicy] = None) -> CocoFile:
@@ -628,6 +667,7 @@ class Writer(FormatWriter):
 
     NAME = NAME
     HANDLES_ATTRS = frozenset({"segmentation", "iscrowd"})
+    KEEPS_FLAGS = frozenset({"difficult", "truncated"})  # in the annotation's "attributes" (as CVAT, Datumaro)
 
     def __init__(self, classes, options=None):
         super().__init__(classes, options)
@@ -705,8 +745,10 @@ class Writer(FormatWriter):
                        "bbox": [_num(b[k, 0]), _num(b[k, 1]), _num(_extent(b[k, 0], b[k, 2])),
                                 _num(_extent(b[k, 1], b[k, 3]))],
                        "iscrowd": int(bool(crowd[k])) if crowd is not None else 0}
-                if extra is not None and extra[k]:
-                    ann.update({key: v for key, v in extra[k].items() if key not in ann})
+                more = _with_flags(extra[k] if extra is not None else None, int(rec.difficult[k]),
+                                   bool(rec.truncated[k]))
+                if more:
+                    ann.update({key: v for key, v in more.items() if key not in ann})
                 doc["annotations"].append(ann)
             pos += len(rec)
         if not splits:

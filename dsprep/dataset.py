@@ -207,7 +207,7 @@ def _attach_one(rec: ImageRecord, module: ModuleType, exif: str) -> Tuple[ImageR
                                 f"EXIF orientation {info.orientation} ({ORIENTATION_NAMES[info.orientation]})"
                                 f": {'applied' if orient else 'ignored'} (--exif {exif})"))
     if annotated is None:
-        if records_size and rec.width <= 0:
+        if records_size and rec.width <= 0 and not rec.meta.get("no_annotation"):
             problems.append(Problem("size_from_image", where, "no size in the annotation: read from the image "
                                                               "header"))
         rec.width, rec.height = info.size(orient)

@@ -419,6 +419,7 @@ class Evaluation:
     rows: np.ndarray  # rows of detection_set kept in dets
     unmatched: Unmatched
     result: EvalResult
+    note: Optional[str] = None  # which split was scored when the results said so (see dsprep.evalsplit)
 
 
 def evaluate_paths(ground_truth_path, detections_path, metric: Optional[str] = None, split: Optional[str] = None,
@@ -451,7 +452,11 @@ def evaluate_paths(ground_truth_path, detections_path, metric: Optional[str] = N
         raise UsageError("--iou-thresh applies to voc07, voc12, dota-task1 and dota-task2; coco averages over the "
                          "thresholds 0.50:0.05:0.95")
     records = evaluation_order(ds)
+    note = None
+    if split is None:  # the split the results are for (their file names, or the images they name)
+        from .evalsplit import choose_split
+        records, note = choose_split(ds, records, dset)
     gt = ground_truth(records, ds.classes, metric)
     dets, unmatched, rows = align(dset, records, ds.classes, ds.meta.get("category_ids"))
     result = evaluate(gt, dets, ds.classes, metric, 0.5 if iou_threshold is None else iou_threshold, polygon_iou)
-    return Evaluation(ds, records, dset, gt, dets, rows, unmatched, result)
+    return Evaluation(ds, records, dset, gt, dets, rows, unmatched, result, note)

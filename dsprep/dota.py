@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -192,14 +192,19 @@ def _declared_names(root: Path) -> Optional[List[str]]:
 
 def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Dataset:
     """All records of a DOTA folder (or of its split folders, each record's ``split`` the folder's name); image
-    sizes come from the image headers."""
+    sizes come from the image headers.  A single folder's splits are dsprep's ``ImageSets/<split>.txt`` lists
+    (DOTA has none of its own; see :class:`Writer`)."""
     folders = split_folders(root)
     if not folders:
-        if split is not None:
-            raise DatasetError(f"{root}: a DOTA folder has no split lists (--split {split}); give the split's "
-                               f"folder")
+        from .splits import membership, read_lists
+        lists = read_lists(Path(root) / SPLIT_LISTS)
+        if split is not None and split not in lists:
+            if not lists:
+                raise DatasetError(f"{root}: a DOTA folder has no split lists (--split {split}); give the split's "
+                                   f"folder")
+            raise DatasetError(f"{root}: no split '{split}' (available: {', '.join(sorted(lists))})")
         ds = Dataset(root, "dota")
-        _read_folder(root, None, ds, policy, wrap)
+        _read_folder(root, split, ds, policy, wrap, membership(lists))
         ds.classes = decide_classes(ds.records)
         return ds
     names = [f.name for f in folders]
@@ -220,11 +225,14 @@ def load(root: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
     return ds
 
 
-def _read_folder(root: Path, split: Optional[str], ds: Dataset, policy, wrap) -> None:
-    """The records of one ``images/`` + ``labelTxt/`` folder, appended to ``ds``."""
+def _read_folder(root: Path, split: Optional[str], ds: Dataset, policy, wrap, member=None) -> None:
+    """The records of one ``images/`` + ``labelTxt/`` folder, appended to ``ds``.  ``member`` (a folder's own
+    split lists, ``{stem: [splits]}``): each record's splits, and with ``split`` only that split's images."""
     items, labels_dir, _ = dota_items(root)
     if not items and split is None:  # (an empty split folder beside others is no error)
         raise DatasetError(f"{root}: data set is empty (no labels or images)")
+    if member is not None and split is not None:
+        items = [it for it in items if split in member.get(it[0], ())]
     for stem, label, image in wrap(items):
         if label is None:
             ds.problems.append(Problem("image_without_annotation", image, "no label file"))
@@ -242,15 +250,31 @@ def _read_folder(root: Path, split: Optional[str], ds: Dataset, policy, wrap) ->
         else:
             rec.image_path = image
         rec.meta["annotation_path"] = label
-        rec.split = split
+        if member is not None and split is None and stem in member:
+            from .splits import set_splits
+            set_splits(rec, member[stem])
+        else:
+            rec.split = split
         ds.records.append(rec)
         ds.problems.extend(problems)
 
 
+SPLIT_LISTS = "ImageSets"  # dsprep's split lists of a DOTA folder: ImageSets/<split>.txt, one image name a line
+
+
 class Writer(FormatWriter):
-    """DOTA folder: ``images/`` + ``labelTxt/<name>.txt``; boxes become clockwise quads (nothing is lost)."""
+    """DOTA folder: ``images/`` + ``labelTxt/<name>.txt``; boxes become clockwise quads (nothing is lost).  DOTA
+    has no split files: the splits of the records are written as ``ImageSets/<split>.txt`` lists (one image name a
+    line, an image in every list it is in), which dsprep reads back (DOTA tools ignore them)."""
 
     NAME = NAME
+    KEEPS_FLAGS = frozenset({"difficult"})
+    MULTI_SPLIT = True
+
+    def finish(self, records: Sequence[ImageRecord]) -> dict:
+        from .outputs import safe_name
+        from .splits import list_files, lists_by_split
+        return list_files(lists_by_split(records, lambda r: safe_name(r.stem)), SPLIT_LISTS)
 
     def image_path(self, rec: ImageRecord) -> str:
         from .outputs import safe_name

@@ -151,6 +151,7 @@ class _SplitArrays:
         self.filenames: List[str] = []
         self.paths: List[str] = []
         self.orientation: List[int] = []
+        self.image_splits: List[str] = []  # each image's own splits ("train,trainval"; "" for none)
         self.kept: List[int] = []  # indices (in the split's record list) that were stored
 
     def add(self, idx: int, rec: ImageRecord, class_index: Dict[str, int], orig, transform, orientation: int = 1
@@ -168,6 +169,8 @@ class _SplitArrays:
         self.transform.append(np.asarray(transform, np.float64))
         self.filenames.append(os.path.basename(rec.image_path))
         self.paths.append(str(rec.image_path))
+        from .splits import splits_of
+        self.image_splits.append(",".join(splits_of(rec)))
 
     def arrays(self) -> Dict[str, np.ndarray]:
         n = len(self.counts)
@@ -349,6 +352,8 @@ class H5Writer(_Writer):
         text = h5py.string_dtype("utf-8")
         g.create_dataset("filenames", data=np.array(arrays.filenames, dtype=object), dtype=text)
         g.create_dataset("paths", data=np.array(arrays.paths, dtype=object), dtype=text)
+        if any(arrays.image_splits):  # the data set's own splits of each image (see dsprep.splits)
+            g.create_dataset("image_splits", data=np.array(arrays.image_splits, dtype=object), dtype=text)
         g.attrs["count"] = len(arrays.counts)
 
     def _compact(self, st, kept: List[int]) -> None:
@@ -425,6 +430,8 @@ class PickleWriter(_Writer):
             d = a["arrays"].arrays()
             d["filenames"] = list(a["arrays"].filenames)
             d["paths"] = list(a["arrays"].paths)
+            if any(a["arrays"].image_splits):
+                d["image_splits"] = list(a["arrays"].image_splits)
             d["mode"] = self.opts.mode
             if self.opts.mode == "fixed":
                 w, h = self.opts.size
@@ -507,6 +514,8 @@ class DetectionH5:
         self.polygons: Optional[np.ndarray] = arrays.get("polygons")  # (M, 4, 2) float32, or None
         self.filenames: List[str] = arrays["filenames"]
         self.paths: List[str] = arrays["paths"]
+        # each image's splits in the source data set (packed without --split; None in older files)
+        self.image_splits: Optional[List[str]] = arrays.get("image_splits")
         self.encoded_offsets: Optional[np.ndarray] = arrays.get("encoded_offsets")
         # EXIF orientation to apply after decoding an encoded image or a source file (1: none); older files lack it
         self.orientation: np.ndarray = arrays.get("orientation", np.ones(len(self.box_offsets) - 1, np.uint8))
@@ -671,6 +680,8 @@ class _H5Groups:
         arrays = {k: g[k][()] for k in ARRAY_NAMES}
         arrays["filenames"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["filenames"][()]]
         arrays["paths"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["paths"][()]]
+        if "image_splits" in g:
+            arrays["image_splits"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["image_splits"][()]]
         arrays["mode"] = g.attrs["mode"]
         for k in ("encoded_offsets", "polygons", "orientation"):
             if k in g:
@@ -813,13 +824,19 @@ def load(path: Path, split: Optional[str], policy=None, wrap=None) -> Dataset:
             else:
                 w, h = (int(v) for v in a["orig_size"])
             polygons = a["polygons"].astype(np.float64) if "polygons" in a else None
-            records.append(ImageRecord(a["filename"], w, h, boxes=a["boxes"].astype(np.float64),
-                                       names=[reader.classes[k] for k in a["labels"]],
-                                       difficult=a["difficult"].astype(np.uint8), polygons=polygons, split=name,
-                                       meta={"stem": os.path.splitext(a["filename"])[0], "index": i}))
+            rec = ImageRecord(a["filename"], w, h, boxes=a["boxes"].astype(np.float64),
+                              names=[reader.classes[k] for k in a["labels"]],
+                              difficult=a["difficult"].astype(np.uint8), polygons=polygons, split=name,
+                              meta={"stem": os.path.splitext(a["filename"])[0], "index": i, "group": name})
+            own = reader.image_splits[i] if reader.image_splits is not None else ""
+            if own:  # the image's own splits, as the source data set had them
+                from .splits import set_splits
+                set_splits(rec, own.split(","))
+            records.append(rec)
     first = next(iter(readers.values()))
     ds = Dataset(Path(path), "pickle" if first.is_pickle else NAME, records, classes=list(first.classes))
-    ds.image_getter = lambda rec: cv2.cvtColor(readers[rec.split].image(rec.meta["index"]), cv2.COLOR_RGB2BGR)
+    ds.image_getter = lambda rec: cv2.cvtColor(readers[rec.meta["group"]].image(rec.meta["index"]),
+                                               cv2.COLOR_RGB2BGR)
     return ds
 
 
@@ -932,6 +949,10 @@ def write_master(out: Path, shards: Sequence[Path], split_names: Sequence[str], 
             text = h5py.string_dtype("utf-8")
             for name in ("filenames", "paths"):
                 g.create_dataset(name, data=np.concatenate([pt[name] for pt in parts]).astype(object), dtype=text)
+            if any("image_splits" in pt for pt in parts):  # (a shard whose images have no split has none)
+                own = [pt["image_splits"] if "image_splits" in pt else np.array([b""] * n, object)
+                       for pt, n in zip(parts, counts)]
+                g.create_dataset("image_splits", data=np.concatenate(own).astype(object), dtype=text)
             if opts.mode == "encoded":
                 g.create_dataset("encoded_offsets", data=np.concatenate(enc_off))
             if opts.mode in ("fixed", "encoded"):

@@ -563,6 +563,8 @@ class Writer(FormatWriter):
     without a split), ``imagePath`` the image's name, ``imageData`` null."""
 
     NAME = NAME
+    KEEPS_FLAGS = frozenset({"difficult", "truncated"})  # shape flags
+    KEEPS_IMAGE_FLAGS = True
     HANDLES_ATTRS = frozenset({"segmentation"})  # rings kept as polygons; masks counted as mask_to_box
 
     def _base(self, rec: ImageRecord) -> str:

@@ -247,11 +247,13 @@ LINKS = ("hard", "symlink", "copy")
 
 def copy_file(src: PathLike, dst: PathLike, link: str = "hard") -> None:
     """Place ``src`` at ``dst``: ``link="hard"``: a hard link when possible (instant, no space), else an atomic copy;
-    ``"symlink"``: a symbolic link to ``src``'s absolute path; ``"copy"``: an atomic copy."""
+    ``"symlink"``: a symbolic link to ``src``'s absolute path; ``"copy"``: an atomic copy.  A symbolic link at
+    ``src`` is followed to its target (linking the link itself would leave a relative link dangling at ``dst``)."""
     dst = Path(dst)
     tmp = _tmp_name(dst)
     if link not in LINKS:
         raise ValueError(f"link must be one of {', '.join(LINKS)}, not {link!r}")
+    src = os.path.realpath(src)
     try:
         if link == "symlink":
             os.symlink(os.path.abspath(src), tmp)

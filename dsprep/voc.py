@@ -67,7 +67,7 @@ def _coord(text: str, shift: bool) -> float:
     Long texts are exact decimals written by :func:`_shifted` for values whose ``+1`` is not exact in binary
     floating point; they are parsed exactly so the round trip is lossless.
     """
-    if len(text) <= 24:
+    if len(text) <= 18 or sum(c.isdigit() for c in text) <= 17:
         v = float(text)
         return v - 1.0 if shift else v
     d = Decimal(text.strip())
@@ -75,11 +75,17 @@ def _coord(text: str, shift: bool) -> float:
 
 
 def _shifted(v: float) -> str:
-    """The text of ``v + 1`` that :func:`_coord` reads back as exactly ``v``."""
+    """The shortest text of ``v + 1`` that :func:`_coord` reads back as exactly ``v`` (``2.99999999999999978``,
+    not the 55 digits of the exact sum, for ``v = 1.9999999999999998``)."""
     y = float(v) + 1.0
     if y - 1.0 == v:
         return _num(y)
-    return format(_EXACT.add(Decimal(float(v)), 1), "f")
+    exact = _EXACT.add(Decimal(float(v)), 1)
+    for digits in range(15, 60):
+        text = format(Context(prec=digits).plus(exact), "f")
+        if _coord(text, shift=True) == v:
+            return text
+    return format(exact, "f")
 
 
 def _coords_slow(texts: dict, source: str, k: int, name: str) -> List[float]:
@@ -100,7 +106,8 @@ def _coords_slow(texts: dict, source: str, k: int, name: str) -> List[float]:
 
 
 def _degenerate(source: str, k: int, name: str, box: List[float]) -> Problem:
-    """``xmax <= xmin`` or ``ymax <= ymin`` in the file's own (1-based) numbers."""
+    """``xmax < xmin`` or ``ymax < ymin`` in the file's own (1-based, inclusive) numbers: no pixel wide or high
+    (``xmin == xmax`` is one pixel, as the VOC devkit counts it: ``xmax - xmin + 1``)."""
     return Problem("degenerate_box", source, f"object {k} ({name}): xmin={_shifted(box[0])} "
                                              f"ymin={_shifted(box[1])} xmax={_num(box[2])} ymax={_num(box[3])}")
 
@@ -110,7 +117,8 @@ def parse_voc(data: bytes, source: str = "<xml>") -> Tuple[ImageRecord, List[Pro
 
     ``<part>`` sub-objects are ignored.  A missing ``<size>`` gives ``width == height == 0`` (the data set reader
     fills it from the image header).  Boxes are *not* clipped here (the size may be unknown): see
-    :func:`clip_boxes`.  Degenerate boxes (``xmax <= xmin`` or ``ymax <= ymin`` in the file) are reported.
+    :func:`clip_boxes`.  Degenerate boxes (``xmax < xmin`` or ``ymax < ymin`` in the file, 1-based inclusive, so
+    no pixel wide or high) are reported.
     """
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise ParseError(f"{source}: XML with a DOCTYPE/entity declaration is refused (possible entity attack)")
@@ -173,16 +181,16 @@ def _from_root(root, source: str) -> Tuple[ImageRecord, List[Problem]]:
         texts = {c.tag: c.text for c in bb}
         try:  # fast path: short finite numbers (long ones may be exact decimals, see _shifted)
             t0, t1 = texts["xmin"], texts["ymin"]
-            if len(t0) > 24 or len(t1) > 24:
+            if len(t0) > 18 or len(t1) > 18:
                 raise ValueError
             box = [float(t0) - 1.0, float(t1) - 1.0, float(texts["xmax"]), float(texts["ymax"])]
-            if not (box[2] > box[0] + 1 and box[3] > box[1] + 1):  # degenerate, or not finite
+            if not (box[2] > box[0] and box[3] > box[1]):  # degenerate, or not finite
                 if not all(map(math.isfinite, box)):
                     raise ValueError
                 problems.append(_degenerate(source, k, name, box))
         except (KeyError, ValueError, TypeError):
             box = _coords_slow(texts, source, k, name)
-            if not (box[2] > box[0] + 1 and box[3] > box[1] + 1):
+            if not (box[2] > box[0] and box[3] > box[1]):
                 problems.append(_degenerate(source, k, name, box))
         coords.append(box)
         names.append(name)
@@ -308,10 +316,11 @@ def find_voc_parts(root: Path) -> List[VocPart]:
 
 
 def _read_split(path: Path) -> List[str]:
+    from .splits import strip_comment
     ids = []
     with open(path, encoding="utf-8-sig") as f:
         for line in f:
-            tok = line.split()
+            tok = strip_comment(line).split()
             if not tok:
                 continue
             if len(tok) > 1 and tok[1] == "-1":  # per-class lists mark negatives with -1
@@ -360,6 +369,7 @@ class VocItem(NamedTuple):
     split: Optional[str]
     img_dir: str
     problems: Tuple[Problem, ...] = ()
+    splits: Tuple[str, ...] = ()  # every split list naming it, the primary split first (see dsprep.splits)
 
 
 def iter_voc_items(root: Path, split: Optional[str] = None) -> Iterator[VocItem]:
@@ -382,26 +392,34 @@ def iter_voc_items(root: Path, split: Optional[str] = None) -> Iterator[VocItem]
         with os.scandir(ann_dir) as it:
             xml_index = {e.name[:-4]: e.path for e in it if e.name.lower().endswith(".xml")}
         images = _image_index(part.img_dir)
-        rec_split = part.split_name or split
+        # every split list of the part (without --split too: the lists are part of the data set)
+        member: Dict[str, List[str]] = {}
+        if part.split_name is None and part.sets_dir is not None and part.sets_dir.is_dir():
+            from .splits import membership
+            member = membership({s: _read_split(part.sets_dir / f"{s}.txt") for s in available_splits([part])})
         if split is not None and part.split_name is None:
             list_file = part.sets_dir / f"{split}.txt" if part.sets_dir is not None else None
             if list_file is None or not list_file.is_file():
                 continue
             stems = list(dict.fromkeys(_read_split(list_file)))
         else:
-            stems = sorted(xml_index)
+            stems = sorted(set(xml_index) | {m for m in member if m in images})
         hint = img_dir if part.img_dir.is_dir() else ann_dir
         for stem in stems:
             xml = xml_index.get(stem)
             img = images.get(stem)
-            problems = () if xml is not None else (
+            # with --split the records are that split's (what was asked for); without, each in all its lists
+            of = (part.split_name or split,) if (part.split_name or split) else tuple(member.get(stem, ()))
+            problems = () if (xml is not None or img is not None) else (
                 Problem("listed_without_annotation", os.path.join(ann_dir, f"{stem}.xml"),
-                        f"'{stem}' is listed in split '{split}' but has no annotation"),)
-            yield VocItem(xml, os.path.join(img_dir, img) if img else None, stem, rec_split, hint, problems)
+                        f"'{stem}' is listed in split '{split or of[0]}' but has neither an annotation nor an "
+                        f"image"),)
+            yield VocItem(xml, os.path.join(img_dir, img) if img else None, stem, of[0] if of else None, hint,
+                          problems, of)
         if split is None:
-            for stem in sorted(set(images) - set(xml_index)):
+            for stem in sorted(set(images) - set(xml_index) - set(member)):
                 path = os.path.join(img_dir, images[stem])
-                yield VocItem(None, path, stem, rec_split, hint,
+                yield VocItem(None, path, stem, part.split_name, hint,
                               (Problem("image_without_annotation", path, "no XML annotation"),))
 
 
@@ -425,9 +443,25 @@ def load_voc_item(item: VocItem) -> Tuple[ImageRecord, List[Problem]]:
         rec.image_path = os.path.join(item.img_dir, base or f"{stem}.jpg")
     else:
         rec.image_path = image
-    rec.split = item.split
     rec.meta["stem"] = stem
+    _set_item_splits(rec, item)
     return rec, problems
+
+
+def _set_item_splits(rec: ImageRecord, item: VocItem) -> None:
+    from .splits import set_splits
+    if item.splits:
+        set_splits(rec, item.splits)
+    else:
+        rec.split = item.split
+
+
+def listed_image_record(item: VocItem) -> ImageRecord:
+    """An image a split list names that has no annotation file: an image without objects (VOC allows it); its
+    size comes from the image header (``meta["no_annotation"]``: no size to compare it with)."""
+    rec = ImageRecord(item.image, 0, 0, meta={"stem": item.stem, "no_annotation": True})
+    _set_item_splits(rec, item)
+    return rec
 
 
 def check_record(rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
@@ -454,6 +488,8 @@ def load(path: Path, split: Optional[str], policy, wrap) -> Dataset:
     for item in items:
         ds.problems.extend(item.problems)
         if item.xml is None:
+            if item.image is not None and (item.splits or split is not None):
+                ds.records.append(listed_image_record(item))
             continue
         _, result, err = next(results)
         if err is not None:
@@ -463,8 +499,40 @@ def load(path: Path, split: Optional[str], policy, wrap) -> Dataset:
         rec, probs = result
         ds.records.append(rec)
         ds.problems.extend(probs)
-    ds.classes = decide_classes(ds.records + (_other_records(path, items) if split is not None else []))
+    declared, ids = read_class_file(Path(path) / CLASS_FILE)
+    ds.classes = decide_classes(ds.records + (_other_records(path, items) if split is not None else []),
+                                declared=declared)
+    if ids:
+        ds.meta["category_ids"] = ids
     return ds
+
+
+# VOC declares no class list: dsprep writes one beside the data set (class-index order; with the COCO category
+# ids it came with, ``name id``) and reads it back as the declared list, so round trips keep order and ids.
+CLASS_FILE = "labels.txt"
+
+
+def read_class_file(path: Path) -> Tuple[Optional[List[str]], Dict[str, int]]:
+    """``(class names in order, {name: id})`` of a ``labels.txt`` (``(None, {})`` when there is none).  A line is
+    ``name`` or, when every line ends with an integer, ``name id``; blank lines and ``# comments`` are skipped."""
+    if not path.is_file():
+        return None, {}
+    from .splits import read_list
+    try:
+        lines = read_list(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ParseError(f"{path}: cannot read the class list ({e})") from e
+    parts = [ln.rsplit(None, 1) for ln in lines]
+    if lines and all(len(p) == 2 and p[1].lstrip("-").isdigit() for p in parts):
+        return [p[0] for p in parts], {p[0]: int(p[1]) for p in parts}
+    return lines, {}
+
+
+def format_class_file(classes: Sequence[str], ids: Optional[Dict[str, int]] = None) -> bytes:
+    """The ``labels.txt`` of :func:`read_class_file`: one class a line, ``name id`` when every class has an id."""
+    ids = ids or {}
+    with_ids = bool(classes) and all(c in ids for c in classes)
+    return "".join(f"{c} {ids[c]}\n" if with_ids else f"{c}\n" for c in classes).encode("utf-8")
 
 
 def _other_records(path: Path, selected: Sequence[VocItem]) -> List[ImageRecord]:
@@ -501,6 +569,10 @@ class Writer(FormatWriter):
             if bent:
                 lossy["polygon_to_box"] = bent
             box_rec.polygons = None
+        two = box_rec.difficult == 2
+        if two.any():  # DOTA's "mostly cut away" (2): not a VOC value; difficult (as DOTA scores it) and truncated
+            box_rec.difficult = np.where(two, 1, box_rec.difficult).astype(np.uint8)
+            box_rec.truncated = box_rec.truncated | two
         box_rec.image_path = os.path.basename(self.image_path(rec))
         box_rec, problems = clip_boxes(box_rec, rec.image_path)
         clipped = sum(p.kind == "clipped_box" for p in problems)
@@ -508,12 +580,16 @@ class Writer(FormatWriter):
             lossy["clipped_box"] = clipped
         return {f"Annotations/{_safe_stem(rec)}.xml": format_voc(box_rec)}, lossy
 
+    KEEPS_FLAGS = frozenset({"difficult", "truncated"})
+    MULTI_SPLIT = True  # an image is written into every split list it is in (see dsprep.splits)
+
     def finish(self, records: Sequence[ImageRecord]) -> dict:
-        by_split: Dict[str, List[str]] = {}
-        for rec in records:
-            by_split.setdefault(rec.split or "trainval", []).append(_safe_stem(rec))
-        return {f"ImageSets/Main/{split}.txt": "".join(f"{i}\n" for i in ids).encode("utf-8")
-                for split, ids in by_split.items()}
+        from .splits import list_files, lists_by_split
+        by_split = lists_by_split(records, _safe_stem)
+        if not by_split and records:  # a data set without splits: one list of every image, as before
+            by_split["trainval"] = [_safe_stem(r) for r in records]
+        ids = (self.options.get("dataset_meta") or {}).get("category_ids")
+        return {**list_files(by_split, "ImageSets/Main"), CLASS_FILE: format_class_file(self.classes, ids)}
 
 
 def _safe_stem(rec: ImageRecord) -> str:

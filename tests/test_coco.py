@@ -326,9 +326,10 @@ def test_category_ids_survive_coco_voc_coco_with_the_class_list_kept(tmp_path):
     run_cli("convert", tmp_path / "voc", "--to", "coco", "--out", tmp_path / "coco", "--classes", "car,person,bicycle")
     (doc,) = _written(tmp_path / "coco").values()
     assert [(c["id"], c["name"]) for c in doc["categories"]] == [(1, "car"), (2, "person"), (3, "bicycle")]
+    # without --classes too: the VOC output's labels.txt keeps the COCO order and ids (name id)
     run_cli("convert", tmp_path / "voc", "--to", "coco", "--out", tmp_path / "coco2")
     (doc,) = _written(tmp_path / "coco2").values()
-    assert [(c["id"], c["name"]) for c in doc["categories"]] == [(1, "bicycle"), (2, "car"), (3, "person")]
+    assert [(c["id"], c["name"]) for c in doc["categories"]] == [(1, "car"), (2, "person"), (3, "bicycle")]
     assert min(a["id"] for a in doc["annotations"]) >= 1 and min(i["id"] for i in doc["images"]) >= 1
 
 

@@ -54,10 +54,10 @@ def test_combine_same_name_in_another_split_is_no_clash_where_splits_are_folders
 
 @pytest.fixture
 def voc_small(tmp_path):
-    """A VOC tree sharing an image name (000001) with voc_sample, with a class of its own."""
+    """A VOC tree sharing an image name and split (000001 in test) with voc_sample, with a class of its own."""
     return write_voc_tree(tmp_path / "voc_small", {
         "000001": (64, 48, [("person", (2, 3, 30, 40)), ("kangaroo", (31, 4, 60, 44))]),
-        "extra": (64, 48, [("car", (1, 1, 20, 20))])}, splits={"train": ["000001"], "val": ["extra"]})
+        "extra": (64, 48, [("car", (1, 1, 20, 20))])}, splits={"test": ["000001"], "val": ["extra"]})
 
 
 @pytest.mark.parametrize("target", ["voc", "coco", "yolo"])

@@ -201,7 +201,7 @@ def test_summary_filters_and_record(voc):
 def test_problem_filter_lists_what_info_finds(tmp_path):
     root = write_voc_tree(tmp_path / "v", {
         "a": (60, 40, [("cat", (11, 6, 30, 25))]),
-        "b": (60, 40, [("cat", (1, 1, 80, 10)), ("dog", (5, 5, 5, 9))]),  # clipped, degenerate
+        "b": (60, 40, [("cat", (1, 1, 80, 10)), ("dog", (5, 5, 4, 9))]),  # clipped, degenerate
     })
     info = json.loads(run_cli("info", root, "--json").output)
     with serving(root) as server:

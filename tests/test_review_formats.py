@@ -52,6 +52,9 @@ def test_untouched_records_save_byte_for_byte_and_reload_as_loaded(shared, folde
     assert ds.records
     for rec in ds.records:
         path = mod.annotation_file(ds, rec)
+        if path is None:  # an image a split list names without an annotation file: no file to save into
+            assert rec.meta.get("no_annotation") and len(rec) == 0
+            continue
         original = open(path, "rb").read()
         assert mod.save_record(original, edited(rec), path) == original
         again, _ = reload_record(ds, rec)

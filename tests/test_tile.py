@@ -50,7 +50,7 @@ def test_tile_voc(tmp_path):
     names = sorted(r.stem for r in ds.records)
     # 300 x 200 at size 128 gap 28: x origins 0, 100, 172; y origins 0, 72; b (100 x 90) is one tile
     assert names == sorted([f"a__1__{x}___{y}" for x in (0, 100, 172) for y in (0, 72)] + ["b__1__0___0"])
-    assert sorted((out / "ImageSets" / "Main" / "trainval.txt").read_text().split()) == names  # as convert writes
+    assert sorted((out / "ImageSets" / "Main" / "train.txt").read_text().split()) == names  # the source's split
     rec = {r.stem: r for r in ds.records}
     first = rec["a__1__0___0"]
     assert first.names == ["car", "bus"]

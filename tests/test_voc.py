@@ -50,8 +50,8 @@ def test_missing_size_and_no_objects():
 
 
 def test_degenerate_box_reported():
-    _, problems = parse_voc(voc_xml(objects=[("a", (10, 10, 10, 20)), ("b", (5, 30, 9, 20))]))
-    assert [p.kind for p in problems] == ["degenerate_box", "degenerate_box"]
+    _, problems = parse_voc(voc_xml(objects=[("a", (10, 10, 9, 20)), ("b", (5, 30, 9, 20)), ("one", (7, 7, 7, 7))]))
+    assert [p.detail.split(" ")[2] for p in problems] == ["(a):", "(b):"]  # xmin == xmax is one pixel (1-based)
 
 
 @pytest.mark.parametrize("data, message", [
@@ -190,7 +190,7 @@ def test_image_size_from_header(tmp_path, channels, ext):
 
 
 def test_problems_found(tmp_path):
-    root = write_voc_tree(tmp_path / "d", {"a": (40, 30, [("cat", (0, 1, 50, 10)), ("cat", (9, 9, 9, 12))])})
+    root = write_voc_tree(tmp_path / "d", {"a": (40, 30, [("cat", (0, 1, 50, 10)), ("cat", (9, 9, 8, 12))])})
     (root / "JPEGImages" / "orphan.jpg").write_bytes((root / "JPEGImages" / "a.jpg").read_bytes())
     (root / "Annotations" / "noimg.xml").write_bytes(voc_xml("noimg.jpg", 10, 10))
     s = summarize(load_dataset(root))
@@ -232,7 +232,9 @@ def test_real_voc_sample(shared):
     assert (by_stem["2011_000003"].width, by_stem["2011_000003"].height) == (500, 338)
     # every record round-trips through our writer
     for r in ds.records:
-        assert parse_voc(format_voc(r))[0] == r
+        back = parse_voc(format_voc(r))[0]
+        back.split = r.split  # the split comes from ImageSets/Main, not from the XML
+        assert back == r
     assert [r.stem for r in load_dataset(shared / "voc_sample", split="trainval").records][-1] == "2011_000025"
 
 
@@ -244,7 +246,9 @@ def test_real_edge_cases(shared):
     empty = [r for r in ds2.records if r.stem == "@"]
     assert len(empty) == 1 and len(empty[0]) == 0
     ds1 = load_dataset(edge / "datumaro" / "voc_dataset1")
-    assert {p.kind for p in ds1.problems} == {"image_without_annotation"}
+    # Datumaro lists 2007_000002 in test.txt without an XML: an image without objects (VOC allows it)
+    assert ds1.problems == []
+    assert {r.stem: (r.split, len(r)) for r in ds1.records} == {"2007_000001": ("train", 2), "2007_000002": ("test", 0)}
     assert load_dataset(edge / "datumaro" / "voc_dataset1", split="train").records[0].names == ["cat", "person"]
     rob = load_dataset(edge / "datumaro" / "roboflow_voc", split="val")
     assert [r.stem for r in rob.records] == ["val_001"]

@@ -149,6 +149,15 @@ def _parse_drop(ctx, param, value):
         raise click.BadParameter(str(e), ctx, param) from e
 
 
+def _one_split(ctx, param, values):
+    """``--split`` repeated is refused (exit 2), never the last one silently (see :mod:`dsprep.splits`)."""
+    from ..splits import one_split_option
+    try:
+        return one_split_option(values)
+    except UsageError as e:
+        raise click.BadParameter(str(e).replace("--split ", ""), ctx, param) from e
+
+
 def _check_workers(ctx, param, value):
     from ..parallel import parse_workers
     try:
@@ -202,8 +211,9 @@ def _options(group: str) -> List[Callable]:
                 click.option("--json", "as_json", is_flag=True,
                              help="Also print the summary as one JSON document on stdout.")]
     if group == "dataset":
-        return [click.option("--split", default=None, help="Only the images of this split (as the data set's split "
-                                                            "lists or split folders name them)."),
+        return [click.option("--split", multiple=True, callback=_one_split,
+                             help="Only the images of this split (as the data set's split lists or split folders "
+                                  "name them) [default: every image, each in its own splits]. Given once."),
                 click.option("--format", "fmt", type=click.Choice(_format_names()), default=None,
                              help="Read the data set as this format [default: detected from its layout]."),
                 _exif_option()]
@@ -367,12 +377,13 @@ def write_dataset(out_dir, target: str, classes: Sequence[str], meta: dict, reco
     return done
 
 
-def explain_lossy(summary: Summary) -> None:
-    """One line on stderr for each kind of loss a data-set writer counted (``jobs.convert.LOSSY``)."""
+def explain_lossy(summary: Summary, target: str) -> None:
+    """One line on stderr for each kind of loss a data-set writer of format ``target`` counted
+    (``jobs.convert.LOSSY``)."""
     from ..jobs.convert import LOSSY
     for kind in summary.counts:
         if kind in LOSSY and summary.counts[kind]:
-            click.echo(f"  {kind}: {summary.counts[kind]} ({LOSSY[kind]})", err=True)
+            click.echo(f"  {kind}: {summary.counts[kind]} ({LOSSY[kind].format(target=target.upper())})", err=True)
 
 
 def check_classes_known(wanted: Sequence[str], ds, option: str) -> None:

@@ -57,4 +57,4 @@ def convert(dataset, target, out, overwrite, common):
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         write_dataset(out_dir, target, ds.classes, ds.meta, ds.records, summary, common, desc="converting")
     finish(summary, str(out_dir), ["images", "objects"], common)
-    explain_lossy(summary)
+    explain_lossy(summary, target)

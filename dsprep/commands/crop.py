@@ -57,8 +57,31 @@ def crop(dataset, out, only, pad, min_size, mask_mode, backgrounds, blank, fill,
                            backgrounds=str(bg_dir) if bg_dir else None,
                            blank=tuple(blank_list) if blank_list is not None else None, mask=mask_mode,
                            upright=upright, fill=fill, blank_margin=blank_margin, max_blanked=max_blanked)
-        for _ in run_jobs(crop_one, [(r, opts) for r in ds.records], summary, common, "cropping",
-                          name_of=lambda it: it[0].image_path):
-            pass
+        crops, backs = [], []
+        for (rec, _), result in run_jobs(crop_one, [(r, opts) for r in ds.records], summary, common, "cropping",
+                                         name_of=lambda it: it[0].image_path):
+            if result is not None:
+                crops.append((rec, result["files"]))
+                if result.get("background"):
+                    backs.append((rec, [result["background"]]))
+        _write_split_lists(out_dir, crops)
+        if bg_dir:
+            _write_split_lists(bg_dir, backs)
     finish(summary, str(out_dir), ["images", "crops", "masked", "grabcut", "too_small"]
            + (["backgrounds", "too_blanked"] if bg_dir else []), common)
+
+
+def _write_split_lists(folder, written) -> None:
+    """The data set's splits kept beside the crops (or backgrounds): ``ImageSets/<split>.txt`` listing the files
+    cut from each split's images (relative paths, an image's files in every split it is in), so a split's crops
+    can be used alone (e.g. only the training split's objects for ``synth``)."""
+    from pathlib import Path
+    from ..outputs import atomic_write_bytes
+    from ..splits import list_files, split_order, splits_of
+    lists = {}
+    for rec, files in written:
+        for split in splits_of(rec):
+            lists.setdefault(split, []).extend(files)
+    for rel, data in list_files({s: lists[s] for s in split_order(lists)}, "ImageSets").items():
+        (Path(folder) / rel).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(Path(folder) / rel, data)

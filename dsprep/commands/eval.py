@@ -58,6 +58,8 @@ def eval_cmd(ground_truth, detections, metric, iou_thresh, polygon_iou, plot_dir
         click.echo(json.dumps(doc, ensure_ascii=False, indent=1))
     else:
         click.echo(format_table(res))
+    if ev.note:
+        click.echo(ev.note, err=True)
     _warn(lost, ev.detection_set.ignored_files, ev.dataset.skipped)
     if plot_out is not None:
         from ..jobs.eval import write_charts

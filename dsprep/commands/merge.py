@@ -56,6 +56,6 @@ def merge(datasets, out, target, link, overwrite, common):
     renames = [{"input": datasets[k], "image": path, "as": stem} for k, path, stem in joined.renamed]
     for r in renames:
         click.echo(f"  renamed: {r['image']} (from {r['input']}) -> {r['as']}", err=True)
-    explain_lossy(summary)
+    explain_lossy(summary, target)
     if common.as_json:
         click.echo(json.dumps({**summary.as_dict(str(out_dir)), "renamed": renames}, ensure_ascii=False, indent=1))

@@ -80,4 +80,4 @@ def split(dataset, out, ratios, seed, group, link, target, overwrite, common):
     finish(summary, str(out_dir), ["images", "objects"] + list(counts), common)
     for line in lines:
         click.echo(line, err=True)
-    explain_lossy(summary)
+    explain_lossy(summary, target)

@@ -153,7 +153,8 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
             _write_labelmap(out_dir, [c for c, _ in obj])
         start = 0
         if append:
-            taken = [int(p.stem[len("synth_"):]) for p in image_dir.glob("synth_*") if p.stem[6:].isdigit()]
+            # numbered after every image already there, whatever split (folder) it is in
+            taken = [int(p.stem[len("synth_"):]) for p in out_dir.rglob("synth_*") if p.stem[6:].isdigit()]
             start = max(taken) + 1 if taken else 0
         cfg = SynthConfig(out=str(out_dir), backgrounds=bgs, sidecars=sidecars, objects=obj, params=params, seed=seed,
                           fmt=out_format, ext=ext, mask_from=mask_from, masks=masks, color=color_method,
@@ -199,9 +200,10 @@ def _write_lists(out_dir: Path, writer, split_name: str, names, records, append:
     """The data-set files: VOC's split list (appended to), or the writer's own (COCO JSON, data.yaml ...)."""
     from ..jobs.convert import write_dataset_files
     from ..voc import write_split_list
-    if writer.NAME == "voc":
-        (out_dir / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
-        write_split_list(out_dir / "ImageSets" / "Main" / f"{split_name}.txt", names, append=append)
+    if writer.NAME in ("voc", "dota"):  # split lists: appended to (the images already listed stay listed)
+        lists = out_dir / ("ImageSets/Main" if writer.NAME == "voc" else "ImageSets")
+        lists.mkdir(parents=True, exist_ok=True)
+        write_split_list(lists / f"{split_name}.txt", names, append=append)
     else:
         write_dataset_files(out_dir, writer, records)
 

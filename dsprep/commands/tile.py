@@ -109,8 +109,32 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_
         for _ in run_jobs(tile_one, [(j, opts) for j in jobs], summary, common, "tiling",
                           name_of=_job_name):
             pass
+        _tile_split_lists(root, out_dir)
     finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
            (["empty_skipped"] if skip_empty else []), common)
+
+
+def _tile_split_lists(root: Path, out_dir: Path) -> None:
+    """DOTA has no split files; where the source has dsprep's (``ImageSets/<split>.txt``, as ``convert --to dota``
+    writes them), the tiles get the same lists: each tile in every split of the image it was cut from."""
+    import os
+    import re
+    from ..dota import SPLIT_LISTS
+    from ..outputs import atomic_write_bytes
+    from ..splits import list_files, membership, read_lists
+    member = membership(read_lists(root / SPLIT_LISTS))
+    if not member:
+        return
+    source = re.compile(r"^(?P<stem>.+)__[^_]+__\d+___\d+$")  # tiling.tile_name
+    lists = {}
+    for name in sorted(os.listdir(out_dir / "images")):
+        tile = os.path.splitext(name)[0]
+        m = source.match(tile)
+        for split in member.get(m.group("stem"), ()) if m else ():
+            lists.setdefault(split, []).append(tile)
+    for rel, data in list_files(lists, SPLIT_LISTS).items():
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out_dir / rel, data)
 
 
 @click.command("tile")
@@ -155,7 +179,7 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
     if not hasattr(module, "Writer"):
         raise click.BadParameter(f"dsprep cannot write {target} data sets; choose one with --to "
                                  f"({', '.join(writable_formats())})", param_hint="--to")
-    writer = module.Writer(ds.classes)
+    writer = module.Writer(ds.classes, {"dataset_meta": ds.meta})  # class ids (COCO, VOC's labels.txt) kept
     lossy = {}
     jobs, bad = plan_record_jobs(ds.records, rates, 2 if common.scheduler else parse_workers(common.workers), size,
                                  gap, ext, lossy)
@@ -178,6 +202,10 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
         write_dataset_files(out_dir, writer, records)
     finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
            (["empty_skipped"] if skip_empty else []) + sorted(lossy), common)
+    from ..jobs.convert import LOSSY
+    for kind in ("remnant_dropped", "difficult_not_kept", "truncated_not_kept", "split_membership_not_kept"):
+        if summary.counts.get(kind):
+            click.echo(f"  {kind}: {summary.counts[kind]} ({LOSSY[kind].format(target=target.upper())})", err=True)
 
 
 @click.command("merge-dota")

@@ -24,7 +24,32 @@ LOSSY = {
     "class_name_spaces": "class names with white space written with '-' (DOTA separates fields by spaces)",
     "renamed_duplicate_name": "images of the same name (in different splits or folders) renamed so none is "
                               "overwritten",
+    "difficult_not_kept": "difficult flags not kept: {target} has no field for them",
+    "truncated_not_kept": "truncated flags not kept: {target} has no field for them",
+    "image_flags_not_kept": "labelme image-level flags not kept: {target} has no field for them",
+    "split_membership_not_kept": "images in several splits (e.g. train and trainval) written once, under their "
+                                 "first split: {target} keeps one split per image",
+    "remnant_dropped": "tile remnants under a pixel wide or high left out",
 }
+
+
+def lost_flags(rec: ImageRecord, writer: FormatWriter) -> Dict[str, int]:
+    """What of ``rec``'s flags and splits ``writer``'s format cannot hold (``KEEPS_FLAGS``, ``KEEPS_IMAGE_FLAGS``,
+    ``MULTI_SPLIT`` say what it keeps): set difficult / truncated flags, set labelme image flags, and the record
+    itself when it is in several splits."""
+    from ..splits import splits_of
+    keeps = getattr(writer, "KEEPS_FLAGS", frozenset())
+    out: Dict[str, int] = {}
+    if "difficult" not in keeps:
+        out["difficult_not_kept"] = int(np.count_nonzero(rec.difficult))
+    if "truncated" not in keeps:
+        out["truncated_not_kept"] = int(np.count_nonzero(rec.truncated))
+    flags = (rec.meta.get("labelme") or {}).get("flags")
+    if isinstance(flags, dict) and not getattr(writer, "KEEPS_IMAGE_FLAGS", False):
+        out["image_flags_not_kept"] = sum(1 for v in flags.values() if v)
+    if not getattr(writer, "MULTI_SPLIT", False) and len(splits_of(rec)) > 1:
+        out["split_membership_not_kept"] = 1
+    return {k: v for k, v in out.items() if v}
 
 
 @dataclass(frozen=True)
@@ -61,7 +86,13 @@ def convert_one(args) -> dict:
     if not np.isfinite(rec.boxes).all():
         raise DsprepError(f"{rec.meta.get('annotation_path') or rec.image_path}: the image size is unknown (its "
                           f"image could not be read), so its normalized coordinates cannot be converted")
+    if not os.path.isfile(rec.image_path):  # never an annotation whose image silently stays behind
+        from ..core import ImageError
+        where = rec.meta.get("annotation_path")
+        raise ImageError(f"{rec.image_path}: image not found" + (f" (named by {where})" if where else "")
+                         + ": not converted")
     rec, lossy = account_attrs(rec, opts.writer)
+    lossy.update(lost_flags(rec, opts.writer))
     files, more = opts.writer.record_files(rec)
     for k, v in more.items():
         lossy[k] = lossy.get(k, 0) + v

@@ -58,6 +58,7 @@ def crop_one(args) -> dict:
         own = object_masks(opts.fmt, rec)
     stem = safe_name(rec.stem)
     written = masked = grabcut = 0
+    files = []  # relative paths of the crops, for the split lists
     for k in take:
         if polygons:
             piece, _ = cropmod.crop_polygon_rgba(img, rec.polygons[k], upright=opts.upright, pad=opts.pad)
@@ -76,9 +77,10 @@ def crop_one(args) -> dict:
         folder = _target(opts.out, safe_name(names[k]))
         folder.mkdir(parents=True, exist_ok=True)
         write_image(folder / f"{stem}_{k}.png", piece)
+        files.append(f"{safe_name(names[k])}/{stem}_{k}.png")
         written += 1
     result = {"images": 1, "crops": written, "masked": masked, "grabcut": grabcut,
-              "too_small": int((sel & ~size_ok).sum())}
+              "too_small": int((sel & ~size_ok).sum()), "files": files}
     if opts.backgrounds:
         result.update(_background(img, rec, opts, sel, own, tight, stem))
     return result
@@ -106,4 +108,4 @@ def _background(img, rec, opts: CropOptions, sel, own, tight, stem: str) -> dict
     if blanked > 0:
         h, w = mask.shape
         atomic_write_bytes(sidecar_path(str(path)), format_sidecar((w, h), region_outlines(mask), opts.fill))
-    return {"backgrounds": 1, "too_blanked": 0}
+    return {"backgrounds": 1, "too_blanked": 0, "background": f"{stem}.png"}

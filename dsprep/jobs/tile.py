@@ -66,7 +66,7 @@ class TileJob:
     layout: object = None  # rasters.TiffLayout: read by windows
     objects: Optional[Objects] = None  # objects given (else parsed from ``label`` by the job)
     skipped: Tuple[Tuple[str, str], ...] = ()
-    record: Optional[Tuple[Optional[str], bool]] = None  # tile: the source record's split, and whether it has polygons
+    record: Optional[tuple] = None  # tile: the source record's split, whether it has polygons, and all its splits
     ext: Optional[str] = None  # tile: the tiles' image extension (None: TileOptions.ext)
 
 
@@ -158,7 +158,8 @@ def tile_record(args) -> dict:
     objs, _ = _objects_of(job, opts.on_error)
     stats = tiling.TileStats()
     out = Path(opts.out)
-    split, has_polygons = job.record if job.record is not None else (None, False)
+    split, has_polygons = job.record[:2] if job.record is not None else (None, False)
+    splits = job.record[2] if job.record is not None and len(job.record) > 2 else None
     ext = job.ext or opts.ext
     records = []
     lossy: Dict[str, int] = {}
@@ -171,12 +172,30 @@ def tile_record(args) -> dict:
         truncated = cut.cut.copy()
         if job.objects.truncated is not None and len(cut.index):
             truncated |= job.objects.truncated[cut.index]
+        difficult = np.array([int(d) for d in cut.difficult], np.uint8)
+        index = np.asarray(cut.index, np.intp)
+        boxes = np.concatenate([quads.min(1), quads.max(1)], 1) if len(quads) else np.zeros((0, 4))
+        if writer.NAME != "dota":  # DOTA keeps the devkit's objects and its difficult 2 ("mostly cut away")
+            keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
+            if not keep.all():  # a remnant under a pixel is no box a data set format can hold
+                lossy["remnant_dropped"] = lossy.get("remnant_dropped", 0) + int((~keep).sum())
+                quads, boxes, truncated, difficult, index = (quads[keep], boxes[keep], truncated[keep],
+                                                             difficult[keep], index[keep])
+            two = difficult == 2  # cut by the tile border: truncated, with the object's own difficult flag
+            if two.any():
+                own = np.array([int(objs.difficult[k]) for k in index], np.uint8)
+                difficult = np.where(two, own, difficult).astype(np.uint8)
+                truncated = truncated | two
         h, w = pixels.shape[:2]
         rec = ImageRecord(f"{name}{ext}", w, h, 1 if pixels.ndim == 2 else pixels.shape[2],
-                          boxes=np.concatenate([quads.min(1), quads.max(1)], 1) if len(quads) else np.zeros((0, 4)),
-                          names=[objs.names[k] for k in cut.index],
-                          difficult=np.array([int(d) for d in cut.difficult], np.uint8), truncated=truncated,
+                          boxes=boxes, names=[objs.names[k] for k in index],
+                          difficult=difficult, truncated=truncated,
                           polygons=quads if has_polygons else None, split=split, meta={"stem": name})
+        if splits and len(splits) > 1:
+            rec.meta["splits"] = splits
+        from .convert import lost_flags
+        for k, v in lost_flags(rec, writer).items():
+            lossy[k] = lossy.get(k, 0) + v
         files, lost = writer.record_files(rec)
         for k, v in lost.items():
             lossy[k] = lossy.get(k, 0) + v
@@ -364,6 +383,7 @@ def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap
     ``lossy``."""
     import os
     from ..core import DsprepError, ImageError, UsageError, boxes_to_polygons
+    from ..splits import splits_of
     bad: List[Tuple[str, str]] = []
     jobs: List[TileJob] = []
     share = max(1, -(-slots // max(1, len(records)))) if slots > 1 else 1
@@ -391,7 +411,7 @@ def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap
             objects = Objects(polys, tuple(rec.names), rec.difficult, rec.truncated)
             tile_ext = ext or (os.path.splitext(rec.image_path)[1].lower() or ".png")
             jobs += image_jobs(rec.stem, rec.image_path, None, plan, rates, share, size, gap, objects=objects,
-                               record=(rec.split, rec.polygons is not None), ext=tile_ext)
+                               record=(rec.split, rec.polygons is not None, tuple(splits_of(rec))), ext=tile_ext)
         except UsageError:
             raise
         except DsprepError as e:
