@@ -336,11 +336,12 @@ def test_output_inside_input_refused(trees):
 def test_group_duplicates_keeps_copies_together(tmp_path):
     """Exact copies under other names (the same photo saved twice) always land in one split."""
     import cv2
-    from helpers import gradient
-    items = {f"img{i:02d}": (40, 30, [(CLASSES[i % 3], (1, 1, 20, 20))]) for i in range(30)}
+    items = {f"img{i:02d}": (64, 48, [(CLASSES[i % 3], (1, 1, 20, 20))]) for i in range(30)}
     root = write_voc_tree(tmp_path / "voc", items)
-    for i in range(30):  # every image its own pixels
-        img = np.roll(gradient(40, 30), i * 3, axis=1)
+    rng = np.random.default_rng(0)
+    for i in range(30):  # every image its own content: smooth random blobs, alike in nothing
+        blobs = rng.integers(0, 256, (6, 8, 3)).astype(np.uint8)
+        img = cv2.resize(blobs, (64, 48), interpolation=cv2.INTER_CUBIC)
         cv2.imwrite(str(root / "JPEGImages" / f"img{i:02d}.jpg"), img)
     copies = {"copy_a": "img00", "copy_b": "img07", "copy_c": "img07"}
     for new, old in copies.items():
