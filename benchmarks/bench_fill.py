@@ -1,24 +1,36 @@
-"""Filling blanked regions: quality against the true pixels, and speed, measured in one run.
+"""Filling blanked regions: texture, seam, error against the true pixels, and time, for every fill, measured in one run.
 
-Quality: real scenes with a known truth.  Each VOC sample photo gets a real silhouette (an object cut from another
-photo along its SegmentationObject mask) pasted in at a random place; the hole crop would blank (the silhouette
-grown by 3 pixels) is filled by every method, and the fill is compared with the photo's own pixels there (mean
-absolute error per channel, 0-255; lower is closer).  OpenCV's Telea inpainting alone is measured beside ours.
-Speed: the same fills, in ms per 500x375 scene, and on the DOTA example P0706 (1111x1182) with its 536 vehicles
-blanked, in ms per image.  Needs ../shared/data (voc_sample, dota_example) or pass the data folder.
-Usage: python benchmarks/bench_fill.py [N_SCENES] [DATA_FOLDER]
+Three sets of regions:
+* pasted: VOC sample photos, each with a real silhouette (an object cut from another photo along its
+  SegmentationObject mask) pasted in at a random place; the hole crop would blank (the silhouette grown by 3
+  pixels) is filled and compared with the photo's own pixels there (mean absolute error per channel, 0-255).
+* demo: the demo data set's scenes (`dsprep demo`), their objects blanked as `crop --backgrounds` blanks them.
+* voc: the VOC sample's photos, their objects blanked as `crop --backgrounds` blanks them (photos more than half
+  blanked are skipped, as crop skips them).
+For every filled region (dsprep.texfill.region_measures): texture = mean |Laplacian| inside over that in a 12-pixel
+band around (1: the surroundings' texture goes on; a smooth blob is near 0.1), seam = mean gradient on the region's
+border over that in the band (1: the border does not show; a black fill: 5-20).  Medians over the regions, and the
+lowest texture.  Time: ms per region (fill time over the set's regions), per 500 x 375 photo for the VOC sets.
+Beside ours: OpenCV's Telea and Navier-Stokes inpainting, and OpenCV-contrib's xphoto shift-map inpainting when
+cv2.xphoto is there (opencv-contrib-python-headless: run this script with a Python that has it, e.g. a throw-away
+venv; the two OpenCV wheels clash in one environment).
+Needs ../shared/data (voc_sample) or pass the data folder.
+Usage: python benchmarks/bench_fill.py [N_PASTED] [DATA_FOLDER]
 """
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from dsprep.core import boxes_to_polygons
 from dsprep.crop import blank_mask, pixel_bounds
 from dsprep.dataset import load_dataset, object_masks
 from dsprep.fill import FILLS, fill_regions
 from dsprep.images import read_record_image
+from dsprep.texfill import region_measures
 
 
 def silhouettes(voc):
@@ -34,7 +46,7 @@ def silhouettes(voc):
     return out
 
 
-def scenes(voc, n, seed=0):
+def pasted(voc, n, seed=0):
     """``[(scene with the object pasted, hole to fill, the true photo)]``."""
     rng = np.random.default_rng(seed)
     photos = [read_record_image(r) for r in load_dataset(voc).records]
@@ -56,36 +68,92 @@ def scenes(voc, n, seed=0):
     return out
 
 
+def blanked(root, fmt="voc", max_blanked=0.5):
+    """``[(image, hole, None)]``: every image of a data set with its objects blanked as crop blanks them."""
+    out = []
+    for rec in load_dataset(root).records:
+        img = read_record_image(rec)
+        own = object_masks(fmt, rec) if len(rec) else None
+        has = np.array([own is not None and own[k] is not None for k in range(len(rec))], bool)
+        tight = pixel_bounds(rec.boxes, rec.width, rec.height)
+        hole = blank_mask(img.shape[:2], boxes_to_polygons(rec.boxes)[~has], [own[k] for k in np.flatnonzero(has)],
+                          tight[has], 3) > 0
+        if 0 < hole.mean() <= max_blanked:
+            out.append((img, hole, None))
+    return out
+
+
+def xphoto_shiftmap(img, hole):
+    dst = np.zeros_like(img)
+    cv2.xphoto.inpaint(img, (~hole).astype(np.uint8) * 255, dst, cv2.xphoto.INPAINT_SHIFTMAP)
+    out = img.copy()
+    out[hole] = dst[hole]  # it may touch known pixels too: only the hole is taken
+    return out
+
+
+def measure(fn, items):
+    """(mean absolute error or None, texture ratios, seam ratios, seconds, regions)."""
+    errors, tex, seam, took, regions = [], [], [], 0.0, 0
+    for img, hole, truth in items:
+        t = time.perf_counter()
+        out = fn(img, hole)
+        took += time.perf_counter() - t
+        if truth is not None:
+            errors.append(np.abs(out[hole].astype(np.int64) - truth[hole]))
+        te, se = region_measures(out, hole)
+        tex.extend(te)
+        seam.extend(se)
+        regions += cv2.connectedComponents(hole.view(np.uint8))[0] - 1
+    err = float(np.concatenate(errors).mean()) if errors else None
+    return err, np.array(tex), np.array(seam), took, regions
+
+
 def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 60
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     data = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).resolve().parents[2] / "shared" / "data"
-    items = scenes(data / "voc_sample", n)
-    methods = {m: (lambda s, h, m=m: fill_regions(s, h, m)) for m in FILLS}
-    methods["opencv telea"] = lambda s, h: cv2.inpaint(s, h.view(np.uint8), 3, cv2.INPAINT_TELEA)
+    from dsprep.demo import make_voc_demo
+    with tempfile.TemporaryDirectory() as tmp:
+        make_voc_demo(Path(tmp) / "demo", n_images=24, seed=0)
+        sets = {"pasted": pasted(data / "voc_sample", n), "demo": blanked(Path(tmp) / "demo"),
+                "voc": blanked(data / "voc_sample")}
+    # Telea first: the error column is also given relative to it
+    methods = {"opencv telea": lambda s, h: cv2.inpaint(s, h.view(np.uint8), 3, cv2.INPAINT_TELEA)}
+    methods.update({m: (lambda s, h, m=m: fill_regions(s, h, m)) for m in FILLS})
     methods["opencv ns"] = lambda s, h: cv2.inpaint(s, h.view(np.uint8), 3, cv2.INPAINT_NS)
-    results = {}
+    if hasattr(cv2, "xphoto"):
+        methods["xphoto shiftmap"] = xphoto_shiftmap
+    else:
+        print("(cv2.xphoto not installed: no shift-map column; run with opencv-contrib-python-headless to add it)")
+    print(f"OpenCV {cv2.__version__}; regions: pasted {sum(1 for _ in sets['pasted'])} (VOC photos with a real "
+          f"silhouette pasted in), demo {measure(lambda s, h: s, sets['demo'])[4]}, "
+          f"voc {measure(lambda s, h: s, sets['voc'])[4]}")
+    print(f"{'fill':16s} {'error':>6s} {'vs Telea':>8s} | {'texture: pasted':>15s} {'demo':>5s} {'(min)':>6s} "
+          f"{'voc':>5s} {'(min)':>6s} | {'seam: pasted':>12s} {'demo':>5s} {'voc':>5s} | "
+          f"{'ms/region: pasted':>17s} {'demo':>6s} {'voc':>6s}")
+    rows = {}
     for name, fn in methods.items():
-        errors, took = [], 0.0
-        for scene, hole, photo in items:
-            t = time.perf_counter()
-            out = fn(scene, hole)
-            took += time.perf_counter() - t
-            errors.append(np.abs(out[hole].astype(np.int64) - photo[hole]))
-        results[name] = (float(np.concatenate(errors).mean()), took / len(items) * 1e3)
-    rec = load_dataset(data / "dota_example").records[0]
-    img = read_record_image(rec)
-    hole = blank_mask(img.shape[:2], rec.polygons) > 0
-    print(f"{n} VOC scenes with a real silhouette pasted in (hole mean {np.mean([h.mean() for _, h, _ in items]):.1%}"
-          f" of the image); error = mean absolute difference from the true pixels (0-255)")
-    telea = results["opencv telea"][0]
-    for name, (err, ms) in results.items():
-        line = f"  {name:14s} error {err:6.2f} ({err / telea:4.2f}x Telea's)   {ms:7.1f} ms per scene"
-        if name in FILLS:
-            t = time.perf_counter()
-            fill_regions(img, hole, name)
-            line += f"   P0706 {img.shape[1]}x{img.shape[0]}, {hole.mean():.0%} blanked: " \
-                    f"{(time.perf_counter() - t) * 1e3:6.0f} ms"
-        print(line)
+        rows[name] = {k: measure(fn, items) for k, items in sets.items()}
+        r = rows[name]
+        err, telea = r["pasted"][0], rows["opencv telea"]["pasted"][0]
+        vs = f"{err / telea:7.2f}x"
+
+        def med(x):
+            return float(np.median(x)) if len(x) else float("nan")
+
+        def ms(k):
+            return r[k][3] / max(r[k][4], 1) * 1e3
+        print(f"{name:16s} {err:6.1f} {vs} | {med(r['pasted'][1]):15.2f} {med(r['demo'][1]):5.2f} "
+              f"{r['demo'][1].min():6.2f} {med(r['voc'][1]):5.2f} {r['voc'][1].min():6.2f} | "
+              f"{med(r['pasted'][2]):12.2f} {med(r['demo'][2]):5.2f} {med(r['voc'][2]):5.2f} | "
+              f"{ms('pasted'):17.1f} {ms('demo'):6.1f} {ms('voc'):6.1f}", flush=True)
+    t = rows["texture"]
+    i = rows["inpaint"]
+    print(f"texture vs inpaint in this run: time per region {t['voc'][3] / i['voc'][3]:.2f}x on the VOC photos, "
+          f"{t['demo'][3] / i['demo'][3]:.2f}x on the demo scenes")
+    if "xphoto shiftmap" in rows:
+        x = rows["xphoto shiftmap"]
+        print(f"xphoto shift-map takes {x['voc'][3] / t['voc'][3]:.0f}x texture's time on the VOC photos, "
+              f"{x['pasted'][3] / t['pasted'][3]:.0f}x on the pasted scenes")
 
 
 if __name__ == "__main__":

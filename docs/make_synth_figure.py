@@ -2,7 +2,7 @@
 
 Everything comes from data the project generates and its real commands: the demo data set (textured scenes with
 shaded balls, turned boxes and cones, and their masks), then
-  python -m dsprep crop DEMO --out crops --backgrounds bgs          (silhouettes; objects inpainted away)
+  python -m dsprep crop DEMO --out crops --backgrounds bgs          (silhouettes; objects filled with the texture)
   python -m dsprep synth --backgrounds bgs --objects crops ... --masks --max-occlusion 0.3
 The image shown is the synthetic image with the most objects, several of them partly hidden.
 Usage: python docs/make_synth_figure.py

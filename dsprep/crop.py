@@ -18,7 +18,7 @@ def pixel_bounds(boxes: np.ndarray, width: int, height: int, pad: int = 0) -> np
 
 
 def blank_regions(img: np.ndarray, polygons: np.ndarray, value: int = 0) -> np.ndarray:
-    """A copy of ``img`` with every ``(N, K, 2)`` polygon filled with ``value`` (one fillPoly call).
+    """A copy of ``img`` with every ``(N, K, 2)`` polygon filled with ``value`` (overlaps included).
 
     Polygons are expanded outward to whole pixels, so no fringe of the object survives.
     """
@@ -31,7 +31,10 @@ def blank_regions(img: np.ndarray, polygons: np.ndarray, value: int = 0) -> np.n
     # fillPoly treats vertices as pixel centres, inclusive: a box [x0, x1) covers pixels x0..x1-1.
     grown = np.where(poly >= center, grown - 1, grown)
     color = (value,) * (out.shape[2] if out.ndim == 3 else 1)
-    cv2.fillPoly(out, list(grown.astype(np.int32)), color)
+    # one call per polygon: fillPoly given several fills by the even-odd rule, so where two objects overlap (a dog in
+    # a person's box) the overlap would be left out
+    for g in grown.astype(np.int32):
+        cv2.fillPoly(out, [g], color)
     return out
 
 
@@ -147,13 +150,30 @@ def grabcut_mask(img: np.ndarray, bounds: Sequence[int], iterations: int = 4, wo
     return out if out.sum() >= min_fraction * bw * bh else None
 
 
+def inner_mask(mask: np.ndarray, bounds: Sequence[int], size: Tuple[int, int]) -> np.ndarray:
+    """``mask`` (bool, over the integer ``bounds`` in an image of ``size = (W, H)``) without its outermost pixels
+    (eroded by a 3 x 3 cross): an object's edge pixels mix it with what was around it (a 1-pixel rim of the old
+    background once pasted elsewhere).  Edges on the image's border are kept (nothing was beyond them); a mask the
+    erosion would empty is returned as it is."""
+    W, H = size
+    x0, y0, x1, y1 = (int(v) for v in bounds)
+    ex0, ey0, ex1, ey1 = max(0, x0 - 1), max(0, y0 - 1), min(W, x1 + 1), min(H, y1 + 1)
+    big = np.zeros((ey1 - ey0, ex1 - ex0), np.uint8)
+    big[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] = np.asarray(mask, bool)
+    # outside the array erode sees its maximum (nothing is eroded there): that is the image's border
+    big = cv2.erode(big, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)))
+    inner = big[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0] > 0
+    return inner if inner.any() else np.asarray(mask, bool)
+
+
 def mask_rgba(img: np.ndarray, bounds: Sequence[int], mask: np.ndarray, pad: int = 0) -> np.ndarray:
     """The crop ``img[y0-pad:y1+pad, x0-pad:x1+pad]`` (clipped) as BGRA whose alpha is 255 on ``mask`` (a bool
-    mask over the unpadded ``bounds``) and 0 elsewhere, the pad ring included."""
+    mask over the unpadded ``bounds``) less its outermost pixels (:func:`inner_mask`: no rim of the old background)
+    and 0 elsewhere, the pad ring included."""
     h, w = img.shape[:2]
     x0, y0, x1, y1 = (int(v) for v in bounds)
     px0, py0, px1, py1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
     bgr = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     alpha = np.zeros((py1 - py0, px1 - px0), np.uint8)
-    alpha[y0 - py0:y1 - py0, x0 - px0:x1 - px0][mask] = 255
+    alpha[y0 - py0:y1 - py0, x0 - px0:x1 - px0][inner_mask(mask, bounds, (w, h))] = 255
     return np.dstack([bgr[py0:py1, px0:px1, :3], alpha])

@@ -126,6 +126,43 @@ def make_scene(rng: np.random.Generator, w: int, h: int, n_objects: int):
     return img, boxes, names
 
 
+LIGHTS = ((0.55, 0.75, 1.0), (1.0, 0.8, 0.6), (0.7, 1.0, 0.75), (0.6, 0.62, 0.7))  # BGR: warm, cold, green, dim
+
+
+def tinted_scene(rng: np.random.Generator, w: int, h: int, light=None) -> Tuple[np.ndarray, np.ndarray]:
+    """A scene with a white reference in it -- a sheet of paper lying on the textured ground, a sixth of the
+    picture -- under white light and under a tinted light (per-channel gains, ``light`` BGR, a random one of
+    :data:`LIGHTS` by default): ``(tinted, white_light)``, BGR uint8.  What reference-white correction is for: it
+    takes the brightest pixels (the paper) as white and scales each channel to make them so."""
+    img, _, _ = make_scene(rng, w, h, int(rng.integers(2, 5)))
+    pw, ph = w * 2 // 5, h * 2 // 5
+    x, y = int(rng.integers(0, w - pw)), int(rng.integers(0, h - ph))
+    paper = ((x + pw / 2, y + ph / 2), (pw, ph), float(rng.uniform(-20, 20)))
+    m = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(m, [np.round(cv2.boxPoints(paper)).astype(np.int32)], 255)
+    m = cv2.GaussianBlur(m, (3, 3), 0).astype(np.float32)[..., None] / 255.0  # its edge anti-aliased
+    sheet = np.clip(rng.normal(244, 3, (h, w, 1)), 0, 255).astype(np.float32)  # white, not quite 255: paper
+    white = np.clip(img * (1 - m) + sheet * m, 0, 255)
+    gains = np.asarray(light if light is not None else LIGHTS[int(rng.integers(len(LIGHTS)))], np.float32)
+    tinted = np.clip(white * gains + rng.normal(0, 1.5, (h, w, 1)), 0, 255)
+    return tinted.astype(np.uint8), white.astype(np.uint8)
+
+
+def make_tinted_scenes(out: Path, n_images: int = 4, seed: int = 0) -> List[str]:
+    """Write ``n_images`` 320x240 JPEG scenes, each with a white reference (a sheet of paper) under a tinted light
+    (:func:`tinted_scene`, the lights in turn), as ``out/tinted_<k>.jpg``: what `dsprep color reference-white`
+    corrects."""
+    from .outputs import atomic_write_bytes
+    rng = np.random.default_rng([seed, 2])
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for k in range(n_images):
+        tinted, _ = tinted_scene(rng, 320, 240, LIGHTS[k % len(LIGHTS)])
+        names.append(f"tinted_{k}.jpg")
+        atomic_write_bytes(out / names[-1], encode_image(tinted, ".jpg", 95))
+    return names
+
+
 def _overlaps(b: np.ndarray, others: np.ndarray) -> bool:
     ix = np.minimum(b[2], others[:, 2]) - np.maximum(b[0], others[:, 0])
     iy = np.minimum(b[3], others[:, 3]) - np.maximum(b[1], others[:, 1])

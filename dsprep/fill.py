@@ -2,7 +2,9 @@
 
 Pure functions over numpy arrays.
 
-* :func:`fill_regions` replaces the masked pixels: ``inpaint`` (default) continues the surrounding structure into
+* :func:`fill_regions` replaces the masked pixels: ``texture`` (default) copies the image's own texture into each
+  region from shifted places whose surroundings match the region's, blended in the gradient domain
+  (:mod:`dsprep.texfill`); ``inpaint`` continues the surrounding structure into
   the region with OpenCV's Telea fast-marching inpainting near its border, blended (over ``INPAINT_BLEND`` pixels)
   into a push-pull membrane deeper inside, where Telea's propagation leaves star-shaped streaks; ``blur`` is the
   push-pull fill alone (a smooth membrane from the region's border colours); ``mean`` the mean colour of the image's
@@ -22,14 +24,14 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-FILLS = ("inpaint", "blur", "mean", "black")
+FILLS = ("texture", "inpaint", "blur", "mean", "black")
 SIDECAR_SUFFIX = ".blanked.json"
 INPAINT_RADIUS = 3  # Telea's neighbourhood; larger radii were no better on real scenes and 10x slower
 INPAINT_BLEND = 30.0  # pixels from a region's border over which Telea hands over to the membrane (best of 12/30/60
                       # on VOC scenes with object-shaped holes: benchmarks/bench_fill.py)
 
 
-def fill_regions(img: np.ndarray, mask: np.ndarray, method: str = "inpaint") -> np.ndarray:
+def fill_regions(img: np.ndarray, mask: np.ndarray, method: str = "texture") -> np.ndarray:
     """A copy of ``img`` (``(H, W)`` or ``(H, W, C)``, any dtype) whose pixels where ``mask`` (``(H, W)``, non-zero =
     blanked) is set are filled by ``method``.  Raises ``ValueError`` when every pixel is masked (nothing to fill
     from) or for an unknown method."""
@@ -47,6 +49,9 @@ def fill_regions(img: np.ndarray, mask: np.ndarray, method: str = "inpaint") -> 
     if method == "mean":
         out[hole] = np.round(img[~hole].mean(axis=0)).astype(img.dtype)
         return out
+    if method == "texture":
+        from .texfill import texture_fill
+        return texture_fill(img, hole)
     # The work is done in a window around the regions: half their size beyond them on each side (the membrane's
     # coarsest levels average about that far; Telea looks INPAINT_RADIUS pixels out).
     x, y, w, h = cv2.boundingRect(hole.view(np.uint8))

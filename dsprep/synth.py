@@ -271,7 +271,8 @@ def overlap_ok(cand: np.ndarray, boxes: np.ndarray, max_overlap: float) -> np.nd
 def place(size: Tuple[int, int], extent: Tuple[int, int], occupied: np.ndarray, max_overlap: float,
           rng: np.random.Generator, candidates: int = 64, rounds: int = 5,
           accept: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Optional[Tuple[int, int]]:
-    """A top-left position for an ``extent = (w, h)`` sprite on a ``size = (W, H)`` canvas, or ``None``.
+    """A top-left position for an ``extent = (w, h)`` sprite on a ``size = (W, H)`` canvas, or ``None``; its
+    centre uniform over the canvas (moved inside by at most half the sprite's size where it would stick out).
 
     Tests random positions in batches (4, 16, then ``candidates`` per round, ``rounds`` rounds): bounded work,
     always terminates.  ``accept(xy (k, 2)) -> (k,) bool`` is a further test of positions that pass the box test; it
@@ -281,11 +282,16 @@ def place(size: Tuple[int, int], extent: Tuple[int, int], occupied: np.ndarray, 
     w, h = extent
     if w > W or h > H:
         return None
-    high = np.array([W - w + 1, H - h + 1], np.float64)
+    # The centre is drawn uniformly over the canvas and the extent then moved inside it: drawing the corner
+    # uniformly would crowd the centres of large objects into the middle of the canvas (they could never be
+    # nearer an edge than half their size), and a third of the canvas would hold a third of the objects only for
+    # small ones.
+    span = np.array([W, H], np.float64)
+    half = np.array([w / 2.0, h / 2.0])
+    top = np.array([W - w, H - h], np.float64)
     for r in range(rounds):
         k = min(candidates, 4 ** (r + 1))  # 4, 16, then full batches: cheap when the canvas is still empty
-        # uniform integers from uniform floats: floor(u * n) (4x cheaper than Generator.integers with array bounds)
-        xy = (rng.random((k, 2)) * high).astype(np.int64)
+        xy = np.clip(np.floor(rng.random((k, 2)) * span - half), 0, top).astype(np.int64)
         if len(occupied) == 0 and accept is None:
             return int(xy[0, 0]), int(xy[0, 1])
         if accept is None and max_overlap <= 0 and k * len(occupied) <= 128:
@@ -507,7 +513,7 @@ class SynthParams:
     canvas: Optional[Tuple[int, int]] = None   # (W, H); None: the background's own size
     fit: str = "cover"
     per_image: Tuple[int, ...] = (4, 8, 16)    # the object count is drawn from these
-    rotate: Tuple[float, float] = (0.0, 360.0)
+    rotate: Tuple[float, float] = (-15.0, 15.0)   # small: objects stay about upright (0:360 for aerial views)
     scale: Optional[Tuple[float, float]] = None  # absolute scale range; None: jitter x the background's scale
     jitter: Tuple[float, float] = (0.8, 1.2)   # scale relative to the background's (when scale is None)
     flip: str = "h"                            # none | h | v | hv: each named flip with probability 1/2
@@ -519,7 +525,7 @@ class SynthParams:
     blend: str = "feather"
     feather: float = 2.0                       # soft edge width (pixels) for blend == "feather"
     harmonize: float = 0.0                     # colour-matching strength (0: off)
-    avoid_blanked: bool = True                 # keep objects off the background's blanked regions
+    avoid_blanked: bool = False                # keep objects off the background's blanked regions (filled: no)
     alpha_threshold: int = 127
     candidates: int = 64
     rounds: int = 5
@@ -650,7 +656,7 @@ def synthesize(background: np.ndarray, pick_sprite, classes: Sequence[str], para
     """One synthetic image.  ``pick_sprite(class_name, rng) -> Sprite`` supplies object crops.
 
     ``keepout``: ``(h, w)`` uint8 mask over the background, non-zero where an object was blanked; objects are kept
-    off it unless ``params.avoid_blanked`` is False.  Every random choice comes from ``rng`` in a fixed order, so the
+    off it when ``params.avoid_blanked`` (by default they are not: a filled region is background like any other).  Every random choice comes from ``rng`` in a fixed order, so the
     same generator state gives the same image.  ``background`` is left untouched unless ``reuse_background`` (then
     objects may be pasted into it directly, saving a copy of the canvas).
     """

@@ -70,7 +70,7 @@ def test_inpainting_is_close_to_the_true_pixels(shared, tmp_path):
     and at least as close as OpenCV's Telea inpainting alone."""
     truth = pasted_scenes(shared, tmp_path / "scenes")
     errors = {}
-    for fill in ("inpaint", "blur", "mean", "black"):
+    for fill in ("texture", "inpaint", "blur", "mean", "black"):
         bgs = tmp_path / f"bg_{fill}"
         res = run("crop", tmp_path / "scenes", "--out", tmp_path / f"c_{fill}", "--backgrounds", bgs, "--fill", fill)
         assert "8 masked" in res.output and "8 backgrounds" in res.output
@@ -91,9 +91,12 @@ def test_inpainting_is_close_to_the_true_pixels(shared, tmp_path):
     assert errors["inpaint"] <= errors["telea"] * 1.01
     assert errors["inpaint"] < errors["blur"] < errors["mean"] < errors["black"]
     assert errors["inpaint"] < 40
+    # copied texture is further from the true pixels than a smooth guess (its detail is not theirs), but closer
+    # than the image's mean colour
+    assert errors["inpaint"] < errors["texture"] < errors["mean"]
 
 
-@pytest.mark.parametrize("method", ["inpaint", "blur", "mean", "black"])
+@pytest.mark.parametrize("method", ["texture", "inpaint", "blur", "mean", "black"])
 def test_fills_touch_only_the_masked_pixels(method):
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (60, 80, 3)).astype(np.uint8)
@@ -169,7 +172,8 @@ def test_too_blanked_backgrounds_are_skipped_and_counted(shared, tmp_path):
         size, outlines = parse_sidecar((tmp_path / "b2" / f"{p.stem}.blanked.json").read_bytes())
         hole = outline_mask(outlines, size) > 0
         black = (img == 0).all(axis=-1)
-        assert (black & hole).sum() <= 0.001 * hole.sum(), p  # no pure-black hole left
+        # no hole left black (some black pixels are the photos' own: the texture fill copies their black cabinets)
+        assert (black & hole).sum() <= 0.1 * hole.sum(), p
 
 
 def test_a_wholly_blanked_background_is_never_written(tmp_path):
@@ -246,3 +250,138 @@ def test_push_pull_against_a_per_pixel_reference():
         est = c + _push_reference(est, w.shape) * (1 - w)[..., None]
     want = np.where(hole[..., None], np.clip(np.round(est), 0, 255), img)
     assert np.abs(push_pull(img, hole).astype(int) - want).max() <= 1
+
+
+# ---- issue 24: fills that keep the texture ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_voc(tmp_path_factory):
+    """The demo's VOC data set (textured scenes with masked objects), as `dsprep demo` generates it."""
+    from dsprep.demo import make_voc_demo
+    root = tmp_path_factory.mktemp("demo") / "voc"
+    make_voc_demo(root, n_images=24, seed=0)
+    return root
+
+
+def _measures(bgs):
+    """(texture ratios, seam ratios) of every filled region of the backgrounds crop wrote (from the sidecars)."""
+    from dsprep.texfill import region_measures
+    tex, seam = [], []
+    for sc in sorted(bgs.glob("*.blanked.json")):
+        size, outlines = parse_sidecar(sc.read_bytes())
+        img = cv2.imread(str(sc.parent / sc.name.replace(".blanked.json", ".png")))
+        t, s = region_measures(img, outline_mask(outlines, size) > 0)
+        tex.extend(t)
+        seam.extend(s)
+    return np.array(tex), np.array(seam)
+
+
+@pytest.mark.parametrize("source", ["demo", "voc_sample"])
+def test_texture_fill_continues_the_texture_without_a_seam(source, demo_voc, request, tmp_path):
+    """Done when (issue 24): on the demo's backgrounds and the VOC sample, the default fill keeps the texture of
+    the surroundings (mean |Laplacian| inside a region over that in a 12-pixel band around it: median >= 0.6, no
+    region under 0.3) and its border does not show (gradient on the border over that around: median <= 1.5).
+    The same measures tell the other fills apart: Telea's smooth blob, black's hard edge."""
+    src = demo_voc if source == "demo" else request.getfixturevalue("shared") / "voc_sample"
+    got = {}
+    for fill in ("texture", "inpaint", "black"):
+        bgs = tmp_path / fill
+        args = ["--fill", fill] if fill != "texture" else []  # texture is the default
+        run("crop", src, "--out", tmp_path / f"c_{fill}", "--backgrounds", bgs, *args)
+        got[fill] = _measures(bgs)
+    tex, seam = got["texture"]
+    print(source, "texture: median", np.median(tex).round(2), "min", tex.min().round(2), "seam median",
+          np.median(seam).round(2), "| inpaint texture median", np.median(got["inpaint"][0]).round(2),
+          "| black seam median", np.median(got["black"][1]).round(2))
+    assert len(tex) >= 15 and len(tex) == len(got["inpaint"][0])
+    assert np.median(tex) >= 0.6 and tex.min() >= 0.3
+    assert np.median(seam) <= 1.5
+    assert np.median(got["inpaint"][0]) < 0.3
+    assert np.median(got["black"][1]) > 3
+
+
+def test_texture_fill_is_repeatable_and_handles_grey_and_16_bit():
+    """The same input gives the same bytes (no randomness); grey and 16-bit images keep their dtype and range;
+    a region touching the image's corner is filled too."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:90, 0:120]
+    stripes = (128 + 60 * np.sin(x / 3.0) + rng.normal(0, 6, (90, 120))).clip(0, 255)
+    hole = np.zeros((90, 120), np.uint8)
+    cv2.circle(hole, (60, 45), 14, 255, -1)
+    hole[:10, :12] = 255
+    for img in (stripes.astype(np.uint8), (stripes * 256).astype(np.uint16),
+                np.dstack([stripes, stripes[:, ::-1], 255 - stripes]).astype(np.uint8)):
+        a, b = fill_regions(img, hole, "texture"), fill_regions(img, hole, "texture")
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == img.dtype and a.shape == img.shape
+        np.testing.assert_array_equal(a[hole == 0], img[hole == 0])
+        assert a[hole > 0].min() >= img.min() * 0.8 and a[hole > 0].max() <= img.max() * 1.1 + 1
+        from dsprep.texfill import region_measures
+        tex, _ = region_measures(a if a.dtype == np.uint8 else (a // 256).astype(np.uint8), hole > 0)
+        assert (tex > 0.6).all(), tex  # the stripes go on inside (a smooth fill: about 0.1)
+
+
+def test_overlapping_objects_are_all_blanked():
+    """A dog inside a person's box (as in the VOC sample's 000001): the overlap is blanked too (OpenCV's fillPoly
+    given both polygons at once fills by the even-odd rule and would leave the dog)."""
+    from dsprep.core import boxes_to_polygons
+    from dsprep.crop import blank_mask
+    m = blank_mask((50, 60), boxes_to_polygons(np.array([[5, 5, 55, 45], [20, 20, 30, 30]], float)))
+    assert (m[5:45, 5:55] == 255).all() and np.count_nonzero(m) == 50 * 40
+
+
+def test_largest_free_rect_against_brute_force():
+    """On masks no larger than the grid (a cell per pixel) the rectangle is the largest empty one, as a search of
+    every rectangle finds; on larger masks it never holds a blanked pixel."""
+    from dsprep.freeregion import largest_free_rect
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(3, 11, 2))
+        m = (rng.random((h, w)) < 0.15).astype(np.uint8)
+        best = 0
+        for y0 in range(h):
+            for x0 in range(w):
+                for y1 in range(y0 + 1, h + 1):
+                    for x1 in range(x0 + 1, w + 1):
+                        if not m[y0:y1, x0:x1].any():
+                            best = max(best, (y1 - y0) * (x1 - x0))
+        got = largest_free_rect(m, grid=16)
+        if best == 0:
+            assert got is None
+            continue
+        x0, y0, x1, y1 = got
+        assert not m[y0:y1, x0:x1].any() and (x1 - x0) * (y1 - y0) == best
+    big = np.zeros((300, 400), np.uint8)
+    cv2.circle(big, (150, 140), 60, 1, -1)
+    x0, y0, x1, y1 = largest_free_rect(big)
+    assert not big[y0:y1, x0:x1].any() and (x1 - x0) * (y1 - y0) >= 0.9 * 190 * 300  # right of the disc
+
+
+def test_fill_none_cuts_object_free_backgrounds(demo_voc, tmp_path):
+    """crop --backgrounds --fill none: each background is a part of its scene, cut as it is (no pixel made up),
+    holding no pixel of any object (the demo's instance masks), at least --min-free of the scene; scenes without
+    such a part are counted and skipped."""
+    from dsprep.vocmasks import mask_indices
+    res = run("crop", demo_voc, "--out", tmp_path / "c", "--backgrounds", tmp_path / "b", "--fill", "none")
+    written = sorted((tmp_path / "b").glob("*.png"))
+    assert f"{len(written)} backgrounds, {24 - len(written)} no_free_region" in res.output and len(written) >= 12
+    assert not list((tmp_path / "b").glob("*.json"))  # nothing blanked: no sidecar
+    for p in written:
+        from dsprep.images import read_image
+        scene = read_image(demo_voc / "JPEGImages" / f"{p.stem}.jpg")  # decoded as crop decodes it
+        bg = cv2.imread(str(p))
+        score = cv2.matchTemplate(scene, bg, cv2.TM_SQDIFF)
+        _, _, (x, y), _ = cv2.minMaxLoc(score)
+        np.testing.assert_array_equal(scene[y:y + bg.shape[0], x:x + bg.shape[1]], bg)  # the scene's own pixels
+        inst = mask_indices((demo_voc / "SegmentationObject" / f"{p.stem}.png").read_bytes())
+        assert not inst[y:y + bg.shape[0], x:x + bg.shape[1]].any()
+        assert bg.shape[0] * bg.shape[1] >= 0.25 * scene.shape[0] * scene.shape[1]
+
+
+def test_texture_backgrounds_are_the_same_bytes_with_any_worker_count(demo_voc, tmp_path):
+    outs = []
+    for workers in ("1", "2"):
+        run("crop", demo_voc, "--out", tmp_path / f"c{workers}", "--backgrounds", tmp_path / f"b{workers}",
+            "--workers", workers)
+        outs.append({p.name: p.read_bytes() for p in sorted((tmp_path / f"b{workers}").glob("demo_*"))})
+    assert outs[0] == outs[1] and len(outs[0]) == 2 * 24  # each background and its sidecar

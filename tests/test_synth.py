@@ -384,9 +384,9 @@ def test_boxes_masks_and_flags_are_those_of_the_pasted_alpha(monkeypatch, occlus
         assert dropped > 0
 
 
-def test_blanked_regions_stay_free(tmp_path):
-    """A background whose sidecar marks a blanked region: no object pixel lands in it (scaled by cover to the
-    canvas), unless --allow-blanked."""
+def test_blanked_regions_are_ordinary_background_unless_avoided(tmp_path):
+    """A background whose sidecar marks a blanked region: objects land in it like anywhere else (filled regions are
+    background now); with --avoid-blanked no object pixel lands in it (scaled by cover to the canvas)."""
     from dsprep.fill import format_sidecar, region_outlines
     (tmp_path / "objects" / "disc").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "objects" / "disc" / "d.png"), disc_rgba(15, (0, 0, 255)))
@@ -399,8 +399,8 @@ def test_blanked_regions_stay_free(tmp_path):
     common = ["--backgrounds", tmp_path / "bg", "--objects", tmp_path / "objects", "--canvas", "300x225",
               "--per-image", "40", "--masks", "--ext", ".png", "-n", "4"]
     keep = cv2.resize(blanked, (300, 225), interpolation=cv2.INTER_NEAREST) > 0
-    for extra, inside in (([], False), (["--allow-blanked"], True)):
-        out = tmp_path / ("free" if not inside else "allowed")
+    for extra, inside in ((["--avoid-blanked"], False), ([], True), (["--allow-blanked"], True)):
+        out = tmp_path / ("free" if not inside else "allowed" + "".join(extra))
         run("synth", *common, "--out", out, *extra)
         hits = 0
         for p in sorted((out / "SegmentationObject").glob("*.png")):
@@ -425,11 +425,13 @@ def test_new_options_give_the_same_bytes_with_any_worker_count(pure):
 
 
 def test_voc_sample_pipeline_gives_real_looking_exact_images(shared, tmp_path):
-    """Done when (issue 14): on the VOC sample, crop with masks -> backgrounds with inpainting -> synth ->
+    """Done when (issue 14): on the VOC sample, crop with masks -> filled backgrounds -> synth ->
     visualize: no synthetic image has a padded border or a pure-black hole, objects with masks are pasted as
     silhouettes, and every box and mask read back is exact."""
     from dsprep.vocmasks import mask_indices
     run("crop", shared / "voc_sample", "--out", tmp_path / "crops", "--backgrounds", tmp_path / "bgs")
+    photo_black = max((cv2.imread(str(p)) == 0).all(axis=-1).mean()
+                      for p in (shared / "voc_sample" / "JPEGImages").glob("*.jpg"))
     silhouettes = tmp_path / "silhouettes"  # the crops whose alpha is an object's mask
     for p in (tmp_path / "crops").rglob("*.png"):
         img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
@@ -448,8 +450,9 @@ def test_voc_sample_pipeline_gives_real_looking_exact_images(shared, tmp_path):
             black = (img == 0).all(axis=-1).astype(np.uint8)
             for edge in (black[0], black[-1], black[:, 0], black[:, -1]):
                 assert not edge.all()  # no padded border
-            n, _, stats, _ = cv2.connectedComponentsWithStats(black)
-            assert n == 1 or stats[1:, cv2.CC_STAT_AREA].max() < 30  # no pure-black hole
+            # no pure-black hole: no more pure black than the photos have themselves (some have black
+            # cabinets, which the texture fill may copy)
+            assert black.mean() <= 2 * photo_black + 1e-4
             inst = mask_indices((out / "SegmentationObject" / f"{rec.stem}.png").read_bytes())
             # read back through the VOC reader (labelmap.txt names the classes); None: an image without objects
             masks = object_masks("voc", rec) if len(rec) else []
@@ -508,3 +511,58 @@ def test_placement_paths_agree():
         if got is not None:
             cand = np.array([[got[0], got[1], got[0] + extent[0], got[1] + extent[1]]], np.float64)
             assert overlap_ok(cand, occupied, 0.0).all()
+
+
+# ---- issue 24: objects over the whole canvas, upright by default ------------------------------------------------
+
+def test_object_centres_cover_the_canvas_evenly_over_a_run(tmp_path):
+    """Done when (issue 24): the demo's pipeline (crop with filled backgrounds, then synth as `dsprep demo` runs
+    it): over the run, no cell of a 3 x 3 grid of the canvas is left without object centres or holds more than a
+    quarter of them; no row or column third holds more than half.  (With objects kept off the filled regions,
+    they crowded into what was left.)"""
+    from dsprep.demo import make_voc_demo
+    make_voc_demo(tmp_path / "voc", n_images=24, seed=0)
+    run("crop", tmp_path / "voc", "--out", tmp_path / "crops", "--min-size", "4", "--backgrounds", tmp_path / "bgs")
+    run("synth", "--backgrounds", tmp_path / "bgs", "--objects", tmp_path / "crops", "--out", tmp_path / "syn",
+        "-n", "24", "--seed", "0", "--canvas", "480x360", "--per-image", "3:8", "--max-occlusion", "0.3")
+    ds = load_dataset(tmp_path / "syn")
+    boxes = np.concatenate([r.boxes for r in ds.records])
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    cells = np.minimum((centres / [480 / 3, 360 / 3]).astype(int), 2)
+    counts = np.zeros((3, 3), int)
+    np.add.at(counts, (cells[:, 1], cells[:, 0]), 1)
+    share = counts / counts.sum()
+    print("object centres per cell of a 3x3 grid (rows top to bottom):\n", counts)
+    assert counts.sum() >= 100
+    assert (counts > 0).all() and share.max() <= 0.25
+    assert share.sum(axis=0).max() <= 0.5 and share.sum(axis=1).max() <= 0.5
+
+
+def test_default_rotation_keeps_objects_upright(pure):
+    """A triangle standing on its base (a cone) stays on its base with the default --rotate (a small range, said
+    in --help): in every pasted copy the lower half of its mask holds more pixels than the upper half.  With
+    --rotate 0:360 some copies stand on their tips."""
+    objects = pure / "cones"
+    (objects / "cone").mkdir(parents=True)
+    alpha = np.zeros((40, 30), np.uint8)
+    cv2.fillPoly(alpha, [np.array([[15, 0], [29, 39], [0, 39]], np.int32)], 255)
+    cv2.imwrite(str(objects / "cone" / "c.png"), np.dstack([np.full((40, 30, 3), (0, 0, 255), np.uint8), alpha]))
+    res = run("synth", "--help")
+    assert "-15:15" in res.output and "upright" in res.output
+    upside = {}
+    for name, extra in (("default", []), ("any", ["--rotate", "0:360"])):
+        out = pure / name
+        run("synth", "--backgrounds", pure / "bg", "--objects", objects, "--out", out, "-n", "8", "--seed", "1",
+            "--per-image", "4", "--masks", "--ext", ".png", *extra)
+        from dsprep.vocmasks import mask_indices
+        flipped = total = 0
+        for p in sorted((out / "SegmentationObject").glob("*.png")):
+            inst = mask_indices(p.read_bytes())
+            for k in range(1, int(inst[inst < 255].max()) + 1):
+                ys, _ = np.nonzero(inst == k)
+                mid = (ys.min() + ys.max() + 1) / 2
+                flipped += int((ys < mid).sum() >= (ys >= mid).sum())
+                total += 1
+        assert total >= 20
+        upside[name] = flipped
+    assert upside["default"] == 0 and upside["any"] > 0

@@ -24,11 +24,16 @@ from .common import check_classes_known, csv_list, finish, load, run_jobs, share
                    "a mask from the box with GrabCut where there is none; none: plain rectangles.")
 @click.option("--backgrounds", type=click.Path(file_okay=False), default=None,
               help="Also write each image with the --blank objects removed (filled by --fill) into this folder, with "
-                   "a NAME.blanked.json beside each one saying where objects were (synth keeps objects off them).")
+                   "a NAME.blanked.json beside each one saying where objects were (synth --avoid-blanked reads it).")
 @click.option("--blank", default=None, help="Classes to blank out in --backgrounds (default: the cropped classes).")
-@click.option("--fill", type=click.Choice(FILLS), default="inpaint", show_default=True,
-              help="How blanked regions are filled: inpaint (structure propagated from around the region), blur "
-                   "(a smooth pyramid average), mean (the image's mean colour), black.")
+@click.option("--fill", type=click.Choice(FILLS + ("none",)), default="texture", show_default=True,
+              help="How blanked regions are filled: texture (the image's own texture copied in from places whose "
+                   "surroundings match, blended to the border), inpaint (Telea diffusion: smooth, leaves a blob), "
+                   "blur (a smooth pyramid average), mean (the image's mean colour), black; or none: no fill, the "
+                   "largest rectangle of the image without a --blank object is cut out as it is (see --min-free).")
+@click.option("--min-free", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="--fill none: write a background only when its object-free rectangle is at least this fraction "
+                   "of the image (others are counted as no_free_region).")
 @click.option("--blank-margin", type=click.IntRange(0, 100), default=3, show_default=True,
               help="Pixels around an object's own mask that are blanked with it (its mixed edge pixels).")
 @click.option("--max-blanked", type=click.FloatRange(0, 1), default=0.5, show_default=True,
@@ -36,8 +41,8 @@ from .common import check_classes_known, csv_list, finish, load, run_jobs, share
 @click.option("--upright", is_flag=True, help="Polygons: turn each crop upright (its rotated rectangle).")
 @click.option("--overwrite", is_flag=True, help="Write into non-empty output folders.")
 @shared("dataset", "run", "workers")
-def crop(dataset, out, only, pad, min_size, mask_mode, backgrounds, blank, fill, blank_margin, max_blanked, upright,
-         overwrite, common):
+def crop(dataset, out, only, pad, min_size, mask_mode, backgrounds, blank, fill, min_free, blank_margin, max_blanked,
+         upright, overwrite, common):
     """Cut every object out into a folder per class (RGBA with the object's mask as alpha where it has one)."""
     from ..jobs.crop import CropOptions, crop_one
     from ..outputs import OutputDir, check_not_input
@@ -56,7 +61,8 @@ def crop(dataset, out, only, pad, min_size, mask_mode, backgrounds, blank, fill,
         opts = CropOptions(out=str(out_dir), fmt=ds.format, classes=tuple(wanted), pad=pad, min_size=min_size,
                            backgrounds=str(bg_dir) if bg_dir else None,
                            blank=tuple(blank_list) if blank_list is not None else None, mask=mask_mode,
-                           upright=upright, fill=fill, blank_margin=blank_margin, max_blanked=max_blanked)
+                           upright=upright, fill=fill, blank_margin=blank_margin, max_blanked=max_blanked,
+                           min_free=min_free)
         crops, backs = [], []
         for (rec, _), result in run_jobs(crop_one, [(r, opts) for r in ds.records], summary, common, "cropping",
                                          name_of=lambda it: it[0].image_path):
@@ -68,7 +74,8 @@ def crop(dataset, out, only, pad, min_size, mask_mode, backgrounds, blank, fill,
         if bg_dir:
             _write_split_lists(bg_dir, backs)
     finish(summary, str(out_dir), ["images", "crops", "masked", "grabcut", "too_small"]
-           + (["backgrounds", "too_blanked"] if bg_dir else []), common)
+           + ((["backgrounds", "no_free_region"] if fill == "none" else ["backgrounds", "too_blanked"]) if bg_dir
+              else []), common)
 
 
 def _write_split_lists(folder, written) -> None:

@@ -36,7 +36,7 @@ def demo(ctx, out, images, seed, overwrite, quiet):
     q = ["--quiet"] if quiet else []
     _step(ctx, ["info", voc] + q)
     _step(ctx, ["visualize", "boxes", voc, "--out", root / "boxes", "--grid"] + common)
-    # crop: silhouettes (the demo's masks as alpha) and backgrounds with the objects inpainted away
+    # crop: silhouettes (the demo's masks as alpha) and backgrounds with the objects filled with their texture
     _step(ctx, ["crop", voc, "--out", root / "crops", "--min-size", "4", "--backgrounds", root / "backgrounds"]
           + common)
     # crop -> synth -> visualize -> info: filled canvases, feathered silhouettes, some occlusion, exact masks
@@ -45,7 +45,10 @@ def demo(ctx, out, images, seed, overwrite, quiet):
                 "--max-occlusion", "0.3"] + common)
     _step(ctx, ["visualize", "boxes", root / "synth", "--out", root / "synth_boxes", "--grid"] + common)
     _step(ctx, ["info", root / "synth"] + q)
-    _step(ctx, ["color", "reference-white", voc / "JPEGImages", "--out", root / "color"] + common)
+    # colour: reference-white takes the brightest pixels as white: scenes with a sheet of paper under tinted lights
+    from ..demo import make_tinted_scenes
+    make_tinted_scenes(root / "tinted", 4, seed)
+    _step(ctx, ["color", "reference-white", root / "tinted", "--out", root / "color"] + common)
     _step(ctx, ["convert", "voc-to-dota", root / "synth", "--out", root / "dota"] + common)
     _step(ctx, ["tile-dota", root / "dota", "--out", root / "tiles", "--size", "256", "--gap", "64"] + common)
     # a pretend detector's results on the val split, scored as the VOC devkit scores them

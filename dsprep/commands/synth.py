@@ -39,7 +39,9 @@ def _parsed(fn, option: str, *args):
                    "the background's own scale, scaled up where smaller), resize (stretch), or pad (top-left at its "
                    "own scale, black padding: the only mode that pads).")
 @click.option("--per-image", default="4,8,16", show_default=True, help="Objects per image: a list or LOW:HIGH.")
-@click.option("--rotate", default="0:360", show_default=True, help="Rotation range, degrees.")
+@click.option("--rotate", default="-15:15", show_default=True,
+              help="Rotation range, degrees (counter-clockwise). The default keeps objects about upright, as they "
+                   "stand in photos; 0:360 for views from above (aerial images).")
 @click.option("--jitter", default=None, show_default="0.8:1.2",
               help="Object scale relative to the background's scale on the canvas (LOW:HIGH): objects keep their "
                    "size against the scene.")
@@ -68,9 +70,10 @@ def _parsed(fn, option: str, *args):
               help="Match each object's colour statistics (Lab mean and spread) to the region it lands on.")
 @click.option("--harmonize-strength", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="How far --harmonize moves them (0: not at all, 1: the region's statistics).")
-@click.option("--allow-blanked", is_flag=True,
-              help="Let objects land where crop blanked an object out of the background (default: never; read from "
-                   "each background's NAME.blanked.json).")
+@click.option("--avoid-blanked", is_flag=True,
+              help="Keep objects off the places where crop blanked an object out of the background (read from each "
+                   "background's NAME.blanked.json). By default filled regions are background like any other.")
+@click.option("--allow-blanked", is_flag=True, hidden=True, help="The default now (kept for old command lines).")
 @click.option("--mask-from", type=click.Choice(["auto", "alpha", "nonblack"]), default="auto", show_default=True,
               help="Object transparency: PNG alpha, or every non-black pixel opaque (auto: alpha when present).")
 @click.option("--alpha-threshold", type=click.IntRange(0, 254), default=127, show_default=True,
@@ -88,7 +91,7 @@ def _parsed(fn, option: str, *args):
 @shared("exif", "run", "workers")
 def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, canvas, fit, per_image, rotate, jitter,
           scale, flip, class_weights, max_overlap, max_occlusion, truncated_above, drop_hidden, blend, feather,
-          harmonize, harmonize_strength, allow_blanked, mask_from, alpha_threshold, masks, color_method,
+          harmonize, harmonize_strength, avoid_blanked, allow_blanked, mask_from, alpha_threshold, masks, color_method,
           jpeg_quality, overwrite, append, common):
     """Paste object crops onto backgrounds: synthetic images with exact annotations."""
     from ..fill import sidecar_path
@@ -98,6 +101,8 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
     from ..synth import SynthParams, canvas_bytes, parse_counts, parse_range, parse_weights
     if overwrite and append:
         raise UsageError("--overwrite and --append exclude each other")
+    if avoid_blanked and allow_blanked:
+        raise UsageError("--avoid-blanked and --allow-blanked exclude each other")
     if scale is not None and jitter is not None:
         raise UsageError("--scale (absolute) and --jitter (relative to the background) exclude each other")
     if canvas is not None and canvas_bytes(canvas, masks) > available_memory():
@@ -128,7 +133,7 @@ def synth(backgrounds, objects, out, count, out_format, ext, seed, split_name, c
                          class_weights=_parsed(parse_weights, "--class-weights", class_weights, [c for c, _ in obj]),
                          max_overlap=max_overlap, max_occlusion=max_occlusion, truncated_above=truncated_above,
                          drop_above=drop_hidden, blend=blend, feather=feather,
-                         harmonize=harmonize_strength if harmonize else 0.0, avoid_blanked=not allow_blanked,
+                         harmonize=harmonize_strength if harmonize else 0.0, avoid_blanked=avoid_blanked,
                          alpha_threshold=alpha_threshold)
     sidecars = tuple(sidecar_path(b) if os.path.isfile(sidecar_path(b)) else None for b in bgs)
     summary = start_summary("synth")

@@ -25,9 +25,10 @@ class CropOptions:
     blank: Optional[Sequence[str]] = None  # None: the cropped classes
     mask: str = "auto"                     # auto: the data set's masks/polygons | grabcut: also GrabCut | none
     upright: bool = False
-    fill: str = "inpaint"                  # how blanked regions are filled (dsprep.fill.FILLS)
+    fill: str = "texture"                  # how blanked regions are filled (dsprep.fill.FILLS)
     blank_margin: int = 3                  # pixels around an object's own mask that are blanked too
     max_blanked: float = 0.5               # backgrounds with more of their pixels blanked are not written
+    min_free: float = 0.25                 # fill "none": the object-free part cut out must be this share of the image
 
 
 def _target(root: str, *parts: str) -> Path:
@@ -100,6 +101,14 @@ def _background(img, rec, opts: CropOptions, sel, own, tight, stem: str) -> dict
     mask = cropmod.blank_mask(img.shape[:2], polys[chosen & ~has_own], [own[k] for k in by_mask], tight[by_mask],
                               opts.blank_margin)
     blanked = float(np.count_nonzero(mask)) / mask.size
+    if opts.fill == "none":  # no fill: the largest part without an object, cut out as it is
+        from ..freeregion import largest_free_rect
+        rect = largest_free_rect(mask)
+        x0, y0, x1, y1 = rect if rect is not None else (0, 0, 0, 0)
+        if (x1 - x0) * (y1 - y0) < max(opts.min_free * mask.size, 1):
+            return {"backgrounds": 0, "no_free_region": 1}
+        write_image(_target(opts.backgrounds, f"{stem}.png"), img[y0:y1, x0:x1])
+        return {"backgrounds": 1, "no_free_region": 0, "background": f"{stem}.png"}
     if blanked > opts.max_blanked or blanked >= 1.0:
         return {"backgrounds": 0, "too_blanked": 1}
     bg = fill_regions(img, mask, opts.fill)
