@@ -20,6 +20,8 @@ COMMANDS = {
     "demo": ("demo", "demo"),
     "fetch": ("fetch", "fetch"),
     "info": ("info", "info"),
+    "dedup": ("dedup", "dedup"),
+    "anchors": ("anchors", "anchors"),
     "visualize": ("visualize", "visualize"),
     "review": ("review", "review"),
     "convert": ("convert", "convert"),

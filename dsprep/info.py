@@ -10,8 +10,12 @@ import numpy as np
 from .core import Dataset, Problem
 
 
-def summarize(ds: Dataset) -> dict:
-    """Counts and ranges for ``dsprep info`` (a JSON-ready dict)."""
+def summarize(ds: Dataset, rare_below: int = 20) -> dict:
+    """Counts and ranges for ``dsprep info`` (a JSON-ready dict), with the problems the boxes show
+    (:mod:`dsprep.boxstats`: ``rare_below`` objects make a class rare) and per-class box statistics."""
+    from .boxstats import box_problems, class_statistics, gather
+    obj = gather(ds.records, ds.classes)
+    problems = list(ds.problems) + box_problems(ds, rare_below, obj)
     names = list(chain.from_iterable(r.names for r in ds.records))
     difficult = np.concatenate([r.difficult for r in ds.records]) if ds.records else np.zeros(0, np.uint8)
     per_class = Counter(names)
@@ -19,7 +23,7 @@ def summarize(ds: Dataset) -> dict:
     n_per_image = np.array([len(r.names) for r in ds.records], dtype=np.int64)
     sizes = np.array([(r.width, r.height) for r in ds.records], dtype=np.int64).reshape(-1, 2)
     sizes = sizes[(sizes[:, 0] > 0) & (sizes[:, 1] > 0)]
-    kinds = Counter(p.kind for p in ds.problems)
+    kinds = Counter(p.kind for p in problems)
     out = {
         "path": str(ds.root),
         "format": ds.format,
@@ -34,8 +38,9 @@ def summarize(ds: Dataset) -> dict:
         "objects_per_image": None if len(n_per_image) == 0 else {
             "min": int(n_per_image.min()), "mean": round(float(n_per_image.mean()), 3),
             "max": int(n_per_image.max()), "empty_images": int((n_per_image == 0).sum())},
+        "class_boxes": class_statistics(obj),
         "problem_counts": dict(sorted(kinds.items())),
-        "problems": [p.as_dict() for p in ds.problems],
+        "problems": [p.as_dict() for p in problems],
         "skipped": [{"file": f, "reason": r} for f, r in ds.skipped],
     }
     return out

@@ -194,3 +194,12 @@ def test_packing_with_map(shared, tmp_path, command, out):
     assert "vehicle" in packed.classes and not {"car", "bus", "chair"} & set(packed.classes)
     assert sorted(n for r in packed.records for n in r.names) == \
         sorted({"car": "vehicle", "bus": "vehicle"}.get(n, n) for n in names if n != "chair")
+
+
+def test_dedup_out_with_map(tmp_path):
+    run_cli("dedup", DATA / "coco_cvat", "--out", tmp_path / "d", "--map", "car:vehicle", "--drop", "bicycle", "-q")
+    out = load_dataset(tmp_path / "d")
+    names = {n for r in out.records for n in r.names}
+    assert "vehicle" in out.classes and "vehicle" in names and not {"car", "bicycle"} & (names | set(out.classes))
+    res = run_cli("dedup", DATA / "coco_cvat", "--map", "zebra:horse", ok=False)
+    assert res.exit_code == 2 and "zebra" in res.output

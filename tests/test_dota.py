@@ -267,7 +267,7 @@ def test_convert_round_trip(tmp_path):
 def test_dota_to_voc_clips_and_keeps_difficult(shared, tmp_path):
     res = run("convert", "dota-to-voc", shared / "dota_example", "--out", tmp_path / "v")
     assert "600 objects, 600 polygon_to_box, 1 clipped_box" in res.output
-    data = json.loads(run("info", tmp_path / "v", "--json").output)
+    data = json.loads(run("info", tmp_path / "v", "--json", "--rare-below", "0").output)
     assert data["objects"] == 600 and data["difficult"] == 6 and data["problems"] == []
 
 

@@ -711,7 +711,9 @@ def _lines(text):
 def test_cli_fetch_prints_info_and_one_summary_line(server, cache, tmp_path, archive):
     url = server.add("/voc.tar", archive)
     res = run_cli("fetch", url, "--sha256", sha(archive), "--out", tmp_path / "out", "--quiet")
-    assert "images: 3   objects: 3   difficult: 1" in res.stdout and "problems: none" in res.stdout
+    assert "images: 3   objects: 3   difficult: 1" in res.stdout
+    # 3 objects: every class is rare, and nothing else is wrong
+    assert "problems:\n  rare_class: 2\n" in res.stdout
     assert res.stdout.startswith(f"{tmp_path / 'out' / 'VOCdevkit'} (voc)\n")  # found inside the archive
     line, = _lines(res.stderr)
     assert re.fullmatch(rf"fetch voc\.tar from {re.escape(url)}, not resumed: {len(archive)} bytes downloaded, "

@@ -163,8 +163,7 @@ def test_one_pixel_coco_box_is_a_valid_one_pixel_voc_box(tmp_path):
     run_cli("convert", root / "annotations.json", "--to", "voc", "--out", tmp_path / "voc")
     text = (tmp_path / "voc" / "Annotations" / "x.xml").read_text()
     assert "<xmin>5</xmin>" in text and "<xmax>5</xmax>" in text and "<ymin>6</ymin>" in text
-    info = json.loads(run_cli("info", tmp_path / "voc", "--json").stdout)
-    assert info["problems"] == []
+    assert _problems(tmp_path / "voc") == []
     assert load_dataset(tmp_path / "voc").records[0].boxes.tolist() == [[4, 5, 5, 6]]
 
 
@@ -238,7 +237,7 @@ def test_tile_on_voc_drops_remnants_and_marks_cut_objects_truncated(tmp_path):
     left = next(r for r in ds.records if r.stem.endswith("__0___0"))
     dog = left.names.index("dog")  # 5 of 95 px kept: cut, mostly away: truncated, its own difficult flag kept
     assert left.truncated[dog] and left.difficult[dog] == 1
-    assert json.loads(run_cli("info", tmp_path / "t", "--json").stdout)["problems"] == []
+    assert _problems(tmp_path / "t") == []
     assert (tmp_path / "t" / "ImageSets" / "Main" / "train.txt").is_file()
 
 
@@ -262,7 +261,10 @@ def sources(tmp_path_factory):
 
 
 def _problems(path):
-    return json.loads(run_cli("info", path, "--json").stdout)["problems"]
+    """What info finds wrong, less its judgements of the boxes as a whole (dsprep.boxstats: rare classes in these
+    few images, the deliberate 1-px boxes as tiny_box): those are no losses of a conversion."""
+    from dsprep.boxstats import KINDS
+    return [p for p in json.loads(run_cli("info", path, "--json").stdout)["problems"] if p["kind"] not in KINDS]
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -207,7 +207,10 @@ def test_problem_filter_lists_what_info_finds(tmp_path):
     with serving(root) as server:
         c = Client(server)
         s = c.json("GET", "/api/dataset")
-        assert {p["kind"]: p["count"] for p in s["problems"]} == info["problem_counts"]
+        # info's judgements of the boxes as a whole (dsprep.boxstats: rare classes, tiny boxes ...) are its own
+        from dsprep.boxstats import KINDS
+        assert {p["kind"]: p["count"] for p in s["problems"]} == \
+            {k: n for k, n in info["problem_counts"].items() if k not in KINDS}
         assert [it[1] for it in c.json("GET", "/api/images?problem=clipped_box")["items"]] == ["b"]
         assert [it[1] for it in c.json("GET", "/api/images?problem=*")["items"]] == ["b"]
         rec = c.json("GET", f"/api/images/{image_id(c, 'b')}")

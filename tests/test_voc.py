@@ -194,8 +194,9 @@ def test_problems_found(tmp_path):
     (root / "JPEGImages" / "orphan.jpg").write_bytes((root / "JPEGImages" / "a.jpg").read_bytes())
     (root / "Annotations" / "noimg.xml").write_bytes(voc_xml("noimg.jpg", 10, 10))
     s = summarize(load_dataset(root))
+    # the degenerate box is also under 3 px wide (tiny_box), and two cats make a rare class
     assert s["problem_counts"] == {"annotation_without_image": 1, "clipped_box": 1, "degenerate_box": 1,
-                                   "image_without_annotation": 1}
+                                   "image_without_annotation": 1, "rare_class": 1, "tiny_box": 1}
 
 
 def test_empty_and_missing_dataset(tmp_path):
@@ -219,7 +220,7 @@ def test_on_error_skip_collects_bad_files(tmp_path):
 
 def test_real_voc_sample(shared):
     ds = load_dataset(shared / "voc_sample")
-    s = summarize(ds)
+    s = summarize(ds, rare_below=0)  # 13 images: every class is rare (dsprep info's default of 20)
     assert s["images"] == 13 and s["objects"] == 37 and s["difficult"] == 2
     assert s["classes"] == {"person": 10, "car": 8, "chair": 6, "aeroplane": 5, "train": 3, "bus": 2, "dog": 1,
                             "sofa": 1, "tvmonitor": 1}

@@ -1,6 +1,7 @@
 """``dsprep info``: what is in a data set, and what is wrong with it."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import click
@@ -14,19 +15,46 @@ from .common import load, run_jobs, shared, start_summary
 @click.option("--check-images", is_flag=True,
               help="Also decode every image and list each one that is empty, truncated or corrupt (slower; "
                    "parallel with --workers).")
+@click.option("--rare-below", type=click.IntRange(0, None), default=20, show_default=True,
+              help="A class with fewer objects than this is reported as rare_class.")
+@click.option("--plots", default=None, type=click.Path(file_okay=False),
+              help="Also draw charts into this folder as PNG: objects per class (per split), box width against "
+                   "height, aspect ratios, objects per image, box centres. Needs dsprep[plots] (matplotlib).")
+@click.option("--overwrite", is_flag=True, help="Write the charts into a non-empty --plots folder.")
 @shared("dataset", "classes", "run", "workers")
-def info(dataset, check_images, common):
+def info(dataset, check_images, rare_below, plots, overwrite, common):
     """What is in a data set, and what is wrong with it (headers only; --check-images decodes every image).
 
     With --json the report itself is printed as one JSON document."""
     from ..info import check_images as check_all, format_summary, summarize
-    ds = load(dataset, common)
-    if check_images:
-        check_all(ds, lambda fn, items, desc: run_jobs(fn, items, start_summary("check"), common, desc,
-                                                        name_of=lambda it: it[0]))
-    s = summarize(ds)
+    from ..outputs import OutputDir
+    if plots is not None:
+        from ..plots import pyplot
+        pyplot()  # a missing extra is one line before any work
+    # the charts' folder is checked (not inside the data set, empty unless --overwrite) before any work
+    with (OutputDir(plots, overwrite=overwrite, inputs=[dataset], option="--plots") if plots is not None
+          else contextlib.nullcontext()) as out_dir:
+        ds = load(dataset, common)
+        if check_images:
+            check_all(ds, lambda fn, items, desc: run_jobs(fn, items, start_summary("check"), common, desc,
+                                                            name_of=lambda it: it[0]))
+        s = summarize(ds, rare_below)
+        if out_dir is not None:
+            s["plots"] = _draw(ds, out_dir)
     signals.settle()  # the report is all that is left: a late Ctrl-C must not add a line to it
     if common.as_json:
         click.echo(json.dumps(s, ensure_ascii=False, indent=1))
     else:
         click.echo(format_summary(s))
+
+
+def _draw(ds, out_dir):
+    """Write the charts into ``out_dir`` (through the one output path); returns their paths."""
+    from ..boxstats import gather
+    from ..outputs import atomic_write_bytes
+    from ..plots import make_charts
+    charts = make_charts(gather(ds.records, ds.classes), [r.split for r in ds.records])
+    for name, png in charts.items():
+        atomic_write_bytes(out_dir / name, png)
+    click.echo(f"charts: {len(charts)} PNG files -> {out_dir}", err=True)
+    return [str(out_dir / name) for name in charts]
