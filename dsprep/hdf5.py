@@ -52,12 +52,13 @@ class PackOptions:
     compression: str = "none"
     color: Optional[str] = None
     annotations_only: bool = False
+    encode: Optional[str] = None             # "jpeg" / "png": images re-encoded at ``size`` (encoded mode)
 
     @property
     def mode(self) -> str:
         if self.annotations_only:
             return "annotations"
-        return "fixed" if self.size else "encoded"
+        return "fixed" if self.size and not self.encode else "encoded"
 
 
 # ---- per-image work (runs in worker processes) ---------------------------------------------------------------------
@@ -102,6 +103,8 @@ def prepare_image(args) -> dict:
     size checked).  Encoded mode keeps the file's bytes and stores the orientation to apply when reading."""
     rec, opts, slot = args
     path = rec.image_path
+    if opts.encode:
+        return _prepare_resized_encoded(rec, opts)
     if opts.mode == "encoded" and not opts.color:
         try:
             data = np.fromfile(path, dtype=np.uint8)
@@ -132,6 +135,19 @@ def prepare_image(args) -> dict:
         write_slot(slot, rgb)
         return {"orig": (w, h), "transform": t, "in_slot": True}
     return {"image": rgb, "orig": (w, h), "transform": t}
+
+
+def _prepare_resized_encoded(rec: ImageRecord, opts: PackOptions) -> dict:
+    """``--size WxH --encode jpeg|png``: the image fitted to the size as for fixed mode, then encoded again."""
+    from .images import encode_image
+    img = read_record_image(rec)
+    h, w = img.shape[:2]
+    if opts.color:
+        from .color import correct
+        img, _ = correct(img, opts.color)
+    out, t = fit_image(img, opts.size, opts.resize)
+    data = np.frombuffer(encode_image(out, ".jpg" if opts.encode == "jpeg" else ".png"), np.uint8)
+    return {"encoded": data, "orig": (w, h), "transform": t}
 
 
 # ---- writing -------------------------------------------------------------------------------------------------------
@@ -521,6 +537,8 @@ class DetectionH5:
         self.orientation: np.ndarray = arrays.get("orientation", np.ones(len(self.box_offsets) - 1, np.uint8))
         shape = arrays.get("_shape")
         self.size: Optional[Tuple[int, int]] = (int(shape[2]), int(shape[1])) if self.mode == "fixed" else None
+        if self.mode == "encoded" and self.options.get("encode") and self.options.get("size"):
+            self.size = tuple(int(v) for v in self.options["size"])  # re-encoded at --size
         self._mem = arrays.get("_mem")  # pickle: the image arrays themselves
         self._pid = None
         self._file = None
@@ -819,7 +837,7 @@ def load(path: Path, split: Optional[str], policy=None, wrap=None) -> Dataset:
     for name, reader in readers.items():
         for i in range(len(reader)):
             a = reader.annotations(i)
-            if reader.mode == "fixed":
+            if reader.size:
                 w, h = reader.size
             else:
                 w, h = (int(v) for v in a["orig_size"])

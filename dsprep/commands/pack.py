@@ -22,6 +22,9 @@ def pack_options(f):
                      show_default=True, help="HDF5 compression (one image per chunk when set).")(f)
     f = click.option("--encoded", is_flag=True,
                      help="Store the original encoded files (full resolution; the default without --size).")(f)
+    f = click.option("--encode", type=click.Choice(["jpeg", "png"]), default=None,
+                     help="With --size: store each resized image encoded as JPEG (a fraction of the raw size) or "
+                          "PNG (lossless), decoded on read.")(f)
     f = click.option("--resize", type=click.Choice(["letterbox", "stretch"]), default="letterbox",
                      show_default=True, help="How --size is reached: keep aspect and pad, or stretch.")(f)
     f = click.option("--size", type=SIZE, default=None, help="Store every image at this size, e.g. 512x512.")(f)
@@ -32,13 +35,17 @@ def pack_options(f):
 
 
 def _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common,
-          overwrite, writer_name, shards=0):
+          overwrite, writer_name, shards=0, encode=None):
     from ..hdf5 import H5Writer, PackOptions, PickleWriter, annotation_only_results, pack_items
     from ..jobs.pack import pack_one
     from ..outputs import check_not_input
     scheduler = common.scheduler
     if size and encoded:
         raise UsageError("--size and --encoded exclude each other (fixed-size arrays, or the original files)")
+    if encode and not size:
+        raise UsageError("--encode needs --size (without --size, --encoded keeps the original files)")
+    if encode and annotations_only:
+        raise UsageError("--encode and --annotations-only exclude each other (no pixels are stored)")
     wh = size
     out_path = Path(out)
     check_not_input(out_path, [dataset], "OUT")
@@ -60,7 +67,7 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
                 mapped[k] = mapped.get(k, 0) + counts.get(k, 0)
         classes = cmap.classes(classes)
     opts = PackOptions(size=wh, resize=resize, compression=compression, color=color_method,
-                       annotations_only=annotations_only)
+                       annotations_only=annotations_only, encode=encode)
     summary = start_summary(writer_name)
     for k, n in mapped.items():
         summary.add(k, n)
@@ -130,10 +137,11 @@ def _pack_shards(out_path, groups, classes, opts, shards, summary, common, overw
                    "(a run that does not complete removes its shard files).")
 @shared("exif", "classes", "classmap", "run", "workers")
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
-def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite, shards, common):
+def voc_to_h5(dataset, out, splits, size, resize, encode, encoded, compression, color_method, overwrite, shards,
+              common):
     """Pack a data set into one HDF5 file for fast training input (see README for the layout)."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, False, common, overwrite,
-          "voc-to-h5", shards=shards or 0)
+          "voc-to-h5", shards=shards or 0, encode=encode)
 
 
 @click.command("voc-to-pickle")
@@ -143,7 +151,7 @@ def voc_to_h5(dataset, out, splits, size, resize, encoded, compression, color_me
 @click.option("--annotations-only", is_flag=True, help="Store only the annotations (images read from their files).")
 @shared("exif", "classes", "classmap", "run", "workers")
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
-def voc_to_pickle(dataset, out, splits, size, resize, encoded, compression, color_method, overwrite,
+def voc_to_pickle(dataset, out, splits, size, resize, encode, encoded, compression, color_method, overwrite,
                   annotations_only, common):
     """Pack into one pickle of numpy arrays (the same content as voc-to-h5). dsprep reads it back (DetectionH5,
     info, visualize) through a restricted loader that accepts only numpy arrays and plain Python values: a pickle
@@ -151,4 +159,4 @@ def voc_to_pickle(dataset, out, splits, size, resize, encoded, compression, colo
     A pickle is loaded whole into memory (VOC2012 at 512x512 is ~13.5 GB per process): best with
     --annotations-only."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common, overwrite,
-          "voc-to-pickle")
+          "voc-to-pickle", encode=encode)
