@@ -39,6 +39,7 @@ import numpy as np
 
 from .core import (MAX_COORDINATE, Dataset, DatasetError, DsprepError, ErrorPolicy, FormatWriter, ImageRecord,
                    ParseError, Problem, decide_classes)
+from .datapaths import OutsideDataset, named_path
 from .inputs import json_object_with_keys
 
 NAME = "coco"
@@ -498,8 +499,10 @@ def _image_dir(json_path: Path, records: List[ImageRecord], split: Optional[str]
     sample = [r.image_path.replace("\\", "/") for r in records[:5]]
     if not sample:
         return None
-    for c in candidates:
-        if c.is_dir() and any((c / s).is_file() or (c / os.path.basename(s)).is_file() for s in sample):
+    from .datapaths import is_inside, lexical
+    for c in candidates:  # (a name reaching outside the candidate folder says nothing about it)
+        if c.is_dir() and any(((c / s).is_file() and is_inside(lexical(s, str(c)), [str(c)]))
+                              or (c / os.path.basename(s)).is_file() for s in sample):
             return c
     return None
 
@@ -540,9 +543,17 @@ def load(path: Path, split: Optional[str], policy: ErrorPolicy, wrap=lambda it: 
         if folder is None and coco.records:
             ds.problems.append(Problem("images_not_found", str(f), "no folder beside the JSON holds its images"))
         base = folder or f.parent
+        roots = [str(path if path.is_dir() else f.parent), str(base)]
         for rec in wrap(coco.records):
             named = rec.image_path.replace("\\", "/")
-            image = base / named
+            try:
+                image = Path(named_path(named, str(base), roots, str(f),
+                                        f"image id {rec.meta['image_id']}: file_name '{rec.image_path}'"))
+            except OutsideDataset as e:
+                image = base / os.path.basename(named)
+                if not image.is_file():
+                    policy.handle(e, f"{f}#image{rec.meta['image_id']}")
+                    continue
             if not image.is_file():
                 alt = base / os.path.basename(named)
                 if alt.is_file():
@@ -607,7 +618,7 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
         if not seg and rec.polygons is not None:
             seg = [[float(v) for v in rec.polygons[k].reshape(-1)]]
         try:
-            out.append(segmentation_mask(seg, bounds[k]) if seg else None)
+            out.append(segmentation_mask(seg, bounds[k], (rec.width, rec.height)) if seg else None)
         except (ValueError, KeyError, TypeError) as e:
             raise unreadable(rec, k, e) from e
     return out if any(m is not None for m in out) else None
@@ -699,7 +710,7 @@ class Writer(FormatWriter):
         return out
 
     def finish(self, records: Sequence[ImageRecord]) -> dict:
-        from .shapes import segmentation_area, unreadable
+        from .shapes import check_rle, is_rle, segmentation_area, unreadable
         cats = self.categories()
         cat_id = {c["name"]: c["id"] for c in cats}
         image_ids, renamed = _unique_ids([r.meta.get("image_id") for r in records])
@@ -736,6 +747,8 @@ class Writer(FormatWriter):
                 if not seg and rec.polygons is not None:
                     seg = [[_num(v) for v in rec.polygons[k].reshape(-1)]]
                 try:
+                    if seg and is_rle(seg):
+                        check_rle(seg, (int(rec.width), int(rec.height)))
                     area = float(areas[k]) if areas is not None else segmentation_area(seg) if seg else \
                         float((b[k, 2] - b[k, 0]) * (b[k, 3] - b[k, 1]))
                 except (ValueError, KeyError, TypeError) as e:

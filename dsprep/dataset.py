@@ -91,13 +91,17 @@ def detect_format(path: Path) -> str:
 
 def load_dataset(path, split: Optional[str] = None, on_error: str = "fail",
                  progress: Optional[Callable[[Iterable], Iterable]] = None, fmt: Optional[str] = None,
-                 classes: Optional[Sequence[str]] = None, exif: str = "auto") -> Dataset:
+                 classes: Optional[Sequence[str]] = None, exif: str = "auto", images_outside: bool = False) -> Dataset:
     """Read every annotation of a data set, and every image's header (pixels are not decoded).
 
     ``fmt`` forces a format (``--format``); ``classes`` pins the class list (``--classes``): objects of other
     classes are then an error (or skipped and listed with ``on_error="skip"``); ``exif`` is the orientation
-    policy (``--exif``, see :func:`dsprep.images.decide_orientation`), decided here once per record.
+    policy (``--exif``, see :func:`dsprep.images.decide_orientation`), decided here once per record;
+    ``images_outside`` (``--images-outside``) accepts image paths that annotation files name outside the data set
+    (refused otherwise: :mod:`dsprep.datapaths`).
     """
+    from .datapaths import allow_outside
+    allow_outside(images_outside)
     path = Path(path)
     name = fmt or detect_format(path)
     module = format_module(name)

@@ -105,12 +105,8 @@ def parse_coco_results(data: bytes, source: str = "<results>"):
     """Parse a COCO results JSON: ``(image ids (N,), category ids (N,) int64, scores (N,), xywh (N, 4))``.
 
     Image ids stay as the file has them: an int64 array when they are all integers, else an object array."""
-    try:
-        doc = json.loads(data)
-    except json.JSONDecodeError as e:
-        raise ParseError(f"{source}:{e.lineno}: malformed JSON ({e.msg})") from e
-    except UnicodeDecodeError as e:
-        raise ParseError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    from .inputs import parse_json
+    doc = parse_json(data, source)
     if isinstance(doc, dict) and "annotations" in doc and "images" in doc:
         raise ParseError(f"{source}: this is a COCO ground-truth file; detections are a JSON array of "
                          f'{{"image_id", "category_id", "bbox", "score"}}')

@@ -12,7 +12,8 @@ Edges: :func:`download` (network and the cache's partial file), :func:`extract` 
 :func:`fetch` (both, with the output written under a temporary name and renamed when complete).
 
 The cache (``$DSPREP_CACHE``, else ``$XDG_CACHE_HOME/dsprep``, else ``~/.cache/dsprep``) holds
-``downloads/<sha256>/<file name>``: a file there has passed its checksum; ``<file name>.part`` is an interrupted
+``downloads/<sha256>/<file name>``: a file there passed its checksum when it was stored, and is hashed again each
+time it is used (a changed file is removed and downloaded again); ``<file name>.part`` is an interrupted
 download that the next run resumes (HTTP Range), with ``<file name>.part.json`` recording which URL it came from
 and that server's validator (ETag or Last-Modified, sent back as If-Range so a changed file restarts cleanly).
 """
@@ -442,20 +443,29 @@ def download(entry: Entry, cache: Optional[Path] = None, timeout: float = 30.0, 
     """
     cache = Path(cache) if cache is not None else cache_root()
     final = cache_path(cache, entry)
-    if final.is_file() and (entry.size is None or final.stat().st_size == entry.size):
-        return Download(final, "cache")
+    result = Download(final, "")
+
+    def warn(text: str) -> None:
+        result.warnings.append(text)
+        log(f"warning: {text}")
+
+    if final.is_file():
+        # A cached file is hashed again every time it is used: whoever can write the cache can also forge any
+        # marker of an earlier check (size, mtime, inode, a stored digest), so only the bytes themselves count.
+        got = _verify(final, _Hash(), quiet) if entry.size is None or final.stat().st_size == entry.size else None
+        if got == entry.sha256:
+            return Download(final, "cache")
+        _unlink(final)
+        warn(f"{final}: the cached file " + (f"has changed since it was verified (SHA-256 {got}, expected "
+                                             f"{entry.sha256})" if got else "has the wrong size")
+             + ": removed, downloading again")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{final.parent}: cannot create the download cache ({e.strerror or e})") from e
     part = final.with_name(final.name + ".part")
     meta = final.with_name(final.name + ".part.json")
-    result = Download(final, "")
     failures: List[str] = []
-
-    def warn(text: str) -> None:
-        result.warnings.append(text)
-        log(f"warning: {text}")
 
     with _Lock(final.with_name(final.name + ".lock"), entry.name):
         digest = _Hash()

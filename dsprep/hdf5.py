@@ -34,6 +34,7 @@ from .core import Dataset, DatasetError, DsprepError, ImageError, ImageRecord, b
 from .images import (LazyModule, apply_orientation, check_complete, probe, read_image, read_record_image,
                      verify_jpeg)
 from .outputs import TemporaryPath, partial_files
+from .packcheck import check_pack_storage
 from .pickles import read_pickle
 from .resize import fit_image, map_boxes, map_polygons
 
@@ -475,6 +476,17 @@ def pack_items(writer, splits: Dict[str, List[ImageRecord]], opts: PackOptions):
 def annotation_only_results(splits: Dict[str, List[ImageRecord]]):
     for s, recs in splits.items():
         for i, rec in enumerate(recs):
+            # no pixels are read, but the sizes stored must be the images' (a header that contradicts the
+            # annotation, say 2^40 x 2^40 for a 64x48 file, is an error as in every command writing coordinates)
+            where = rec.meta.get("annotation_path") or rec.image_path
+            if os.path.isfile(rec.image_path):
+                got = probe(rec.image_path).size(rec.meta.get("orient", False))
+                if tuple(got) != (rec.width, rec.height):
+                    raise ImageError(f"{where}: the annotation says {rec.width}x{rec.height} but the image "
+                                     f"{rec.image_path} is {got[0]}x{got[1]} (boxes would not fit the pixels)")
+            elif not (0 < rec.width < 2 ** 31 and 0 < rec.height < 2 ** 31):
+                raise DatasetError(f"{where}: image size {rec.width}x{rec.height} cannot be stored (no image file "
+                                   f"to check it against)")
             code = rec.meta.get("exif", 1) if rec.meta.get("orient", True) else 1
             yield (s, i, None), {"orig": (rec.width, rec.height), "transform": np.array([1.0, 1.0, 0.0, 0.0]),
                                  "orientation": code}
@@ -640,12 +652,10 @@ def _is_pickle(path: str) -> bool:
 
 
 def _check_shards(path: str) -> None:
-    """A master file's shards must all be there: HDF5 silently reads zeros from a missing virtual source."""
+    """A master file's shards must all be there (HDF5 silently reads zeros from a missing virtual source), and
+    nothing may be read from outside the pack and its shards (:mod:`dsprep.packcheck`)."""
     with h5py.File(path, "r") as f:
-        names = json.loads(f.attrs.get("shards", "[]"))
-    missing = [n for n in names if not os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(path)), n))]
-    if missing:
-        raise DatasetError(f"{path}: shard file(s) missing beside it: {', '.join(missing)}")
+        check_pack_storage(path, f, FORMAT)
 
 
 def _pick_split(available: Sequence[str], split: Optional[str], path: str) -> str:
@@ -730,6 +740,7 @@ def _h5_source(path: str):
                 and isinstance(meta["options"], dict)):
             raise DatasetError(f"{path}: damaged dsprep packed file (classes or options are not what dsprep "
                                f"writes)")
+        check_pack_storage(path, f, FORMAT)
     except BaseException:
         f.close()
         raise

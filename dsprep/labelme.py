@@ -188,9 +188,11 @@ def _parse(data: bytes, source: str):
     return rec, problems, doc, objects
 
 
-def read_labelme(path) -> Tuple[ImageRecord, List[Problem]]:
+def read_labelme(path, roots=None) -> Tuple[ImageRecord, List[Problem]]:
     """Read one file; the image is looked for at ``imagePath`` (relative to the file; ``\\`` separators as
-    Windows labelme writes them), else beside the file under the file's own name."""
+    Windows labelme writes them), else beside the file under the file's own name.  An ``imagePath`` outside
+    ``roots`` (the data set's folder; default: the file's) is never read (:mod:`dsprep.datapaths`)."""
+    from .datapaths import OutsideDataset, named_path
     from .inputs import read_bytes
     path = str(path)
     rec, problems = parse_labelme(read_bytes(path), path)
@@ -198,22 +200,28 @@ def read_labelme(path) -> Tuple[ImageRecord, List[Problem]]:
     stem = os.path.splitext(os.path.basename(path))[0]
     named = rec.image_path.replace("\\", "/")
     image = None
+    outside = None
     if named.lower().endswith(".json"):
         # labelme's tutorial files name the JSON itself (the image embedded as imageData): the image is the one
         # beside the file with its stem, never the JSON
         named = ""
     if named:
-        cand = named if os.path.isabs(named) else os.path.normpath(os.path.join(folder, named))
-        if os.path.isfile(cand):
+        try:
+            cand = named_path(named, folder, roots or [folder], path, f"imagePath '{rec.image_path}'")
+        except OutsideDataset as e:
+            cand, outside = None, e
+        if cand is not None and os.path.isfile(cand):
             image = cand
         elif os.path.isfile(os.path.join(folder, os.path.basename(named))):
             image = os.path.join(folder, os.path.basename(named))
     if image is None:
         image = next((os.path.join(folder, stem + e) for e in IMAGE_EXTS + tuple(x.upper() for x in IMAGE_EXTS)
                       if os.path.isfile(os.path.join(folder, stem + e))), None)
+    if image is None and outside is not None:
+        raise outside
     if image is None:
-        detail = f"imagePath '{rec.image_path}' not found" + (" (the image is only embedded as imageData, which "
-                                                               "dsprep does not extract)"
+        detail = f"imagePath '{rec.image_path}' not found" + (" (the image is only embedded as imageData: convert "
+                                                               "writes it out, other commands do not read it)"
                                                                if rec.meta.get("has_image_data") else "")
         problems.append(Problem("annotation_without_image", path, detail))
         image = os.path.join(folder, os.path.basename(named) if named else stem + ".jpg")
@@ -237,6 +245,8 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
     used_groups = {s.get("group_id") for obj in (originals or []) if obj for s in obj
                    if isinstance(s, dict) and isinstance(s.get("group_id"), int)}
     next_group = max([g for g in used_groups if isinstance(g, int)], default=0) + 1
+    clipped = int(rec.meta.get("clipped_box", 0))  # boxes clipped to the image when read
+    size = (rec.width, rec.height) if clipped else None
     for k in range(len(rec)):
         name = rec.names[k]
         flags = {}
@@ -245,7 +255,9 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
         if rec.truncated[k]:
             flags["truncated"] = True
         orig = originals[k] if originals is not None else None
-        if orig and _same_box(orig, rec.boxes[k]):
+        if orig and _same_box(orig, rec.boxes[k], size):
+            if size is not None and not _same_box(orig, rec.boxes[k]):
+                clipped -= 1  # written as drawn: the clip is undone
             for s in orig:
                 s = dict(s)
                 s["label"] = name
@@ -276,6 +288,8 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
         else:
             x0, y0, x1, y1 = (float(v) for v in rec.boxes[k])
             shapes.append(_shape(name, [[x0, y0], [x1, y1]], "rectangle", None, flags))
+    if clipped > 0:
+        lossy["clipped_box"] = clipped
     shapes += rec.meta.get("labelme_other_shapes", [])
     extra = dict(rec.meta.get("labelme", {}))
     doc = {"version": extra.pop("version", VERSION), "flags": extra.pop("flags", {}), "shapes": shapes}
@@ -293,14 +307,20 @@ def _shape(label, points, kind, group_id, flags) -> dict:
             "flags": dict(flags), "mask": None}
 
 
-def _same_box(shapes: Sequence[dict], box: np.ndarray) -> bool:
-    """Whether the original shapes still describe this box (a command may have moved or clipped it)."""
+def _same_box(shapes: Sequence[dict], box: np.ndarray, clipped_to=None) -> bool:
+    """Whether the original shapes still describe this box (a command may have moved or clipped it).  With
+    ``clipped_to`` (the image size, when reading clipped boxes to the image) a box that is the shapes' box clipped
+    to it is still theirs: the shapes are written as drawn, nothing lost."""
     pts = []
     for s in shapes:
         p = np.asarray(s.get("points"), np.float64).reshape(-1, 2)
         pts.append(_circle(p) if s.get("shape_type") == "circle" else p)
     allp = np.concatenate(pts)
-    return np.array_equal(np.concatenate([allp.min(axis=0), allp.max(axis=0)]), np.asarray(box, np.float64))
+    own = np.concatenate([allp.min(axis=0), allp.max(axis=0)])
+    box = np.asarray(box, np.float64)
+    if np.array_equal(own, box):
+        return True
+    return clipped_to is not None and np.array_equal(np.clip(own, 0.0, np.array(clipped_to * 2, np.float64)), box)
 
 
 # ---- data set layout --------------------------------------------------------------------------------------------
@@ -383,7 +403,7 @@ def load(path: Path, split: Optional[str], policy, wrap=lambda it: it) -> Datase
             ds.problems.append(Problem("not_labelme", f, "a .json file without 'shapes' and 'imagePath'"))
             continue
         try:
-            rec, problems = read_labelme(f)
+            rec, problems = read_labelme(f, [str(root)])
         except DsprepError as e:
             if split is not None and s != split:
                 continue
@@ -445,9 +465,25 @@ def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
     return rec.meta.get("annotation_path")
 
 
+def embedded_image(path: str) -> Optional[bytes]:
+    """The image a labelme file embeds (``imageData``: the image file's bytes in base64), or None."""
+    import base64
+    import binascii
+    from .inputs import parse_json, read_bytes
+    doc = parse_json(read_bytes(path), path)
+    data = doc.get("imageData") if isinstance(doc, dict) else None
+    if not isinstance(data, str) or not data:
+        return None
+    try:
+        return base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError) as e:
+        raise ParseError(f"{path}: imageData is not base64 ({e})") from e
+
+
 def load_record(ds: Dataset, rec: ImageRecord) -> Tuple[ImageRecord, List[Problem]]:
     """Read ``rec``'s file again as :func:`load` reads it (the image is the one ``load`` found)."""
-    new, problems = read_labelme(rec.meta["annotation_path"])
+    root = Path(ds.root)
+    new, problems = read_labelme(rec.meta["annotation_path"], [str(root if root.is_dir() else root.parent)])
     new = _quads_or_none(new, bool(ds.meta.get("labelme_quads")) and (new.polygons is not None or len(new) == 0))
     new.image_path, new.split = rec.image_path, rec.split
     return new, [p for p in problems if p.kind != "annotation_without_image" or not os.path.isfile(rec.image_path)]
@@ -565,7 +601,8 @@ class Writer(FormatWriter):
     NAME = NAME
     KEEPS_FLAGS = frozenset({"difficult", "truncated"})  # shape flags
     KEEPS_IMAGE_FLAGS = True
-    HANDLES_ATTRS = frozenset({"segmentation"})  # rings kept as polygons; masks counted as mask_to_box
+    # rings kept as polygons; masks counted as mask_to_box; boxes clipped when read written as drawn (or counted)
+    HANDLES_ATTRS = frozenset({"segmentation", "clipped_box"})
 
     def _base(self, rec: ImageRecord) -> str:
         from .outputs import safe_name

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
@@ -66,6 +67,16 @@ def worker_init() -> None:
     if threading.current_thread() is threading.main_thread():  # Dask runs this on a worker thread: no signals
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, _exit_on_term)
+        sys.unraisablehook = _unraisable
+
+
+def _unraisable(info) -> None:
+    """The SystemExit of :func:`_exit_on_term` raised where Python cannot propagate it (a weakref callback, a
+    ``__del__``, an import lock's clean-up): Python would print "Exception ignored in ..." on the run's terminal
+    and carry on with the task.  A stopping worker leaves at once instead (the parent removes its temporaries)."""
+    if _terminating and isinstance(info.exc_value, SystemExit):
+        os._exit(143)
+    sys.__unraisablehook__(info)
 
 
 _busy = False         # this worker process is running a task
@@ -218,19 +229,25 @@ def executor(workers=1, scheduler: Optional[str] = None):
     if n == 1:
         yield Backend(SerialExecutor(), 1, "serial")
         return
-    holder: List[ProcessPoolExecutor] = [_process_pool(n)]
+    holder: List[ProcessPoolExecutor] = []
 
     def restart():
         # a broken pool's surviving workers are stopped and waited for: none may finish (and rename an output
         # into place) after the caller has cleaned up
         stop_pool(holder[0])
-        holder[0] = _process_pool(n)
+        with deferred():
+            holder[0] = _process_pool(n)
         return holder[0]
 
     try:
+        # built whole or not at all: an interrupt inside the constructor left its queues' semaphores to the
+        # resource tracker, which then warned of "leaked semaphore objects" after the run's one line
+        with deferred():
+            holder.append(_process_pool(n))
         yield Backend(holder[0], n, "processes", restart=restart)
     except BaseException:
-        stop_pool(holder[0])  # failure or interrupt: no worker may go on writing after we return
+        if holder:
+            stop_pool(holder[0])  # failure or interrupt: no worker may go on writing after we return
         raise
     with deferred():
         holder[0].shutdown(wait=True, cancel_futures=True)
@@ -254,6 +271,12 @@ def stop_pool(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
             if p.is_alive():
                 p.kill()
                 p.join(1.0)
+    # the pool's manager thread drops its queues once it sees the workers gone, and their semaphores are unlinked
+    # then; a process leaving before that thread is done leaves the resource tracker a semaphore to warn about
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None and manager is not threading.current_thread():
+        with contextlib.suppress(Exception):
+            manager.join(max(0.5, deadline + 1.0 - time.monotonic()))
 
 
 @contextlib.contextmanager

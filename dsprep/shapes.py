@@ -96,6 +96,8 @@ def decode_counts_string(s: str) -> np.ndarray:
         value |= (c & 0x1F) << shift
         shift += 5
         if c & 0x20:
+            if shift > 55:  # 12 characters hold a 60-bit run: more than any image has pixels
+                raise ValueError("RLE string holds a run longer than any image")
             continue
         if c & 0x10:
             value -= 1 << shift
@@ -133,15 +135,32 @@ def rle_counts(rle: dict) -> np.ndarray:
     return np.asarray(counts, np.int64).reshape(-1)
 
 
-def rle_decode(rle: dict) -> np.ndarray:
-    """An RLE mask -> ``(height, width) bool`` array.  Raises ``ValueError`` when the runs do not cover the image."""
+def check_rle(rle: dict, image_size: Optional[Tuple[int, int]] = None) -> Tuple[int, int, np.ndarray]:
+    """``(height, width, runs)`` of an RLE mask, checked without decoding it: its size is the image's
+    (``image_size``, ``(width, height)``, when given; else at most 2^31 pixels), no run is negative or longer than
+    the mask, and the runs cover it exactly.  ``ValueError`` otherwise."""
     size = rle.get("size")
     if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(type(v) is int and v >= 0 for v in size)):
         raise ValueError(f"an RLE mask's size is [height, width] in pixels, got {size!r:.40}")
     h, w = size
+    if image_size is not None and (w, h) != tuple(image_size):
+        raise ValueError(f"an RLE mask of size [{h}, {w}] (height, width) on a {image_size[0]}x{image_size[1]} "
+                         f"image")
+    if image_size is None and h * w > 1 << 31:
+        raise ValueError(f"an RLE mask of size [{h}, {w}] (height, width): larger than any image dsprep decodes")
     counts = rle_counts(rle)
-    if (counts < 0).any() or counts.sum() != h * w:
-        raise ValueError(f"RLE runs cover {int(counts.sum())} pixels, the mask has {h}x{w} = {h * w}")
+    if len(counts) and (counts.min() < 0 or counts.max() > h * w):
+        raise ValueError(f"an RLE mask holds a run of {int(counts.min() if counts.min() < 0 else counts.max())} "
+                         f"pixels, the mask has {h}x{w} = {h * w}")
+    if abs(float(counts.sum(dtype=np.float64)) - h * w) > 0.5 or int(counts.sum()) != h * w:  # (no wrap-around)
+        raise ValueError(f"RLE runs cover {int(counts.sum(dtype=np.float64))} pixels, the mask has {h}x{w} = "
+                         f"{h * w}")
+    return h, w, counts
+
+
+def rle_decode(rle: dict, image_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """An RLE mask -> ``(height, width) bool`` array, once :func:`check_rle` has found it fits the image."""
+    h, w, counts = check_rle(rle, image_size)
     values = np.arange(len(counts)) % 2 == 1
     flat = np.repeat(values, counts)
     return flat.reshape(w, h).T
@@ -161,9 +180,9 @@ def rle_encode(mask: np.ndarray) -> dict:
     return {"size": [int(h), int(w)], "counts": [int(v) for v in runs]}
 
 
-def rle_box(rle: dict) -> np.ndarray:
+def rle_box(rle: dict, image_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """The ``xmin, ymin, xmax, ymax`` (0-based continuous) of the mask's pixels (zeros for an empty mask)."""
-    m = rle_decode(rle)
+    m = rle_decode(rle, image_size)
     ys, xs = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
     if len(xs) == 0:
         return np.zeros(4)
@@ -210,11 +229,13 @@ def rings_mask(polys: Sequence[np.ndarray], bounds: Tuple[int, int, int, int]) -
     return out
 
 
-def segmentation_mask(seg, bounds: Tuple[int, int, int, int]) -> Optional[np.ndarray]:
-    """The object's pixels over ``bounds`` as a bool mask, or None when the segmentation has no shape."""
+def segmentation_mask(seg, bounds: Tuple[int, int, int, int],
+                      image_size: Optional[Tuple[int, int]] = None) -> Optional[np.ndarray]:
+    """The object's pixels over ``bounds`` as a bool mask, or None when the segmentation has no shape.  An RLE mask
+    must be of ``image_size`` (``(width, height)``, when given)."""
     if is_rle(seg):
         x0, y0, x1, y1 = (int(v) for v in bounds)
-        full = rle_decode(seg)
+        full = rle_decode(seg, image_size)
         out = np.zeros((y1 - y0, x1 - x0), bool)
         part = full[y0:y1, x0:x1]
         out[:part.shape[0], :part.shape[1]] = part

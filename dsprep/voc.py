@@ -233,6 +233,7 @@ def clip_boxes(rec: ImageRecord, source: str) -> Tuple[ImageRecord, List[Problem
                  for k in new_degenerate]
     out = rec.select(np.arange(len(rec)))
     out.boxes = clipped
+    out.meta["clipped_box"] = len(changed)  # what a conversion loses (counted by convert, see jobs/convert.py)
     return out, problems
 
 

@@ -10,6 +10,8 @@ from typing import Optional, Tuple
 
 from .core import ParseError
 
+MAX_DEPTH = 64  # collections inside collections: data.yaml uses 2 or 3
+
 
 class _Yaml:
     """Block mappings and sequences by indentation, flow ``[...]``/``{...}`` (also over several lines), plain, single-
@@ -20,6 +22,12 @@ class _Yaml:
         self.lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         self.source = source
         self.i = 0
+        self.depth = 0  # collections open (block and flow): a hostile file nests until the stack runs out
+
+    def enter(self, lineno: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.fail(lineno, f"nested more than {MAX_DEPTH} levels deep (a data.yaml needs 3)")
 
     def fail(self, lineno: int, what: str):
         raise ParseError(f"{self.source}:{lineno}: {what}")
@@ -53,9 +61,13 @@ class _Yaml:
 
     def block(self, indent: int):
         lineno, ind, body = self.peek()
-        if body == "-" or body.startswith("- "):
-            return self.sequence(ind)
-        return self.mapping(ind)
+        self.enter(lineno)
+        try:
+            if body == "-" or body.startswith("- "):
+                return self.sequence(ind)
+            return self.mapping(ind)
+        finally:
+            self.depth -= 1
 
     def mapping(self, indent: int) -> dict:
         out: dict = {}
@@ -88,7 +100,11 @@ class _Yaml:
             key, rest = _split_key(item) if item and item[0] not in "[{'\"" else (None, None)
             if key is not None:  # "- key: value" starts a mapping inside the sequence
                 self.lines[self.i] = " " * (ind + 2) + item
-                out.append(self.mapping(ind + 2))
+                self.enter(lineno)
+                try:
+                    out.append(self.mapping(ind + 2))
+                finally:
+                    self.depth -= 1
                 continue
             self.i += 1
             out.append(self.value(item, indent, lineno))
@@ -223,27 +239,36 @@ def _flow(text: str, k: int, lineno: int, y: _Yaml):
     while k < len(text) and text[k] == " ":
         k += 1
     if k < len(text) and text[k] in "[{":
-        closing = "]" if text[k] == "[" else "}"
-        is_map = text[k] == "{"
-        out: object = {} if is_map else []
-        k += 1
-        while True:
-            while k < len(text) and text[k] in " ,":
-                k += 1
-            if k >= len(text):
-                y.fail(lineno, "unclosed flow collection")
-            if text[k] == closing:
-                return out, k + 1
-            if is_map:
-                key, k = _flow_scalar(text, k, lineno, y, stop=":")
-                if k >= len(text) or text[k] != ":":
-                    y.fail(lineno, f"expected ':' after '{key}' in a flow mapping")
-                value, k = _flow(text, k + 1, lineno, y)
-                out[key] = value
-            else:
-                value, k = _flow(text, k, lineno, y)
-                out.append(value)
+        y.enter(lineno)
+        try:
+            return _flow_collection(text, k, lineno, y)
+        finally:
+            y.depth -= 1
     return _flow_scalar(text, k, lineno, y)
+
+
+def _flow_collection(text: str, k: int, lineno: int, y: _Yaml):
+    """The flow collection at ``text[k]`` (``[`` or ``{``); returns ``(value, end)``."""
+    closing = "]" if text[k] == "[" else "}"
+    is_map = text[k] == "{"
+    out: object = {} if is_map else []
+    k += 1
+    while True:
+        while k < len(text) and text[k] in " ,":
+            k += 1
+        if k >= len(text):
+            y.fail(lineno, "unclosed flow collection")
+        if text[k] == closing:
+            return out, k + 1
+        if is_map:
+            key, k = _flow_scalar(text, k, lineno, y, stop=":")
+            if k >= len(text) or text[k] != ":":
+                y.fail(lineno, f"expected ':' after '{key}' in a flow mapping")
+            value, k = _flow(text, k + 1, lineno, y)
+            out[key] = value
+        else:
+            value, k = _flow(text, k, lineno, y)
+            out.append(value)
 
 
 def _flow_scalar(text: str, k: int, lineno: int, y: _Yaml, stop: str = ""):

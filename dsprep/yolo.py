@@ -246,6 +246,7 @@ class YoloSplit:
     name: Optional[str]
     sources: List[Path]       # image folders and image list files
     alias_of: Optional[str] = None  # a YAML split naming the same sources as an earlier one
+    root: Optional[Path] = None  # the data set's folder: images a list file names must lie inside it
 
 
 @dataclass
@@ -320,7 +321,7 @@ def _layout_from_yaml(root: Path, yaml_path: Path) -> YoloLayout:
         if not sources:
             continue
         ident = tuple(sorted(str(s.resolve()) for s in sources))
-        splits.append(YoloSplit(str(key), sources, alias_of=seen.get(ident)))
+        splits.append(YoloSplit(str(key), sources, alias_of=seen.get(ident), root=root))
         seen.setdefault(ident, str(key))
     if not splits:
         raise DatasetError(f"{yaml_path}: names no existing train/val/test image folder or list"
@@ -353,7 +354,7 @@ def _darknet_lists(root: Path) -> List[YoloSplit]:
             if sep and key in ("train", "valid", "val", "test") and value:
                 found = _resolve([root], value) or _resolve([root], "/".join(Path(value).parts[1:]) or value)
                 if found is not None and found.is_file():
-                    splits.append(YoloSplit("val" if key == "valid" else key, [found]))
+                    splits.append(YoloSplit("val" if key == "valid" else key, [found], root=root))
     return splits
 
 
@@ -401,32 +402,45 @@ def _walk_images(folder: Path) -> List[str]:
     return out
 
 
-def _list_file_images(path: Path) -> List[str]:
+def _list_file_images(path: Path, root: Optional[Path] = None) -> List[str]:
     """Image paths listed in a split list file (relative ones against the list's folder, or the data set root as
-    darknet's ``data/...`` prefixes assume)."""
+    darknet's ``data/...`` prefixes assume: leading folders are dropped until the file is found).  An entry that
+    lies outside the data set (``root`` and the list's folder: ``/home/you/a.jpg``, ``../../a.jpg``) is looked for
+    inside it the same way (``/content/data/obj/a.jpg`` of a list written on another machine), and refused when
+    it is not there (:mod:`dsprep.datapaths`)."""
+    from .datapaths import OutsideDataset, named_path
     base = path.parent
+    roots = [str(base)] + ([str(root)] if root is not None else [])
     out = []
-    for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
         s = line.strip()
         if not s or s.startswith("#"):
             continue
         p = Path(s.replace("\\", "/"))
-        if not p.is_absolute():
-            cand = base / p
-            parts = p.parts
-            k = 1
-            while not cand.exists() and k < len(parts):
-                cand = base / Path(*parts[k:])
-                k += 1
-            p = cand if cand.exists() else base / p
-        out.append(str(p))
+        outside = None
+        try:
+            first = Path(named_path(str(p), str(base), roots, f"{path}:{lineno}", f"image '{s}'"))
+        except OutsideDataset as e:
+            first, outside = None, e
+        if first is not None and first.exists():
+            out.append(str(first))
+            continue
+        parts = [q for q in p.parts if q not in ("/", ".", "..")]
+        found = next((base / Path(*parts[k:]) for k in range(1 if first is not None else 0, len(parts))
+                      if (base / Path(*parts[k:])).exists()), None)
+        if found is not None:
+            out.append(str(found))
+        elif outside is not None:
+            raise outside
+        else:
+            out.append(str(first))  # inside, missing: reported as an image without its file
     return out
 
 
 def split_images(split: YoloSplit) -> List[str]:
     images: List[str] = []
     for s in split.sources:
-        images += _walk_images(s) if s.is_dir() else _list_file_images(s)
+        images += _walk_images(s) if s.is_dir() else _list_file_images(s, split.root)
     return list(dict.fromkeys(images))
 
 
@@ -446,10 +460,11 @@ def _label_files(layout: YoloLayout, split: YoloSplit) -> List[str]:
     return out
 
 
-def _sample_fields(layout: YoloLayout, limit: int = 20) -> Optional[int]:
-    """The field count of the first label lines found (for telling YOLO from YOLO-OBB); None when no label has a
-    line."""
-    seen = 0
+def _sample_fields(layout: YoloLayout, limit: int = 20) -> List[int]:
+    """The field counts of the first line of the first ``limit`` label files, in name order (so the answer never
+    depends on the order the file system lists a folder in); ``[]`` when no label has a line."""
+    counts: List[int] = []
+    looked = 0
     for split in layout.splits:
         folders = [Path(label_path(str(s / "x.jpg"))).parent for s in split.sources if s.is_dir()]
         if not folders:
@@ -457,26 +472,28 @@ def _sample_fields(layout: YoloLayout, limit: int = 20) -> Optional[int]:
         for folder in dict.fromkeys(folders):
             if not folder.is_dir():
                 continue
-            with os.scandir(folder) as it:
-                for e in it:
-                    if not e.name.endswith(".txt") or e.name.lower() in _NOT_LABELS or not e.is_file():
-                        continue
-                    try:
-                        with open(e.path, "rb") as f:
-                            head = f.read(4096)
-                    except OSError:
-                        continue
-                    for line in head.splitlines():
-                        if line.split():
-                            return len(line.split())
-                    seen += 1
-                    if seen >= limit:
-                        return None
-    return None
+            try:
+                names = sorted(n for n in os.listdir(folder) if n.endswith(".txt") and n.lower() not in _NOT_LABELS)
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    with open(folder / name, "rb") as f:
+                        head = f.read(4096)
+                except OSError:  # (a folder named *.txt, an unreadable file)
+                    continue
+                first = next((line.split() for line in head.splitlines() if line.split()), None)
+                if first is not None:
+                    counts.append(len(first))
+                looked += 1
+                if looked >= limit:
+                    return counts
+    return counts
 
 
 def detect_kind(path: Path) -> Optional[str]:
-    """``"yolo"``, ``"yolo-obb"`` or None: the layout, and the field count of the first label lines."""
+    """``"yolo"``, ``"yolo-obb"`` or None: the layout, and the field counts of the first label lines.  A line of
+    another count (6 values: a results file with confidences) does not decide: the reader names it."""
     try:
         layout = find_layout(Path(path))
     except DsprepError:
@@ -486,14 +503,18 @@ def detect_kind(path: Path) -> Optional[str]:
         return "yolo" if root.is_dir() and (root / "images").is_dir() | (root / "labels").is_dir() else None
     if layout is None:
         return None
-    n = _sample_fields(layout)
-    if n == 9:
+    counts = _sample_fields(layout)
+    flat = layout.kind == "flat"
+    obb = counts.count(9)
+    boxes = sum(1 for n in counts if n == 5 or (n >= 7 and n % 2 == 1 and n != 9 and not flat))
+    if obb > boxes:
         return "yolo-obb"
-    if n == 5 or (n is not None and n >= 7 and n % 2 == 1 and layout.kind != "flat"):
+    if boxes:
         return "yolo"  # (segmentation polygons: read as YOLO, whose reader names each such line)
-    if n is None:
-        # a flat folder needs labels that look like YOLO to be told from any folder with a classes.txt
-        return "yolo" if layout.kind != "flat" else None
+    if not counts or not flat:
+        # a flat folder needs labels that look like YOLO to be told from any folder with a classes.txt; a YOLO
+        # layout whose lines are all of another count is still YOLO, and its reader names the lines
+        return "yolo" if not flat else None
     return None
 
 

@@ -784,3 +784,37 @@ def test_cli_list():
     res = run_cli("fetch", "--list")
     for name, e in F.REGISTRY.items():
         assert name in res.output and e.sha256 in res.output
+
+
+def _tamper_in_place(path: Path, old: bytes, new: bytes) -> None:
+    """Change bytes of a cached file as an attacker would: same size, same inode, same modification time."""
+    st = path.stat()
+    data = path.read_bytes()
+    at = data.index(old)
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(new)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def test_a_tampered_cache_file_is_never_used(server, cache, tmp_path, voc_tree, archive):
+    url = server.add("/voc.tar", archive)
+    run_cli("fetch", url, "--sha256", sha(archive), "--out", tmp_path / "out", "--quiet")
+    cached = F.cache_path(cache, F.resolve(url, sha(archive)))
+    old, new = b"<name>cat</na", b"<name>dog</na"  # 13 bytes of an annotation inside the archive
+    assert len(old) == len(new) == 13
+    _tamper_in_place(cached, old, new)
+
+    res = run_cli("fetch", url, "--sha256", sha(archive), "--out", tmp_path / "out2", "--quiet")
+    assert "has changed since it was verified" in res.stderr and "from cache" not in res.stderr
+    assert f"fetch voc.tar from {url}" in res.stderr and len(server.requests("/voc.tar")) == 2
+    assert_extracted(tmp_path / "out2", voc_tree)  # the real bytes, downloaded again
+    assert cached.read_bytes() == archive
+
+    _tamper_in_place(cached, old, new)
+    server.add("/voc.tar", b"", mode="404")  # and the source is gone: an error, never the tampered bytes
+    res = run_cli("fetch", url, "--sha256", sha(archive), "--out", tmp_path / "out3", ok=False)
+    assert res.exit_code != 0 and "Traceback" not in res.output and not (tmp_path / "out3").exists()
+    assert "has changed since it was verified" in res.stderr and not cached.exists()

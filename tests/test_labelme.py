@@ -111,7 +111,7 @@ def test_windows_image_path_and_missing_image(tmp_path):
     d["imagePath"] = "gone.jpg"
     d["imageData"] = "aGVsbG8="
     (tmp_path / "ann" / "IMG_0099.json").write_text(json.dumps(d))
-    ds = load_dataset(tmp_path / "ann")
+    ds = load_dataset(tmp_path / "ann", images_outside=True)  # ../raw lies outside ann/: asked for by name
     assert ds.records[0].image_path == str(tmp_path / "raw" / "IMG_0041.jpg")
     missing = [p for p in ds.problems if p.kind == "annotation_without_image"]
     assert len(missing) == 1 and "only embedded as imageData" in missing[0].detail

@@ -5,6 +5,7 @@ The vocabulary: an option name means the same thing in every command that has it
 * ``--split S``      only the images of split S (as the data set's split lists or split folders name them);
 * ``--format F``     read the data set as format F instead of detecting it;
 * ``--exif P``       the EXIF orientation policy (auto | apply | ignore);
+* ``--images-outside`` read images that annotation files name outside the data set (refused by default);
 * ``--classes L``    the class list in index order (``a,b,c`` or a file, one name a line), on commands that assign
                      class indices;
 * ``--on-error M``   fail at the first bad input, or skip it and list it with its reason;
@@ -187,6 +188,7 @@ class Common:
     split: Optional[str] = None
     fmt: Optional[str] = None
     exif: str = "auto"
+    images_outside: bool = False
     classes: Optional[List[str]] = None
     workers: str = "1"
     scheduler: Optional[str] = None
@@ -216,7 +218,11 @@ def _options(group: str) -> List[Callable]:
                                   "name them) [default: every image, each in its own splits]. Given once."),
                 click.option("--format", "fmt", type=click.Choice(_format_names()), default=None,
                              help="Read the data set as this format [default: detected from its layout]."),
-                _exif_option()]
+                _exif_option(),
+                click.option("--images-outside", is_flag=True,
+                             help="Read images that annotation files name outside the data set's folder "
+                                  "(../raw/a.jpg, absolute paths); refused by default: only for data sets you "
+                                  "trust.")]
     if group == "exif":
         return [_exif_option()]
     if group == "classes":
@@ -271,7 +277,7 @@ def load(path, common: Common):
     """The data set, read as the shared options say (split, format, EXIF policy, pinned classes, --on-error)."""
     from ..dataset import load_dataset
     return load_dataset(path, split=common.split, on_error=common.on_error, fmt=common.fmt, classes=common.classes,
-                        exif=common.exif,
+                        exif=common.exif, images_outside=common.images_outside,
                         progress=lambda it: progress(it, desc="reading annotations", quiet=common.quiet, unit="file"))
 
 
@@ -356,10 +362,11 @@ def finish(summary: Summary, out: Optional[str], order: Sequence[str], common: O
 
 
 def write_dataset(out_dir, target: str, classes: Sequence[str], meta: dict, records: Sequence, summary: Summary,
-                  common: Common, link: str = "hard", desc: str = "writing") -> List:
+                  common: Common, link: str = "hard", desc: str = "writing", image_files: bool = True) -> List:
     """Write ``records`` into ``out_dir`` as a ``target`` data set (each record in its ``split``), through the
     format's writer and convert's per-image jobs: names that would collide are made distinct (counted as
-    ``renamed_duplicate_name``), images placed as ``link`` says, what the format cannot hold counted.  Returns the
+    ``renamed_duplicate_name``), images placed as ``link`` says (``image_files=False``: a packed source, its
+    pixels encoded from the pack), what the format cannot hold counted.  Returns the
     records written (renamed ones as renamed)."""
     from pathlib import Path
     from ..dataset import format_module
@@ -369,7 +376,7 @@ def write_dataset(out_dir, target: str, classes: Sequence[str], meta: dict, reco
     records, renamed = unique_names(records, writer)
     if renamed:
         summary.add("renamed_duplicate_name", renamed)
-    opts = ConvertOptions(out=str(out_dir), writer=writer, link=link)
+    opts = ConvertOptions(out=str(out_dir), writer=writer, link=link, image_files=image_files)
     done = [item[0] for item, r in run_jobs(convert_one, [(r, opts) for r in records], summary, common, desc,
                                             name_of=lambda it: it[0].image_path) if r is not None]
     for kind, n in write_dataset_files(out_dir, writer, done).items():

@@ -55,6 +55,7 @@ def convert(dataset, target, out, overwrite, common):
     summary = start_summary(f"convert {ds.format}-to-{target}", ds)
     ds = map_classes(ds, common, summary)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
-        write_dataset(out_dir, target, ds.classes, ds.meta, ds.records, summary, common, desc="converting")
+        write_dataset(out_dir, target, ds.classes, ds.meta, ds.records, summary, common, desc="converting",
+                      image_files=ds.image_getter is None)
     finish(summary, str(out_dir), ["images", "objects"], common)
     explain_lossy(summary, target)

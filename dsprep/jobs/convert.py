@@ -57,12 +57,14 @@ class ConvertOptions:
     out: str
     writer: FormatWriter
     link: str = "hard"  # how an image is placed: hard | symlink | copy (see outputs.copy_file)
+    image_files: bool = True  # False for a packed source: its pixels are inside the pack, no file is copied
 
 
 def account_attrs(rec: ImageRecord, writer: FormatWriter) -> Tuple[ImageRecord, Dict[str, int]]:
     """What the target cannot hold of the per-object facts other formats keep (``writer.HANDLES_ATTRS`` names those
     it keeps or accounts for itself): COCO crowd regions are left out (``crowd_skipped``); segmentations beyond the
-    record's quadrilaterals are counted as dropped (``segmentation_dropped``)."""
+    record's quadrilaterals are counted as dropped (``segmentation_dropped``); boxes clipped to the image when read
+    are counted (``clipped_box``) unless the writer restores them."""
     handles = getattr(writer, "HANDLES_ATTRS", frozenset())
     lossy: Dict[str, int] = {}
     crowd = rec.attrs.get("iscrowd")
@@ -70,6 +72,8 @@ def account_attrs(rec: ImageRecord, writer: FormatWriter) -> Tuple[ImageRecord, 
         keep = ~np.asarray(crowd, bool)
         rec = rec.select(keep)
         lossy["crowd_skipped"] = int((~keep).sum())
+    if rec.meta.get("clipped_box") and "clipped_box" not in handles:  # clipped when read (outside the image)
+        lossy["clipped_box"] = int(rec.meta["clipped_box"])
     segs = rec.attrs.get("segmentation")
     if segs is not None and "segmentation" not in handles and rec.polygons is None:
         n = sum(1 for s in segs if s)
@@ -86,11 +90,8 @@ def convert_one(args) -> dict:
     if not np.isfinite(rec.boxes).all():
         raise DsprepError(f"{rec.meta.get('annotation_path') or rec.image_path}: the image size is unknown (its "
                           f"image could not be read), so its normalized coordinates cannot be converted")
-    if not os.path.isfile(rec.image_path):  # never an annotation whose image silently stays behind
-        from ..core import ImageError
-        where = rec.meta.get("annotation_path")
-        raise ImageError(f"{rec.image_path}: image not found" + (f" (named by {where})" if where else "")
-                         + ": not converted")
+    # checked before anything is written: never an annotation whose image silently stays behind
+    source = _image_to_copy(rec) if opts.image_files else None
     rec, lossy = account_attrs(rec, opts.writer)
     lossy.update(lost_flags(rec, opts.writer))
     files, more = opts.writer.record_files(rec)
@@ -99,16 +100,48 @@ def convert_one(args) -> dict:
     for rel, data in files.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / rel, data)
+    if source is None:
+        return {"images": 1, "objects": len(rec), **lossy}
     image = out / opts.writer.image_path(rec)
-    if Path(rec.image_path).is_file():
-        image.parent.mkdir(parents=True, exist_ok=True)
-        if rec.meta.get("exif", 1) != 1 and not rec.meta.get("orient", True):
-            # the boxes refer to the stored pixels: the copy must not be turned by readers that apply the tag
-            from ..images import clear_orientation
-            atomic_write_bytes(image, clear_orientation(Path(rec.image_path).read_bytes(), rec.image_path))
-        else:
-            copy_file(rec.image_path, image, opts.link)
+    image.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(source, bytes):
+        atomic_write_bytes(image, source)
+    elif rec.meta.get("exif", 1) != 1 and not rec.meta.get("orient", True):
+        # the boxes refer to the stored pixels: the copy must not be turned by readers that apply the tag
+        from ..images import clear_orientation
+        atomic_write_bytes(image, clear_orientation(Path(rec.image_path).read_bytes(), rec.image_path))
+    else:
+        copy_file(rec.image_path, image, opts.link)
     return {"images": 1, "objects": len(rec), **lossy}
+
+
+def _image_to_copy(rec: ImageRecord):
+    """The record's image file, checked to be a complete image whose header agrees with the record's size (what
+    every other command checks before it uses pixels); or, for a labelme file whose image is only embedded
+    (``imageData``), the embedded bytes, checked the same way.  No image: an error (the record is skipped under
+    ``--on-error skip``), never an annotation naming an image that was not written."""
+    from ..core import ImageError
+    from ..images import probe
+    where = rec.meta.get("annotation_path") or rec.image_path
+    data = None
+    if not Path(rec.image_path).is_file():
+        if rec.meta.get("has_image_data") and rec.meta.get("annotation_path"):
+            from ..labelme import embedded_image
+            data = embedded_image(rec.meta["annotation_path"])
+        if data is None:
+            named = rec.meta.get("annotation_path")
+            raise ImageError(f"{rec.image_path}: image not found" + (f" (named by {named})" if named else "")
+                             + ": not converted")
+    name = rec.image_path if data is None else f"{where} (its imageData)"
+    info = probe(name, data)
+    if info.complete is False:
+        raise ImageError(f"{name}: {info.kind.upper()} file without its end marker (cut short): not copied")
+    size = info.size(rec.meta.get("orient", False))
+    if rec.width > 0 and (rec.width, rec.height) != tuple(size):
+        raise ImageError(f"{where}: the annotation says {rec.width}x{rec.height} but the image {name} is "
+                         f"{size[0]}x{size[1]} (boxes would not fit the pixels; see dsprep info, --exif): not "
+                         f"converted")
+    return rec.image_path if data is None else data
 
 
 def unique_names(records: Sequence[ImageRecord], writer: FormatWriter) -> Tuple[List[ImageRecord], int]:

@@ -85,6 +85,12 @@ class ReviewServer(ThreadingHTTPServer):
         here = Path(__file__).resolve().parent / "static"
         self.files = {name: (here / name).read_bytes() for name in list(STATIC) + ["index.html"]}
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that reset or closed its connection is no error of the server's: no traceback for it."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
     @property
     def port(self) -> int:
         return self.server_address[1]
@@ -176,10 +182,11 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(413, f"request body over {MAX_BODY >> 20} MB")
         raw = self.rfile.read(n)
         self._body_read = True
+        from ..inputs import parse_json
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise HttpError(400, f"not JSON ({e})") from e
+            return parse_json(raw, "request body")
+        except DsprepError as e:
+            raise HttpError(400, f"not JSON dsprep accepts ({e})") from e
 
     # ---- routes --------------------------------------------------------------------------------------------------
 
@@ -241,11 +248,12 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, api: bool) -> None:
         if not self._body_read:  # the rest of the request is still in the socket: do not read it as a request
             self.close_connection = True
-        if api:
-            body = json.dumps({"error": message, "conflict": status == 409}, ensure_ascii=False).encode("utf-8")
+        if api:  # (a message may quote text that is no valid Unicode, such as a lone surrogate: replaced)
+            body = json.dumps({"error": message, "conflict": status == 409}, ensure_ascii=False).encode("utf-8",
+                                                                                                        "replace")
             self._send(status, body, "application/json; charset=utf-8")
         else:
-            self._send(status, (message + "\n").encode("utf-8"), "text/plain; charset=utf-8")
+            self._send(status, (message + "\n").encode("utf-8", "replace"), "text/plain; charset=utf-8")
 
     def _send(self, status: int, body: bytes, ctype: str, cache: str = "no-store", extra: Optional[dict] = None):
         self.send_response(status)
@@ -258,8 +266,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Cross-Origin-Resource-Policy", "same-origin")
         for k, v in (extra or {}).items():
             self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True  # the client went away (it may not wait for a refusal): nothing to tell
 
 
 def _size(q: dict, default: int) -> int:

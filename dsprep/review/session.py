@@ -349,6 +349,11 @@ class Review:
             if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or \
                     any(ord(c) < 32 for c in name):
                 raise EditError(f"object {k}: a class name must be 1-{MAX_NAME} printable characters")
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise EditError(f"object {k}: a class name must be text (it holds a lone UTF-16 surrogate, which no "
+                                f"file can store)") from e
             s = o.get("src")
             if s is not None and (not isinstance(s, int) or isinstance(s, bool) or s < 0):
                 raise EditError(f"object {k}: src must be the index of a loaded object or null")
@@ -357,10 +362,18 @@ class Review:
                 raise EditError(f"object {k}: difficult must be 0-255 and truncated true/false")
             if self.polygons:
                 poly = _numbers(o.get("polygon"), (4, 2), f"object {k}: polygon must be 4 [x, y] points")
+                x, y = poly[:, 0], poly[:, 1]
+                if float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) == 0:
+                    raise EditError(f"object {k}: the polygon has no area (its corners lie on one line)")
                 polys.append(poly)
                 boxes.append(polygons_to_boxes(poly)[0])
             else:
                 boxes.append(_numbers(o.get("box"), (4,), f"object {k}: box must be [xmin, ymin, xmax, ymax]"))
+            x0, y0, x1, y1 = boxes[-1]
+            kept = s is not None and s < len(rec) and np.array_equal(rec.boxes[s], boxes[-1])  # as loaded
+            if not (x1 > x0 and y1 > y0) and not kept:  # every format alike: no inverted or empty box is saved
+                raise EditError(f"object {k}: the box [{x0:g}, {y0:g}, {x1:g}, {y1:g}] is inverted or has no area "
+                                f"(xmax must exceed xmin and ymax ymin)")
             names.append(name.strip())
             src.append(-1 if s is None else s)
             diff.append(d)
