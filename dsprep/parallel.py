@@ -194,6 +194,27 @@ def warm_up(workers, scheduler: Optional[str] = None) -> None:
         _forkserver()
 
 
+def _start_resource_tracker(resource_tracker) -> None:
+    """Start multiprocessing's resource tracker with its standard error on /dev/null.
+
+    The tracker removes the named semaphores of process pools that a process left behind, and says so on standard
+    error.  dsprep's pools leave some only when a Ctrl-C ends a run at the moment a pool's queue is being torn
+    down in another thread (its semaphore unlinked, the tracker not yet told): the tracker then removes it -- the
+    clean-up it is there for -- but its "leaked semaphore" warning would land on the terminal after the run's one
+    line.  Nothing is lost by not printing it: the semaphore is gone either way."""
+    if getattr(resource_tracker._resource_tracker, "_fd", None) is not None:
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _start_forkserver() -> None:
     """Start the fork server (once) with SIGINT blocked: a terminal's Ctrl-C reaches every process of its group, and
     the server would otherwise print a KeyboardInterrupt traceback when one arrives while it imports its preloads
@@ -204,7 +225,7 @@ def _start_forkserver() -> None:
         return
     # the resource tracker first: starting it unblocks SIGINT whatever the mask was (it blocks and then unblocks
     # SIGINT and SIGTERM around its own start), which would undo the mask below
-    resource_tracker.ensure_running()
+    _start_resource_tracker(resource_tracker)
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         forkserver.ensure_running()

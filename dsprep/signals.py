@@ -64,6 +64,21 @@ def deferred() -> Iterator[None]:
             raise _interrupt(signum)
 
 
+def _let_pool_threads_finish(seconds: float) -> None:
+    """Wait (at most ``seconds`` in all) for the threads of stopped process pools -- a pool's manager thread and
+    its queues' feeder threads -- which unlink their queues' semaphores as they end: a process leaving while one
+    of them is between unlinking a semaphore and telling the resource tracker leaves the tracker a "leaked
+    semaphore" to warn about on the terminal, after the run's one line."""
+    import time
+    deadline = time.monotonic() + seconds
+    for t in threading.enumerate():
+        kind = type(t).__module__
+        if t is threading.current_thread() or not (kind.startswith(("concurrent.futures", "multiprocessing"))
+                                                    or t.name.startswith("QueueFeederThread")):
+            continue
+        t.join(max(0.0, deadline - time.monotonic()))
+
+
 def install(program: bool = False) -> Optional[Dict[int, object]]:
     """Handle SIGINT and SIGTERM with :func:`handler` (main thread only); the previous handlers, to restore.
 
@@ -120,6 +135,8 @@ def leave(code: int) -> None:
     """End an interrupted process now, with ``code``, after multiprocessing's own exit work that cannot wait on a
     thread: its semaphores unlinked (else the resource tracker warns of leaked ones); not the queue feeders'
     joins, which could."""
+    with contextlib.suppress(Exception):
+        _let_pool_threads_finish(1.0)
     with contextlib.suppress(Exception):
         if "multiprocessing" in sys.modules:
             from multiprocessing import util
