@@ -25,6 +25,8 @@ COMMANDS = {
     "visualize": ("visualize", "visualize"),
     "review": ("review", "review"),
     "convert": ("convert", "convert"),
+    "split": ("split", "split"),
+    "merge": ("merge", "merge"),
     "crop": ("crop", "crop"),
     "tile-dota": ("tile", "tile_dota"),
     "tile": ("tile", "tile"),

@@ -242,17 +242,28 @@ class TemporaryPath:
         return False
 
 
-def copy_file(src: PathLike, dst: PathLike) -> None:
-    """Place ``src`` at ``dst``: a hard link when possible (instant, no space), else an atomic copy.  A symbolic
-    link is followed to its target (linking the link itself would leave a relative link dangling at ``dst``)."""
+LINKS = ("hard", "symlink", "copy")
+
+
+def copy_file(src: PathLike, dst: PathLike, link: str = "hard") -> None:
+    """Place ``src`` at ``dst``: ``link="hard"``: a hard link when possible (instant, no space), else an atomic copy;
+    ``"symlink"``: a symbolic link to ``src``'s absolute path; ``"copy"``: an atomic copy.  A symbolic link at
+    ``src`` is followed to its target (linking the link itself would leave a relative link dangling at ``dst``)."""
     dst = Path(dst)
     tmp = _tmp_name(dst)
+    if link not in LINKS:
+        raise ValueError(f"link must be one of {', '.join(LINKS)}, not {link!r}")
     src = os.path.realpath(src)
     try:
-        try:
-            os.link(src, tmp)
-        except OSError:
+        if link == "symlink":
+            os.symlink(os.path.abspath(src), tmp)
+        elif link == "copy":
             shutil.copyfile(src, tmp)
+        else:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
     except OSError as e:
         _unlink(tmp)

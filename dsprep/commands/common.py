@@ -11,7 +11,9 @@ The vocabulary: an option name means the same thing in every command that has it
 * ``--on-error M``   fail at the first bad input, or skip it and list it with its reason;
 * ``--quiet``/``-q`` no progress bar;  ``--json``: the summary as one JSON document on stdout;
 * ``--workers N``/``-j N``, ``--scheduler ADDR``: where the per-image work runs;
-* ``--size WxH`` (or ``N`` for a square), ``--out DIR``, ``--overwrite``.
+* ``--size WxH`` (or ``N`` for a square), ``--out DIR``, ``--overwrite``;
+* ``--map OLD:NEW``, ``--drop CLASS``: rename or merge classes, drop the objects of a class, on every command that
+                     writes a data set (see :mod:`dsprep.classmap`).
 
 Every bad option value is a usage error (exit code 2) with a message naming the option.
 """
@@ -24,7 +26,7 @@ import signal
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
 import click
 
@@ -32,6 +34,9 @@ from .. import signals
 from ..core import DsprepError, Interrupted, UsageError
 from ..jobs.run import run_jobs  # noqa: F401  (commands import it from here)
 from ..report import Summary, part_kind, progress
+
+if TYPE_CHECKING:
+    from ..ops.classmap import ClassMap
 
 
 class DsprepGroup(click.Group):
@@ -133,6 +138,22 @@ def csv_list(value: Optional[str]) -> List[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
+def _parse_map(ctx, param, value):
+    from ..ops.classmap import parse_map
+    try:
+        return parse_map(value) or None
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from e
+
+
+def _parse_drop(ctx, param, value):
+    from ..ops.classmap import parse_drop
+    try:
+        return parse_drop(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from e
+
+
 def _one_split(ctx, param, values):
     """``--split`` repeated is refused (exit 2), never the last one silently (see :mod:`dsprep.splits`)."""
     from ..splits import one_split_option
@@ -175,6 +196,8 @@ class Common:
     classes: Optional[List[str]] = None
     workers: str = "1"
     scheduler: Optional[str] = None
+    class_map: Optional[dict] = None
+    drop: tuple = ()
 
 
 _FIELDS = set(Common.__dataclass_fields__)
@@ -225,6 +248,13 @@ def _options(group: str) -> List[Callable]:
                                   "the list the data set declares (COCO categories, YOLO names), else every class "
                                   "of the data set, sorted]. Objects of other classes are errors (skipped and "
                                   "listed with --on-error skip).")]
+    if group == "classmap":
+        return [click.option("--map", "class_map", default=None, callback=_parse_map,
+                             help="Rename or merge classes: OLD:NEW[,OLD:NEW...] (several OLD to one NEW merge "
+                                  "them), or a file with one OLD:NEW a line. Counted as class_renamed."),
+                click.option("--drop", default=None, callback=_parse_drop,
+                             help="Leave out the objects of these classes: CLASS[,CLASS...]. Counted as "
+                                  "class_dropped.")]
     if group == "workers":
         return [click.option("--workers", "-j", default="1", show_default=True, callback=_check_workers,
                              help="Worker processes: a number, or 'auto' for one per CPU."),
@@ -268,14 +298,46 @@ def load(path, common: Common):
                         progress=lambda it: progress(it, desc="reading annotations", quiet=common.quiet, unit="file"))
 
 
+def class_map(common: Common, classes: Sequence[str], where) -> "ClassMap":
+    """The ``--map``/``--drop`` of this run, checked against ``classes`` (the data set's, or the union of the
+    inputs'): a class the data set lacks is a usage error (exit code 2)."""
+    from ..ops.classmap import ClassMap
+    try:
+        cmap = ClassMap(dict(common.class_map or {}), tuple(common.drop or ()))
+        cmap.check(classes)
+    except ValueError as e:
+        raise UsageError(f"{e}" if str(e).startswith("--") else f"--map/--drop: {e}") from e
+    return cmap
+
+
+def map_classes(ds, common: Common, summary: Optional[Summary] = None):
+    """``ds`` with ``--map``/``--drop`` applied (a new :class:`~dsprep.core.Dataset`; ``ds`` is left as it was), the
+    objects renamed and dropped counted in ``summary``."""
+    import dataclasses
+    from ..ops.classmap import apply_to_records
+    cmap = class_map(common, ds.classes, ds.root)
+    if not cmap:
+        return ds
+    records, counts = apply_to_records(ds.records, cmap)
+    if summary is not None:
+        for k in ("class_renamed", "class_dropped"):
+            summary.add(k, counts.get(k, 0))
+    return dataclasses.replace(ds, records=records, classes=cmap.classes(ds.classes), meta=cmap.meta(ds.meta))
+
+
 def start_summary(verb: str, ds=None) -> Summary:
     """A summary that already lists what reading the data set skipped (every skipped input is accounted for)."""
     summary = Summary(verb)
     if ds is not None:
-        summary.add("inputs", len(ds.records) + sum(1 for f, _ in ds.skipped if part_kind(f) is None))
-        for f, reason in ds.skipped:
-            summary.skip(f, reason)
+        account_inputs(summary, ds)
     return summary
+
+
+def account_inputs(summary: Summary, ds) -> None:
+    """Count ``ds``'s inputs in ``summary`` and list what reading it skipped (for commands reading several)."""
+    summary.add("inputs", len(ds.records) + sum(1 for f, _ in ds.skipped if part_kind(f) is None))
+    for f, reason in ds.skipped:
+        summary.skip(f, reason)
 
 
 def finish(summary: Summary, out: Optional[str], order: Sequence[str], common: Optional[Common] = None) -> None:
@@ -288,6 +350,15 @@ def finish(summary: Summary, out: Optional[str], order: Sequence[str], common: O
         click.echo(line, err=True)
     if common is not None and common.as_json:
         click.echo(json.dumps(summary.as_dict(out), ensure_ascii=False, indent=1))
+
+
+def explain_lossy(summary: Summary, target: str) -> None:
+    """One line on stderr for each kind of loss a data-set writer of format ``target`` counted
+    (``jobs.convert.LOSSY``)."""
+    from ..jobs.convert import LOSSY
+    for kind in summary.counts:
+        if kind in LOSSY and summary.counts[kind]:
+            click.echo(f"  {kind}: {summary.counts[kind]} ({LOSSY[kind].format(target=target.upper())})", err=True)
 
 
 def check_classes_known(wanted: Sequence[str], ds, option: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .. import signals
-from .common import finish, load, run_jobs, shared, start_summary
+from .common import finish, load, map_classes, run_jobs, shared, start_summary
 
 
 def _threshold(ctx, param, value):
@@ -36,7 +36,7 @@ def _distance(ctx, param, value):
 @click.option("--hash-distance", type=int, default=20, show_default=True, callback=_distance,
               help="Pairs whose 64-bit DCT hashes differ in more bits are never compared (raise it to find "
                    "stronger edits, slower).")
-@shared("dataset", "run", "workers")
+@shared("dataset", "classmap", "run", "workers")
 def dedup(dataset, out, overwrite, threshold, hash_distance, common):
     """Find exact and near copies (resized, recompressed, slightly cropped, brightened) among DATASET's images, and
     every pair of copies that leaks across splits.
@@ -46,6 +46,7 @@ def dedup(dataset, out, overwrite, threshold, hash_distance, common):
     from ..ops.dedup import collect_features, find_duplicates
     ds = load(dataset, common)
     summary = start_summary("dedup", ds)
+    ds = map_classes(ds, common, summary)  # --map / --drop: what --out writes
     from ..splits import splits_of
     splits = [frozenset(splits_of(r)) for r in ds.records]  # VOC: every ImageSets/Main list an image is in
     feats = collect_features(ds.records, lambda fn, items, desc: run_jobs(fn, items, summary, common, desc,

@@ -9,7 +9,7 @@ import click
 from ..ops.color import METHODS as COLOR_METHODS
 from ..core import OutputError, UsageError
 from ..report import part_kind
-from .common import SIZE, finish, load, shared, start_summary
+from .common import SIZE, class_map, finish, load, shared, start_summary
 
 
 def pack_options(f):
@@ -55,9 +55,19 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
         groups[split or "all"] = ds.records
         load_skips += ds.skipped
     classes = ds.classes  # decided from every annotation file, whatever --split selects
+    cmap, mapped = class_map(common, classes, dataset), {}
+    if cmap:  # --map / --drop
+        from ..ops.classmap import apply_to_records
+        for key, recs in groups.items():
+            groups[key], counts = apply_to_records(recs, cmap)
+            for k in ("class_renamed", "class_dropped"):
+                mapped[k] = mapped.get(k, 0) + counts.get(k, 0)
+        classes = cmap.classes(classes)
     opts = PackOptions(size=wh, resize=resize, compression=compression, color=color_method,
                        annotations_only=annotations_only, encode=encode)
     summary = start_summary(writer_name)
+    for k, n in mapped.items():
+        summary.add(k, n)
     for where, reason in load_skips:
         summary.skip(where, reason)
     if shards:
@@ -73,6 +83,8 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
                 sum(1 for where, _ in load_skips if part_kind(where) is None))
     summary.add("images", stats["images"])
     summary.add("objects", stats["objects"])
+    for k, n in mapped.items():
+        summary.add(k, n)
     finish(summary, str(out_path), ["images", "objects"], common)
 
 
@@ -83,7 +95,7 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
 @click.option("--shards", type=click.IntRange(min=1, max=100000), default=None,
               help="Workers write this many shard files beside OUT, tied together in OUT by virtual datasets "
                    "(a run that does not complete removes its shard files).")
-@shared("exif", "classes", "run", "workers")
+@shared("exif", "classes", "classmap", "run", "workers")
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
 def voc_to_h5(dataset, out, splits, size, resize, encode, encoded, compression, color_method, overwrite, shards,
               common):
@@ -97,7 +109,7 @@ def voc_to_h5(dataset, out, splits, size, resize, encode, encoded, compression, 
 @click.argument("out", type=click.Path(dir_okay=False))
 @pack_options
 @click.option("--annotations-only", is_flag=True, help="Store only the annotations (images read from their files).")
-@shared("exif", "classes", "run", "workers")
+@shared("exif", "classes", "classmap", "run", "workers")
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
 def voc_to_pickle(dataset, out, splits, size, resize, encode, encoded, compression, color_method, overwrite,
                   annotations_only, common):

@@ -150,7 +150,7 @@ def _tile_split_lists(root: Path, out_dir: Path) -> None:
 @click.option("--skip-empty", is_flag=True, help="Write no image or annotation for tiles without objects.")
 @png_compression_option
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
-@shared("dataset", "classes", "run", "workers")
+@shared("dataset", "classes", "classmap", "run", "workers")
 def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty, png_compression, overwrite,
          common):
     """Split any data set (boxes or polygons) into tiles, written in the same format: tile-dota's geometry.
@@ -162,7 +162,7 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
     from ..jobs.tile import TileOptions, plan_record_jobs, tile_record
     from ..outputs import OutputDir
     from ..parallel import parse_workers
-    from .common import load
+    from .common import load, map_classes
     if size[0] != size[1]:
         raise click.BadParameter(f"{size[0]}x{size[1]}: tiles are square (give one number)", param_hint="--size")
     size = size[0]
@@ -172,13 +172,14 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
         raise click.BadParameter(f"'{to_format}' is not a format dsprep writes ({', '.join(writable_formats())})",
                                  param_hint="--to")
     ds = load(dataset, common)
+    summary = start_summary("tile", ds)
+    ds = map_classes(ds, common, summary)
     target = to_format or ds.format
     writer_class = format_spec(target).writer
     if writer_class is None:
         raise click.BadParameter(f"dsprep cannot write {target} data sets; choose one with --to "
                                  f"({', '.join(writable_formats())})", param_hint="--to")
     writer = writer_class(ds.classes, {"dataset_meta": ds.meta})  # class ids (COCO, VOC's labels.txt) kept
-    summary = start_summary("tile", ds)
     lossy = {}
     jobs, bad = plan_record_jobs(ds.records, rates, 2 if common.scheduler else parse_workers(common.workers), size,
                                  gap, ext, lossy)

@@ -56,6 +56,7 @@ def lost_flags(rec: ImageRecord, writer: FormatWriter) -> Dict[str, int]:
 class ConvertOptions:
     out: str
     writer: FormatWriter
+    link: str = "hard"  # how an image is placed: hard | symlink | copy (see outputs.copy_file)
     image_files: bool = True  # False for a packed source: its pixels are inside the pack, no file is copied
 
 
@@ -110,7 +111,7 @@ def convert_one(args) -> dict:
         from ..images import clear_orientation
         atomic_write_bytes(image, clear_orientation(Path(rec.image_path).read_bytes(), rec.image_path))
     else:
-        copy_file(rec.image_path, image)
+        copy_file(rec.image_path, image, opts.link)
     return {"images": 1, "objects": len(rec), **lossy}
 
 
@@ -183,3 +184,24 @@ def write_dataset_files(out: Path, writer: FormatWriter, records) -> Dict[str, i
         (Path(out) / rel).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(Path(out) / rel, data)
     return dict(getattr(writer, "lossy", {}) or {})
+
+
+def write_dataset(out_dir, target: str, classes: Sequence[str], meta: dict, records: Sequence, summary,
+                  common, link: str = "hard", desc: str = "writing", image_files: bool = True) -> List:
+    """Write ``records`` into ``out_dir`` as a ``target`` data set (each record in its ``split``), through the
+    format's writer and convert's per-image jobs: names that would collide are made distinct (counted as
+    ``renamed_duplicate_name``), images placed as ``link`` says (``image_files=False``: a packed source, its
+    pixels encoded from the pack), what the format cannot hold counted.  Returns the
+    records written (renamed ones as renamed)."""
+    from ..formats import format_spec
+    from .run import run_jobs
+    writer = format_spec(target).writer(list(classes), {"dataset_meta": meta, "root": str(Path(out_dir).resolve())})
+    records, renamed = unique_names(records, writer)
+    if renamed:
+        summary.add("renamed_duplicate_name", renamed)
+    opts = ConvertOptions(out=str(out_dir), writer=writer, link=link, image_files=image_files)
+    done = [item[0] for item, r in run_jobs(convert_one, [(r, opts) for r in records], summary, common, desc,
+                                            name_of=lambda it: it[0].image_path) if r is not None]
+    for kind, n in write_dataset_files(out_dir, writer, done).items():
+        summary.add(kind, n)
+    return done
