@@ -516,12 +516,15 @@ def segm_masks(ds: Dataset, records: Sequence[ImageRecord], gt: GroundTruth, dse
     if ds.format != "coco" or not any(segs):
         raise UsageError(f"{ds.root}: coco-segm needs a COCO ground truth with segmentations")
     hw = np.array([(r.height, r.width) for r in records], np.int64).reshape(-1, 2)
-    gt_where = [f"{r.meta.get('annotation_path', ds.root)}: image {r.meta.get('image_id', r.stem)} object {k}"
-                for r in records for k in range(len(r))]
+    objects = [(r, k) for r in records for k in range(len(r))]
+
+    def gt_where(i: int) -> str:
+        r, k = objects[i]
+        return f"{r.meta.get('annotation_path', ds.root)}: image {r.meta.get('image_id', r.stem)} object {k}"
     gm = mask_set(segs, hw[gt.image, 0], hw[gt.image, 1], gt_where)
     det_segs = [dset.segmentations[i] for i in rows.tolist()]
     dm = mask_set(det_segs, hw[dets.image, 0], hw[dets.image, 1],
-                  [f"{dset.files[0]}: detection [{i}]" for i in rows.tolist()])
+                  lambda i: f"{dset.files[0]}: detection [{int(rows[i])}]")
     if dset.area is None:  # no boxes in the results: the masks give the areas (and the boxes, for pictures)
         dets.area = dm.area.astype(np.float64)
         dets.boxes = dm.boxes()

@@ -40,49 +40,55 @@ def decode_count_strings(strings: Sequence[str]) -> Tuple[np.ndarray, np.ndarray
     inside a run, or a group too long to be a run length."""
     lengths = np.fromiter((len(s) for s in strings), np.int64, len(strings))
     try:
-        c = np.frombuffer("".join(strings).encode("ascii"), np.uint8).astype(np.int64) - 48
+        c = np.frombuffer("".join(strings).encode("ascii"), np.uint8) - np.uint8(48)  # below '0' wraps past 63
     except UnicodeEncodeError as e:
         raise ValueError(f"RLE string {_which(lengths, e.start)} holds a non-ASCII character") from e
     if len(c) == 0:
         return np.zeros(0, np.int64), np.zeros(len(strings) + 1, np.int64)
-    if c.min() < 0 or c.max() > 63:
-        raise ValueError(f"RLE string {_which(lengths, int(np.flatnonzero((c < 0) | (c > 63))[0]))} holds a "
-                         f"character outside '0'..'o'")
-    ends = (c & 0x20) == 0
+    if c.max() > 63:
+        raise ValueError(f"RLE string {_which(lengths, int(np.flatnonzero(c > 63)[0]))} holds a character "
+                         f"outside '0'..'o'")
+    ends = c < 32  # no "another follows" bit
     string_end = np.cumsum(lengths) - 1
     nonempty = lengths > 0
     if not ends[string_end[nonempty]].all():
         raise ValueError(f"RLE string {int(np.flatnonzero(nonempty)[~ends[string_end[nonempty]]][0])} ends inside "
                          f"a run")
-    run_start = np.flatnonzero(np.r_[True, ends[:-1]])
-    run_of = np.cumsum(np.r_[0, ends[:-1]])
-    pos = np.arange(len(c)) - run_start[run_of]
-    if pos.max() >= _MAX_CHARS:
-        raise ValueError(f"RLE string {_which(lengths, int(np.flatnonzero(pos >= _MAX_CHARS)[0]))} has a run of "
-                         f"more than {_MAX_CHARS} characters")
-    x = np.add.reduceat((c & 0x1F) << (5 * pos), run_start)
-    last = np.flatnonzero(ends)
-    x = np.where((c[last] & 0x10) != 0, x - (np.int64(1) << (5 * (pos[last] + 1))), x)
-    runs_per = np.bincount(np.searchsorted(string_end, last), minlength=len(strings))
+    run_end = np.flatnonzero(ends)
+    run_start = np.r_[0, run_end[:-1] + 1]
+    run_len = run_end - run_start + 1
+    if run_len.max() > _MAX_CHARS:
+        raise ValueError(f"RLE string {_which(lengths, int(run_start[np.argmax(run_len > _MAX_CHARS)]))} has a "
+                         f"run of more than {_MAX_CHARS} characters")
+    bits = (c & 0x1F).astype(np.int64)
+    x = bits[run_start]
+    for k in range(1, int(run_len.max())):  # most runs are one or two characters: few, shrinking passes
+        more = np.flatnonzero(run_len > k)
+        x[more] |= bits[run_start[more] + k] << (5 * k)
+    x = np.where((c[run_end] & 0x10) != 0, x - (np.int64(1) << (5 * run_len)), x)
+    ends_before = np.cumsum(ends)
+    # an empty string ends where the one before it did: it adds no run
+    runs_per = np.diff(np.r_[0, np.where(string_end >= 0, ends_before[np.maximum(string_end, 0)], 0)])
     first = np.r_[0, np.cumsum(runs_per)].astype(np.int64)
     return _undo_differences(x, first), first
 
 
 def _undo_differences(x: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Run i (i >= 3) = stored i + run i-2: running sums of the stored values within each string's odd indices
-    (from 1) and even indices from 2 (index 0 stands alone)."""
+    (from 1) and even indices from 2 (index 0 stands alone).  The runs are in string order already, so each
+    parity's running sum is one cumsum, less what the earlier strings added."""
     per = np.diff(first)
     idx = np.arange(len(x)) - np.repeat(first[:-1], per)
-    rows = np.flatnonzero(idx >= 1)
+    owner = np.repeat(np.arange(len(per)), per)
     out = x.copy()
-    if len(rows) == 0:
-        return out
-    key = np.repeat(np.arange(len(per)), per)[rows] * 2 + (idx[rows] & 1)
-    order = np.lexsort((idx[rows], key))
-    r, k = rows[order], key[order]
-    cs = np.cumsum(x[r])
-    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-    out[r] = cs - np.repeat(np.r_[0, cs[starts[1:] - 1]], np.diff(np.r_[starts, len(r)]))
+    for parity in (0, 1):
+        rows = np.flatnonzero((idx >= 1) & ((idx & 1) == parity))
+        if len(rows) == 0:
+            continue
+        cs = np.cumsum(x[rows])
+        own = owner[rows]
+        starts = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])
+        out[rows] = cs - np.repeat(np.r_[0, cs[starts[1:] - 1]], np.diff(np.r_[starts, len(rows)]))
     return out
 
 
@@ -286,7 +292,14 @@ def union(starts: np.ndarray, ends: np.ndarray, owner: np.ndarray, height, width
 
 def _ring_toggles(rings, ring_owner, height, width) -> Tuple[np.ndarray, np.ndarray]:
     """pycocotools' y-boundary points of every ring as flat column-major positions in its object's image, and
-    each ring's closing entry ``h * w``: ``(positions, ring of each)``."""
+    each ring's closing entry ``h * w``: ``(positions, ring of each)``.
+
+    pycocotools walks each edge point by point on a grid 5 times finer and, wherever the walk steps from one fine
+    column to the next, records a boundary -- but keeps only steps whose left fine column is 5k + 2 (the centre of
+    pixel column k).  So only those steps are computed here: for an edge walked along x (|dx| >= |dy|) the step
+    from column 5k + 2 to 5k + 3 is at a known t; for an edge walked along y, the t where its rounded x crosses
+    that column (found from the line, then checked with the walk's own arithmetic).  The y of a boundary is the
+    lower of the step's two fine rows, brought back to pixels as pycocotools does."""
     k = np.fromiter((len(r) for r in rings), np.int64, len(rings))
     closing = (height * width)[ring_owner]
     if k.sum() == 0:
@@ -306,22 +319,51 @@ def _ring_toggles(rings, ring_owner, height, width) -> Tuple[np.ndarray, np.ndar
     xs, xe = np.where(flip, xe, xs), np.where(flip, xs, xe)
     ys, ye = np.where(flip, ye, ys), np.where(flip, ys, ye)
     span = np.where(along_x, dx, dy)
-    slope = np.where(along_x, ye - ys, xe - xs) / np.maximum(span, 1)  # a zero-length edge: one point, no slope
-    steps = span + 1
-    edge = np.repeat(np.arange(len(x)), steps)
-    d = np.arange(int(steps.sum())) - np.repeat(_segment_starts(steps), steps)
-    t = np.where(flip[edge], span[edge] - d, d)
+    slope = np.where(along_x, ye - ys, xe - xs) / np.maximum(span, 1)
+
+    def walk_x(e, t):  # the walk's rounded x at step t of an edge walked along y
+        return np.trunc(xs[e] + slope[e] * t + 0.5).astype(np.int64)
+
+    def walk_y(e, t):  # the walk's rounded y at step t of an edge walked along x
+        return np.trunc(ys[e] + slope[e] * t + 0.5).astype(np.int64)
+
+    # the fine columns each edge's walk covers: along x, xs..xe exactly; along y, its rounded ends
+    ux0 = np.where(along_x, xs, np.trunc(xs + 0.5).astype(np.int64))
+    ux1 = np.where(along_x, xe, walk_x(np.arange(len(x)), span))
+    lo, hi = np.minimum(ux0, ux1), np.maximum(ux0, ux1)
+    c0 = lo + np.mod(2 - lo, 5)  # the first column 5k + 2 at or after lo
+    n_steps = np.where((span > 0) & (hi - 1 >= c0), (hi - 1 - c0) // 5 + 1, 0)
+    edge = np.repeat(np.arange(len(x)), n_steps)
+    col = np.repeat(c0, n_steps) + 5 * (np.arange(int(n_steps.sum())) - np.repeat(_segment_starts(n_steps), n_steps))
     ax = along_x[edge]
-    lean = np.trunc(np.where(ax, ys[edge], xs[edge]) + slope[edge] * t + 0.5).astype(np.int64)
-    u = np.where(ax, t + xs[edge], lean)
-    v = np.where(ax, lean, t + ys[edge])
-    wring = ring_of[edge]
-    j = np.flatnonzero((wring[1:] == wring[:-1]) & (u[1:] != u[:-1])) + 1
-    xd = (np.where(u[j] < u[j - 1], u[j], u[j] - 1) + 0.5) / _SCALE - 0.5
-    r = wring[j]
-    obj = ring_owner[r]
+    ymin = np.empty(len(edge), np.int64)
+    # along x: the step from column col to col + 1 is at t = col - xs
+    ex = edge[ax]
+    t = col[ax] - xs[ex]
+    ymin[ax] = np.minimum(walk_y(ex, t), walk_y(ex, t + 1))
+    # along y: the last t whose rounded x is still on col's side (x rising) or still past it (x falling)
+    ey = edge[~ax]
+    if len(ey):
+        cy = col[~ax]
+        rising = slope[ey] > 0
+        guess = np.floor((cy + 0.5 - xs[ey]) / slope[ey]).astype(np.int64)
+        best = np.full(len(ey), -1, np.int64)
+        for off in (2, 1, 0, -1, -2):  # the line gives t within one step; the walk's arithmetic decides
+            tc = guess + off
+            ok = (tc >= 0) & (tc < span[ey]) & (best < 0)
+            a, b = walk_x(ey, tc), walk_x(ey, tc + 1)
+            hit = ok & np.where(rising, (a <= cy) & (b >= cy + 1), (a >= cy + 1) & (b <= cy))
+            best = np.where(hit, tc, best)
+        found = best >= 0
+        ymin_y = ys[ey] + best  # the lower of the step's two rows: t + ys
+        ymin[~ax] = np.where(found, ymin_y, 0)
+        keep_y = np.ones(len(edge), bool)
+        keep_y[np.flatnonzero(~ax)[~found]] = False
+        edge, col, ymin = edge[keep_y], col[keep_y], ymin[keep_y]
+    kcol = (col - 2) // 5
+    obj = ring_owner[ring_of[edge]]
     h = height[obj]
-    keep = (np.floor(xd) == xd) & (xd >= 0) & (xd <= width[obj] - 1)
-    yd = np.ceil(np.clip((np.minimum(v[j], v[j - 1]) + 0.5) / _SCALE - 0.5, 0, h))
-    pos = xd[keep].astype(np.int64) * h[keep] + yd[keep].astype(np.int64)
-    return np.r_[pos, closing], np.r_[r[keep], np.arange(len(rings))]
+    keep = (kcol >= 0) & (kcol <= width[obj] - 1)
+    yd = np.ceil(np.clip((ymin + 0.5) / _SCALE - 0.5, 0, h)).astype(np.int64)
+    pos = kcol[keep] * h[keep] + yd[keep]
+    return np.r_[pos, closing], np.r_[ring_of[edge][keep], np.arange(len(rings))]
