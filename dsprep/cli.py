@@ -32,6 +32,7 @@ COMMANDS = {
     "tile": ("tile", "tile"),
     "synth": ("synth", "synth"),
     "color": ("color", "color"),
+    "colorize": ("colorize", "colorize"),
     "voc-to-h5": ("pack", "voc_to_h5"),
     "voc-to-pickle": ("pack", "voc_to_pickle"),
     "merge-dota": ("tile", "merge_dota"),

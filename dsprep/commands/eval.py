@@ -10,12 +10,15 @@ from ..evaluation.metrics import METRICS, POLYGON_IOU
 from ..report import Summary, progress
 from .common import finish, load, run_jobs, shared
 
+SEGMENTATION_METRICS = ("miou",)
+
 
 @click.command("eval")
 @click.argument("ground_truth", type=click.Path())
 @click.argument("detections", type=click.Path())
-@click.option("--metric", type=click.Choice(METRICS), default=None,
-              help="voc07 / voc12 (VOC devkit), coco (pycocotools COCOeval), dota-task1 / dota-task2 (DOTA_devkit). "
+@click.option("--metric", type=click.Choice(METRICS + SEGMENTATION_METRICS), default=None,
+              help="voc07 / voc12 (VOC devkit), coco (pycocotools COCOeval), dota-task1 / dota-task2 (DOTA_devkit); "
+                   "miou: semantic segmentation masks (index PNGs) as FCN's score.py scores them. "
                    "Default: coco for a COCO file, dota-task1 for DOTA, voc07 otherwise.")
 @click.option("--iou-thresh", type=float, default=None,
               help="IoU a match must exceed (voc07, voc12, dota-*; default 0.5, the devkits' value).")
@@ -35,7 +38,11 @@ from .common import finish, load, run_jobs, shared
 def eval_cmd(ground_truth, detections, metric, iou_thresh, polygon_iou, plot_dir, vis_dir, vis_score, vis_limit,
              overwrite, common):
     """Evaluate DETECTIONS (results files or a folder of them) against GROUND_TRUTH (a VOC, DOTA, COCO or packed
-    data set): per-class AP and the mean.  With --json the result is printed as one JSON document."""
+    data set): per-class AP and the mean.  With --metric miou, DETECTIONS is a folder of predicted index masks
+    (<id>.png) scored against GROUND_TRUTH's SegmentationClass/.  With --json the result is printed as one JSON
+    document."""
+    if metric == "miou":
+        return _eval_miou(ground_truth, detections, plot_dir, overwrite, common)
     from ..evaluation.results import evaluate_paths
     from ..evaluation.metrics import format_table, result_document
     from ..outputs import check_not_input, prepare_output_dir
@@ -106,3 +113,39 @@ def _visualize(ev, out_dir, min_score: float, limit: Optional[int], summary: Sum
     for where, reason in drawn.skipped:
         summary.skip(where, reason)
 
+
+
+def _eval_miou(ground_truth, predictions, plot_dir, overwrite, common) -> None:
+    """Semantic segmentation: one confusion matrix over every image, FCN's four figures and per-class IU."""
+    import numpy as np
+    from ..jobs.segeval import confusion_one, plan
+    from ..outputs import check_not_input, prepare_output_dir
+    from ..evaluation.segmentation import format_table as seg_table
+    from ..evaluation.segmentation import scores
+    if plot_dir:
+        check_not_input(plot_dir, [ground_truth, predictions], "--plot")
+    plot_out = prepare_output_dir(plot_dir, overwrite=overwrite) if plot_dir else None
+    p = plan(ground_truth, predictions, common.split, common.classes, common.on_error)
+    summary = Summary("eval")
+    summary.add("inputs", len(p.items) + len(p.skipped))
+    for where, reason in p.skipped:
+        summary.skip(where, reason)
+    hist = np.zeros((len(p.classes), len(p.classes)), np.int64)
+    for _, result in run_jobs(confusion_one, p.items, summary, common, "scoring", name_of=lambda it: it.pred):
+        if result is not None:
+            hist += result["hist"]
+    res = scores(hist, p.classes)
+    if common.as_json:
+        doc = {"metric": "miou", **res.as_dict(), "ground_truth": str(ground_truth), "predictions": str(predictions),
+               "split": p.split, "images": summary.counts.get("images", 0), "skipped": [list(s) for s in p.skipped]}
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=1))
+    else:
+        click.echo(seg_table(res))
+    for note in p.notes:
+        click.echo(note, err=True)
+    if plot_out is not None:
+        from ..jobs.segeval import write_confusion_chart
+        summary.add("charts", write_confusion_chart(res, plot_out))
+    mean = "-" if not np.isfinite(res.mean_iou) else f"{res.mean_iou:.4f}"
+    summary.verb = f"eval (miou, mean IU {mean})"
+    finish(summary, str(plot_out) if plot_out is not None else None, ["images", "pixels"])

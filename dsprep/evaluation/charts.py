@@ -104,7 +104,7 @@ def class_chart(name: str, index: int, metric: str, ap: Optional[float], recall:
     color = class_color(name)
     ap_text = "-" if ap is None else f"{ap:.4f}"
     title = f"{tag_text(name, index)}   AP {ap_text}   ({metric})"
-    if metric == "coco":
+    if metric.startswith("coco"):
         curves = [(recall, precision, color, 2)]
         legend = [("IoU 0.50", color)]
         shades = [(120, 120, 120), (200, 140, 60)]
@@ -124,7 +124,7 @@ def overview_chart(entries: Sequence[Tuple[str, int, Optional[float], np.ndarray
     curves, legend = [], []
     for name, index, ap, recall, precision in entries:
         color = class_color(name)
-        if metric == "coco":
+        if metric.startswith("coco"):
             xs, ys = recall, precision
         else:
             xs, ys = step_points(recall, envelope(precision))

@@ -24,6 +24,8 @@ evaluator from them:
   detection's own area, matched any number of times, ignored), area ranges from the ground truth's ``area`` field
   (the detection's ``w * h``), at most 1 / 10 / 100 detections per image and class, 101-point interpolated
   precision, and the twelve summary numbers.
+* ``coco-segm``: the same with ``iouType="segm"``: IoU of the instance masks (:func:`dsprep.rle.pair_iou`), a
+  detection's area its mask's pixels; the ground truth's ``area`` field still sets its area range.
 
 Why one module: the VOC, DOTA and COCO metrics share the matching, the IoU kernels' dispatch and the result
 types; side by side they are checked against the reference evaluators line by line.
@@ -38,7 +40,7 @@ import numpy as np
 from ..geometry import (as_boxes, box_iou_pairs, boxes_to_polygons, coco_iou_pairs, crossing_point, polygons_to_boxes,
                        signed_area)
 
-METRICS = ("voc07", "voc12", "coco", "dota-task1", "dota-task2")
+METRICS = ("voc07", "voc12", "coco", "coco-segm", "dota-task1", "dota-task2")
 PASCAL_METRICS = ("voc07", "voc12", "dota-task1", "dota-task2")
 POLYGON_IOU = ("devkit", "valid")
 
@@ -475,7 +477,7 @@ def _rank_in_group(group: np.ndarray, score_rank: np.ndarray) -> np.ndarray:
 
 
 def coco_match(gt: GroundTruth, dets: Detections, n_classes: int, keep: np.ndarray, rank: np.ndarray,
-               iou_thrs: np.ndarray, area_rngs: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+               iou_thrs: np.ndarray, area_rngs: np.ndarray, pair_iou=None) -> Tuple[np.ndarray, np.ndarray]:
     """COCOeval's greedy matching for every image, class, area range and IoU threshold at once.
 
     For each detection (within its image and class, by rank), at each threshold t and area range: among the
@@ -490,7 +492,10 @@ def coco_match(gt: GroundTruth, dets: Detections, n_classes: int, keep: np.ndarr
     d, g = group_pairs(dets.image[kd] * n_classes + dets.label[kd], gt.image * n_classes + gt.label)
     d = kd[d]
     caps = np.minimum(iou_thrs, 1 - 1e-10)
-    iou = coco_iou_pairs(dets.boxes[d], gt.boxes[g], gt.iscrowd[g], dets.area[d], _box_area(gt.boxes[g]))
+    if pair_iou is None:
+        iou = coco_iou_pairs(dets.boxes[d], gt.boxes[g], gt.iscrowd[g], dets.area[d], _box_area(gt.boxes[g]))
+    else:
+        iou = pair_iou(d, g)
     useful = iou >= caps.min()
     d, g, iou = d[useful], g[useful], iou[useful]
     rows, d = np.unique(d, return_inverse=True)  # d: now the compact row of each pair's detection
@@ -532,13 +537,17 @@ def _box_area(boxes: np.ndarray) -> np.ndarray:
 
 
 def evaluate_coco(gt: GroundTruth, dets: Detections, classes: Sequence[str], iou_thrs=None, rec_thrs=None,
-                  max_dets: Sequence[int] = COCO_MAX_DETS, areas=COCO_AREAS) -> EvalResult:
+                  max_dets: Sequence[int] = COCO_MAX_DETS, areas=COCO_AREAS, pair_iou=None,
+                  metric: str = "coco") -> EvalResult:
     """pycocotools ``COCOeval`` (``iouType="bbox"``, ``useCats=1``): precision (T, R, K, A, M), recall (T, K, A, M)
     and the twelve summary numbers, with every class of ``classes`` evaluated.
 
     Image indices give the order COCOeval sees images in (ascending image id): with equal scores, detections of a
     lower image index rank first.  A matched object whose annotation id is 0 leaves its detection counted as
-    unmatched, as in COCOeval (it stores the matched id and tests it for non-zero)."""
+    unmatched, as in COCOeval (it stores the matched id and tests it for non-zero).
+
+    ``pair_iou(d, g) -> (P,)``: the IoU of detection rows ``d`` with ground-truth rows ``g`` instead of the boxes'
+    (``coco-segm``: the masks', with ``dets.area`` the masks' pixel counts)."""
     iou_thrs = coco_iou_thresholds() if iou_thrs is None else np.asarray(iou_thrs, np.float64)
     rec_thrs = coco_recall_thresholds() if rec_thrs is None else np.asarray(rec_thrs, np.float64)
     max_dets = sorted(int(m) for m in max_dets)
@@ -549,7 +558,7 @@ def evaluate_coco(gt: GroundTruth, dets: Detections, classes: Sequence[str], iou
     score_rank = _score_rank(dets.scores)
     rank = _rank_in_group(dets.image * n_classes + dets.label, score_rank)
     keep = rank < max_dets[-1]
-    rows, match = coco_match(gt, dets, n_classes, keep, rank, iou_thrs, area_rngs)
+    rows, match = coco_match(gt, dets, n_classes, keep, rank, iou_thrs, area_rngs, pair_iou)
     # Only detections in ``rows`` (those overlapping an object enough) can match; every other detection is a
     # false positive at every threshold, or ignored when its area is outside the range.
     gt_ignore = _gt_ignore(gt, area_rngs)
@@ -639,7 +648,7 @@ def evaluate_coco(gt: GroundTruth, dets: Detections, classes: Sequence[str], iou
     found = np.zeros(len(gt), bool)
     found[m50[status == TP]] = True
     mean = stats["AP"] if stats["AP"] > -1 else None
-    return EvalResult("coco", results, mean, status, m50, found, float(iou_thrs[t50]), coco=stats,
+    return EvalResult(metric, results, mean, status, m50, found, float(iou_thrs[t50]), coco=stats,
                       coco_precision=precision, coco_recall=recall)
 
 
@@ -689,7 +698,7 @@ def image_outcome(result: EvalResult, gt: GroundTruth, dets: Detections, n_image
     hit = shown & (result.status == TP)
     found[result.matched[hit]] = True
     missed = np.bincount(gt.image[~found & ~gt.difficult & ~gt.iscrowd], minlength=n_images) \
-        if result.metric != "coco" else np.bincount(gt.image[~found & ~gt.iscrowd], minlength=n_images)
+        if not result.metric.startswith("coco") else np.bincount(gt.image[~found & ~gt.iscrowd], minlength=n_images)
     return tp[:n_images], fp[:n_images], missed[:n_images]
 
 
@@ -740,7 +749,8 @@ def format_table(result: EvalResult) -> str:
     total_gt = sum(c.ground_truths for c in result.classes)
     total_det = sum(c.detections for c in result.classes)
     label = {"voc07": "mAP (VOC07 11-point)", "voc12": "mAP (VOC12 all-point)",
-             "dota-task1": "mAP (DOTA task1)", "dota-task2": "mAP (DOTA task2)", "coco": "mAP"}[result.metric]
+             "dota-task1": "mAP (DOTA task1)", "dota-task2": "mAP (DOTA task2)", "coco": "mAP",
+             "coco-segm": "mask mAP"}[result.metric]
     lines.append(f"{'mean':<{width}}  {total_gt:>7}  {total_det:>8}  {f(result.mAP):>11}  {label}")
     if result.coco is not None:
         lines.append("")
@@ -752,10 +762,18 @@ def format_table(result: EvalResult) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 def evaluate(gt: GroundTruth, dets: Detections, classes: Sequence[str], metric: str, iou_threshold: float = 0.5,
-             polygon_iou: str = "devkit") -> EvalResult:
-    """Evaluate ``dets`` against ``gt`` with ``metric`` (one of :data:`METRICS`)."""
+             polygon_iou: str = "devkit", masks=None) -> EvalResult:
+    """Evaluate ``dets`` against ``gt`` with ``metric`` (one of :data:`METRICS`).  ``coco-segm`` needs ``masks``:
+    one :class:`dsprep.rle.MaskSet` holding the ground truth's masks (rows of ``gt``) then the detections'."""
     if metric == "coco":
         return evaluate_coco(gt, dets, classes)
+    if metric == "coco-segm":
+        if masks is None:
+            raise ValueError("coco-segm needs the instance masks")
+        from ..rle import pair_iou
+        n_gt = len(gt)
+        return evaluate_coco(gt, dets, classes, pair_iou=lambda d, g: pair_iou(masks, d + n_gt, g, gt.iscrowd[g]),
+                             metric="coco-segm")
     if metric in PASCAL_METRICS:
         return evaluate_pascal(gt, dets, classes, metric, iou_threshold, polygon_iou)
     raise ValueError(f"metric must be one of {METRICS}, but got {metric!r}")

@@ -38,7 +38,7 @@ _FIELDS = {"voc": ("score", "xmin", "ymin", "xmax", "ymax"),
 # which kind a metric reads first when a folder holds several
 PREFERENCE = {"voc07": ("voc", "coco", "task2", "task1"), "voc12": ("voc", "coco", "task2", "task1"),
               "dota-task1": ("task1", "task2", "voc", "coco"), "dota-task2": ("task2", "task1", "voc", "coco"),
-              "coco": ("coco", "voc", "task2", "task1")}
+              "coco": ("coco", "voc", "task2", "task1"), "coco-segm": ("coco",)}
 
 
 @dataclass
@@ -60,6 +60,7 @@ class DetectionSet:
     polygons: Optional[np.ndarray] = None
     area: Optional[np.ndarray] = None
     ignored_files: List[str] = field(default_factory=list)
+    segmentations: Optional[list] = None  # coco-segm: each detection's segmentation (RLE or polygons)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -227,6 +228,50 @@ def _coco_set(files: List[Path]) -> DetectionSet:
     return DetectionSet("coco", [str(path)], images, None, cats, scores, boxes, None, xywh[:, 2] * xywh[:, 3])
 
 
+def _coco_segm_set(files: List[Path]) -> DetectionSet:
+    """COCO instance-segmentation results: ``[{"image_id", "category_id", "segmentation", "score"[, "bbox"]}]``.
+
+    As pycocotools' ``loadRes`` reads them: when the first result has a non-empty ``bbox``, every detection's
+    area (its COCO area range) is its box's ``w * h``; otherwise its mask's pixel count (set by the caller once the
+    masks are decoded: ``area`` is None here)."""
+    if len(files) != 1:
+        raise UsageError(f"{files[0].parent}: {len(files)} COCO results files ({', '.join(f.name for f in files)});"
+                         f" give one of them")
+    path = files[0]
+    from ..inputs import parse_json, read_bytes
+    doc = parse_json(read_bytes(path), str(path))
+    if not isinstance(doc, list):
+        raise ParseError(f'{path}: expected a JSON array of detections {{"image_id", "category_id", '
+                         f'"segmentation", "score"}}, got a JSON {type(doc).__name__}')
+    for k, d in enumerate(doc):
+        where = f"{path}: detection [{k}]"
+        if not isinstance(d, dict):
+            raise ParseError(f"{where}: expected an object, got {d!r:.80}")
+        for key in ("image_id", "category_id", "segmentation", "score"):
+            if key not in d:
+                raise ParseError(f"{where}: no '{key}' (coco-segm scores instance masks)")
+        if not _is_id(d["image_id"]) or not _is_int(d["category_id"]) or not _is_finite(d["score"]):
+            raise ParseError(f"{where}: image_id, category_id and score must be an id, an integer and a number")
+    with_box = bool(doc) and bool(doc[0].get("bbox"))
+    xywh = np.zeros((len(doc), 4))
+    if with_box:
+        for k, d in enumerate(doc):
+            bbox = d.get("bbox")
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_finite(v) for v in bbox)):
+                raise ParseError(f"{path}: detection [{k}]: bbox must be 4 finite numbers [x, y, w, h] (the first "
+                                 f"detection has one, so every one must)")
+            xywh[k] = bbox
+    images = np.array([d["image_id"] for d in doc], dtype=object)
+    if len(doc) and all(_is_int(v) for v in images.tolist()):
+        images = images.astype(np.int64)
+    cats = np.array([d["category_id"] for d in doc], np.int64)
+    scores = np.array([d["score"] for d in doc], np.float64)
+    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    return DetectionSet("coco", [str(path)], images, None, cats, scores, boxes, None,
+                        xywh[:, 2] * xywh[:, 3] if with_box else None,
+                        segmentations=[d["segmentation"] for d in doc])
+
+
 def read_detections(path, metric: Optional[str] = None, known_classes: Sequence[str] = (),
                     progress=lambda it: it) -> DetectionSet:
     """Read a results file or a folder of them.
@@ -261,7 +306,7 @@ def read_detections(path, metric: Optional[str] = None, known_classes: Sequence[
             ignored.extend(str(p) for p, _ in files)
     files = by_kind[kind]
     if kind == "coco":
-        out = _coco_set([p for p, _ in files])
+        out = (_coco_segm_set if metric == "coco-segm" else _coco_set)([p for p, _ in files])
     else:
         seen: Dict[str, Path] = {}
         for p, cls in files:
@@ -332,7 +377,7 @@ def ground_truth(records: Sequence[ImageRecord], classes: Sequence[str], metric:
     iscrowd = attr("iscrowd", bool, lambda r: np.zeros(len(r), bool))
     area = attr("area", np.float64, lambda r: (r.boxes[:, 2] - r.boxes[:, 0]) * (r.boxes[:, 3] - r.boxes[:, 1]))
     ids = attr("id", np.int64, lambda r: np.zeros(len(r), np.int64))
-    if iscrowd is not None and metric != "coco":
+    if iscrowd is not None and not metric.startswith("coco"):
         difficult = difficult | iscrowd
     return GroundTruth(image, label, boxes, polygons, difficult, iscrowd, area, ids)
 
@@ -437,7 +482,7 @@ def evaluate_paths(ground_truth_path, detections_path, metric: Optional[str] = N
         raise UsageError(f"--polygon-iou must be one of {', '.join(POLYGON_IOU)}, not '{polygon_iou}'")
     if iou_threshold is not None and not 0 <= iou_threshold < 1:
         raise UsageError(f"--iou-thresh must be in [0, 1), got {iou_threshold}")
-    if metric == "coco" and iou_threshold is not None:
+    if metric in ("coco", "coco-segm") and iou_threshold is not None:
         raise UsageError("--iou-thresh applies to voc07, voc12, dota-task1 and dota-task2; coco averages over the "
                          "thresholds 0.50:0.05:0.95")
     ds = loader(ground_truth_path) if loader is not None else \
@@ -458,5 +503,34 @@ def evaluate_paths(ground_truth_path, detections_path, metric: Optional[str] = N
         records, note = choose_split(ds, records, dset)
     gt = ground_truth(records, ds.classes, metric)
     dets, unmatched, rows = align(dset, records, ds.classes, ds.meta.get("category_ids"))
-    result = evaluate(gt, dets, ds.classes, metric, 0.5 if iou_threshold is None else iou_threshold, polygon_iou)
+    masks = None
+    if metric == "coco-segm":
+        masks = segm_masks(ds, records, gt, dset, dets, rows)
+    result = evaluate(gt, dets, ds.classes, metric, 0.5 if iou_threshold is None else iou_threshold, polygon_iou,
+                      masks)
     return Evaluation(ds, records, dset, gt, dets, rows, unmatched, result, note)
+
+
+def segm_masks(ds: Dataset, records: Sequence[ImageRecord], gt: GroundTruth, dset: DetectionSet, dets: Detections,
+               rows: np.ndarray):
+    """coco-segm: one mask set holding the ground truth's masks (``gt``'s rows) then the kept detections'
+    (``dets``' rows); detections without a box get their mask's pixel count as their area and its box."""
+    from .masks import mask_set
+    from ..rle import concat
+    segs = [seg for r in records for seg in r.attrs.get("segmentation", [None] * len(r))]
+    if ds.format != "coco" or not any(segs):
+        raise UsageError(f"{ds.root}: coco-segm needs a COCO ground truth with segmentations")
+    hw = np.array([(r.height, r.width) for r in records], np.int64).reshape(-1, 2)
+    objects = [(r, k) for r in records for k in range(len(r))]
+
+    def gt_where(i: int) -> str:
+        r, k = objects[i]
+        return f"{r.meta.get('annotation_path', ds.root)}: image {r.meta.get('image_id', r.stem)} object {k}"
+    gm = mask_set(segs, hw[gt.image, 0], hw[gt.image, 1], gt_where)
+    det_segs = [dset.segmentations[i] for i in rows.tolist()]
+    dm = mask_set(det_segs, hw[dets.image, 0], hw[dets.image, 1],
+                  lambda i: f"{dset.files[0]}: detection [{int(rows[i])}]")
+    if dset.area is None:  # no boxes in the results: the masks give the areas (and the boxes, for pictures)
+        dets.area = dm.area.astype(np.float64)
+        dets.boxes = dm.boxes()
+    return concat([gm, dm])

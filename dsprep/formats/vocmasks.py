@@ -69,6 +69,11 @@ def mask_indices(data: bytes, name: str = "<mask>", colors: Optional[np.ndarray]
     if ctype in (0, 3):  # grey or palette: same packing of 1/2/4/8-bit samples
         if depth > 8:
             raise ParseError(f"{name}: {depth}-bit mask; VOC masks hold 8-bit indices")
+        if depth == 8:  # 8-bit indices are laid out as 8-bit grey samples: decode them as grey, one channel
+            ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, comp, filt, interlace)
+            body = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
+                    + b"".join(_chunk(k, v) for k, v in chunks if k == b"IDAT") + _chunk(b"IEND", b""))
+            return np.ascontiguousarray(decode_image(np.frombuffer(body, np.uint8), name, "unchanged", orient=False))
         ihdr = struct.pack(">IIBBBBB", w, h, depth, 3, comp, filt, interlace)
         n = 1 << depth
         ramp = np.repeat(np.arange(n, dtype=np.uint8), 3).tobytes()

@@ -73,7 +73,7 @@ def plan_outcomes(ev, min_score: float, limit: Optional[int] = None) -> Tuple[Li
     found = np.zeros(len(gt), bool)
     hit = shown & (res.status == TP)
     found[res.matched[hit]] = True
-    ignored_gt = gt.iscrowd if res.metric == "coco" else (gt.difficult | gt.iscrowd)
+    ignored_gt = gt.iscrowd if res.metric.startswith("coco") else (gt.difficult | gt.iscrowd)
     gt_state = np.where(ignored_gt, -1, np.where(found, 1, 0)).astype(np.int8)
     det_count = np.bincount(dets.image[shown], minlength=n)
     has_any = (det_count > 0) | (np.bincount(gt.image, minlength=n) > 0)

@@ -209,3 +209,36 @@ def make_charts(obj: Objects, splits: Sequence[Optional[str]]) -> Dict[str, byte
 
 def chart_names() -> List[str]:
     return list(CHARTS)
+
+
+def confusion_matrix(hist: np.ndarray, classes: Sequence[str]) -> bytes:
+    """``eval --metric miou --plot``: the confusion matrix (rows: ground truth, columns: prediction) normalised by
+    row -- the share of each class's pixels predicted as each class -- over the classes that have pixels or
+    predictions; the diagonal is each class's accuracy."""
+    plt = pyplot()
+    hist = np.asarray(hist, np.float64)
+    used = np.flatnonzero((hist.sum(1) > 0) | (hist.sum(0) > 0))
+    sub = hist[np.ix_(used, used)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(sub.sum(1, keepdims=True) > 0, sub / sub.sum(1, keepdims=True), 0.0)
+    names = [classes[i] for i in used]
+    n = len(names)
+    size = max(4.0, 0.42 * n + 2.2)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels(names, rotation=90, fontsize=8)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    if n <= 25:
+        for y in range(n):
+            for x in range(n):
+                if share[y, x] >= 0.005:
+                    ax.text(x, y, f"{share[y, x]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if share[y, x] > 0.6 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the class's pixels")
+    ax.set_title("confusion (rows sum to 1)")
+    fig.tight_layout()
+    return _png(fig)
