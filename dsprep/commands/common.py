@@ -138,20 +138,22 @@ def csv_list(value: Optional[str]) -> List[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
-def _parse_map(ctx, param, value):
-    from ..ops.classmap import parse_map
-    try:
-        return parse_map(value) or None
-    except ValueError as e:
-        raise click.BadParameter(str(e), ctx, param) from e
+def library_parser(module: str, name: str, empty_is_none: bool = False) -> Callable:
+    """A click callback running the option parser ``name`` of library module ``dsprep.<module>`` (imported when
+    the option is parsed), its ``ValueError`` turned into click's usage error (exit 2)."""
+    def callback(ctx, param, value):
+        import importlib
+        parse = getattr(importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.{module}"), name)
+        try:
+            out = parse(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e), ctx, param) from e
+        return (out or None) if empty_is_none else out
+    return callback
 
 
-def _parse_drop(ctx, param, value):
-    from ..ops.classmap import parse_drop
-    try:
-        return parse_drop(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e), ctx, param) from e
+_parse_map = library_parser("ops.classmap", "parse_map", empty_is_none=True)
+_parse_drop = library_parser("ops.classmap", "parse_drop")
 
 
 def _one_split(ctx, param, values):

@@ -5,15 +5,10 @@ import click
 
 from ..core import UsageError
 from ..jobs.convert import write_dataset
-from .common import FormatChoice, explain_lossy, finish, load, map_classes, run_jobs, shared, start_summary
+from .common import FormatChoice, library_parser, explain_lossy, finish, load, map_classes, run_jobs, shared, start_summary
 
 
-def _ratios(ctx, param, value):
-    from ..ops.stratify import parse_ratios
-    try:
-        return parse_ratios(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e), ctx, param) from e
+_ratios = library_parser("ops.stratify", "parse_ratios")
 
 
 def _group(ctx, param, value):

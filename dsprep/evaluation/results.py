@@ -129,13 +129,7 @@ def parse_coco_results(data: bytes, source: str = "<results>"):
                     cats.astype(np.int64), scores, xywh)
     except (KeyError, TypeError, ValueError, OverflowError):
         pass
-    for k, d in enumerate(doc):  # the slow path names the first bad entry
-        where = f"{source}: detection [{k}]"
-        if not isinstance(d, dict):
-            raise ParseError(f"{where}: expected an object, got {d!r:.80}")
-        for key in ("image_id", "category_id", "bbox", "score"):
-            if key not in d:
-                raise ParseError(f"{where}: no '{key}'")
+    for where, d in _entries(doc, source, ("image_id", "category_id", "bbox", "score")):  # names the first bad one
         if not _is_id(d["image_id"]):
             raise ParseError(f"{where}: image_id must be an integer or a string, got {d['image_id']!r:.40}")
         if not _is_int(d["category_id"]):
@@ -146,6 +140,18 @@ def parse_coco_results(data: bytes, source: str = "<results>"):
         if not _is_finite(d["score"]):
             raise ParseError(f"{where}: score must be a finite number, got {d['score']!r:.40}")
     raise ParseError(f"{source}: cannot read the detections")  # pragma: no cover (the loop finds the entry)
+
+
+def _entries(doc: list, source, keys: Sequence[str], why: str = ""):
+    """``(where, entry)`` for each entry of a COCO results array, each checked to be an object with ``keys``."""
+    for k, d in enumerate(doc):
+        where = f"{source}: detection [{k}]"
+        if not isinstance(d, dict):
+            raise ParseError(f"{where}: expected an object, got {d!r:.80}")
+        missing = [key for key in keys if key not in d]
+        if missing:
+            raise ParseError(f"{where}: no '{missing[0]}'{why}")
+        yield where, d
 
 
 def _is_int(v) -> bool:
@@ -243,13 +249,8 @@ def _coco_segm_set(files: List[Path]) -> DetectionSet:
     if not isinstance(doc, list):
         raise ParseError(f'{path}: expected a JSON array of detections {{"image_id", "category_id", '
                          f'"segmentation", "score"}}, got a JSON {type(doc).__name__}')
-    for k, d in enumerate(doc):
-        where = f"{path}: detection [{k}]"
-        if not isinstance(d, dict):
-            raise ParseError(f"{where}: expected an object, got {d!r:.80}")
-        for key in ("image_id", "category_id", "segmentation", "score"):
-            if key not in d:
-                raise ParseError(f"{where}: no '{key}' (coco-segm scores instance masks)")
+    for where, d in _entries(doc, path, ("image_id", "category_id", "segmentation", "score"),
+                             " (coco-segm scores instance masks)"):
         if not _is_id(d["image_id"]) or not _is_int(d["category_id"]) or not _is_finite(d["score"]):
             raise ParseError(f"{where}: image_id, category_id and score must be an id, an integer and a number")
     with_box = bool(doc) and bool(doc[0].get("bbox"))
