@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional, Union
+from typing import Literal, Optional, Union, overload
 
 from .core import ParseError
 
 PathLike = Union[str, os.PathLike]
 
 
+@overload
+def read_bytes(path: PathLike, missing_ok: Literal[False] = ...) -> bytes: ...
+@overload
+def read_bytes(path: PathLike, missing_ok: bool) -> Optional[bytes]: ...
 def read_bytes(path: PathLike, missing_ok: bool = False) -> Optional[bytes]:
     """The file's bytes; with ``missing_ok`` a missing file gives None."""
     try:
@@ -32,6 +36,10 @@ def decode_text(data: bytes, source: str) -> str:
         raise ParseError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from e
 
 
+@overload
+def read_text(path: PathLike, missing_ok: Literal[False] = ...) -> str: ...
+@overload
+def read_text(path: PathLike, missing_ok: bool) -> Optional[str]: ...
 def read_text(path: PathLike, missing_ok: bool = False) -> Optional[str]:
     """The file's UTF-8 text; with ``missing_ok`` a missing file gives None."""
     data = read_bytes(path, missing_ok)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from itertools import chain, compress
 from operator import itemgetter, methodcaller
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -207,12 +207,12 @@ def _annotation_arrays(anns: list, source: str, policy: ErrorPolicy, data: bytes
             b = [_number(v, "bbox", where) for v in bbox]
             if not all(abs(v) <= MAX_COORDINATE for v in b):
                 raise ParseError(f"{where}: bbox {bbox!r:.80} is beyond any image (|value| > {MAX_COORDINATE:.0e})")
-            area = _number(a["area"], "area", where) if a.get("area") is not None else b[2] * b[3]
+            ann_area = _number(a["area"], "area", where) if a.get("area") is not None else b[2] * b[3]
             crowd = a.get("iscrowd", 0)
             if crowd not in (0, 1, True, False, None):
                 raise ParseError(f"{where}: iscrowd must be 0 or 1, got {crowd!r:.20}")
             rows.append((k, _int_id(a["image_id"], "image_id", where),
-                         _int_id(a["category_id"], "category_id", where), b, area, bool(crowd),
+                         _int_id(a["category_id"], "category_id", where), b, ann_area, bool(crowd),
                          _int_id(a["id"], "id", where) if a.get("id") is not None else k + 1,
                          a.get("segmentation")))
         except ParseError as e:
@@ -221,9 +221,9 @@ def _annotation_arrays(anns: list, source: str, policy: ErrorPolicy, data: bytes
     if not rows:
         z = np.zeros(0, np.int64)
         return z, z, z, np.zeros((0, 4)), np.zeros(0), np.zeros(0, bool), z, [], False
-    k, img, cat, b, area, crowd, ids, segs = zip(*rows)
-    return (np.array(k), np.array(img, np.int64), np.array(cat, np.int64), np.array(b, np.float64),
-            np.array(area, np.float64), np.array(crowd, bool), np.array(ids, np.int64), list(segs), False)
+    c_k, c_img, c_cat, c_b, c_area, c_crowd, c_ids, c_segs = zip(*rows)  # the rows' columns
+    return (np.array(c_k), np.array(c_img, np.int64), np.array(c_cat, np.int64), np.array(c_b, np.float64),
+            np.array(c_area, np.float64), np.array(c_crowd, bool), np.array(c_ids, np.int64), list(c_segs), False)
 
 
 def _quads(segs: list) -> np.ndarray:
@@ -337,11 +337,11 @@ def _parse(data: bytes, source: str, policy: ErrorPolicy) -> CocoFile:
     if extras is not None:  # difficult / truncated kept in an annotation's "attributes" (CVAT, Datumaro, dsprep)
         zeros_u8, zeros_b = _flags_from_attributes(extras, zeros_u8, zeros_b)
     records = []
-    all_quads = all_quads.tolist()
+    all_quads_list = all_quads.tolist()
     for i, (iid, file_name, w, h, extra) in enumerate(images):
         a, b = bounds[i], bounds[i + 1]
         seg_sel = segs[a:b]
-        polygons = np.array([s[0] for s in seg_sel], np.float64).reshape(b - a, 4, 2) if all_quads[i] else None
+        polygons = np.array([s[0] for s in seg_sel], np.float64).reshape(b - a, 4, 2) if all_quads_list[i] else None
         attrs = {"area": area[a:b], "iscrowd": crowd[a:b], "id": ids[a:b], "category_id": cat_sorted[a:b],
                  "segmentation": seg_sel}
         if extras is not None:
@@ -656,7 +656,7 @@ def _unique_ids(wanted: Sequence[Optional[int]], start: int = 1) -> Tuple[List[i
             out[i] = nxt
             nxt += 1
             changed += wanted[i] is not None
-    return out, changed
+    return cast(List[int], out), changed  # every None was replaced above
 
 
 class Writer(FormatWriter):
@@ -746,6 +746,7 @@ class Writer(FormatWriter):
                         float((b[k, 2] - b[k, 0]) * (b[k, 3] - b[k, 1]))
                 except (ValueError, KeyError, TypeError) as e:
                     raise unreadable(rec, k, e) from e
+                assert area is not None  # a non-empty segmentation has an area (rings() raises or gives >= 1 ring)
                 ann = {"id": ann_ids[pos + k], "image_id": iid, "category_id": cat_id[rec.names[k]],
                        "segmentation": seg if seg else [], "area": json_number(area),
                        "bbox": [json_number(b[k, 0]), json_number(b[k, 1]), json_number(_extent(b[k, 0], b[k, 2])),

@@ -307,9 +307,9 @@ def update_dota(original: bytes, rec: ImageRecord, source: str = "<labels>") -> 
     except UnicodeDecodeError as e:
         raise ParseError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     polys = rec.polygons if rec.polygons is not None else boxes_to_polygons(rec.boxes)
-    for k, name in enumerate(rec.names):
+    for obj, name in enumerate(rec.names):
         if not name or len(name.split()) != 1 or name != name.strip():
-            raise DsprepError(f"{source}: object {k}: class name '{name}' cannot be written to a DOTA label line "
+            raise DsprepError(f"{source}: object {obj}: class name '{name}' cannot be written to a DOTA label line "
                               f"(it must be one word, without spaces)")
     if not np.isfinite(polys).all():
         raise DsprepError(f"{source}: a polygon has a coordinate that is not a finite number")
@@ -335,6 +335,7 @@ def update_dota(original: bytes, rec: ImageRecord, source: str = "<labels>") -> 
         body, ending = _line_body(lines[i])
         fields = body.split()
         changed = False
+        assert one.polygons is not None  # parse_dota always sets polygons
         if not np.array_equal(polys[k], one.polygons[0]):
             fields[:8] = [number_text(v) for v in polys[k].reshape(-1)]
             changed = True
@@ -358,14 +359,16 @@ def update_dota(original: bytes, rec: ImageRecord, source: str = "<labels>") -> 
             expected.append((polys[k], rec.names[k], int(rec.difficult[k])))
     result = "".join(out)
     got, _, _ = parse_dota(result, source, on_error="skip")
+    got_polys = got.polygons
+    assert got_polys is not None  # parse_dota always sets polygons
     if len(got) != len(expected) or not all(
-            np.array_equal(got.polygons[i], e[0]) and got.names[i] == e[1] and int(got.difficult[i]) == e[2]
+            np.array_equal(got_polys[i], e[0]) and got.names[i] == e[1] and int(got.difficult[i]) == e[2]
             for i, e in enumerate(expected)):
         raise DsprepError(f"{source}: internal: the edited labels do not read back as edited; nothing written")
     return bom + result.encode("utf-8")
 
 
-def annotation_file(ds: Dataset, rec: ImageRecord) -> Optional[str]:
+def annotation_file(ds: Dataset, rec: ImageRecord) -> str:
     """The label file holding ``rec``'s objects: ``labelTxt/<name>.txt`` (of its split's folder)."""
     return rec.meta.get("annotation_path") or str(Path(ds.root) / "labelTxt" / f"{rec.stem}.txt")
 

@@ -14,7 +14,9 @@ _WS = re.compile(r"[ \t\n\r]*")
 
 
 def _skip_ws(text: str, i: int) -> int:
-    return _WS.match(text, i).end()
+    m = _WS.match(text, i)
+    assert m is not None  # the pattern matches the empty string
+    return m.end()
 
 
 def _members(text: str) -> Iterator[Tuple[str, int]]:

@@ -29,7 +29,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -50,7 +50,7 @@ _SPLIT_PREFIXES = ("train", "val", "valid", "test", "dev")
 _CIRCLE_POINTS = 64
 
 
-def _fail(source: str, doc_text, k: Optional[int], label, what: str):
+def _fail(source: str, doc_text, k: Optional[int], label, what: str) -> NoReturn:
     from .jsonpos import element_line
     if k is None:
         raise ParseError(f"{source}: {what}")
@@ -142,7 +142,8 @@ def _parse(data: bytes, source: str):
         box = np.concatenate([outline.min(axis=0), outline.max(axis=0)])
         if not (box[2] > box[0] and box[3] > box[1]):
             problems.append(Problem("degenerate_box", source, f"shapes[{k}] ({label}): zero width or height"))
-        flags = shape.get("flags") if isinstance(shape.get("flags"), dict) else {}
+        raw_flags = shape.get("flags")
+        flags = raw_flags if isinstance(raw_flags, dict) else {}
         gid = shape.get("group_id")
         at = groups.get((label, gid)) if gid is not None else None
         if at is None:
@@ -175,7 +176,7 @@ def _parse(data: bytes, source: str):
         segs.append([[float(v) for v in r.reshape(-1)] for r in rings] or None)
     quads = None
     if n and all(s is not None and len(s) == 1 and len(s[0]) == 8 for s in segs):
-        quads = np.array([s[0] for s in segs], np.float64).reshape(n, 4, 2)
+        quads = np.array([s[0] for s in segs if s is not None], np.float64).reshape(n, 4, 2)  # (none is None)
     image_path = doc.get("imagePath") if isinstance(doc.get("imagePath"), str) else ""
     meta = {"labelme": {k: v for k, v in doc.items() if k not in ("shapes", "imageData", "imageHeight",
                                                                   "imageWidth")},
@@ -389,7 +390,7 @@ def load(path: Path, split: Optional[str], ctx: ReadContext) -> Dataset:
         raise DatasetError(f"{path}: no labelme .json files")
     split_dirs = path.is_dir() and _uses_split_dirs(root, files)
     if split is not None:
-        names = sorted({split_of(root, f, split_dirs) for f in files} - {None})
+        names = sorted(s for s in {split_of(root, f, split_dirs) for f in files} if s is not None)
         if split not in names:
             raise DatasetError(f"{path}: no split '{split}' (available: {', '.join(names) or 'none'})")
     ds = Dataset(path, NAME)

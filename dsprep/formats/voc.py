@@ -384,7 +384,8 @@ def iter_voc_items(root: Path, split: Optional[str] = None) -> Iterator[VocItem]
             xml = xml_index.get(stem)
             img = images.get(stem)
             # with --split the records are that split's (what was asked for); without, each in all its lists
-            of = (part.split_name or split,) if (part.split_name or split) else tuple(member.get(stem, ()))
+            split_name = part.split_name or split
+            of = (split_name,) if split_name else tuple(member.get(stem, ()))
             problems = () if (xml is not None or img is not None) else (
                 Problem("listed_without_annotation", os.path.join(ann_dir, f"{stem}.xml"),
                         f"'{stem}' is listed in split '{split or of[0]}' but has neither an annotation nor an "
@@ -404,6 +405,7 @@ def load_voc_item(item: VocItem) -> Tuple[ImageRecord, List[Problem]]:
     Image headers are read later, for every format alike (:func:`dsprep.dataset.load_dataset`): sizes missing from
     the XML are filled from them, then :func:`check_record` clips the boxes."""
     src, image, stem = item.xml, item.image, item.stem
+    assert src is not None  # called for items with an annotation only
     rec, problems = read_voc(src)
     filename = rec.meta.get("filename", "")
     base = os.path.basename(filename)
@@ -434,6 +436,7 @@ def _set_item_splits(rec: ImageRecord, item: VocItem) -> None:
 def listed_image_record(item: VocItem) -> ImageRecord:
     """An image a split list names that has no annotation file: an image without objects (VOC allows it); its
     size comes from the image header (``meta["no_annotation"]``: no size to compare it with)."""
+    assert item.image is not None  # called for items with an image only
     rec = ImageRecord(item.image, 0, 0, meta={"stem": item.stem, "no_annotation": True})
     _set_item_splits(rec, item)
     return rec
@@ -478,6 +481,7 @@ def load(path: Path, split: Optional[str], ctx: ReadContext) -> Dataset:
             policy.handle(err, item.xml)
             ds.problems.append(Problem.about("unreadable", item.xml, err))
             continue
+        assert result is not None  # read_records gives a result when there is no error
         rec, probs = result
         ds.records.append(rec)
         ds.problems.extend(probs)

@@ -219,7 +219,7 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     cls_path = root / "SegmentationClass" / f"{rec.stem}.png"
     names, colors = (read_labelmap(root / "labelmap.txt") if (root / "labelmap.txt").is_file()
                      else (list(VOC_CLASSES), None))
-    maps = []
+    maps: List[Optional[np.ndarray]] = []
     for path in (obj_path, cls_path):
         if not path.is_file():
             maps.append(None)
@@ -238,6 +238,7 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
                 raise ParseError(f"{path}: the mask is {w}x{h}, the image's boxes refer to {rec.width}x{rec.height}")
         maps.append(m)
     instance, classes = maps
+    assert instance is not None  # obj_path is a file (checked above)
     index = {n: i for i, n in enumerate(names)}
     object_class = np.array([index.get(n, -1) for n in rec.names], np.int64)
     bounds = pixel_bounds(rec.boxes, rec.width, rec.height)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import List, Optional, Tuple
+from typing import Any, List, NoReturn, Optional, Tuple
 
 from ..core import ParseError
 
@@ -29,7 +29,7 @@ class _Yaml:
         if self.depth > MAX_DEPTH:
             self.fail(lineno, f"nested more than {MAX_DEPTH} levels deep (a data.yaml needs 3)")
 
-    def fail(self, lineno: int, what: str):
+    def fail(self, lineno: int, what: str) -> NoReturn:
         raise ParseError(f"{self.source}:{lineno}: {what}")
 
     def peek(self) -> Optional[Tuple[int, int, str]]:
@@ -60,7 +60,9 @@ class _Yaml:
         return value
 
     def block(self, indent: int):
-        lineno, ind, body = self.peek()
+        nxt = self.peek()
+        assert nxt is not None  # callers peek a line first
+        lineno, ind, body = nxt
         self.enter(lineno)
         try:
             if body == "-" or body.startswith("- "):
@@ -83,12 +85,13 @@ class _Yaml:
             key, rest = _split_key(body)
             if key is None:
                 self.fail(lineno, f"expected 'key: value', got '{body[:40]}'")
+            assert rest is not None  # _split_key gives both or neither
             key = _scalar(key, lineno, self)
             self.i += 1
             out[key] = self.value(rest, indent, lineno)
 
     def sequence(self, indent: int) -> list:
-        out = []
+        out: list = []
         while True:
             nxt = self.peek()
             if nxt is None or nxt[1] != indent or not (nxt[2] == "-" or nxt[2].startswith("- ")):
@@ -251,7 +254,7 @@ def _flow_collection(text: str, k: int, lineno: int, y: _Yaml):
     """The flow collection at ``text[k]`` (``[`` or ``{``); returns ``(value, end)``."""
     closing = "]" if text[k] == "[" else "}"
     is_map = text[k] == "{"
-    out: object = {} if is_map else []
+    out: Any = {} if is_map else []  # a dict when is_map, else a list
     k += 1
     while True:
         while k < len(text) and text[k] in " ,":

@@ -33,7 +33,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -587,16 +587,16 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
         file_bad = (bad_before[ends] != bad_before[starts]).tolist()
         cls_all = np.where(good, cls_f, 0).astype(np.int64)
         for j, i in enumerate(regular):
-            e = entries[i]
+            ent = entries[i]
             if file_bad[j]:
-                found = _checked(e[5], e[1], obb, n_classes, policy, ds)
+                found = _checked(ent[5], ent[1], obb, n_classes, policy, ds)
                 if found is None:
-                    e[0] = None  # unreadable: skipped under --on-error skip
+                    ent[0] = None  # unreadable: skipped under --on-error skip
                     continue
-                e[3], e[4] = found
+                ent[3], ent[4] = found
             else:
                 a, b = starts[j], ends[j]
-                e[3], e[4] = cls_all[a:b], big[a:b, 1:]
+                ent[3], ent[4] = cls_all[a:b], big[a:b, 1:]
     entries = [e for e in entries if e[0] is not None]
     max_class = max((int(e[3].max()) for e in entries if len(e[3])), default=-1)
     declared = names is not None
@@ -673,7 +673,7 @@ def normalized_parts(values: Sequence[np.ndarray], obb: bool):
         corners = big.reshape(-1, 4, 2)
         box = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
         norm = big
-        outside = np.zeros(len(big), bool)  # corners are within [0, 1]
+        outside: Union[np.ndarray, np.bool_] = np.zeros(len(big), bool)  # corners are within [0, 1]
     else:
         half = big[:, 2:] * 0.5
         box = np.concatenate([big[:, :2] - half, big[:, :2] + half], axis=1)
@@ -863,6 +863,7 @@ def update_yolo(original: bytes, rec: ImageRecord, source: str = "<labels>", obb
     mine = rec.polygons if obb else rec.boxes
     if obb and mine is None:
         mine = boxes_to_polygons(rec.boxes)
+    assert mine is not None  # rec.boxes is always set
     newline = "\r\n" if "\r\n" in text else "\n"
     out = list(lines)
     for j, (i, c, _) in enumerate(object_lines):
@@ -895,6 +896,7 @@ def _loaded_geometry(rec: ImageRecord, values: Sequence[np.ndarray], obb: bool) 
     vals = np.array(values, np.float64).reshape(-1, _FIELDS[obb] - 1)
     boxes, quads = denormalize(vals, rec.width, rec.height, obb)
     if obb:
+        assert quads is not None  # denormalize gives quads for obb
         return quads
     return np.clip(boxes, 0.0, [rec.width, rec.height, rec.width, rec.height])
 
