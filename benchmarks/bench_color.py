@@ -5,21 +5,17 @@ per-channel table (256x1x3: what applying per-channel gains with a LUT costs).  
 Also times a sort-based percentile (what copied code does) for comparison.
 Usage: python benchmarks/bench_color.py
 """
-import time
 
 import cv2
 import numpy as np
 
 from dsprep.ops import color
+from timing import best as timing_best
+
 
 
 def best(fn, n=5):
-    t_best = float("inf")
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        t_best = min(t_best, time.perf_counter() - t)
-    return t_best
+    return timing_best(fn, n)
 
 
 def main():

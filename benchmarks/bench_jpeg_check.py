@@ -9,21 +9,14 @@ For JPEGs of a few sizes (photo-like content, quality 90, 4:2:0), times best-of-
 
 Usage: python benchmarks/bench_jpeg_check.py   (figures on a shared machine are noisy: compare the ratios)
 """
-import time
 
 import cv2
 import numpy as np
 
 from dsprep.images import decode_image, verify_jpeg
+from timing import best
 
 
-def best(fn, n):
-    t_best = float("inf")
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        t_best = min(t_best, time.perf_counter() - t)
-    return t_best
 
 
 def photo(w, h, rng):

@@ -9,21 +9,14 @@ Usage: python benchmarks/bench_untrusted.py
 import io
 import json
 import pickle
-import time
 
 import numpy as np
 
 from dsprep.inputs import json_depth
 from dsprep.pickles import _CacheUnpickler
+from timing import best
 
 
-def best(fn, n=3):
-    t_best = float("inf")
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        t_best = min(t_best, time.perf_counter() - t)
-    return t_best
 
 
 def main():
