@@ -9,6 +9,31 @@ from ..ops.inpaint import FILLS
 from .common import check_classes_known, csv_list, finish, load, run_jobs, shared, start_summary
 
 
+def _background_options(f):
+    """The options of ``--backgrounds``, in --help order: what is blanked, how it is filled, which are kept."""
+    fill_help = ("How blanked regions are filled: texture (the image's own texture copied in from places whose "
+                 "surroundings match, blended to the border), inpaint (Telea diffusion: smooth, leaves a blob), blur "
+                 "(a smooth pyramid average), mean (the image's mean colour), black; or none: no fill, the largest "
+                 "rectangle of the image without a --blank object is cut out as it is (see --min-free).")
+    options = [
+        click.option("--blank", default=None,
+                     help="Classes to blank out in --backgrounds (default: the cropped classes)."),
+        click.option("--fill", type=click.Choice(FILLS + ("none",)), default="texture", show_default=True,
+                     help=fill_help),
+        click.option("--min-free", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+                     help="--fill none: write a background only when its object-free rectangle is at least this "
+                          "fraction of the image (others are counted as no_free_region)."),
+        click.option("--blank-margin", type=click.IntRange(0, 100), default=3, show_default=True,
+                     help="Pixels around an object's own mask that are blanked with it (its mixed edge pixels)."),
+        click.option("--max-blanked", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+                     help="Skip (and count) a background whose blanked pixels are more than this fraction of the "
+                          "image."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @click.command()
 @click.argument("dataset", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
@@ -25,19 +50,7 @@ from .common import check_classes_known, csv_list, finish, load, run_jobs, share
 @click.option("--backgrounds", type=click.Path(file_okay=False), default=None,
               help="Also write each image with the --blank objects removed (filled by --fill) into this folder, with "
                    "a NAME.blanked.json beside each one saying where objects were (synth --avoid-blanked reads it).")
-@click.option("--blank", default=None, help="Classes to blank out in --backgrounds (default: the cropped classes).")
-@click.option("--fill", type=click.Choice(FILLS + ("none",)), default="texture", show_default=True,
-              help="How blanked regions are filled: texture (the image's own texture copied in from places whose "
-                   "surroundings match, blended to the border), inpaint (Telea diffusion: smooth, leaves a blob), "
-                   "blur (a smooth pyramid average), mean (the image's mean colour), black; or none: no fill, the "
-                   "largest rectangle of the image without a --blank object is cut out as it is (see --min-free).")
-@click.option("--min-free", type=click.FloatRange(0, 1), default=0.25, show_default=True,
-              help="--fill none: write a background only when its object-free rectangle is at least this fraction "
-                   "of the image (others are counted as no_free_region).")
-@click.option("--blank-margin", type=click.IntRange(0, 100), default=3, show_default=True,
-              help="Pixels around an object's own mask that are blanked with it (its mixed edge pixels).")
-@click.option("--max-blanked", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Skip (and count) a background whose blanked pixels are more than this fraction of the image.")
+@_background_options
 @click.option("--upright", is_flag=True, help="Polygons: turn each crop upright (its rotated rectangle).")
 @click.option("--overwrite", is_flag=True, help="Write into non-empty output folders.")
 @shared("dataset", "run", "workers")
