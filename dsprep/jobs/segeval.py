@@ -43,12 +43,14 @@ def _png_stems(folder: Path) -> dict:
 
 
 def _split_list(path: Path) -> List[str]:
+    """The image ids of a split list (``splits.read_list``: comments and blank lines skipped; an id's flag column,
+    as VOC's per-class lists have, left out)."""
+    from ..splits import read_list
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        entries = read_list(path)
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: cannot read the split list ({e})") from e
-    return list(dict.fromkeys(line.split()[0] for line in text.splitlines()
-                              if line.strip() and not line.lstrip().startswith("#")))
+    return list(dict.fromkeys(e.split()[0] for e in entries))
 
 
 def plan(gt_root, pred_root, split: Optional[str], classes: Optional[Sequence[str]], on_error: str) -> SegPlan:
