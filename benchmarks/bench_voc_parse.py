@@ -24,6 +24,7 @@ import numpy as np
 from dsprep.core import ImageRecord
 from dsprep.dataset import load_dataset
 from dsprep.voc import format_voc, read_voc
+from timing import best as best_of
 
 
 def make_files(root: Path, n: int) -> list:
@@ -75,15 +76,6 @@ def et_loop(paths):
 _ns = {"ET": ET}
 exec(ET_LOOP, _ns)
 et_loop = _ns["et_loop"]
-
-
-def best_of(fn, repeat=3):
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 ET_PROCESS = """
