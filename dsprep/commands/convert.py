@@ -40,6 +40,6 @@ def convert(dataset, target, out, overwrite, common):
     ds = map_classes(ds, common, summary)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         write_dataset(out_dir, target, ds.classes, ds.meta, ds.records, summary, common, desc="converting",
-                      image_files=ds.image_getter is None)
+                      image_files=ds.image_getter is None, source_format=ds.format)
     finish(summary, str(out_dir), ["images", "objects"], common)
     explain_lossy(summary, target)

@@ -20,7 +20,7 @@ same way; a mask matching neither grid is an error.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -271,3 +271,100 @@ def encode_palette_png(index: np.ndarray, palette: np.ndarray) -> bytes:
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
             + _chunk(b"PLTE", palette.astype(np.uint8).tobytes()) + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
             + _chunk(b"IEND", b""))
+
+
+# ---- writing a record's objects as VOC masks ----------------------------------------------------------------------
+
+# The order objects are painted in where they overlap: larger first (by mask pixels), so a smaller object lying on a
+# larger one stays visible; equal areas in object order (the later on top).
+PAINT_ORDER = "larger area first, smaller on top (equal areas: object order, the later on top)"
+
+
+def top_masks(masks, height: int, width: int) -> np.ndarray:
+    """``(height, width) int64``: at each pixel the mask of ``masks`` (a :class:`dsprep.rle.MaskSet` over this
+    image, one mask per object) painted last in :data:`PAINT_ORDER` among those covering it, -1 where none does."""
+    n = len(masks)
+    flat = np.full(int(height) * int(width), -1, np.int64)
+    lengths = masks.end - masks.start
+    total = int(lengths.sum())
+    if n == 0 or total == 0:
+        return flat.reshape(int(width), int(height)).T
+    area = masks.area
+    rank = np.empty(n, np.int64)
+    rank[np.lexsort((np.arange(n), -area))] = np.arange(n)
+    owner = np.repeat(np.repeat(np.arange(n), np.diff(masks.first)), lengths)
+    offset = np.repeat(masks.start - (np.cumsum(lengths) - lengths), lengths)
+    pixel = offset + np.arange(total)                         # flat column-major index of every covered pixel
+    order = np.lexsort((-rank[owner], pixel))                 # per pixel, the top mask first
+    pixel, owner = pixel[order], owner[order]
+    first = np.r_[True, pixel[1:] != pixel[:-1]]
+    flat[pixel[first]] = owner[first]
+    return flat.reshape(int(width), int(height)).T
+
+
+def object_index_maps(segs: Sequence, class_index: np.ndarray, width: int, height: int
+                      ) -> Optional[Tuple[np.ndarray, np.ndarray, Dict[str, int]]]:
+    """A record's objects as VOC's two index maps: ``(SegmentationObject, SegmentationClass, lossy)``, ``(H, W)
+    uint8`` each, or None when no object has a shape.
+
+    ``segs``: each object's COCO segmentation in pixel coordinates (polygon rings, an RLE mask of the image's size,
+    or None / ``[]`` for a box-only object, which is not painted); ``class_index``: each object's class value (its
+    position in the class list + 1).  Polygons are rasterized exactly as pycocotools rasterizes them
+    (:func:`dsprep.rle.from_polygons`), so the masks are those a COCO reader sees.  Object k is instance k + 1;
+    where objects overlap, :data:`PAINT_ORDER` decides.  What 8-bit indices cannot hold (255 is void) is counted:
+    objects past the 254th (``mask_instance_over_254``: not in SegmentationObject) and class values over 254
+    (``mask_class_over_254``: not in SegmentationClass).  ``ValueError`` for a segmentation that cannot be used."""
+    from .. import rle
+    from .shapes import is_rle, rings, rle_counts, check_rle
+    n = len(segs)
+    ring_list: List[np.ndarray] = []
+    ring_owner: List[int] = []
+    rle_objs: List[int] = []
+    rle_runs: List[np.ndarray] = []
+    for k, seg in enumerate(segs):  # (one step per object: sorting out which kind of shape it has)
+        if not seg:
+            continue
+        if is_rle(seg):
+            check_rle(seg, (int(width), int(height)))
+            rle_objs.append(k)
+            rle_runs.append(rle_counts(seg))
+            continue
+        rs = rings(seg)
+        ring_list += rs
+        ring_owner += [k] * len(rs)
+    if not ring_list and not rle_objs:
+        return None
+    poly_objs = sorted(set(ring_owner))
+    local = {k: i for i, k in enumerate(poly_objs)}
+    parts = []
+    if poly_objs:
+        parts.append(rle.from_polygons(ring_list, [local[k] for k in ring_owner], [height] * len(poly_objs),
+                                       [width] * len(poly_objs)))
+    if rle_objs:
+        first = np.r_[0, np.cumsum([len(r) for r in rle_runs])]
+        parts.append(rle.from_counts(np.concatenate(rle_runs), first, [height] * len(rle_objs),
+                                     [width] * len(rle_objs)))
+    owners = np.array(poly_objs + rle_objs, np.int64)
+    top = top_masks(rle.concat(parts), height, width)
+    obj = np.where(top >= 0, owners[np.maximum(top, 0)], -1)  # the object on top at each pixel, -1 background
+    lossy: Dict[str, int] = {}
+    inst_of = np.r_[np.arange(1, n + 1), 0]                  # (index -1: background)
+    over = inst_of > 254
+    if over.any():
+        lossy["mask_instance_over_254"] = int(len(set(owners.tolist()) & set(np.flatnonzero(over).tolist())))
+        inst_of[over] = 0
+    cls_of = np.r_[np.asarray(class_index, np.int64).reshape(n), 0]
+    bad = cls_of > 254
+    if bad.any():
+        lossy["mask_class_over_254"] = int(len(set(owners.tolist()) & set(np.flatnonzero(bad).tolist())))
+        cls_of[bad] = 0
+    return inst_of[obj].astype(np.uint8), cls_of[obj].astype(np.uint8), lossy
+
+
+def labelmap_text(classes: Sequence[str]) -> str:
+    """``labelmap.txt`` (CVAT's and Datumaro's VOC export): ``background`` then the classes, the value of each
+    being its line number from 0, with its VOC palette colour (:func:`read_labelmap` reads it)."""
+    pal = voc_palette()
+    names = ["background"] + list(classes)
+    return "# label:color_rgb:parts:actions\n" + "".join(
+        f"{name}:{','.join(str(int(v)) for v in pal[i % 256])}::\n" for i, name in enumerate(names))
