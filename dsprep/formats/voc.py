@@ -953,9 +953,10 @@ def split_lists(ds: Dataset) -> Dict[str, List[str]]:
     return out
 
 
-from .vocmasks import object_masks  # noqa: E402  (the format's answer to dataset.object_masks)
+from .vocmasks import mask_leftovers, object_masks  # noqa: E402  (the format's answer to dataset.object_masks)
 
 FORMAT = FormatSpec(NAME, LAYOUT, detect, load, writer=Writer, check_record=check_record, object_masks=object_masks,
+                    mask_leftovers=mask_leftovers,
                     edit=EditProtocol(annotation_file, load_record, save_record, split_lists),
                     holds=Holds(boxes=True, masks=True, difficult=True, truncated=True, splits=True, image_size=True),
                     append_names=append_split_names)

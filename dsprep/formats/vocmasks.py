@@ -204,10 +204,9 @@ def _mask_root(rec: ImageRecord) -> Optional[Path]:
     return Path(ann).parent.parent if ann else None
 
 
-def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
-    """The VOC format's answer to :func:`dsprep.dataset.object_masks`: each object's bool mask over its pixel
-    bounds (``None`` for objects without a matching instance), or ``None`` when the image has no
-    ``SegmentationObject/<id>.png``."""
+def _matched(rec: ImageRecord):
+    """``(instance map, class map or None, each object's instance id (0: none), pixel bounds)`` of the record's
+    ``SegmentationObject/<id>.png`` (and ``SegmentationClass/<id>.png``), or None when it has none."""
     from ..geometry import pixel_bounds
     from ..images import apply_orientation
     root = _mask_root(rec)
@@ -243,8 +242,39 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     object_class = np.array([index.get(n, -1) for n in rec.names], np.int64)
     bounds = pixel_bounds(rec.boxes, rec.width, rec.height)
     ids = match_instances(*instance_table(instance, classes), bounds, object_class)
+    return instance, classes, ids, bounds
+
+
+def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
+    """The VOC format's answer to :func:`dsprep.dataset.object_masks`: each object's bool mask over its pixel
+    bounds (``None`` for objects without a matching instance), or ``None`` when the image has no
+    ``SegmentationObject/<id>.png``."""
+    found = _matched(rec)
+    if found is None:
+        return None
+    instance, _, ids, bounds = found
     return [None if i == 0 else np.ascontiguousarray(instance[y0:y1, x0:x1] == i)
             for i, (x0, y0, x1, y1) in zip(ids.tolist(), bounds.tolist())]
+
+
+def mask_leftovers(rec: ImageRecord) -> dict:
+    """What the record's VOC masks hold beyond its objects' masks (the format's ``mask_leftovers``): instances no
+    object of the XML matches (``mask_instance_without_object``: labelme's VOC export paints every polygon, not
+    only the annotated objects), objects whose instance reaches outside their box (``mask_cut_to_box``: an
+    object's mask is cut to its box) and the void band (``mask_void_dropped``: 1 for an image with 255 pixels).
+    ``{}`` for an image without masks."""
+    found = _matched(rec)
+    if found is None:
+        return {}
+    instance, classes, ids, bounds = found
+    count = np.bincount(instance.ravel(), minlength=256)
+    present = np.flatnonzero(count[1:255]) + 1
+    inside = [int(np.count_nonzero(instance[y0:y1, x0:x1] == i)) if i else 0   # (one step per object)
+              for i, (x0, y0, x1, y1) in zip(ids.tolist(), bounds.tolist())]
+    out = {"mask_instance_without_object": int(len(np.setdiff1d(present, ids[ids > 0]))),
+           "mask_cut_to_box": int(sum(1 for i, n in zip(ids.tolist(), inside) if i and count[i] > n)),
+           "mask_void_dropped": int(count[255] > 0 or (classes is not None and bool((classes == 255).any())))}
+    return {k: v for k, v in out.items() if v}
 
 
 # ---- writing: palette PNGs as VOC's masks are -------------------------------------------------------------
