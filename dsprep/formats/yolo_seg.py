@@ -13,7 +13,7 @@ Detection: a YOLO layout whose first label lines have an odd number of fields of
 Writing: one line per object; what one polygon cannot hold is counted -- an object of several parts is written as
 one polygon, its parts joined by zero-width bridges (``mask_parts_joined``: Ultralytics' own COCO converter joins
 them so); the holes of a mask are left out (``mask_holes_dropped``).  Objects without a shape are written as their
-box's four corners.
+box's four corners (``box_to_polygon``: a YOLO-seg line has no box-only form, so read back their mask is the box).
 """
 from __future__ import annotations
 
@@ -189,6 +189,7 @@ def polygons_of(rec: ImageRecord) -> Tuple[List[np.ndarray], Dict[str, int]]:
         if outers:
             poly = join_rings(outers)
         else:
+            count("box_to_polygon")
             x0, y0, x1, y1 = rec.boxes[k].tolist()
             poly = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
         clipped = np.clip(poly, 0.0, (W, H))

@@ -19,6 +19,8 @@ LOSSY = {
     "mask_holes_dropped": "objects whose mask has holes written without them: {target} polygons cannot hold holes",
     "mask_parts_joined": "objects of several parts written as one polygon, the parts joined by zero-width bridges "
                          "(as Ultralytics joins them): {target} holds one polygon per object",
+    "box_to_polygon": "objects without a shape written as their box's four corners ({target} lines are polygons: "
+                      "read back, their mask is the box)",
     "mask_instance_over_254": "objects past the 254th of an image left out of SegmentationObject (8-bit ids, 255 "
                               "is void)",
     "mask_instance_without_object": "mask instances no annotated object matches left out (only objects are "
