@@ -487,7 +487,8 @@ def detect_kind(path: Path) -> Optional[str]:
     """``"yolo"``, ``"yolo-obb"``, ``"yolo-seg"`` or None: the layout, and the field counts of the first line of
     (up to 20) label files:
 
-    * a line of an odd count of 7 or more other than 9 (a class and 3, 5, 6 ... points): YOLO-seg;
+    * lines of an odd count of 7 or more other than 9 (a class and 3, 5, 6 ... points), and these with the lines
+      of 9 outnumbering the lines of 5: YOLO-seg (its 4-point polygons are lines of 9 too);
     * else more lines of 9 (a class and 4 corners) than of 5: YOLO-OBB -- unless the data.yaml is one dsprep wrote
       for YOLO-seg (4-point polygons only look like corners: their data.yaml's first line says which it is);
     * else YOLO (lines of 5: class cx cy w h).
@@ -507,7 +508,7 @@ def detect_kind(path: Path) -> Optional[str]:
     obb = counts.count(9)
     boxes = counts.count(5)
     polygons = sum(1 for n in counts if n >= 7 and n % 2 == 1 and n != 9)
-    if polygons or ((obb or not counts) and _written_as(layout) == "yolo-seg"):
+    if (polygons and polygons + obb > boxes) or ((obb > boxes or not counts) and _written_as(layout) == "yolo-seg"):
         return "yolo-seg"
     if obb > boxes:
         return "yolo-obb"
