@@ -18,7 +18,8 @@ from helpers import gradient, run_cli
 DATA = Path(__file__).parent / "data"
 FIXTURES = {"coco_cvat": "coco", "coco_roboflow": "coco", "coco_labelstudio": "coco", "coco2017_mini": "coco",
             "yolo_ultralytics": "yolo", "yolo_roboflow": "yolo", "yolo_darknet_cvat": "yolo",
-            "yolo_obb_dota8": "yolo-obb", "labelme": "labelme"}
+            "yolo_obb_dota8": "yolo-obb", "labelme": "labelme", "yolo_seg_coco8": "yolo-seg",
+            "yolo_seg_roboflow": "yolo-seg"}
 TARGETS = ["voc", "dota", "coco", "yolo", "yolo-obb", "yolo-seg", "labelme"]
 
 

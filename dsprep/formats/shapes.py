@@ -343,7 +343,7 @@ def rle_of_mask(mask: np.ndarray, x0: int, y0: int, width: int, height: int) -> 
         counts[-1] = total - end[-1]
         if counts[-1] == 0:
             counts = counts[:-1]
-    return {"size": [int(height), int(width)], "counts": encode_counts_string(counts)}
+    return {"size": [int(height), int(width)], "counts": encode_counts_string(counts.tolist())}
 
 
 def mask_segmentation(mask: np.ndarray, x0: int, y0: int, width: int, height: int) -> Tuple[object, int, int]:

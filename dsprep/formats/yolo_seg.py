@@ -29,7 +29,7 @@ from .spec import FormatSpec, Holds, ReadContext
 
 NAME = "yolo-seg"
 LAYOUT = "YOLO-seg: YOLO layouts whose label lines are polygons (class x1 y1 x2 y2 x3 y3 ...)"
-_EMPTY = (np.zeros(0, np.int64), [], [])
+_EMPTY: Tuple[np.ndarray, List[np.ndarray], List[Tuple[str, str]]] = (np.zeros(0, np.int64), [], [])
 
 
 # ---- label text -----------------------------------------------------------------------------------------------
@@ -64,10 +64,11 @@ def parse_yolo_seg(text: str, source: str = "<labels>", n_classes: Optional[int]
     return _parse_slow(fields, source, n_classes, on_error)
 
 
-def _parse_slow(fields, source, n_classes, on_error):
+def _parse_slow(fields: List[List[str]], source: str, n_classes: Optional[int], on_error: str
+                ) -> Tuple[np.ndarray, List[np.ndarray], List[Tuple[str, str]]]:
     classes: List[int] = []
     polys: List[np.ndarray] = []
-    skipped = []
+    skipped: List[Tuple[str, str]] = []
     for lineno, f in enumerate(fields, 1):
         if not f:
             continue
