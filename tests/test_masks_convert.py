@@ -2,6 +2,7 @@
 sample's palette masks through every format and back, COCO RLE with a hole, DOTA quads as VOC masks."""
 import json
 import struct
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ from dsprep.jobs.convert import LOSSY
 
 from helpers import gradient, run_cli
 
+DATA = Path(__file__).parent / "data"
 VOC20 = ",".join(VOC_CLASSES[1:])
 SEGMENTED = ("2011_000003", "2011_000006", "2011_000025")
 
@@ -388,3 +390,16 @@ def test_dota_quads_become_voc_masks_as_pycocotools_draws_them(shared, tmp_path)
                                       want_cls)
     assert over > 0 and counts["mask_instance_over_254"] == over  # P0706 has 536 objects: 8-bit ids run out
     assert "polygon_to_box" not in counts  # the quads are kept, in the masks
+
+
+def test_split_and_merge_carry_the_masks_of_each_input(shared, tmp_path):
+    res = run_cli("merge", shared / "voc_sample", DATA / "labelme", "--to", "coco", "--out", tmp_path / "m",
+                  "--json")
+    assert json.loads(res.stdout)["counts"]["mask_void_dropped"] == 2  # the VOC input's masks were read
+    res = run_cli("split", shared / "voc_sample", "--to", "coco", "--out", tmp_path / "s", "--ratios",
+                  "train=0.5,val=0.5", "--json")
+    assert json.loads(res.stdout)["counts"]["mask_void_dropped"] == 2
+    for out in ("m", "s"):
+        segs = [a["segmentation"] for f in (tmp_path / out / "annotations").glob("*.json")
+                for a in json.loads(f.read_text())["annotations"]]
+        assert sum(1 for s in segs if s) >= 9  # the VOC sample's nine masked objects (and labelme's polygons)
