@@ -29,7 +29,6 @@ from .spec import FormatSpec, Holds, ReadContext
 
 NAME = "yolo-seg"
 LAYOUT = "YOLO-seg: YOLO layouts whose label lines are polygons (class x1 y1 x2 y2 x3 y3 ...)"
-_EMPTY: Tuple[np.ndarray, List[np.ndarray], List[Tuple[str, str]]] = (np.zeros(0, np.int64), [], [])
 
 
 # ---- label text -----------------------------------------------------------------------------------------------
@@ -46,7 +45,7 @@ def parse_yolo_seg(text: str, source: str = "<labels>", n_classes: Optional[int]
     fields = [r.split() for r in rows]
     good = [f for f in fields if f]
     if not good:
-        return _EMPTY
+        return np.zeros(0, np.int64), [], []
     lengths = np.fromiter(map(len, good), np.int64, len(good))
     if (lengths >= 7).all() and (lengths % 2 == 1).all():
         try:
