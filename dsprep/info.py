@@ -107,12 +107,12 @@ def check_images(ds: Dataset, run) -> None:
                             for w in result.get("warnings", ())]
 
 
-def check_masks(ds: Dataset, run) -> dict:
+def check_masks(ds: Dataset, run) -> Optional[dict]:
     """Read every record's object masks (through ``run(fn, items, desc)``, the command's executor), add the
     problems they show to ``ds.problems`` (:mod:`dsprep.ops.maskstats`: ``mask_outside_box``, ``mask_empty``,
     ``mask_unreadable``), and return what :func:`summarize` reports as ``masks``: ``{"images", "objects",
     "pixels", "classes": {name: {"objects", "mask_pixels"}}}`` (images and objects with a mask; pixels inside the
-    boxes, as every command reads them)."""
+    boxes, as every command reads them), or None when no image has masks."""
     from .jobs.masks import mask_stats_one
     from .ops.maskstats import class_pixels
     items = [(rec, ds.format) for rec in ds.records if len(rec)]
@@ -127,6 +127,8 @@ def check_masks(ds: Dataset, run) -> dict:
             images += 1
             names += rec.names
             pixels += result["pixels"]
+    if not images:
+        return None
     classes = class_pixels(names, pixels, ds.classes)
     return {"images": images, "objects": sum(v["objects"] for v in classes.values()),
             "pixels": sum(v["mask_pixels"] for v in classes.values()), "classes": classes}

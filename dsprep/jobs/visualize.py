@@ -43,5 +43,7 @@ def visualize_one(args) -> dict:
         thumb = cv2.resize(drawn, (max(1, int(drawn.shape[1] * s)), max(1, int(drawn.shape[0] * s))),
                            interpolation=cv2.INTER_AREA)
     shown = [not opts.classes or n in opts.classes for n in rec.names]
-    return {"images": 1, "objects": sum(shown),
-            "masks": sum(1 for m, s in zip(masks or (), shown) if m is not None and s), "thumb": thumb}
+    out = {"images": 1, "objects": sum(shown), "thumb": thumb}
+    if opts.masks:
+        out["masks"] = sum(1 for m, s in zip(masks or (), shown) if m is not None and s)
+    return out
