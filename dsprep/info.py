@@ -115,7 +115,7 @@ def check_masks(ds: Dataset, run) -> Optional[dict]:
     boxes, as every command reads them), or None when no image has masks."""
     from .jobs.masks import mask_stats_one
     from .ops.maskstats import class_pixels
-    items = [(rec, ds.format) for rec in ds.records if len(rec)]
+    items = [(rec, ds.format) for rec in ds.records if len(rec) and rec.width > 0]  # (no size: reported already)
     names: list = []
     pixels: list = []
     images = 0

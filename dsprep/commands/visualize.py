@@ -30,7 +30,7 @@ def visualize():
                    "VOC SegmentationObject, COCO and labelme shapes].")
 @click.option("--mask-alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="How much of a masked pixel is the class colour (0: none, 1: solid).")
-@click.option("--mask-outlines", is_flag=True, help="Also outline each mask in its class colour.")
+@click.option("--mask-outlines", is_flag=True, help="Also outline each mask in a darker shade of its class colour.")
 @shared("dataset", "classes", "run", "workers")
 def visualize_boxes(dataset, out, only, limit, show, grid, ext, overwrite, masks, mask_alpha, mask_outlines,
                     common):
