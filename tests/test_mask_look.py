@@ -333,6 +333,11 @@ def test_info_reads_no_masks_for_box_only_data_or_with_no_masks(shared, tmp_path
     assert data["masks"] is None and "masks:" not in run("info", root, "--no-masks").stdout
     res = run("info", yolo, "--masks", ok=False)
     assert res.exit_code == 2 and "--masks: yolo data sets have no object masks" in res.output
+    for name in ("p.h5", "p.pkl"):  # packed files (a pickle's data set says format "pickle")
+        run("voc-to-h5" if name.endswith(".h5") else "voc-to-pickle", voc, tmp_path / name, "--size", "64x64")
+        assert json.loads(run("info", tmp_path / name, "--json").stdout)["masks"] is None
+        assert run("visualize", "boxes", tmp_path / name, "--out", tmp_path / f"vis_{name}", "--masks",
+                   ok=False).exit_code == 2
 
 
 def test_info_masks_with_two_workers_give_the_same_report(shared, tmp_path):

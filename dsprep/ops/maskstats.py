@@ -31,7 +31,9 @@ def has_masks(fmt: str) -> bool:
     """Whether data sets of format ``fmt`` carry object masks of their own: the format answers ``object_masks``
     and its objects are not oriented boxes (the "mask" of a DOTA or YOLO-OBB quad is the quad: its box, already
     drawn and checked)."""
-    from ..formats import format_spec
+    from ..formats import FORMATS, format_spec
+    if fmt not in FORMATS:  # (a packed pickle's data set says "pickle": packed files hold no masks)
+        return False
     spec = format_spec(fmt)
     return spec.object_masks is not None and not spec.holds.quads
 
@@ -39,10 +41,10 @@ def has_masks(fmt: str) -> bool:
 def masks_wanted(flag: Optional[bool], fmt: str) -> bool:
     """``--masks/--no-masks`` (``flag``; None: not given) for a data set of format ``fmt``: whether to read its
     masks.  Not given: :func:`has_masks`; ``--masks`` for a format without masks is a usage error."""
-    from ..formats import format_spec
+    from ..formats import FORMATS, format_spec
     if flag is None:
         return has_masks(fmt)
-    if flag and format_spec(fmt).object_masks is None:
+    if flag and (fmt not in FORMATS or format_spec(fmt).object_masks is None):
         raise UsageError(f"--masks: {fmt} data sets have no object masks (only boxes)")
     return flag
 
