@@ -60,8 +60,8 @@ def beyond_boxes(fmt: str, rec: ImageRecord, masks: List[Optional[np.ndarray]], 
         if got is None:
             break
         for k in active.tolist():
-            g = got[k]
-            if g is None or not np.array_equal(inner(g, trial[k], windows[k]), current[k]):
+            g, before = got[k], current[k]
+            if g is None or before is None or not np.array_equal(inner(g, trial[k], windows[k]), before):
                 grow[k] = False  # no longer the same mask: keep what the last window showed
                 continue
             windows[k], current[k] = trial[k], g

@@ -64,16 +64,16 @@ def fill_masks(img: np.ndarray, bounds: np.ndarray, masks: Sequence[Optional[np.
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], but got {alpha}")
     b = np.asarray(bounds, np.int64).reshape(-1, 4)
-    have = [k for k, m in enumerate(masks) if m is not None and m.size]
+    have = [(k, m) for k, m in enumerate(masks) if m is not None and m.size]
     if not have:
         return img.copy()
     h, w = img.shape[:2]
     layer = np.zeros((h, w, 3), np.uint8)
     cover = np.zeros((h, w), bool)
-    sizes = np.array([int(np.count_nonzero(masks[k])) for k in have])
-    for k in np.asarray(have)[np.argsort(-sizes, kind="stable")].tolist():  # largest first: the smallest on top
+    sizes = np.array([int(np.count_nonzero(m)) for _, m in have])
+    for i in np.argsort(-sizes, kind="stable").tolist():  # largest first: the smallest on top
+        k, m = have[i]
         x0, y0, x1, y1 = b[k].tolist()
-        m = masks[k]
         layer[y0:y1, x0:x1][m] = colors[k]
         cover[y0:y1, x0:x1] |= m
     blended = cv2.addWeighted(img, 1.0 - alpha, layer, alpha, 0.0)
