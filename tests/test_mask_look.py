@@ -299,7 +299,10 @@ def test_info_reports_messy_coco_masks(shared, tmp_path):
     j = next(k for k, a in enumerate(anns) if a["image_id"] == 3 and isinstance(a["segmentation"], list))
     anns[j]["bbox"][0] += 40
     path.write_text(json.dumps(doc))
-    data = json.loads(run("info", root, "--json", "--rare-below", "0").stdout)
+    # COCO keeps masks as shapes: read (rasterized) only when asked, and the report says how to ask
+    plain = run("info", root, "--rare-below", "0").stdout
+    assert "masks: not read (coco shapes; --masks" in plain and "mask_empty" not in plain
+    data = json.loads(run("info", root, "--json", "--rare-below", "0", "--masks").stdout)
     got = sorted((p["kind"], p["detail"].split(":")[0]) for p in data["problems"])
     assert got == [("mask_empty", f"annotation id {anns[i]['id']} ({VOC_NAMES[anns[i]['category_id']]})"),
                    ("mask_outside_box", f"annotation id {anns[j]['id']} ({VOC_NAMES[anns[j]['category_id']]})"),
