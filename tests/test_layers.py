@@ -89,7 +89,7 @@ def _layer(name: str) -> str:
 
 
 # who may import whom: each layer lists the layers it may use (besides itself)
-BASE = {"core", "geometry", "inputs", "images", "libjpeg", "outputs", "pickles", "rasters", "report", "signals", "parallel",
+BASE = {"core", "geometry", "inputs", "images", "libjpeg", "outputs", "pickles", "pngenc", "rasters", "report", "signals", "parallel",
         "splits", "datapaths", "packcheck", "rle"}
 ALLOWED = {
     "geometry": set(),

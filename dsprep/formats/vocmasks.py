@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..pngenc import chunk as _chunk  # the one PNG chunk writer
 from ..core import ImageRecord, ParseError
 
 
@@ -47,12 +48,6 @@ def _png_chunks(data: bytes, name: str) -> List[Tuple[bytes, bytes]]:
     if not out or out[0][0] != b"IHDR" or len(out[0][1]) != 13:
         raise ParseError(f"{name}: PNG without a valid IHDR chunk")
     return out
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    import struct
-    import zlib
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
 def mask_indices(data: bytes, name: str = "<mask>", colors: Optional[np.ndarray] = None) -> np.ndarray:
@@ -291,16 +286,9 @@ def voc_palette() -> np.ndarray:
 
 def encode_palette_png(index: np.ndarray, palette: np.ndarray) -> bytes:
     """An 8-bit palette ('P' mode) PNG, as VOC's SegmentationClass/SegmentationObject files are (OpenCV cannot
-    write these)."""
-    import struct
-    import zlib
-
-    h, w = index.shape
-    raw = np.zeros((h, w + 1), np.uint8)  # filter byte 0 per row
-    raw[:, 1:] = index
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-            + _chunk(b"PLTE", palette.astype(np.uint8).tobytes()) + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
-            + _chunk(b"IEND", b""))
+    write these): :func:`dsprep.pngenc.encode_png`."""
+    from ..pngenc import encode_png
+    return encode_png(np.ascontiguousarray(index, np.uint8), palette=palette)
 
 
 # ---- writing a record's objects as VOC masks ----------------------------------------------------------------------
