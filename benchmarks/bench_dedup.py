@@ -133,13 +133,12 @@ def imagehash_groups(paths, max_distance):
 def ours(paths, workers: int = 1):
     """dsprep's search as ``dsprep dedup --workers N`` runs it (the image reads on dsprep's one executor).  Returns
     (cpu s of this process, wall s, groups, candidates)."""
-    from contextlib import contextmanager
     from dsprep import parallel
     from dsprep.core import ImageRecord
     from dsprep.ops.dedup import collect_features, find_duplicates
     c0, t0 = time.process_time(), time.perf_counter()
     recs = [ImageRecord(str(p), 0, 0) for p in paths]
-    with contextmanager(parallel.executor)(workers) as backend:
+    with parallel.executor(workers) as backend:
         def run(fn, items, desc):
             for item, result, err in parallel.run(backend, fn, items):
                 if err is not None:
