@@ -271,8 +271,8 @@ def tile_record(args) -> dict:
             segs, gone, shape_boxes = shapes.cut(index, window, (w, h))
             if remnants:
                 keep &= ~gone
-        if not has_polygons:  # a cut object's box is its shape's in the tile (the box cut would be larger)
-            tight = cut.cut & ~np.isnan(shape_boxes[:, 0])
+        if not has_polygons:  # an object's box is its shape's in the tile (so box and mask agree, as cut)
+            tight = ~np.isnan(shape_boxes[:, 0])
             boxes = np.where(tight[:, None], shape_boxes, boxes)
             if remnants:
                 keep &= ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)

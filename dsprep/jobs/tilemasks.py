@@ -60,7 +60,7 @@ def find_mask_files(root: Path, stem: str, size: Tuple[int, int], exif: int = 1,
         return None
     labelmap = root / "labelmap.txt"
     return MaskFiles(str(obj) if obj.is_file() else None, str(cls) if cls.is_file() else None,
-                     str(labelmap) if labelmap.is_file() else None, str(root), stem, tuple(size), exif, orient,
+                     str(labelmap) if labelmap.is_file() else None, str(root), stem, (int(size[0]), int(size[1])), exif, orient,
                      None if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4),
                      None if names is None else tuple(names))
 
@@ -96,7 +96,8 @@ class TileMasks:
         check_memory_for(w * h * 40, files.objects or files.classes or files.stem, f"a {w}x{h} mask",
                          "to cut masks", "mask PNGs are decoded whole")
         class_names, colors = (read_labelmap(files.labelmap) if files.labelmap else (list(VOC_CLASSES), None))
-        maps, palettes = [], []
+        maps: List[Optional[np.ndarray]] = []
+        palettes: List[Optional[np.ndarray]] = []
         for path, cols in ((files.objects, None), (files.classes, colors)):
             if path is None:
                 maps.append(None)

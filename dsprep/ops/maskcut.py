@@ -3,16 +3,19 @@ resize its image.  Pure functions over numpy arrays and COCO-style segmentations
 
 **Resizing by nearest neighbour, pixel centres.**  A resized mask takes, for each of its pixels, the source pixel
 under its centre: destination pixel ``d`` reads source ``floor((d + 0.5) * n_src / n_dst)`` when an image is fitted
-to a size (:func:`resize_index`, computed in integers: the same as OpenCV's ``INTER_NEAREST_EXACT``), or
-``floor((d + 0.5) / rate)`` when it is scaled by a rate (:func:`rate_index`; the rate is what ``cv2.resize`` is given
-as ``fx``, so the mask follows the pixel grid of the resized image).
+to a size (:func:`resize_index`, in exact integer arithmetic), or ``floor((d + 0.5) / rate)`` when it is scaled by a
+rate (:func:`rate_index`; the rate is what ``cv2.resize`` is given as ``fx``, so the mask follows the pixel grid of
+the resized image).  OpenCV's ``INTER_NEAREST_EXACT`` and PIL's ``NEAREST`` give the same pixels except where a
+centre falls exactly on the border between two source pixels, which their 16-bit fixed point sends to either
+side; here it is the pixel starting at that border (pixel ``i`` covers ``[i, i + 1)``).
 
 **Segmentations cut by a window** (:class:`Shapes`, :meth:`Shapes.cut`): polygon rings are intersected with the
 tile's pixel rectangle (shapely 2, one call for every ring a tile's border crosses; rings inside are only shifted),
 each piece written as its outer ring: a pixel centre is inside a cut ring exactly when it is inside the original
-ring and the tile, so the rasterized cut equals the rasterized original cut by the window.  A ring that is not
-simple (it crosses itself) has no such intersection: its object is written as an RLE mask of the tile instead
-(drawn from the original rings, so exact by construction).  RLE masks are decoded once, kept as the part holding
+ring and the tile, so the rasterized cut equals the rasterized original cut by the window.  A ring that crosses
+itself is first split into the simple pieces its even-odd rule fills (GEOS ``make_valid``, linework method), which
+are then cut alike.  A cut piece with a hole (which rings, filled as a union, cannot hold) makes its object an RLE
+mask of the tile instead, drawn from the original rings (exact by construction).  RLE masks are decoded once, kept as the part holding
 their pixels, and cut (and resized) per tile, then encoded as they came (compressed string or list of runs).
 Coordinates in the tile are the source's times the rate minus the tile origin, rounded to 9 decimals (so
 ``123.456 - 100`` is written ``23.456``, not ``23.456000000000003``; a shift of at most 5e-10 pixel).
@@ -137,7 +140,8 @@ class Shapes:
     def __init__(self, segs: Sequence, image_size: Tuple[int, int], rate: float = 1.0):
         import shapely
         from ..formats.shapes import is_rle, rings, rle_decode
-        self.rate, self.image_size = float(rate), tuple(image_size)
+        self.rate = float(rate)
+        self.image_size: Tuple[int, int] = (int(image_size[0]), int(image_size[1]))
         self.kind: List[str] = []      # "" no shape, "rings", "rle"
         self.rle: dict = {}
         coords, ring_owner, ring_len = [], [], []
@@ -168,8 +172,10 @@ class Shapes:
         if len(ring_owner):
             idx = np.repeat(np.arange(len(ring_owner)), ring_len)
             self.polygons = shapely.polygons(shapely.linearrings(self.coords, indices=idx))
-            self.simple = shapely.is_valid(self.polygons)
             self.area = shapely.area(self.polygons)
+            self.simple = shapely.is_valid(self.polygons)
+            if not self.simple.all():  # the pieces the even-odd rule fills (cut instead of the ring itself)
+                self.polygons[~self.simple] = shapely.make_valid(self.polygons[~self.simple], method="linework")
             self.lo = np.minimum.reduceat(self.coords, self.ring_start[:-1], axis=0)
             self.hi = np.maximum.reduceat(self.coords, self.ring_start[:-1], axis=0)
         else:
@@ -203,12 +209,10 @@ class Shapes:
             inside = reach & (self.lo[:, 0] >= x0) & (self.hi[:, 0] <= x1) & (self.lo[:, 1] >= y0) & \
                 (self.hi[:, 1] <= y1)
             cross = np.flatnonzero(reach & ~inside)
-            as_mask = {int(self.ring_owner[r]) for r in cross[~self.simple[cross]]}
             offset = np.array([x0, y0], np.float64)
             pieces: List[Tuple[int, int, np.ndarray]] = []  # (ring, order, ring coordinates)
             for r in np.flatnonzero(inside & ((self.area > 0) | ~self.simple)).tolist():
                 pieces.append((r, 0, self.coords[self.ring_start[r]:self.ring_start[r + 1]]))
-            cross = cross[self.simple[cross]]
             if len(cross):
                 cut = shapely.intersection(self.polygons[cross], _window_box(window))
                 parts, which = shapely.get_parts(cut, return_index=True)
