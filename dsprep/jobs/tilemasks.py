@@ -97,11 +97,11 @@ class TileMasks:
                          "to cut masks", "mask PNGs are decoded whole")
         class_names, colors = (read_labelmap(files.labelmap) if files.labelmap else (list(VOC_CLASSES), None))
         maps: List[Optional[np.ndarray]] = []
-        palettes: List[Optional[np.ndarray]] = []
+        palettes: List[np.ndarray] = []
         for path, cols in ((files.objects, None), (files.classes, colors)):
             if path is None:
                 maps.append(None)
-                palettes.append(None)
+                palettes.append(voc_palette())
                 continue
             m, data = _read(path, files.size, files.exif, files.orient, cols)
             maps.append(m)
