@@ -36,7 +36,7 @@ def pack_options(f):
 def _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common,
           overwrite, writer_name, shards=0, encode=None):
     from ..outputs import check_not_input
-    from ..pack.prepare import PackOptions
+    from ..pack.prepare import PackOptions, masks_format
     if size and encoded:
         raise UsageError("--size and --encoded exclude each other (fixed-size arrays, or the original files)")
     if encode and not size:
@@ -64,7 +64,7 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
                 mapped[k] = mapped.get(k, 0) + counts.get(k, 0)
         classes = cmap.classes(classes)
     opts = PackOptions(size=wh, resize=resize, compression=compression, color=color_method,
-                       annotations_only=annotations_only, encode=encode)
+                       annotations_only=annotations_only, encode=encode, masks_from=masks_format(ds.format))
     summary = start_summary(writer_name)
     for k, n in mapped.items():
         summary.add(k, n)
@@ -83,6 +83,8 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
                 sum(1 for where, _ in load_skips if part_kind(where) is None))
     summary.add("images", stats["images"])
     summary.add("objects", stats["objects"])
+    if stats.get("masks"):
+        summary.add("masks", stats["masks"])
     for k, n in mapped.items():
         summary.add(k, n)
     finish(summary, str(out_path), ["images", "objects"], common)
