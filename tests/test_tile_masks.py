@@ -15,7 +15,7 @@ from dsprep.cli import main
 from dsprep.dataset import load_dataset, object_masks
 from dsprep.geometry import pixel_bounds
 from dsprep.ops.maskcut import rate_index, resize_index, tile_instance_lut
-from helpers import gradient
+from helpers import coco_from_voc_masks, gradient
 
 TILE = re.compile(r"^(?P<stem>.+)__(?P<rate>[^_]+)__(?P<left>\d+)___(?P<up>\d+)$")
 MASKED = ("2011_000003", "2011_000006", "2011_000025")
@@ -297,43 +297,12 @@ def test_voc_masks_into_coco_tiles_as_rle(shared, tmp_path):
 
 # ---- segmentations --------------------------------------------------------------------------------------------------
 
-def _coco_from_masks(shared, root):
-    """A COCO set of the three VOC sample images, made as converters make one from masks: every other instance a
-    polygon traced by OpenCV (pixel centres), the others RLE as pycocotools encodes them."""
-    mask_util = pytest.importorskip("pycocotools.mask")
-    from dsprep.formats.vocmasks import VOC_CLASSES
-    src = shared / "voc_sample"
-    root.mkdir()
-    images, anns = [], []
-    for i, stem in enumerate(MASKED, 1):
-        shutil.copy(src / "JPEGImages" / f"{stem}.jpg", root)
-        inst, _ = png_values(src / "SegmentationObject" / f"{stem}.png")
-        cls, _ = png_values(src / "SegmentationClass" / f"{stem}.png")
-        images.append({"id": i, "file_name": f"{stem}.jpg", "width": inst.shape[1], "height": inst.shape[0]})
-        for v in sorted(set(np.unique(inst).tolist()) - {0, 255}):
-            m = inst == v
-            ys, xs = np.nonzero(m)
-            if v % 2:
-                seg = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
-                seg["counts"] = seg["counts"].decode("ascii")
-            else:
-                contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-                seg = [(c.reshape(-1, 2) + 0.5).reshape(-1).tolist() for c in contours if len(c) >= 3]
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(np.bincount(cls[m]).argmax()),
-                         "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
-                                  int(ys.max() - ys.min() + 1)], "area": int(m.sum()), "iscrowd": 0,
-                         "segmentation": seg})
-    cats = [{"id": k, "name": n} for k, n in enumerate(VOC_CLASSES) if k]
-    (root / "ann.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
-    return root / "ann.json"
-
-
 @pytest.mark.parametrize("pad", [False, True])
 def test_coco_polygons_and_rle_clipped_exactly(shared, tmp_path, pad):
     """COCO polygons are clipped to each tile and RLE masks cropped (compressed strings stay strings): rasterized,
     every tile object is its source object's mask cut by the window, IoU 1; pycocotools decodes the RLEs alike."""
     mask_util = pytest.importorskip("pycocotools.mask")
-    ann = _coco_from_masks(shared, tmp_path / "coco")
+    ann = coco_from_voc_masks(shared / "voc_sample", tmp_path / "coco")
     out = tmp_path / "t"
     run("tile", ann, "--out", out, "--size", "256", "--gap", "56", *(["--pad"] if pad else []), "-q")
     source, tiles = load_dataset(ann), load_dataset(out)
@@ -407,6 +376,7 @@ def test_a_cut_piece_with_a_hole_becomes_a_mask(tmp_path):
 
 
 def test_segmentation_into_a_format_without_them_is_counted(shared, tmp_path):
-    ann = _coco_from_masks(shared, tmp_path / "coco")
+    pytest.importorskip("pycocotools")
+    ann = coco_from_voc_masks(shared / "voc_sample", tmp_path / "coco")
     res = run("tile", ann, "--out", tmp_path / "y", "--size", "256", "--gap", "56", "--to", "yolo", "--json", "-q")
     assert json.loads(res.stdout)["counts"]["segmentation_dropped"] >= 30
