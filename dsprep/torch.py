@@ -19,7 +19,7 @@ arrays that travel inside the message itself; the per-image target dicts are mad
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -331,7 +331,7 @@ class DetectionBatch:
     masks (``mask_keys``) as one (K, H, W) tensor, like the images.
     """
 
-    def __init__(self, images, per_object: Dict[str, object], offsets: Dict[str, np.ndarray],
+    def __init__(self, images, per_object: Dict[str, Any], offsets: Dict[str, np.ndarray],
                  image_ids: List[str], canvas: np.ndarray, box_formats: Dict[str, tuple], extra=None,
                  mask_keys: Sequence[str] = ()):
         self.images = images
@@ -423,7 +423,7 @@ def collate(samples) -> DetectionBatch:
         stacked = [im.as_subclass(torch.Tensor) for im in images]
     keys = [k for k, v in (targets[0].items() if targets else ()) if isinstance(v, torch.Tensor) and v.ndim >= 1
             and all(isinstance(t.get(k), torch.Tensor) for t in targets)]
-    per_object: Dict[str, object] = {}
+    per_object: Dict[str, Any] = {}
     offsets, formats, mask_keys = {}, {}, []
     for k in keys:
         parts = [t[k].as_subclass(torch.Tensor) for t in targets]

@@ -111,6 +111,7 @@ def _prepare_pixels(rec, opts: PackOptions, slot) -> dict:
         from ..images import encode_image
         data = np.frombuffer(encode_image(img, ext if ext in (".jpg", ".jpeg", ".png") else ".png"), np.uint8)
         return {"encoded": data, "orig": (w, h), "transform": np.array([1.0, 1.0, 0.0, 0.0])}
+    assert opts.size is not None  # fixed mode
     out, t = fit_image(img, opts.size, opts.resize)
     rgb = cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out)
     if slot is not None:

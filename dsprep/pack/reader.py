@@ -157,12 +157,12 @@ class DetectionH5:
     def masks(self, i: int, canvas: Optional[Tuple[int, int]] = None) -> np.ndarray:
         """Image ``i``'s object masks, ``(k, H, W) bool`` on the stored image (``canvas`` (H, W): its size when the
         image was read already).  Raises ``DatasetError`` when the pack has none."""
-        if self.mask_offsets is None:
+        boxes, runs, offsets = self.mask_boxes, self.mask_runs, self.mask_offsets
+        if boxes is None or runs is None or offsets is None:
             raise DatasetError(f"{self.path}: the pack stores no masks")
         a, b = int(self.box_offsets[i]), int(self.box_offsets[i + 1])
         h, w = canvas or self.canvas(i)
-        return decode_masks(self.mask_boxes[a:b], self.mask_runs, self.mask_offsets[a:b + 1], h, w,
-                            f"{self.path}: image {i} ({self.filenames[i]})")
+        return decode_masks(boxes[a:b], runs, offsets[a:b + 1], h, w, f"{self.path}: image {i} ({self.filenames[i]})")
 
     def annotations(self, i: int) -> dict:
         a, b = self.box_offsets[i], self.box_offsets[i + 1]

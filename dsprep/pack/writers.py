@@ -398,7 +398,7 @@ def annotation_only_results(splits: Dict[str, List[ImageRecord]], opts: Optional
             prepared = {"orig": (rec.width, rec.height), "transform": np.array([1.0, 1.0, 0.0, 0.0]),
                         "orientation": code}
             if opts is not None and opts.masks_from:
-                masks = prepare_masks(rec, opts.masks_from, prepared["orig"], prepared["transform"])
+                masks = prepare_masks(rec, opts.masks_from, (rec.width, rec.height), np.array([1.0, 1.0, 0.0, 0.0]))
                 if masks is not None:
                     prepared["masks"] = masks
             yield (s, i, None), prepared
