@@ -380,3 +380,9 @@ def test_segmentation_into_a_format_without_them_is_counted(shared, tmp_path):
     ann = coco_from_voc_masks(shared / "voc_sample", tmp_path / "coco")
     res = run("tile", ann, "--out", tmp_path / "y", "--size", "256", "--gap", "56", "--to", "yolo", "--json", "-q")
     assert json.loads(res.stdout)["counts"]["segmentation_dropped"] >= 30
+
+
+def test_help_mentions_masks():
+    for cmd in ("tile", "tile-dota", "voc-to-h5", "voc-to-pickle"):
+        assert "mask" in run(cmd, "--help").output.lower(), cmd
+

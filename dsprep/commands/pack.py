@@ -101,7 +101,10 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
 def voc_to_h5(dataset, out, splits, size, resize, encode, encoded, compression, color_method, overwrite, shards,
               common):
-    """Pack a data set into one HDF5 file for fast training input (see docs/packing.md for the layout)."""
+    """Pack a data set into one HDF5 file for fast training input (see docs/packing.md for the layout).
+
+    Object masks (VOC mask files, COCO/labelme polygons and RLE) are stored too, resized by nearest neighbour as
+    the images are; DetectionH5 returns them as masks, dsprep.torch as a tv_tensors.Mask."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, False, common, overwrite,
           "voc-to-h5", shards=shards or 0, encode=encode)
 
@@ -118,6 +121,7 @@ def voc_to_pickle(dataset, out, splits, size, resize, encode, encoded, compressi
     """Pack into one pickle of numpy arrays (the same content as voc-to-h5). dsprep reads it back (DetectionH5,
     info, visualize) through a restricted loader that accepts only numpy arrays and plain Python values: a pickle
     that would run code is refused. Other programs' plain pickle.load() has no such guard: share .h5 files instead.
+    Object masks are stored as voc-to-h5 stores them.
     A pickle is loaded whole into memory (VOC2012 at 512x512 is ~13.5 GB per process): best with
     --annotations-only."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common, overwrite,

@@ -175,8 +175,8 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
     2 when at most --thresh of an object is kept, cut objects marked truncated); tiled TIFFs are read by windows.
     Masks go with the pixels: VOC's SegmentationClass/SegmentationObject PNGs are cut into the tiles' own (instance
     ids renumbered to the tile's objects, ImageSets/Segmentation lists kept), or into RLE segmentations for other
-    formats; COCO/labelme segmentations (polygons, RLE) are clipped to each tile. An object with no mask pixel
-    left in a tile is left out of it."""
+    formats; COCO/labelme segmentations (polygons, RLE) are clipped to each tile. An object with a mask gets the
+    box of its mask in each tile; one with no mask pixel left in a tile is left out of it."""
     from ..formats import format_spec, writable_formats
     from ..jobs.convert import write_dataset_files
     from ..jobs.tile import TileOptions, plan_record_jobs, tile_record

@@ -5,7 +5,8 @@ A job names the tile origins it writes.  Ordinary images are decoded whole, once
 shared out over several jobs only when there are fewer images than workers).  Tiled or striped TIFFs are read by
 windows (:mod:`dsprep.rasters`): their tiles are grouped in bands of up to ``band`` tiles side by side, and each job
 reads only its band's rectangle.  Labels of ordinary images are parsed in the job; for windowed images they are parsed
-once, in the planning process, and each job receives the objects that reach its rectangle.
+once, in the planning process, and each job receives the objects that reach its rectangle.  Masks go with the
+pixels: VOC mask files through :mod:`dsprep.jobs.tilemasks`, segmentations through :class:`dsprep.ops.maskcut.Shapes`.
 """
 from __future__ import annotations
 
