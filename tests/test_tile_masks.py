@@ -118,7 +118,14 @@ def test_instance_lut_numbers_the_tiles_objects_first():
     present = np.zeros(256, bool)
     present[[0, 2, 3, 7, 9, 255]] = True
     lut = tile_instance_lut(present, np.array([7, 0, 3]))  # objects 0 and 2 have instances 7 and 3
-    assert lut[[0, 255, 7, 3, 2, 9]].tolist() == [0, 255, 1, 3, 4, 5]
+    assert lut[[0, 255, 7, 3, 2, 9]].tolist() == [0, 255, 1, 3, 2, 4]  # the others: the free ids 2, 4
+    # 300 objects, the last ones with instances: ids beyond 254 cannot be j + 1, they take free ids
+    kept = np.zeros(300, np.int64)
+    kept[[0, 299, 298]] = [5, 6, 7]
+    present[:] = False
+    present[[5, 6, 7, 8]] = True
+    lut = tile_instance_lut(present, kept)
+    assert lut[[5, 7, 6, 8]].tolist() == [1, 2, 3, 4] and len(set(lut[1:255].tolist()) - {0}) <= 254
 
 
 # ---- VOC mask files ---------------------------------------------------------------------------------------------

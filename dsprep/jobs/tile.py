@@ -181,7 +181,7 @@ def tile_one(args) -> dict:
     return {"images": 1 if job.first else 0, "tiles": tiles, "empty_skipped": empty,
             "objects": stats.whole + stats.cut, "cut": stats.cut, "difficult_2": stats.difficult2,
             "dropped": stats.dropped + stats.invalid, "skipped": skipped_lines if job.first else [],
-            "mask_tiles": len(written), "masks_written": written}
+            "masks_written": written, **({"mask_tiles": len(written)} if written else {})}
 
 
 class _Lazy:
@@ -318,8 +318,8 @@ def tile_record(args) -> dict:
         tiles += 1
     return {"images": 1 if job.first else 0, "tiles": tiles, "empty_skipped": empty,
             "objects": stats.whole + stats.cut, "cut": stats.cut, "difficult_2": stats.difficult2,
-            "dropped": stats.dropped + stats.invalid, "records": records, "mask_tiles": len(written),
-            "masks_written": written, **lossy}
+            "dropped": stats.dropped + stats.invalid, "records": records, "masks_written": written,
+            **({"mask_tiles": len(written)} if written else {}), **lossy}
 
 
 # ---- planning --------------------------------------------------------------------------------------------------------

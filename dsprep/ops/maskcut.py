@@ -78,18 +78,26 @@ def fit_masks(masks: Sequence[Optional[np.ndarray]], bounds: np.ndarray, src_siz
 
 def tile_instance_lut(present: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """The ``(256,) uint8`` relabelling of one tile's instance map: the instance of the tile's object ``j``
-    (``kept[j]``, its id in the source map; 0 when it has none) becomes ``j + 1``, the other instances present in
-    the tile (``present``: ``(256,) bool``) follow in their source order; 0 (background) and 255 (void) stay."""
+    (``kept[j]``, its id in the source map; 0 when it has none) becomes ``j + 1``, VOC's convention; the other
+    instances present in the tile (``present``: ``(256,) bool``) take the free ids after, in their source order; 0
+    (background) and 255 (void) stay.  An object beyond the 254th (a tile of many objects, most without a mask)
+    cannot be ``j + 1``: its instance takes a free id as the others (readers match it by class and box then).
+    Never more than 254 ids are needed: the source map holds at most 254 instances."""
     lut = np.zeros(256, np.uint8)
     lut[255] = 255
     kept = np.asarray(kept, np.int64).reshape(-1)
-    own = kept > 0
-    lut[kept[own]] = (np.flatnonzero(own) + 1).astype(np.uint8)
+    j = np.arange(len(kept))
+    own = (kept > 0) & (j < 254)
+    lut[kept[own]] = (j[own] + 1).astype(np.uint8)
     taken = np.zeros(256, bool)
     taken[kept[own]] = True
+    used = np.zeros(256, bool)
+    used[j[own] + 1] = True
+    later = kept[(kept > 0) & (j >= 254)]
     rest = np.flatnonzero(np.asarray(present, bool) & ~taken)
-    rest = rest[(rest != 0) & (rest != 255)]
-    lut[rest] = (len(kept) + 1 + np.arange(len(rest))).clip(max=255).astype(np.uint8)
+    rest = np.concatenate([later, rest[(rest != 0) & (rest != 255) & ~np.isin(rest, later)]])
+    free = np.flatnonzero(~used[1:255]) + 1
+    lut[rest] = free[:len(rest)].astype(np.uint8)
     return lut
 
 
