@@ -393,3 +393,30 @@ def test_help_mentions_masks():
     for cmd in ("tile", "tile-dota", "voc-to-h5", "voc-to-pickle"):
         assert "mask" in run(cmd, "--help").output.lower(), cmd
 
+
+@pytest.mark.parametrize("command", ["tile", "tile-dota"])
+def test_a_broken_mask_file_is_one_line_naming_it(shared, tmp_path, command):
+    """A mask of the wrong size (or not a PNG) fails the run in one line naming the file; with --on-error skip the
+    image is listed and none of its tiles is written."""
+    src = shared / "voc_sample"
+    if command == "tile":
+        root = _voc_with_masks(shared, tmp_path / "voc")
+    else:
+        root = tmp_path / "dota"
+        (root / "images").mkdir(parents=True)
+        for sub in ("SegmentationClass", "SegmentationObject"):
+            shutil.copytree(src / sub, root / sub)
+        for stem in MASKED:
+            shutil.copy(src / "JPEGImages" / f"{stem}.jpg", root / "images")
+    bad = root / "SegmentationObject" / "2011_000006.png"
+    Image.fromarray(np.zeros((10, 12), np.uint8), mode="L").save(bad)
+    res = run(command, root, "--out", tmp_path / "t", "--size", "256", "--gap", "56", ok=False)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert f"{bad}: the mask is 12x10" in res.output
+    assert not (tmp_path / "t").exists()
+    res = run(command, root, "--out", tmp_path / "s", "--size", "256", "--gap", "56", "--on-error", "skip")
+    assert "skipped" in res.output and str(bad) in res.output
+    names = {p.name for p in (tmp_path / "s").rglob("*.*") if p.is_file()}
+    assert not any(n.startswith("2011_000006") for n in names)
+    assert any(n.startswith("2011_000003") for n in names)
+

@@ -170,13 +170,15 @@ def tile_one(args) -> dict:
         if pixels is None:
             empty += 1
             continue
+        files = {}
+        if masks.get() is not None:  # DOTA keeps every object the devkit keeps: the masks are renumbered only
+            instance, classes = masks.get().window(left, up, opts.size, opts.pad)
+            files = masks.get().files(name, instance, classes, _source(source, cut.index))
+            written.append((job.masks.root, job.masks.stem, name))
         _write_pixels(out / "images" / f"{name}{opts.ext}", pixels, opts, geo, job, left, up)
         if job.label is not None:
             atomic_write_text(out / "labelTxt" / f"{name}.txt", "".join(line + "\n" for line in cut.lines(objs.names)))
-        if masks.get() is not None:  # DOTA keeps every object the devkit keeps: the masks are renumbered only
-            instance, classes = masks.get().window(left, up, opts.size, opts.pad)
-            _write_files(out, masks.get().files(name, instance, classes, _source(source, cut.index)))
-            written.append((job.masks.root, job.masks.stem, name))
+        _write_files(out, files)
         tiles += 1
     return {"images": 1 if job.first else 0, "tiles": tiles, "empty_skipped": empty,
             "objects": stats.whole + stats.cut, "cut": stats.cut, "difficult_2": stats.difficult2,
