@@ -18,6 +18,8 @@ Usage: python benchmarks/bench_formats.py [N_ANNOTATIONS] [N_LABEL_FILES]
 """
 import gc
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +34,7 @@ from dsprep.dataset import load_dataset
 from dsprep.voc import format_voc, read_voc
 from dsprep.formats.yolo import format_yolo, read_labels
 
+ROOT = Path(__file__).resolve().parents[1]
 COCO_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33,
             34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61,
             62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90]
@@ -98,6 +101,64 @@ def paused(fn):
         finally:
             gc.enable()
     return run
+
+
+# whole processes: the baseline as a program of its own, without and with each image's header read (Pillow opens
+# lazily: the header, not the pixels) -- `dsprep info` reads the headers too (sizes checked against the file's)
+BASE_PROCESS = """
+import json, sys
+import numpy as np
+with open(sys.argv[1], "rb") as f:
+    doc = json.load(f)
+img = np.array([a["image_id"] for a in doc["annotations"]], np.int64)
+order = np.argsort(img, kind="stable")
+_, starts = np.unique(img[order], return_index=True)
+groups = np.split(order, starts[1:])
+if len(sys.argv) > 2:
+    from pathlib import Path
+    from PIL import Image
+    bad = 0
+    for im in doc["images"]:
+        with Image.open(Path(sys.argv[2], im["file_name"])) as f:
+            bad += f.size != (im["width"], im["height"])
+    print(bad)
+print(len(groups))
+"""
+
+
+def process(cmd) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    return time.perf_counter() - t
+
+
+def bench_coco_info(n: int) -> None:
+    """`dsprep info --json` on the file with its images (one small 640 x 480 JPEG, hard-linked under every name),
+    as a whole process, against the baseline program without and with the image headers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        path = root / "instances_bench.json"
+        make_coco(path, n)
+        (root / "images").mkdir()
+        jpeg = root / "one.jpg"
+        jpeg.write_bytes(cv2.imencode(".jpg", np.full((480, 640, 3), 90, np.uint8))[1].tobytes())
+        for im in json.loads(path.read_bytes())["images"]:
+            os.link(jpeg, root / "images" / im["file_name"])
+        runs = {"json.load + grouping": [sys.executable, "-c", BASE_PROCESS, str(path)],
+                "json.load + grouping + image headers": [sys.executable, "-c", BASE_PROCESS, str(path),
+                                                         str(root / "images")],
+                "dsprep info --json": [sys.executable, "-m", "dsprep", "info", str(path), "--json"]}
+        best = {k: float("inf") for k in runs}
+        for _ in range(3):  # interleaved
+            for label, cmd in runs.items():
+                best[label] = min(best[label], process(cmd))
+    print(f"COCO, whole processes (start-up included), best of 3, {n:,} annotations with their images:")
+    for label, t in best.items():
+        extra = ""
+        if label.startswith("dsprep"):
+            extra = (f"   {t / best['json.load + grouping']:.2f}x json.load + grouping (bound: 1.5x), "
+                     f"{t / best['json.load + grouping + image headers']:.2f}x the same work (+ image headers)")
+        print(f"  {label:<38} {t:6.2f} s{extra}")
 
 
 def bench_coco(n: int) -> None:
@@ -177,8 +238,11 @@ def bench_yolo(n: int) -> None:
 def main():
     n_ann = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     n_files = int(sys.argv[2]) if len(sys.argv) > 2 else 20_000
+    print(f"load before: {os.getloadavg()[0]:.2f}")
     bench_coco(n_ann)
+    bench_coco_info(n_ann)
     bench_yolo(n_files)
+    print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -63,12 +63,16 @@ def main():
         make_inputs(root)
         n_aerial = max(2, n // 6)
         make_aerial(root / "aerial", n_aerial)
+        make_aerial(root / "aerial2", 2)
         (root / "photos").mkdir()
         rng = np.random.default_rng(0)
         base = cv2.resize(rng.integers(0, 255, (12, 16, 3)).astype(np.uint8), (1600, 1200))
+        (root / "photos2").mkdir()
         for i in range(n):
             img = np.clip(base * np.array([0.6, 0.8, 1.0]) + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
             cv2.imwrite(str(root / "photos" / f"p{i:04d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            if i < 2:
+                cv2.imwrite(str(root / "photos2" / f"p{i:04d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
         addr, procs = start_cluster(root)
         try:
             rows = []
@@ -83,6 +87,17 @@ def main():
                 if name.split()[0] not in only:
                     continue
                 rates = {}
+                # the fixed cost F (start-up, imports, the data set read, the pool): the default run on 2 items and on
+                # all of them, under the linear model t = F + items * w
+                if name == "synth":
+                    small = ["synth", "--backgrounds", root / "bg", "--objects", root / "objects", "-n", 2,
+                             "--canvas", "1024x512", "--per-image", "16", "--workers", "1", "--out"]
+                elif name == "tile-dota":
+                    small = ["tile-dota", root / "aerial2" / "png", "--workers", "1", "--out"]
+                else:
+                    small = ["color", "reference-white", root / "photos2", "--workers", "1", "--out"]
+                rates["small"] = min(2 / timed(small + [root / f"{name}-small-{k}".replace(" ", "_")], 2)
+                                     for k in range(2))
                 for label, extra, env in (
                         ("1 worker, 1 thread", ["--workers", "1"], {"OPENCV_FOR_THREADS_NUM": "1"}),
                         ("1 worker", ["--workers", "1"], None), ("2 workers", ["--workers", "2"], None),
@@ -104,6 +119,13 @@ def main():
               f"2 workers {r['2 workers']:6.1f}/s ({r['2 workers'] / base:.2f}x [{r['2 workers'] / one:.2f}x]) | "
               f"dask 2 workers {r['dask 2 workers']:6.1f}/s ({r['dask 2 workers'] / base:.2f}x "
               f"[{r['dask 2 workers'] / one:.2f}x])")
+        count = n_aerial if name == "tile-dota" else n
+        t_one, t_small = count / one, r["small"]
+        per_item = (t_one - t_small) / (count - 2)
+        fixed = max(0.0, t_small - 2 * per_item)
+        ideal = t_one / ((t_one - fixed) / 2 + fixed)
+        print(f"{'':<22} fixed cost {fixed:.2f} s of the default run's {t_one:.2f} s (from a 2-item run): two workers "
+              f"can give at most {ideal:.2f}x the default run; measured {r['2 workers'] / one:.2f}x")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ objects moved with them), saved once as PNG and once as JPEG (quality 95).  Time
     through shapely (Polygon, intersection, area ratio, 5-to-4-point reduction, best start point), tiles copied and
     written with cv2.imwrite and OpenCV's defaults, one label file per tile, one process;
   * the real ImgSplit.py, when a DOTA_devkit checkout is given with --devkit PATH (run as it is, never copied here);
-  * dsprep tile-dota with --workers 1 and --workers 2 (defaults: --png-compression fast).
+  * the floor: decoding each image and encoding each of its tiles with OpenCV's defaults (cv2.imread, cv2.imwrite;
+    no labels), one process: what any tool that reads and writes these pixels with OpenCV must spend;
+  * dsprep tile-dota with --workers 1 and --workers 2 (defaults: --png-compression fast: dsprep.pngenc, ISA-L's
+    deflate, with the plain install).
 
 The outputs are compared: every tile's decoded pixels and every label file's bytes must be identical.
 Usage: python benchmarks/bench_tile_dota.py [--devkit PATH] [--repeat 2] [--images 12]
@@ -162,6 +165,21 @@ def devkit_loop(src: Path, dst: Path, ext: str, size: int = 1024, gap: int = 200
             left += slide
 
 
+def floor_loop(src: Path, dst: Path, ext: str, size: int = 1024, gap: int = 200) -> None:
+    """Decode every image, encode and write every tile (the devkit's windows) with OpenCV's defaults: no labels."""
+    (dst / "images").mkdir(parents=True)
+    slide = size - gap
+    for img_path in sorted((src / "images").iterdir()):
+        img = cv2.imread(str(img_path))
+        h, w = img.shape[:2]
+        lefts = list(range(0, max(w - size, 0), slide)) + [max(w - size, 0)]
+        ups = list(range(0, max(h - size, 0), slide)) + [max(h - size, 0)]
+        for left in lefts:
+            for up in ups:
+                tile = f"{img_path.stem}__1__{left}___{up}"
+                cv2.imwrite(str(dst / "images" / f"{tile}{ext}"), img[up:up + size, left:left + size])
+
+
 def real_imgsplit(devkit: Path, src: Path, dst: Path, ext: str) -> None:
     sys.path.insert(0, str(devkit))
     import ImgSplit  # noqa: E402 - DOTA_devkit's own module, from the checkout given
@@ -194,13 +212,19 @@ def main():
     ap.add_argument("--images", type=int, default=12)
     ap.add_argument("--run-devkit-loop", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--run-imgsplit", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--run-floor", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.run_floor:
+        return floor_loop(Path(a.run_floor[0]), Path(a.run_floor[1]), a.run_floor[2])
     if a.run_devkit_loop:
         return devkit_loop(Path(a.run_devkit_loop[0]), Path(a.run_devkit_loop[1]), a.run_devkit_loop[2])
     if a.run_imgsplit:
         return real_imgsplit(Path(a.run_imgsplit[0]), Path(a.run_imgsplit[1]), Path(a.run_imgsplit[2]),
                              a.run_imgsplit[3])
-    print(f"load before: {os.getloadavg()[0]:.2f}; fpng: {'yes' if _has('fpng') else 'no'}")
+    sys.path.insert(0, str(ROOT))
+    from dsprep import pngenc
+    print(f"load before: {os.getloadavg()[0]:.2f}; PNG tiles deflated by "
+          f"{'ISA-L (isal, a dependency of the plain install)' if pngenc.FAST else 'OpenCV (isal missing)'}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         make_inputs(tmp / "in", a.images)
@@ -210,6 +234,7 @@ def main():
             if a.devkit:
                 runs["DOTA_devkit ImgSplit.py"] = [sys.executable, str(HERE), "--run-imgsplit", str(a.devkit),
                                                    str(src), "{out}", ext]
+            runs["floor: OpenCV decode + encode"] = [sys.executable, str(HERE), "--run-floor", str(src), "{out}", ext]
             for j in (1, 2):
                 runs[f"dsprep -j {j}"] = [sys.executable, "-m", "dsprep", "tile-dota", str(src), "--out", "{out}",
                                           "--ext", ext, "--workers", str(j), "--quiet"]
@@ -220,7 +245,8 @@ def main():
                     t = timed([c.replace("{out}", str(out)) for c in cmd])
                     best[label] = min(best.get(label, float("inf")), t)
             ref = digest(tmp / f"out-{kind}-devkit_loop-0")
-            same = all(digest(tmp / f"out-{kind}-{label.replace(' ', '_')}-0") == ref for label in runs)
+            labelled = [label for label in runs if not label.startswith("floor")]
+            same = all(digest(tmp / f"out-{kind}-{label.replace(' ', '_')}-0") == ref for label in labelled)
             n_tiles = len(ref)
             print(f"\n{kind.upper()} inputs: {a.images} images, {n_tiles} tiles (size 1024, gap 200); "
                   f"outputs identical (pixels and label bytes): {'yes' if same else 'NO'}")
@@ -229,23 +255,18 @@ def main():
                 extra = ""
                 if label.startswith("dsprep"):
                     extra = f"   {base / t:.2f}x faster than the devkit loop"
+                    if "DOTA_devkit ImgSplit.py" in best:
+                        extra += f", {best['DOTA_devkit ImgSplit.py'] / t:.2f}x ImgSplit.py"
+                    extra += f", {t / best['floor: OpenCV decode + encode']:.2f}x the floor's time"
                 if label == "dsprep -j 2":
                     extra += f", {best['dsprep -j 1'] / t:.2f}x dsprep -j 1"
                 print(f"  {label:<26} {t:7.2f} s{extra}")
             if not same:
-                for label in runs:
+                for label in labelled:
                     got = digest(tmp / f"out-{kind}-{label.replace(' ', '_')}-0")
                     diff = [k for k in ref if got.get(k) != ref[k]]
                     print(f"  {label}: {len(diff)} tiles differ, e.g. {diff[:3]}")
     print(f"\nload after: {os.getloadavg()[0]:.2f}")
-
-
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-        return True
-    except ImportError:
-        return False
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ times, over the same files (warm page cache, best of 3):
     dsprep.dataset.load_dataset on the whole folder with one reading process (DSPREP_READERS=1: layout, image
     lookup, image headers, size/clip checks included), against a plain ElementTree loop extracting the same fields;
   * whole processes, start-up included (what a user waits for): `dsprep info FOLDER` (default: many files are read
-    by one forked process per CPU), and with DSPREP_READERS=1, against `python -c "<the ElementTree loop>"`.
+    by one forked process per CPU), and with DSPREP_READERS=1, against `python -c "<the ElementTree loop>"` (the
+    XML only) and against the same loop also reading every image's size from its header with Pillow (the same work
+    as `info`: Pillow is needed for that line only).
 Usage: python benchmarks/bench_voc_parse.py [N]
 """
 import os
@@ -86,6 +88,23 @@ out = et_loop(sorted(Path(sys.argv[1], "Annotations").glob("*.xml")))
 print(len(out), sum(len(o[2]) for o in out))
 """
 
+# the same work as `dsprep info`: the XML, and each image's size from its header (Pillow opens lazily: it reads
+# the header, not the pixels), the sizes compared
+ET_HEADERS_PROCESS = """
+import sys, xml.etree.ElementTree as ET
+from pathlib import Path
+from PIL import Image
+""" + ET_LOOP + """
+root = Path(sys.argv[1])
+paths = sorted(Path(root, "Annotations").glob("*.xml"))
+out = et_loop(paths)
+bad = 0
+for p, (w, h, objs) in zip(paths, out):
+    with Image.open(root / "JPEGImages" / (p.stem + ".jpg")) as im:
+        bad += im.size != (w, h)
+print(len(out), sum(len(o[2]) for o in out), bad)
+"""
+
 
 def process(cmd, env=None) -> float:
     t = time.perf_counter()
@@ -107,6 +126,7 @@ def main():
         t_ds = best_of(lambda: load_dataset(tmp))
         del os.environ["DSPREP_READERS"]
         runs = {"ElementTree loop": [sys.executable, "-c", ET_PROCESS, tmp],
+                "ElementTree + headers": [sys.executable, "-c", ET_HEADERS_PROCESS, tmp],
                 "dsprep info": [sys.executable, "-m", "dsprep", "info", tmp],
                 "dsprep info, 1 reader": [sys.executable, "-m", "dsprep", "info", tmp]}
         best = {k: float("inf") for k in runs}
@@ -122,7 +142,9 @@ def main():
     print("whole processes (start-up included), best of 5:")
     for label, t in best.items():
         ratio = "" if label == "ElementTree loop" else \
-            f"   {best['ElementTree loop'] / t:.2f}x the speed of the ElementTree loop process"
+            f"   {t / best['ElementTree loop']:.2f}x the time of the ElementTree loop"
+        if label.startswith("dsprep"):
+            ratio += f", {t / best['ElementTree + headers']:.2f}x the loop doing the same work (+ image headers)"
         print(f"  {label:<24} {t:6.2f} s{ratio}")
     print(f"load after: {os.getloadavg()[0]:.2f}")
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 import os
 from collections import Counter
 from itertools import chain, compress
+from typing import Optional
 
 import numpy as np
 
 from .core import Dataset, Problem
 
 
-def summarize(ds: Dataset, rare_below: int = 20) -> dict:
+def summarize(ds: Dataset, rare_below: int = 20, masks: Optional[dict] = None) -> dict:
     """Counts and ranges for ``dsprep info`` (a JSON-ready dict), with the problems the boxes show
-    (:mod:`dsprep.boxstats`: ``rare_below`` objects make a class rare) and per-class box statistics."""
+    (:mod:`dsprep.boxstats`: ``rare_below`` objects make a class rare), per-class box statistics, and ``masks``
+    (what :func:`check_masks` found, or None when the masks were not read)."""
     from .ops.boxstats import box_problems, class_statistics, gather
     obj = gather(ds.records, ds.classes)
     problems = list(ds.problems) + box_problems(ds, rare_below, obj)
@@ -39,6 +41,7 @@ def summarize(ds: Dataset, rare_below: int = 20) -> dict:
             "min": int(n_per_image.min()), "mean": round(float(n_per_image.mean()), 3),
             "max": int(n_per_image.max()), "empty_images": int((n_per_image == 0).sum())},
         "class_boxes": class_statistics(obj),
+        "masks": masks,
         "problem_counts": dict(sorted(kinds.items())),
         "problems": [p.as_dict() for p in problems],
         "skipped": [{"file": f, "reason": r} for f, r in ds.skipped],
@@ -62,6 +65,14 @@ def format_summary(s: dict) -> str:
         for c, n in sorted(s["classes"].items(), key=lambda kv: (-kv[1], kv[0])):
             d = s["difficult_per_class"].get(c, 0)
             lines.append(f"  {c:<{width}}  {n:>7}" + (f"  ({d} difficult)" if d else ""))
+    if s.get("masks"):
+        m = s["masks"]
+        lines.append(f"masks: {m['objects']} objects in {m['images']} images, {m['pixels']:,} pixels (per class: "
+                     f"objects, pixels)")
+        if m["classes"]:
+            width = max(len(c) for c in m["classes"])
+            for c, v in sorted(m["classes"].items(), key=lambda kv: (-kv[1]["mask_pixels"], kv[0])):
+                lines.append(f"  {c:<{width}}  {v['objects']:>7}  {v['mask_pixels']:>12,}")
     if s["problem_counts"]:
         lines.append("problems:")
         for kind, n in s["problem_counts"].items():
@@ -94,3 +105,30 @@ def check_images(ds: Dataset, run) -> None:
         elif result is not None:
             ds.problems += [Problem("jpeg_warning", path, f"libjpeg: {w} (the pixels decode whole)")
                             for w in result.get("warnings", ())]
+
+
+def check_masks(ds: Dataset, run) -> Optional[dict]:
+    """Read every record's object masks (through ``run(fn, items, desc)``, the command's executor), add the
+    problems they show to ``ds.problems`` (:mod:`dsprep.ops.maskstats`: ``mask_outside_box``, ``mask_empty``,
+    ``mask_unreadable``), and return what :func:`summarize` reports as ``masks``: ``{"images", "objects",
+    "pixels", "classes": {name: {"objects", "mask_pixels"}}}`` (images and objects with a mask; pixels inside the
+    boxes, as every command reads them), or None when no image has masks."""
+    from .jobs.masks import mask_stats_one
+    from .ops.maskstats import class_pixels
+    items = [(rec, ds.format) for rec in ds.records if len(rec) and rec.width > 0]  # (no size: reported already)
+    names: list = []
+    pixels: list = []
+    images = 0
+    for (rec, _), result in run(mask_stats_one, items, "reading masks"):
+        if result is None:  # (--on-error skip: listed by the run)
+            continue
+        ds.problems.extend(result["problems"])
+        if result["pixels"] is not None:
+            images += 1
+            names += rec.names
+            pixels += result["pixels"]
+    if not images:
+        return None
+    classes = class_pixels(names, pixels, ds.classes)
+    return {"images": images, "objects": sum(v["objects"] for v in classes.values()),
+            "pixels": sum(v["mask_pixels"] for v in classes.values()), "classes": classes}

@@ -18,8 +18,9 @@ from helpers import gradient, run_cli
 DATA = Path(__file__).parent / "data"
 FIXTURES = {"coco_cvat": "coco", "coco_roboflow": "coco", "coco_labelstudio": "coco", "coco2017_mini": "coco",
             "yolo_ultralytics": "yolo", "yolo_roboflow": "yolo", "yolo_darknet_cvat": "yolo",
-            "yolo_obb_dota8": "yolo-obb", "labelme": "labelme"}
-TARGETS = ["voc", "dota", "coco", "yolo", "yolo-obb", "labelme"]
+            "yolo_obb_dota8": "yolo-obb", "labelme": "labelme", "yolo_seg_coco8": "yolo-seg",
+            "yolo_seg_roboflow": "yolo-seg"}
+TARGETS = ["voc", "dota", "coco", "yolo", "yolo-obb", "yolo-seg", "labelme"]
 
 
 def test_every_format_is_registered_and_writable():
@@ -52,14 +53,18 @@ def test_any_to_any(tmp_path, source, target):
         assert sorted(got.names) == sorted("-".join(n.split()) if spaced else n for n in want.names)
         if target in ("yolo-obb", "dota") and rec.polygons is None and "segmentation" in rec.attrs:
             continue  # polygons written as rotated rectangles: their boxes grow (counted as polygon_to_obb)
+        if target == "yolo-seg" and any(s for s in rec.attrs.get("segmentation") or []):
+            continue  # a YOLO-seg box is its polygon's bounds, not the box the source gives beside the polygon
         np.testing.assert_allclose(np.sort(got.boxes, axis=0), np.sort(want.boxes, axis=0), atol=1e-6)
     # what was lost is named
     lossy = {k for k in summary["counts"] if k not in ("images", "objects", "inputs")}
     from dsprep.jobs.convert import LOSSY
     assert lossy <= set(LOSSY)
     shaped = any(s for r in src.records for s in r.attrs.get("segmentation", []) or [])
-    if shaped and target in ("voc", "yolo"):  # a box-only format: every shape beyond a box is counted
+    if shaped and target == "yolo":  # a box-only format: every shape beyond a box is counted
         assert lossy & {"segmentation_dropped", "polygon_to_box"}
+    if shaped and target == "voc":  # shapes become VOC's Segmentation masks
+        assert "segmentation_dropped" not in lossy and any((tmp_path / "out" / "SegmentationObject").iterdir())
 
 
 def test_aliases_and_help():

@@ -37,9 +37,10 @@ def test_every_format_declares_itself(name):
 
 def test_registry_lists_follow_the_specs():
     assert writable_formats() == [n for n in FORMATS if n != "h5"]
-    # oriented-box formats (synth writes each object's rotated rectangle); COCO and labelme hold free polygons
+    # oriented-box formats (synth writes each object's rotated rectangle); COCO, YOLO-seg and labelme hold free
+    # polygons
     assert [n for n in FORMATS if format_spec(n).holds.quads] == ["h5", "dota", "yolo-obb"]
-    assert [n for n in FORMATS if format_spec(n).holds.polygons] == ["coco", "labelme"]
+    assert [n for n in FORMATS if format_spec(n).holds.polygons] == ["coco", "yolo-seg", "labelme"]
     assert editable_formats() == ["dota", "yolo", "yolo-obb", "labelme", "voc"]
 
 

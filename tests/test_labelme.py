@@ -130,7 +130,10 @@ def test_from_other_formats(tmp_path):
     assert back.difficult.tolist() == [1, 0]
     rle = ImageRecord("x.jpg", 4, 4, boxes=[[0, 0, 2, 2]], names=["a"],
                       attrs={"segmentation": [{"size": [4, 4], "counts": [0, 2, 2, 2, 10]}]})
-    assert format_labelme(rle)[1] == {"mask_to_box": 1}
+    data, lossy = format_labelme(rle)  # an RLE mask: its outline (a 2 x 2 square), nothing lost
+    assert lossy == {}
+    assert [(s["shape_type"], s["points"]) for s in json.loads(data)["shapes"]] == [
+        ("polygon", [[0, 0], [0, 2], [2, 2], [2, 0]])]
 
 
 def test_object_masks_are_the_polygons_pixels():

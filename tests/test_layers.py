@@ -89,7 +89,7 @@ def _layer(name: str) -> str:
 
 
 # who may import whom: each layer lists the layers it may use (besides itself)
-BASE = {"core", "geometry", "inputs", "images", "libjpeg", "outputs", "pickles", "rasters", "report", "signals", "parallel",
+BASE = {"core", "geometry", "inputs", "images", "libjpeg", "outputs", "pickles", "pngenc", "rasters", "report", "signals", "parallel",
         "splits", "datapaths", "packcheck", "rle"}
 ALLOWED = {
     "geometry": set(),
@@ -128,8 +128,10 @@ def test_format_modules_never_import_the_registry_the_loader_or_each_other():
     formats = set(importlib.import_module("dsprep.formats").FORMATS.values())
     for name in formats:
         assert not g[name] & {"dsprep.formats", "dsprep.dataset"}, name
-        # what formats share lives in formats.common / spec / shapes / yamlsub / jsonpos; YOLO-OBB is YOLO's variant
-        assert not (g[name] & formats) - ({"dsprep.formats.yolo"} if name == "dsprep.formats.yolo_obb" else set()), name
+        # what formats share lives in formats.common / spec / shapes / yamlsub / jsonpos; YOLO-OBB and YOLO-seg are
+        # YOLO's variants
+        variants = ("dsprep.formats.yolo_obb", "dsprep.formats.yolo_seg")
+        assert not (g[name] & formats) - ({"dsprep.formats.yolo"} if name in variants else set()), name
 
 
 def test_click_only_in_the_command_line():

@@ -638,3 +638,29 @@ def test_convert_from_a_pack_still_writes_its_annotations(packs, tmp_path):
     res = run("convert", packs / "good.h5", "--to", "yolo", "--out", tmp_path / "y", "--json")
     assert json.loads(res.stdout)["counts"]["images"] == 2
     assert sorted(p.name for p in (tmp_path / "y").rglob("*.txt")) == ["a.txt", "b.txt"]
+
+
+def test_json_outside_what_orjson_reads_is_read_as_the_standard_parser_reads_it(tmp_path):
+    """dsprep parses JSON with orjson; what orjson refuses but Python's json accepts (NaN, a BOM-less lone
+    surrogate, deep nesting) gets the same answer as before: the standard parser's document or dsprep's one line."""
+    from dsprep.core import ParseError
+    from dsprep.inputs import parse_json
+    assert parse_json(b'{"a": [1, 2.5, "x"]}', "f.json") == {"a": [1, 2.5, "x"]}
+    nan = parse_json(b'[NaN]', "f.json")
+    assert nan[0] != nan[0]  # NaN, as json.loads reads it
+    with pytest.raises(ParseError, match="lone UTF-16 surrogate"):
+        parse_json(b'["\\ud800"]', "f.json")
+    with pytest.raises(ParseError, match="nested 101 levels deep"):
+        parse_json(b"[" * 101 + b"]" * 101, "f.json")
+    with pytest.raises(ParseError, match=r"f.json:2: malformed JSON"):
+        parse_json(b'{"a": 1,\n "b": }', "f.json")
+
+
+def test_a_coco_id_beyond_int64_is_one_line_not_a_rounded_float(tmp_path):
+    import json as _json
+    doc = {"images": [{"id": 2 ** 70, "file_name": "a.jpg", "width": 4, "height": 4}], "annotations": [],
+           "categories": [{"id": 1, "name": "x"}]}
+    (tmp_path / "instances_x.json").write_text(_json.dumps(doc))
+    res = run("info", tmp_path / "instances_x.json", ok=False)
+    assert res.exit_code == 1 and "too large" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1

@@ -282,11 +282,13 @@ def test_detect_tells_boxes_from_oriented_boxes():
         load_dataset(DATA / "yolo_obb_dota8", fmt="yolo")
 
 
-def test_segmentation_labels_are_named_not_ignored(tmp_path):
+def test_segmentation_labels_are_yolo_seg_and_named_when_read_as_boxes(tmp_path):
     _one_image(tmp_path / "seg", "train", "a", 40, 40, "0 0.1 0.1 0.5 0.1 0.5 0.5 0.2 0.6 0.1 0.4\n", ["x"])
-    assert detect_format(tmp_path / "seg") == "yolo"
-    with pytest.raises(ParseError, match=r"a.txt:1: expected 5 fields .*got 11 \(a segmentation polygon\? only boxes"):
-        load_dataset(tmp_path / "seg")
+    assert detect_format(tmp_path / "seg") == "yolo-seg"
+    np.testing.assert_allclose(load_dataset(tmp_path / "seg").records[0].boxes, [[4, 4, 20, 24]])
+    with pytest.raises(ParseError, match=r"a.txt:1: expected 5 fields .*got 11 \(a YOLO-seg polygon line: use "
+                                         r"--format yolo-seg\)"):
+        load_dataset(tmp_path / "seg", fmt="yolo")
 
 
 def test_label_path_is_ultralytics_rule():

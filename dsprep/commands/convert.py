@@ -27,11 +27,14 @@ class _ConvertCommand(click.Command):
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
 @shared("dataset", "classes", "classmap", "run", "workers")
 def convert(dataset, target, out, overwrite, common):
-    """Convert DATASET to another format: dsprep convert DATASET --to voc|dota|coco|yolo|yolo-obb|labelme --out DIR.
+    """Convert DATASET to another format: dsprep convert DATASET --to voc|dota|coco|yolo|yolo-obb|yolo-seg|labelme
+    --out DIR.
 
-    Class indices (YOLO) and COCO category ids follow the data set's class list (--classes pins it); COCO ids are
-    kept. What the target format cannot hold is counted and named in the summary (polygon_to_box,
-    segmentation_dropped, crowd_skipped ...). `convert voc-to-dota` and `convert dota-to-voc` are kept as
+    Class indices (YOLO, VOC's SegmentationClass values) and COCO category ids follow the data set's class list
+    (--classes pins it); COCO ids are kept. Object shapes travel: polygons, RLE masks, quads and VOC's
+    SegmentationObject masks become VOC masks, COCO polygons or RLE, labelme and YOLO-seg polygons. What the target
+    format cannot hold is counted and named in the summary (polygon_to_box, segmentation_dropped,
+    mask_holes_dropped, crowd_skipped ...). `convert voc-to-dota` and `convert dota-to-voc` are kept as
     aliases of --to dota and --to voc."""
     from ..jobs.convert import write_dataset
     from ..outputs import OutputDir
@@ -40,6 +43,6 @@ def convert(dataset, target, out, overwrite, common):
     ds = map_classes(ds, common, summary)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         write_dataset(out_dir, target, ds.classes, ds.meta, ds.records, summary, common, desc="converting",
-                      image_files=ds.image_getter is None)
+                      image_files=ds.image_getter is None, source_format=ds.format)
     finish(summary, str(out_dir), ["images", "objects"], common)
     explain_lossy(summary, target)

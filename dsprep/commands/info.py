@@ -21,12 +21,19 @@ from .common import load, run_jobs, shared, start_summary
               help="Also draw charts into this folder as PNG: objects per class (per split), box width against "
                    "height, aspect ratios, objects per image, box centres. Needs dsprep[plots] (matplotlib).")
 @click.option("--overwrite", is_flag=True, help="Write the charts into a non-empty --plots folder.")
+@click.option("--masks/--no-masks", default=None,
+              help="Read the object masks: mask pixels per class, and masks that disagree with their boxes or "
+                   "images (mask_outside_box, mask_empty, mask_unreadable) [default: when the data set keeps its "
+                   "masks as images (VOC SegmentationObject); COCO and labelme shapes are rasterized only with "
+                   "--masks, as images are decoded only with --check-images].")
 @shared("dataset", "classes", "run", "workers")
-def info(dataset, check_images, rare_below, plots, overwrite, common):
-    """What is in a data set, and what is wrong with it (headers only; --check-images decodes every image).
+def info(dataset, check_images, rare_below, plots, overwrite, masks, common):
+    """What is in a data set, and what is wrong with it (image headers, and object masks where the data set has
+    them; --check-images decodes every image).
 
     With --json the report itself is printed as one JSON document."""
-    from ..info import check_images as check_all, format_summary, summarize
+    from ..info import check_images as check_all, check_masks, format_summary, summarize
+    from ..ops.maskstats import has_masks, mask_images, masks_wanted
     from ..outputs import OutputDir
     if plots is not None:
         from ..ops.plots import pyplot
@@ -38,7 +45,11 @@ def info(dataset, check_images, rare_below, plots, overwrite, common):
         if check_images:
             check_all(ds, lambda fn, items, desc: run_jobs(fn, items, start_summary("check"), common, desc,
                                                             name_of=lambda it: it[0]))
-        s = summarize(ds, rare_below)
+        mask_stats = None
+        if masks_wanted(masks, ds.format, default=mask_images(ds.format)):
+            mask_stats = check_masks(ds, lambda fn, items, desc: run_jobs(
+                fn, items, start_summary("masks"), common, desc, name_of=lambda it: it[0].image_path))
+        s = summarize(ds, rare_below, mask_stats)
         if out_dir is not None:
             s["plots"] = _draw(ds, out_dir)
     signals.settle()  # the report is all that is left: a late Ctrl-C must not add a line to it
@@ -46,6 +57,8 @@ def info(dataset, check_images, rare_below, plots, overwrite, common):
         click.echo(json.dumps(s, ensure_ascii=False, indent=1))
     else:
         click.echo(format_summary(s))
+        if masks is None and mask_stats is None and has_masks(ds.format) and not mask_images(ds.format):
+            click.echo(f"masks: not read ({ds.format} shapes; --masks counts their pixels per class and checks them)")
 
 
 def _draw(ds, out_dir):

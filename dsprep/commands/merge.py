@@ -51,7 +51,8 @@ def merge(datasets, out, target, link, overwrite, common):
         classes, meta = cmap.classes(classes), cmap.meta(meta)
     summary.add("renamed_across_inputs", len(joined.renamed))
     with OutputDir(out, overwrite=overwrite, inputs=list(datasets)) as out_dir:
-        write_dataset(out_dir, target, classes, meta, records, summary, common, link=link, desc="merging")
+        write_dataset(out_dir, target, classes, meta, records, summary, common, link=link, desc="merging",
+                      source_format=[loaded[k].format for k in joined.origin])
     finish(summary, str(out_dir), ["images", "objects", "renamed_across_inputs"])
     renames = [{"input": datasets[k], "image": path, "as": stem} for k, path, stem in joined.renamed]
     for r in renames:

@@ -68,7 +68,7 @@ def split(dataset, out, ratios, seed, group, link, target, overwrite, common):
     records, quality = assign_splits(ds, ratios, group, np.random.default_rng(seed), **dedup)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         done = write_dataset(out_dir, target, ds.classes, ds.meta, records, summary, common, link=link,
-                             desc="splitting", image_files=ds.image_getter is None)
+                             desc="splitting", image_files=ds.image_getter is None, source_format=ds.format)
     lines, counts = describe(done, ratios, quality)
     for k, v in counts.items():
         summary.add(k, v)

@@ -25,24 +25,35 @@ def visualize():
 @click.option("--ext", type=click.Choice([".jpg", ".png"]), default=".jpg", show_default=True,
               help="Format of the drawn images.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
+@click.option("--masks/--no-masks", default=None,
+              help="Fill each object's mask, translucent, in its class colour [default: when the format has masks: "
+                   "VOC SegmentationObject, COCO and labelme shapes].")
+@click.option("--mask-alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="How much of a masked pixel is the class colour (0: none, 1: solid).")
+@click.option("--mask-outlines", is_flag=True, help="Also outline each mask in a darker shade of its class colour.")
 @shared("dataset", "classes", "run", "workers")
-def visualize_boxes(dataset, out, only, limit, show, grid, ext, overwrite, common):
-    """Draw every box (or polygon) on its image, one file per image in --out."""
+def visualize_boxes(dataset, out, only, limit, show, grid, ext, overwrite, masks, mask_alpha, mask_outlines,
+                    common):
+    """Draw every box (or polygon) on its image, its mask filled where the data set has masks, one file per image
+    in --out."""
     from ..ops.draw import contact_sheet, drawable
     from ..images import write_image
     from ..jobs.visualize import VisualizeOptions, visualize_one
+    from ..ops.maskstats import masks_wanted
     from ..outputs import OutputDir, atomic_write_text, safe_name
     if show:
         _check_gui()
     ds = load(dataset, common)
     wanted = csv_list(only)
     check_classes_known(wanted, ds, "--only")
+    masks = masks_wanted(masks, ds.format)
     records = ds.records[:limit] if limit else ds.records
     index = {c: i for i, c in enumerate(ds.classes)}
     summary = start_summary("visualize", ds)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         opts = VisualizeOptions(out=str(out_dir), class_index=index, classes=tuple(wanted), ext=ext,
-                                thumb=256 if grid else 0)
+                                thumb=256 if grid else 0, fmt=ds.format, masks=masks, mask_alpha=mask_alpha,
+                                mask_outlines=mask_outlines)
         # packed files hold their images; folder data sets are read by the jobs themselves
         items = [(r, ds.image_getter(r) if ds.image_getter else None, opts) for r in records]
         thumbs = []
@@ -56,7 +67,7 @@ def visualize_boxes(dataset, out, only, limit, show, grid, ext, overwrite, commo
             atomic_write_text(out_dir / "legend.txt", "".join(f"#{i}\t{c}\n" for i, c in enumerate(ds.classes)))
         if grid and thumbs:
             write_image(out_dir / "grid.png", contact_sheet(thumbs[:256]))
-    finish(summary, str(out_dir), ["images", "objects"], common)
+    finish(summary, str(out_dir), ["images", "objects"] + (["masks"] if masks else []), common)
 
 
 def _check_gui() -> None:

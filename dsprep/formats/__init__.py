@@ -22,6 +22,7 @@ FORMATS = {
     "coco": "dsprep.formats.coco",
     "yolo": "dsprep.formats.yolo",
     "yolo-obb": "dsprep.formats.yolo_obb",
+    "yolo-seg": "dsprep.formats.yolo_seg",
     "labelme": "dsprep.formats.labelme",
     "voc": "dsprep.formats.voc",
 }

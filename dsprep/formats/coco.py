@@ -73,6 +73,8 @@ def _int_id(value, what: str, where) -> int:
     """``where``: the place for the message, or a function giving it (computed only on error)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
         raise ParseError(f"{where() if callable(where) else where}: {what} must be an integer, got {value!r}")
+    if not -2 ** 63 <= value < 2 ** 63:  # ids are int64 (a larger one may even reach us as a float: not exact)
+        raise ParseError(f"{where() if callable(where) else where}: {what} {value!r} is too large (ids are below 2^63)")
     return int(value)
 
 

@@ -241,8 +241,9 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
 
     Objects read from labelme are written as their original shapes (when their box is unchanged); others as a
     ``rectangle``, a ``polygon`` per segmentation ring (several rings share a ``group_id``), or their quad.  An RLE
-    mask becomes its box (``mask_to_box``)."""
-    from .shapes import is_rle, rings, unreadable
+    mask becomes the exact outline of each of its parts (``polygon`` shapes sharing a ``group_id``); its holes
+    cannot be held (a labelme polygon is one ring) and are counted (``mask_holes_dropped``, once per object)."""
+    from .shapes import is_rle, rings, segmentation_rings, unreadable
     lossy: Dict[str, int] = {}
     shapes = []
     originals = rec.attrs.get("labelme")
@@ -277,13 +278,16 @@ def format_labelme(rec: ImageRecord, image_name: Optional[str] = None) -> Tuple[
             continue
         seg = segs[k] if segs is not None else None
         try:
-            rs = rings(seg) if seg is not None else []
-        except ValueError as e:
+            if seg and is_rle(seg):
+                rs, holes = segmentation_rings(seg, (int(rec.width), int(rec.height)), filled=True)
+                if holes:
+                    lossy["mask_holes_dropped"] = lossy.get("mask_holes_dropped", 0) + 1
+            else:
+                rs = rings(seg) if seg is not None else []
+        except (ValueError, KeyError, TypeError) as e:
             raise unreadable(rec, k, e) from e
         if rec.polygons is not None and not rs:
             rs = [rec.polygons[k]]
-        if seg is not None and is_rle(seg):
-            lossy["mask_to_box"] = lossy.get("mask_to_box", 0) + 1
         if rs:
             gid = None
             if len(rs) > 1:
@@ -600,7 +604,8 @@ class Writer(FormatWriter):
     NAME = NAME
     KEEPS_FLAGS = frozenset({"difficult", "truncated"})  # shape flags
     KEEPS_IMAGE_FLAGS = True
-    # rings kept as polygons; masks counted as mask_to_box; boxes clipped when read written as drawn (or counted)
+    # rings kept as polygons, masks as their outlines (holes counted); boxes clipped when read written as drawn (or
+    # counted)
     HANDLES_ATTRS = frozenset({"segmentation", "clipped_box"})
 
     def _base(self, rec: ImageRecord) -> str:

@@ -260,3 +260,155 @@ def obb_of_segmentation(seg) -> Tuple[Optional[np.ndarray], str]:
     import cv2
     pts = np.concatenate(r).astype(np.float32)
     return cv2.boxPoints(cv2.minAreaRect(pts)).astype(np.float64), "polygon_to_obb"
+
+
+# ---- masks as outlines, outlines as one polygon -------------------------------------------------------------------
+#
+# A mask's outline is traced along pixel *edges* (pixel i covers [i, i+1)), so rasterizing it again -- a pixel is in
+# when its centre is, by shapes.ring_mask, pycocotools or dsprep.rle.from_polygons -- gives back exactly the mask.
+# OpenCV traces the centres of boundary pixels; on the mask doubled in both directions (each pixel a 2x2 block) a
+# boundary pixel u lies at u // 2 in the original's pixel edges (u = 2i, the left half of pixel i: its left edge i;
+# u = 2i + 1, the right half: its right edge i + 1), for outer outlines and holes alike.
+
+def mask_rings(mask: np.ndarray, filled: bool = False) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """The exact outline of a bool mask: ``(outer rings, hole rings)``, each ring a ``(K, 2) float64`` array of
+    pixel-corner coordinates in the mask's own frame (pixel ``(x, y)`` covers ``[x, x+1) x [y, y+1)``), only its
+    corners kept.  Parts are 8-connected (two pixels touching at a corner are one part, its outline pinched there).
+    The even-odd union of all rings is the mask, pixel for pixel (a part inside a hole is another outer ring).
+
+    ``filled=True``: the outline of the mask with its holes filled -- only the outermost rings -- and, as the second
+    value, the holes that filling dropped (what a format without holes loses)."""
+    import cv2
+    m = np.asarray(mask, bool)
+    h, w = m.shape
+    if h == 0 or w == 0 or not m.any():
+        return [], []
+    up = np.zeros((2 * h + 2, 2 * w + 2), np.uint8)
+    up[1:-1, 1:-1] = np.repeat(np.repeat(m, 2, axis=0), 2, axis=1)
+    contours, hierarchy = cv2.findContours(up, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+    parent = hierarchy[0][:, 3]
+    depth = np.zeros(len(contours), np.int64)
+    up_one = parent.copy()
+    while (up_one >= 0).any():  # one step per nesting level
+        depth += up_one >= 0
+        up_one = np.where(up_one >= 0, parent[np.maximum(up_one, 0)], -1)
+    outers: List[np.ndarray] = []
+    holes: List[np.ndarray] = []
+    for c, d in zip(contours, depth.tolist()):
+        if filled and d > 1:
+            continue  # inside a filled hole
+        ring = _corners((c.reshape(-1, 2) // 2).astype(np.float64))  # (the padding cancels the half-pixel shift)
+        if len(ring) >= 3:
+            (holes if d % 2 else outers).append(ring)
+    return outers, holes
+
+
+def _corners(ring: np.ndarray) -> np.ndarray:
+    """A closed ring without repeated points and without points in the middle of a straight edge."""
+    ring = ring[np.any(ring != np.roll(ring, 1, axis=0), axis=1)]
+    if len(ring) < 3:
+        return ring
+    d_in = ring - np.roll(ring, 1, axis=0)
+    d_out = np.roll(ring, -1, axis=0) - ring
+    cross = d_in[:, 0] * d_out[:, 1] - d_in[:, 1] * d_out[:, 0]
+    straight = (cross == 0) & ((d_in * d_out).sum(axis=1) > 0)
+    return ring[~straight]
+
+
+def rle_of_mask(mask: np.ndarray, x0: int, y0: int, width: int, height: int) -> dict:
+    """A bool mask whose top-left pixel is ``(x0, y0)`` of a ``width x height`` image -> COCO's compressed RLE over
+    the whole image (``{"size": [height, width], "counts": str}``, what ``pycocotools.mask.encode`` gives), computed
+    from the mask's own runs (the whole image is never drawn)."""
+    m = np.asarray(mask, bool)
+    h, w = m.shape
+    if x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height:
+        raise ValueError(f"a {w}x{h} mask at ({x0}, {y0}) reaches outside the {width}x{height} image")
+    cols = np.zeros((w, h + 2), np.int8)
+    cols[:, 1:-1] = m.T                                  # column-major, as COCO counts
+    step = np.diff(cols, axis=1)
+    sc, sr = np.nonzero(step == 1)                       # row-major order: by column, then row
+    ec, er = np.nonzero(step == -1)
+    start = (x0 + sc).astype(np.int64) * height + y0 + sr
+    end = (x0 + ec).astype(np.int64) * height + y0 + er
+    total = int(width) * int(height)
+    if len(start) == 0:
+        counts = np.array([total], np.int64)
+    else:
+        join = start[1:] == end[:-1]                     # a run going on from the bottom of one column to the next
+        start, end = start[np.r_[True, ~join]], end[np.r_[~join, True]]
+        counts = np.empty(2 * len(start) + 1, np.int64)
+        counts[0] = start[0]
+        counts[1::2] = end - start
+        counts[2:-1:2] = start[1:] - end[:-1]
+        counts[-1] = total - end[-1]
+        if counts[-1] == 0:
+            counts = counts[:-1]
+    return {"size": [int(height), int(width)], "counts": encode_counts_string(counts.tolist())}
+
+
+def mask_segmentation(mask: np.ndarray, x0: int, y0: int, width: int, height: int) -> Tuple[object, int, int]:
+    """A bool mask (its top-left pixel at ``(x0, y0)`` of a ``width x height`` image) as a COCO segmentation in the
+    image's pixel coordinates: one polygon ring (its exact outline) when it is one part without holes, else a
+    compressed RLE (holes and parts kept); ``[]`` for an empty mask.  Returns ``(segmentation, parts, holes)``."""
+    outers, holes = mask_rings(mask)
+    if not outers:
+        return [], 0, 0
+    if len(outers) == 1 and not holes:
+        return [(outers[0] + (x0, y0)).reshape(-1).tolist()], 1, 0
+    return rle_of_mask(mask, x0, y0, width, height), len(outers), len(holes)
+
+
+def segmentation_rings(seg, image_size: Tuple[int, int], filled: bool = False
+                       ) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """``(outer rings, hole rings)`` of a segmentation in image pixel coordinates: polygon rings as they are (COCO
+    joins an object's rings: none is a hole), an RLE mask's exact outline (:func:`mask_rings`, ``filled`` as
+    there).  ``image_size`` is ``(width, height)``; an RLE of another size is a ``ValueError``."""
+    if not is_rle(seg):
+        return rings(seg), []
+    full = rle_decode(seg, image_size)
+    ys = np.flatnonzero(full.any(axis=1))
+    xs = np.flatnonzero(full.any(axis=0))
+    if len(xs) == 0:
+        return [], []
+    x0, y0 = int(xs[0]), int(ys[0])
+    outers, holes = mask_rings(full[y0:ys[-1] + 1, x0:xs[-1] + 1], filled)
+    return [r + (x0, y0) for r in outers], [r + (x0, y0) for r in holes]
+
+
+def join_rings(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Several rings as one ring covering the same pixels: each other part is joined to the first by a bridge
+    between their nearest vertices, walked there and back (a zero-width cut, as Ultralytics joins an object's
+    COCO polygons into its one YOLO-seg polygon).  Rasterized by the even-odd rule or pycocotools', the bridges
+    cover nothing."""
+    import shapely
+    parts = [np.asarray(p, np.float64).reshape(-1, 2) for p in parts]
+    if len(parts) == 1:
+        return parts[0]
+    main = parts[0]
+    tree = shapely.STRtree(shapely.points(main))
+    links = []
+    for part in parts[1:]:  # (one step per part: the nearest pairs come from the tree in one query)
+        (b_all, a_all), dist = tree.query_nearest(shapely.points(part), return_distance=True, all_matches=False)
+        best = int(np.argmin(dist))
+        a, b = int(a_all[best]), int(b_all[best])
+        # at main vertex a: over to part vertex b, once round the part back to b, and back to a
+        links.append((a, np.concatenate([np.roll(part, -b, axis=0), part[b:b + 1], main[a:a + 1]])))
+    links.sort(key=lambda link: link[0])
+    pieces, start = [], 0
+    for a, bridge in links:
+        pieces += [main[start:a + 1], bridge]
+        start = a + 1
+    pieces.append(main[start:])
+    return np.concatenate(pieces)
+
+
+def object_segmentations(rec) -> Optional[list]:
+    """Each object's shape as a COCO segmentation (the convention every writer of shapes reads): its own
+    (``rec.attrs["segmentation"][k]``) when it has one, else its quadrilateral (``rec.polygons[k]``) as one 4-point
+    ring, else None (a box only).  None when no object has a shape."""
+    segs = rec.attrs.get("segmentation")
+    quads = rec.polygons
+    out = [segs[k] if segs is not None and segs[k] else
+           [np.asarray(quads[k], np.float64).reshape(-1).tolist()] if quads is not None else None
+           for k in range(len(rec))]
+    return out if any(s for s in out) else None

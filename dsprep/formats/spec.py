@@ -88,6 +88,8 @@ class FormatSpec:
       object's pixels in the pixels :func:`dsprep.images.read_record_image` returns; ``None`` for a record without
       masks.  Raises a ``DsprepError`` naming the file for a broken mask.  Called through
       :func:`dsprep.dataset.object_masks`, which checks the answer;
+    * ``mask_leftovers(rec) -> {kind: count}``: what the format's mask files hold that the objects' masks do not
+      carry (VOC: instances no object matches, the void band), counted when ``convert`` carries the masks;
     * ``image_files``: False for packed files (the pixels are inside the file: no header to read);
     * ``edit``: the :class:`EditProtocol`, for formats ``dsprep review`` edits in place;
     * ``default_metric``: the metric ``dsprep eval`` uses for ground truth in this format;
@@ -107,6 +109,7 @@ class FormatSpec:
     writer: Optional[type] = None
     check_record: Optional[Callable[[ImageRecord], Tuple[ImageRecord, List[Problem]]]] = None
     object_masks: Optional[Callable[[ImageRecord], Any]] = None
+    mask_leftovers: Optional[Callable[[ImageRecord], Dict[str, int]]] = None
     image_files: bool = True
     edit: Optional[EditProtocol] = None
     default_metric: str = "voc07"

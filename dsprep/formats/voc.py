@@ -215,8 +215,9 @@ def _from_root(root, source: str) -> Tuple[ImageRecord, List[Problem]]:
     return rec, problems
 
 
-def format_voc(rec: ImageRecord, folder: str = "dsprep") -> bytes:
-    """The record as a standard VOC ``<annotation>`` document (UTF-8 bytes); inverse of :func:`parse_voc`."""
+def format_voc(rec: ImageRecord, folder: str = "dsprep", segmented: bool = False) -> bytes:
+    """The record as a standard VOC ``<annotation>`` document (UTF-8 bytes); inverse of :func:`parse_voc`.
+    ``segmented``: the image has Segmentation PNGs (``<segmented>1``)."""
     filename = os.path.basename(rec.image_path) or f"{rec.stem}.jpg"
     out = ["<annotation>",
            f"\t<folder>{escape(folder)}</folder>",
@@ -224,7 +225,7 @@ def format_voc(rec: ImageRecord, folder: str = "dsprep") -> bytes:
            "\t<source>\n\t\t<database>dsprep</database>\n\t</source>",
            f"\t<size>\n\t\t<width>{rec.width}</width>\n\t\t<height>{rec.height}</height>\n"
            f"\t\t<depth>{rec.depth}</depth>\n\t</size>",
-           "\t<segmented>0</segmented>"]
+           f"\t<segmented>{int(segmented)}</segmented>"]
     b = rec.boxes
     for k in range(len(rec)):
         out.append(
@@ -536,23 +537,37 @@ def _other_records(path: Path, selected: Sequence[VocItem]) -> List[ImageRecord]
 
 
 class Writer(FormatWriter):
-    """Standard VOC tree: ``Annotations/<id>.xml``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``.
+    """Standard VOC tree: ``Annotations/<id>.xml``, ``JPEGImages/``, ``ImageSets/Main/<split>.txt``; for images
+    whose objects have shapes (polygons, RLE masks, quads), ``SegmentationObject/<id>.png`` and
+    ``SegmentationClass/<id>.png`` (8-bit palette PNGs, the VOC colour map: instance k + 1 is object k, class value
+    = position in the class list + 1, background 0; overlaps in ``vocmasks.PAINT_ORDER``), listed in
+    ``ImageSets/Segmentation/<split>.txt``, and ``labelmap.txt`` saying what the class values are.
 
-    Polygons become their axis-aligned boxes (counted as ``polygon_to_box``); boxes are clipped to the image
-    (counted as ``clipped_box``)."""
+    The XML boxes: polygons become their axis-aligned boxes (counted as ``polygon_to_box``); boxes are clipped to the
+    image (counted as ``clipped_box``)."""
 
     NAME = NAME
+    HANDLES_ATTRS = frozenset({"segmentation"})  # polygons and RLE masks painted into the Segmentation PNGs
 
     def image_path(self, rec: ImageRecord) -> str:
         return f"JPEGImages/{_safe_stem(rec)}{os.path.splitext(rec.image_path)[1] or '.jpg'}"
 
     def record_files(self, rec: ImageRecord):
         lossy = {}
+        files = {}
+        masks = self._masks(rec)
+        if masks is not None:
+            instance, classes, lost = masks
+            lossy.update(lost)
+            from .vocmasks import encode_palette_png, voc_palette
+            pal = voc_palette()
+            files[f"SegmentationObject/{_safe_stem(rec)}.png"] = encode_palette_png(instance, pal)
+            files[f"SegmentationClass/{_safe_stem(rec)}.png"] = encode_palette_png(classes, pal)
         box_rec = rec.select(np.arange(len(rec)))
         if box_rec.polygons is not None:
             from .shapes import axis_aligned
             bent = int((~axis_aligned(box_rec.polygons, box_rec.boxes)).sum())  # a rectangle loses nothing
-            if bent:
+            if bent and masks is None:  # (with masks, the quads are kept in them)
                 lossy["polygon_to_box"] = bent
             box_rec.polygons = None
         two = box_rec.difficult == 2
@@ -564,18 +579,46 @@ class Writer(FormatWriter):
         clipped = sum(p.kind == "clipped_box" for p in problems)
         if clipped:
             lossy["clipped_box"] = clipped
-        return {f"Annotations/{_safe_stem(rec)}.xml": format_voc(box_rec)}, lossy
+        files[f"Annotations/{_safe_stem(rec)}.xml"] = format_voc(box_rec, segmented=masks is not None)
+        return files, lossy
+
+    def _masks(self, rec: ImageRecord):
+        """``(instance map, class map, lossy)`` of the record's shapes, or None when it has none."""
+        from .shapes import check_rle, is_rle, object_segmentations, rings, unreadable
+        from .vocmasks import object_index_maps
+        segs = object_segmentations(rec)
+        if segs is None:
+            return None
+        for k, seg in enumerate(segs):  # each checked first, so an error names its object
+            try:
+                if seg:
+                    check_rle(seg, (int(rec.width), int(rec.height))) if is_rle(seg) else rings(seg)
+            except (ValueError, KeyError, TypeError) as e:
+                raise unreadable(rec, k, e) from e
+        index = {c: i + 1 for i, c in enumerate(self.classes)}
+        class_index = np.array([index.get(n, 0) for n in rec.names], np.int64)
+        return object_index_maps(segs, class_index, rec.width, rec.height)
 
     KEEPS_FLAGS = frozenset({"difficult", "truncated"})
     MULTI_SPLIT = True  # an image is written into every split list it is in (see dsprep.splits)
 
     def finish(self, records: Sequence[ImageRecord]) -> dict:
         from ..splits import list_files, lists_by_split
+        from .shapes import object_segmentations
+        from .vocmasks import labelmap_text
         by_split = lists_by_split(records, _safe_stem)
         if not by_split and records:  # a data set without splits: one list of every image, as before
             by_split["trainval"] = [_safe_stem(r) for r in records]
         ids = (self.options.get("dataset_meta") or {}).get("category_ids")
-        return {**list_files(by_split, "ImageSets/Main"), CLASS_FILE: format_class_file(self.classes, ids)}
+        out = {**list_files(by_split, "ImageSets/Main"), CLASS_FILE: format_class_file(self.classes, ids)}
+        segmented = [r for r in records if object_segmentations(r) is not None]
+        if segmented:
+            seg_split = lists_by_split(segmented, _safe_stem)
+            if not seg_split:
+                seg_split["trainval"] = [_safe_stem(r) for r in segmented]
+            out.update(list_files(seg_split, "ImageSets/Segmentation"))
+            out["labelmap.txt"] = labelmap_text(self.classes).encode("utf-8")
+        return out
 
 
 def _safe_stem(rec: ImageRecord) -> str:
@@ -910,9 +953,10 @@ def split_lists(ds: Dataset) -> Dict[str, List[str]]:
     return out
 
 
-from .vocmasks import object_masks  # noqa: E402  (the format's answer to dataset.object_masks)
+from .vocmasks import mask_leftovers, object_masks  # noqa: E402  (the format's answer to dataset.object_masks)
 
 FORMAT = FormatSpec(NAME, LAYOUT, detect, load, writer=Writer, check_record=check_record, object_masks=object_masks,
+                    mask_leftovers=mask_leftovers,
                     edit=EditProtocol(annotation_file, load_record, save_record, split_lists),
                     holds=Holds(boxes=True, masks=True, difficult=True, truncated=True, splits=True, image_size=True),
                     append_names=append_split_names)

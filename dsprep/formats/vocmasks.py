@@ -20,10 +20,11 @@ same way; a mask matching neither grid is an error.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..pngenc import chunk as _chunk  # the one PNG chunk writer
 from ..core import ImageRecord, ParseError
 
 
@@ -47,12 +48,6 @@ def _png_chunks(data: bytes, name: str) -> List[Tuple[bytes, bytes]]:
     if not out or out[0][0] != b"IHDR" or len(out[0][1]) != 13:
         raise ParseError(f"{name}: PNG without a valid IHDR chunk")
     return out
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    import struct
-    import zlib
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
 def mask_indices(data: bytes, name: str = "<mask>", colors: Optional[np.ndarray] = None) -> np.ndarray:
@@ -204,10 +199,9 @@ def _mask_root(rec: ImageRecord) -> Optional[Path]:
     return Path(ann).parent.parent if ann else None
 
 
-def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
-    """The VOC format's answer to :func:`dsprep.dataset.object_masks`: each object's bool mask over its pixel
-    bounds (``None`` for objects without a matching instance), or ``None`` when the image has no
-    ``SegmentationObject/<id>.png``."""
+def _matched(rec: ImageRecord):
+    """``(instance map, class map or None, each object's instance id (0: none), pixel bounds)`` of the record's
+    ``SegmentationObject/<id>.png`` (and ``SegmentationClass/<id>.png``), or None when it has none."""
     from ..geometry import pixel_bounds
     from ..images import apply_orientation
     root = _mask_root(rec)
@@ -243,8 +237,39 @@ def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
     object_class = np.array([index.get(n, -1) for n in rec.names], np.int64)
     bounds = pixel_bounds(rec.boxes, rec.width, rec.height)
     ids = match_instances(*instance_table(instance, classes), bounds, object_class)
+    return instance, classes, ids, bounds
+
+
+def object_masks(rec: ImageRecord) -> Optional[List[Optional[np.ndarray]]]:
+    """The VOC format's answer to :func:`dsprep.dataset.object_masks`: each object's bool mask over its pixel
+    bounds (``None`` for objects without a matching instance), or ``None`` when the image has no
+    ``SegmentationObject/<id>.png``."""
+    found = _matched(rec)
+    if found is None:
+        return None
+    instance, _, ids, bounds = found
     return [None if i == 0 else np.ascontiguousarray(instance[y0:y1, x0:x1] == i)
             for i, (x0, y0, x1, y1) in zip(ids.tolist(), bounds.tolist())]
+
+
+def mask_leftovers(rec: ImageRecord) -> dict:
+    """What the record's VOC masks hold beyond its objects' masks (the format's ``mask_leftovers``): instances no
+    object of the XML matches (``mask_instance_without_object``: labelme's VOC export paints every polygon, not
+    only the annotated objects), objects whose instance reaches outside their box (``mask_cut_to_box``: an
+    object's mask is cut to its box) and the void band (``mask_void_dropped``: 1 for an image with 255 pixels).
+    ``{}`` for an image without masks."""
+    found = _matched(rec)
+    if found is None:
+        return {}
+    instance, classes, ids, bounds = found
+    count = np.bincount(instance.ravel(), minlength=256)
+    present = np.flatnonzero(count[1:255]) + 1
+    inside = [int(np.count_nonzero(instance[y0:y1, x0:x1] == i)) if i else 0   # (one step per object)
+              for i, (x0, y0, x1, y1) in zip(ids.tolist(), bounds.tolist())]
+    out = {"mask_instance_without_object": int(len(np.setdiff1d(present, ids[ids > 0]))),
+           "mask_cut_to_box": int(sum(1 for i, n in zip(ids.tolist(), inside) if i and count[i] > n)),
+           "mask_void_dropped": int(count[255] > 0 or (classes is not None and bool((classes == 255).any())))}
+    return {k: v for k, v in out.items() if v}
 
 
 # ---- writing: palette PNGs as VOC's masks are -------------------------------------------------------------
@@ -261,13 +286,103 @@ def voc_palette() -> np.ndarray:
 
 def encode_palette_png(index: np.ndarray, palette: np.ndarray) -> bytes:
     """An 8-bit palette ('P' mode) PNG, as VOC's SegmentationClass/SegmentationObject files are (OpenCV cannot
-    write these)."""
-    import struct
-    import zlib
+    write these): :func:`dsprep.pngenc.encode_png`."""
+    from ..pngenc import encode_png
+    return encode_png(np.ascontiguousarray(index, np.uint8), palette=palette)
 
-    h, w = index.shape
-    raw = np.zeros((h, w + 1), np.uint8)  # filter byte 0 per row
-    raw[:, 1:] = index
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-            + _chunk(b"PLTE", palette.astype(np.uint8).tobytes()) + _chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
-            + _chunk(b"IEND", b""))
+
+# ---- writing a record's objects as VOC masks ----------------------------------------------------------------------
+
+# The order objects are painted in where they overlap: larger first (by mask pixels), so a smaller object lying on a
+# larger one stays visible; equal areas in object order (the later on top).
+PAINT_ORDER = "larger area first, smaller on top (equal areas: object order, the later on top)"
+
+
+def top_masks(masks, height: int, width: int) -> np.ndarray:
+    """``(height, width) int64``: at each pixel the mask of ``masks`` (a :class:`dsprep.rle.MaskSet` over this
+    image, one mask per object) painted last in :data:`PAINT_ORDER` among those covering it, -1 where none does."""
+    n = len(masks)
+    flat = np.full(int(height) * int(width), -1, np.int64)
+    lengths = masks.end - masks.start
+    total = int(lengths.sum())
+    if n == 0 or total == 0:
+        return flat.reshape(int(width), int(height)).T
+    area = masks.area
+    rank = np.empty(n, np.int64)
+    rank[np.lexsort((np.arange(n), -area))] = np.arange(n)
+    owner = np.repeat(np.repeat(np.arange(n), np.diff(masks.first)), lengths)
+    offset = np.repeat(masks.start - (np.cumsum(lengths) - lengths), lengths)
+    pixel = offset + np.arange(total)                         # flat column-major index of every covered pixel
+    order = np.lexsort((-rank[owner], pixel))                 # per pixel, the top mask first
+    pixel, owner = pixel[order], owner[order]
+    first = np.r_[True, pixel[1:] != pixel[:-1]]
+    flat[pixel[first]] = owner[first]
+    return flat.reshape(int(width), int(height)).T
+
+
+def object_index_maps(segs: Sequence, class_index: np.ndarray, width: int, height: int
+                      ) -> Optional[Tuple[np.ndarray, np.ndarray, Dict[str, int]]]:
+    """A record's objects as VOC's two index maps: ``(SegmentationObject, SegmentationClass, lossy)``, ``(H, W)
+    uint8`` each, or None when no object has a shape.
+
+    ``segs``: each object's COCO segmentation in pixel coordinates (polygon rings, an RLE mask of the image's size,
+    or None / ``[]`` for a box-only object, which is not painted); ``class_index``: each object's class value (its
+    position in the class list + 1).  Polygons are rasterized exactly as pycocotools rasterizes them
+    (:func:`dsprep.rle.from_polygons`), so the masks are those a COCO reader sees.  Object k is instance k + 1;
+    where objects overlap, :data:`PAINT_ORDER` decides.  What 8-bit indices cannot hold (255 is void) is counted:
+    objects past the 254th (``mask_instance_over_254``: not in SegmentationObject) and class values over 254
+    (``mask_class_over_254``: not in SegmentationClass).  ``ValueError`` for a segmentation that cannot be used."""
+    from .. import rle
+    from .shapes import is_rle, rings, rle_counts, check_rle
+    n = len(segs)
+    ring_list: List[np.ndarray] = []
+    ring_owner: List[int] = []
+    rle_objs: List[int] = []
+    rle_runs: List[np.ndarray] = []
+    for k, seg in enumerate(segs):  # (one step per object: sorting out which kind of shape it has)
+        if not seg:
+            continue
+        if is_rle(seg):
+            check_rle(seg, (int(width), int(height)))
+            rle_objs.append(k)
+            rle_runs.append(rle_counts(seg))
+            continue
+        rs = rings(seg)
+        ring_list += rs
+        ring_owner += [k] * len(rs)
+    if not ring_list and not rle_objs:
+        return None
+    poly_objs = sorted(set(ring_owner))
+    local = {k: i for i, k in enumerate(poly_objs)}
+    parts = []
+    if poly_objs:
+        parts.append(rle.from_polygons(ring_list, [local[k] for k in ring_owner], [height] * len(poly_objs),
+                                       [width] * len(poly_objs)))
+    if rle_objs:
+        first = np.r_[0, np.cumsum([len(r) for r in rle_runs])]
+        parts.append(rle.from_counts(np.concatenate(rle_runs), first, [height] * len(rle_objs),
+                                     [width] * len(rle_objs)))
+    owners = np.array(poly_objs + rle_objs, np.int64)
+    top = top_masks(rle.concat(parts), height, width)
+    obj = np.where(top >= 0, owners[np.maximum(top, 0)], -1)  # the object on top at each pixel, -1 background
+    lossy: Dict[str, int] = {}
+    inst_of = np.r_[np.arange(1, n + 1), 0]                  # (index -1: background)
+    over = inst_of > 254
+    if over.any():
+        lossy["mask_instance_over_254"] = int(len(set(owners.tolist()) & set(np.flatnonzero(over).tolist())))
+        inst_of[over] = 0
+    cls_of = np.r_[np.asarray(class_index, np.int64).reshape(n), 0]
+    bad = cls_of > 254
+    if bad.any():
+        lossy["mask_class_over_254"] = int(len(set(owners.tolist()) & set(np.flatnonzero(bad).tolist())))
+        cls_of[bad] = 0
+    return inst_of[obj].astype(np.uint8), cls_of[obj].astype(np.uint8), lossy
+
+
+def labelmap_text(classes: Sequence[str]) -> str:
+    """``labelmap.txt`` (CVAT's and Datumaro's VOC export): ``background`` then the classes, the value of each
+    being its line number from 0, with its VOC palette colour (:func:`read_labelmap` reads it)."""
+    pal = voc_palette()
+    names = ["background"] + list(classes)
+    return "# label:color_rgb:parts:actions\n" + "".join(
+        f"{name}:{','.join(str(int(v)) for v in pal[i % 256])}::\n" for i, name in enumerate(names))

@@ -25,15 +25,17 @@ data.yaml is read and written through :mod:`dsprep.formats.yamlsub` (the small Y
 no YAML library.
 
 Why one module: the YOLO layouts (data.yaml, Darknet lists, flat folders), the reader, the edit protocol and the
-writer make one format, and YOLO-OBB (:mod:`dsprep.formats.yolo_obb`) reuses all of it.
+writer make one format, and YOLO-OBB (:mod:`dsprep.formats.yolo_obb`) and YOLO-seg (:mod:`dsprep.formats.yolo_seg`,
+through :class:`LabelSyntax`) reuse all of it.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -49,6 +51,27 @@ LAYOUT = "YOLO: a data.yaml with images/ + labels/, or classes.txt / obj.names b
 
 _FIELDS = {False: 5, True: 9}
 _KIND = {False: "yolo", True: "yolo-obb"}
+
+
+@dataclass(frozen=True)
+class LabelSyntax:
+    """What one YOLO variant's label lines are, for the reader all variants share (:func:`load_yolo`):
+
+    * ``kind``: the format's name; ``fields``: the number of fields of every line, or None for polygons (any
+      length: YOLO-seg);
+    * ``parse(text, source, n_classes, on_error) -> (classes, values, skipped lines)``: one label file, naming each
+      bad line (``values``: an ``(N, fields - 1)`` array, or for polygons a list of ``(K, 2)`` arrays);
+    * ``parts(values of each file) -> [(normalized, normalized boxes or None, (reaches outside, has a zero-size
+      box))]``: computed for all files at once; a record keeps them in ``attrs["normalized"]`` (and
+      ``attrs["normalized_box"]``) until its format's ``check_record`` turns them into pixels."""
+
+    kind: str
+    fields: Optional[int]
+    parse: Callable
+    parts: Callable
+
+    def empty(self):
+        return np.zeros((0, self.fields - 1)) if self.fields else []
 _CLASS_FILES = ("obj.names", "classes.txt", "classes.names")
 _NOT_LABELS = {"classes.txt", "obj.names", "classes.names", "obj.data", "train.txt", "val.txt", "valid.txt",
                "test.txt", "readme.txt", "readme.roboflow.txt", "readme.dataset.txt", "labels.txt"}
@@ -85,6 +108,33 @@ def parse_yolo(text: str, source: str = "<labels>", obb: bool = False, n_classes
     return _parse_slow(fields, source, obb, n_classes, on_error)
 
 
+def class_index(token: str, where: str, n_classes: Optional[int]) -> int:
+    """A label line's class field as an index into the class list (``n_classes`` long, when known); a
+    :class:`ParseError` naming ``where`` (``file:line``) otherwise."""
+    try:
+        c = float(token)
+    except ValueError as e:
+        raise ParseError(f"{where}: cannot parse the class index from '{token}'") from e
+    if not (math.isfinite(c) and c >= 0 and c == int(c)):
+        raise ParseError(f"{where}: class index '{token}' is not a whole number >= 0")
+    if n_classes is not None and c >= n_classes:
+        raise ParseError(f"{where}: class index {int(c)} is not in the class list (0..{n_classes - 1})")
+    return int(c)
+
+
+def coordinate(token: str, name: str, where: str) -> float:
+    """A label line's normalized coordinate ``name``; a :class:`ParseError` naming ``where`` unless it is a number
+    in ``[0, 1]``."""
+    try:
+        v = float(token)
+    except ValueError as e:
+        raise ParseError(f"{where}: cannot parse {name} from '{token}'") from e
+    if not 0.0 <= v <= 1.0:
+        raise ParseError(f"{where}: {name} is {token}, outside [0, 1] (YOLO coordinates are normalized by the image "
+                         f"size)")
+    return v
+
+
 def _parse_slow(fields, source, obb, n_classes, on_error):
     """Line by line, naming the first problem of each bad line."""
     n = _FIELDS[obb]
@@ -98,27 +148,12 @@ def _parse_slow(fields, source, obb, n_classes, on_error):
             if len(f) != n:
                 hint = " (a YOLO-OBB line: use --format yolo-obb)" if (not obb and len(f) == 9) else \
                     " (a YOLO box line: use --format yolo)" if (obb and len(f) == 5) else \
-                    " (a segmentation polygon? only boxes are read)" if len(f) > n and len(f) % 2 == 1 else ""
+                    " (a YOLO-seg polygon line: use --format yolo-seg)" if len(f) > n and len(f) % 2 == 1 else ""
                 raise ParseError(f"{source}:{lineno}: expected {n} fields ({what}), got {len(f)}{hint}")
-            try:
-                c = float(f[0])
-            except ValueError as e:
-                raise ParseError(f"{source}:{lineno}: cannot parse the class index from '{f[0]}'") from e
-            if not (c >= 0 and c == int(c)):
-                raise ParseError(f"{source}:{lineno}: class index '{f[0]}' is not a whole number >= 0")
-            if n_classes is not None and c >= n_classes:
-                raise ParseError(f"{source}:{lineno}: class index {int(c)} is not in the class list "
-                                 f"(0..{n_classes - 1})")
+            c = class_index(f[0], f"{source}:{lineno}", n_classes)
             row = []
             for name, tok in zip(names, f[1:]):
-                try:
-                    v = float(tok)
-                except ValueError as e:
-                    raise ParseError(f"{source}:{lineno}: cannot parse {name} from '{tok}'") from e
-                if not 0.0 <= v <= 1.0:
-                    raise ParseError(f"{source}:{lineno}: {name} is {tok}, outside [0, 1] (YOLO coordinates are "
-                                     f"normalized by the image size)")
-                row.append(v)
+                row.append(coordinate(tok, name, f"{source}:{lineno}"))
         except ParseError as e:
             if on_error != "skip":
                 raise
@@ -449,8 +484,16 @@ def _sample_fields(layout: YoloLayout, limit: int = 20) -> List[int]:
 
 
 def detect_kind(path: Path) -> Optional[str]:
-    """``"yolo"``, ``"yolo-obb"`` or None: the layout, and the field counts of the first label lines.  A line of
-    another count (6 values: a results file with confidences) does not decide: the reader names it."""
+    """``"yolo"``, ``"yolo-obb"``, ``"yolo-seg"`` or None: the layout, and the field counts of the first line of
+    (up to 20) label files:
+
+    * lines of an odd count of 7 or more other than 9 (a class and 3, 5, 6 ... points), and these with the lines
+      of 9 outnumbering the lines of 5: YOLO-seg (its 4-point polygons are lines of 9 too);
+    * else more lines of 9 (a class and 4 corners) than of 5: YOLO-OBB -- unless the data.yaml is one dsprep wrote
+      for YOLO-seg (4-point polygons only look like corners: their data.yaml's first line says which it is);
+    * else YOLO (lines of 5: class cx cy w h).
+
+    A line of another count (6 values: a results file with confidences) does not decide: the reader names it."""
     try:
         layout = find_layout(Path(path))
     except DsprepError:
@@ -463,11 +506,14 @@ def detect_kind(path: Path) -> Optional[str]:
     counts = _sample_fields(layout)
     flat = layout.kind == "flat"
     obb = counts.count(9)
-    boxes = sum(1 for n in counts if n == 5 or (n >= 7 and n % 2 == 1 and n != 9 and not flat))
+    boxes = counts.count(5)
+    polygons = sum(1 for n in counts if n >= 7 and n % 2 == 1 and n != 9)
+    if (polygons and polygons + obb > boxes) or ((obb > boxes or not counts) and _written_as(layout) == "yolo-seg"):
+        return "yolo-seg"
     if obb > boxes:
         return "yolo-obb"
     if boxes:
-        return "yolo"  # (segmentation polygons: read as YOLO, whose reader names each such line)
+        return "yolo"
     if flat or _labels_are_dota(layout):
         # a flat folder needs labels that look like YOLO to be told from any folder with a classes.txt; image
         # folders whose labels sit in a DOTA labelTxt/ beside them are DOTA's (Roboflow's oriented-box export)
@@ -475,6 +521,19 @@ def detect_kind(path: Path) -> Optional[str]:
     # a YOLO layout whose lines are all of another count (or that has none yet) is still YOLO: its reader names
     # the lines
     return "yolo"
+
+
+def _written_as(layout: YoloLayout) -> Optional[str]:
+    """The variant a data.yaml written by dsprep names in its first line (see :meth:`Writer.finish`), or None."""
+    if layout.names_file is None or layout.names_file.suffix.lower() not in (".yaml", ".yml"):
+        return None
+    try:
+        with open(layout.names_file, "rb") as f:
+            first = f.readline(200).decode("utf-8", "replace")
+    except OSError:
+        return None
+    m = re.match(r"# (YOLO(?:-OBB|-seg)?) data set written by dsprep", first)
+    return m.group(1).lower() if m else None
 
 
 def _labels_are_dota(layout: YoloLayout) -> bool:
@@ -505,9 +564,11 @@ def read_labels(path: str, obb: bool, n_classes: Optional[int], on_error: str, m
     return None if text is None else parse_yolo(text, path, obb, n_classes, on_error)
 
 
-def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Dataset:
+def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool = False,
+              syntax: Optional[LabelSyntax] = None) -> Dataset:
     """Every record of a YOLO (``obb=False``) or YOLO-OBB data set, boxes still normalized (see the module
-    docstring)."""
+    docstring); ``syntax`` reads another variant's label lines in the same layouts (YOLO-seg)."""
+    syntax = syntax or SYNTAX[obb]
     path = Path(path)
     layout = find_layout(path)
     if layout is None:
@@ -516,7 +577,7 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
     available = [s.name for s in layout.splits if s.name is not None]
     if split is not None and split not in available:
         raise DatasetError(f"{path}: no split '{split}' (available: {', '.join(available) or 'none'})")
-    ds = Dataset(path, _KIND[obb])
+    ds = Dataset(path, syntax.kind)
     ds.problems.extend(layout.problems)
     ds.meta["yolo_layout"] = layout.kind
     if layout.names_file is not None:
@@ -530,7 +591,6 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
                                        f"'{s.alias_of}')"))
             if split is not None:
                 chosen = [t for t in layout.splits if t.name == s.alias_of]
-    n_fields = _FIELDS[obb]
     labels_of = _beside if layout.kind == "flat" else label_path
     # Pass 1, per image: its label file read and split into numbers.  Files whose lines all have the right number
     # of fields are checked together in pass 2 (a few whole-array tests); the others, and the files pass 2 finds
@@ -554,12 +614,12 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
                 ds.problems.append(Problem.about("unreadable", lab, e))
                 continue
             if text is None:
-                entries.append([image, None, s.name, _NO_CLASSES, np.zeros((0, n_fields - 1)), None])
+                entries.append([image, None, s.name, _NO_CLASSES, syntax.empty(), None])
                 continue
             used.add(lab)
-            rows = _rows(text, n_fields)
+            rows = _rows(text, syntax.fields) if syntax.fields else None
             if rows is None:
-                found = _checked(text, lab, obb, n_classes, policy, ds)
+                found = _checked(text, lab, syntax, n_classes, policy, ds)
                 if found is not None:
                     entries.append([image, lab, s.name, found[0], found[1], None])
                 continue
@@ -572,7 +632,7 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
                 policy.handle(ParseError(f"{lab}: label file without an image (no image of that name in "
                                          f"{', '.join(str(src) for src in s.sources)})"), lab)
     if split is None:
-        ds.problems.extend(unread_labels(layout, accounted, obb))
+        ds.problems.extend(unread_labels(layout, accounted, syntax.kind))
     # Pass 2: the regular files' numbers, all at once.
     if regular:
         arrays = [entries[i][4] for i in regular]
@@ -589,7 +649,7 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
         for j, i in enumerate(regular):
             ent = entries[i]
             if file_bad[j]:
-                found = _checked(ent[5], ent[1], obb, n_classes, policy, ds)
+                found = _checked(ent[5], ent[1], syntax, n_classes, policy, ds)
                 if found is None:
                     ent[0] = None  # unreadable: skipped under --on-error skip
                     continue
@@ -601,9 +661,9 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
     max_class = max((int(e[3].max()) for e in entries if len(e[3])), default=-1)
     declared = names is not None
     if names is None:
-        max_class = max(max_class, _max_class_elsewhere(layout, chosen, obb))
+        max_class = max(max_class, _max_class_elsewhere(layout, chosen, syntax))
         names = [str(i) for i in range(max_class + 1)]
-    parts = normalized_parts([e[4] for e in entries], obb)
+    parts = syntax.parts([e[4] for e in entries])
     for (image, lab, split_name, cls, _vals, _), (norm, norm_box, flags) in zip(entries, parts):
         n = len(cls)
         meta = {"stem": os.path.splitext(os.path.basename(image))[0],
@@ -613,7 +673,7 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool) -> Data
         if lab is not None:
             meta["annotation_path"] = lab
         attrs = {"normalized": norm}
-        if obb:
+        if norm_box is not None:
             attrs["normalized_box"] = norm_box
         ds.records.append(ImageRecord.trusted(
             image, 0, 0, 3, np.full((n, 4), np.nan), [names[i] for i in cls.tolist()], np.zeros(n, np.uint8),
@@ -646,10 +706,10 @@ def _rows(text: str, n_fields: int) -> Optional[np.ndarray]:
         return None
 
 
-def _checked(text: str, lab: str, obb: bool, n_classes: Optional[int], policy, ds: Dataset):
+def _checked(text: str, lab: str, syntax: LabelSyntax, n_classes: Optional[int], policy, ds: Dataset):
     """``(classes, values)`` from the line-by-line parser (skipped lines listed), or None for a file it refuses."""
     try:
-        cls, vals, skipped = parse_yolo(text, lab, obb, n_classes, policy.mode)
+        cls, vals, skipped = syntax.parse(text, lab, n_classes, policy.mode)
     except DsprepError as e:
         policy.handle(e, lab)
         ds.problems.append(Problem.about("unreadable", lab, e))
@@ -688,7 +748,19 @@ def normalized_parts(values: Sequence[np.ndarray], obb: bool):
             for a, b, c, d in zip(starts.tolist(), ends.tolist(), clip, degenerate)]
 
 
-def unread_labels(layout: YoloLayout, accounted, obb: bool) -> List[Problem]:
+def _syntax(obb: bool) -> LabelSyntax:
+    def parse(text, source, n_classes, on_error):
+        return parse_yolo(text, source, obb, n_classes, on_error)
+
+    def parts(values):
+        return normalized_parts(values, obb)
+    return LabelSyntax(_KIND[obb], _FIELDS[obb], parse, parts)
+
+
+SYNTAX = {False: _syntax(False), True: _syntax(True)}  # YOLO's boxes, YOLO-OBB's corners
+
+
+def unread_labels(layout: YoloLayout, accounted, kind: str) -> List[Problem]:
     """One ``labels_not_read`` problem counting the label files under the data set's root that no image led to
     (labels where this layout does not look for them: a reader that found nothing must not say "problems: none").
     A ``.txt`` file counts when its first line is a label line (a class index and 4 or 8 numbers, or a polygon)
@@ -706,7 +778,7 @@ def unread_labels(layout: YoloLayout, accounted, obb: bool) -> List[Problem]:
             found.append(p)
     if not found:
         return []
-    kind = "YOLO-OBB" if obb else "YOLO"
+    kind = kind.upper()
     return [Problem("labels_not_read", found[0],
                     f"{len(found)} label file{'s' if len(found) > 1 else ''} under {layout.root} never read (this "
                     f"one and {len(found) - 1} more): no image of the data set leads to them ({kind} labels are "
@@ -732,7 +804,7 @@ def _looks_like_labels(path: str) -> bool:
     return not head.strip()
 
 
-def _max_class_elsewhere(layout: YoloLayout, chosen: Sequence[YoloSplit], obb: bool) -> int:
+def _max_class_elsewhere(layout: YoloLayout, chosen: Sequence[YoloSplit], syntax: LabelSyntax) -> int:
     """The largest class index in the splits not read (so every split of an undeclared data set gets the same
     class list); unreadable files there are not this selection's problem."""
     best = -1
@@ -742,7 +814,8 @@ def _max_class_elsewhere(layout: YoloLayout, chosen: Sequence[YoloSplit], obb: b
         for image in split_images(s):
             lab = _beside(image) if layout.kind == "flat" else label_path(image)
             try:
-                found = read_labels(lab, obb, None, "skip", missing_ok=True)
+                text = read_label_text(lab, missing_ok=True)
+                found = None if text is None else syntax.parse(text, lab, None, "skip")
             except DsprepError:
                 continue
             if found is not None and len(found[0]):
@@ -929,6 +1002,7 @@ class Writer(FormatWriter):
 
     NAME = NAME
     OBB = False
+    TITLE = "YOLO"  # the variant the data.yaml's first line names (detect_kind reads it back)
 
     def __init__(self, classes, options=None):
         super().__init__(classes, options)
@@ -964,7 +1038,7 @@ class Writer(FormatWriter):
             dirs["train"] = ["train"]
         # no 'path:' entry: Ultralytics then takes this file's own folder as the data set root, so the folder can
         # be moved or copied (an absolute path would keep pointing at the original)
-        lines = [f"# {'YOLO-OBB' if self.OBB else 'YOLO'} data set written by dsprep (Ultralytics layout): "
+        lines = [f"# {self.TITLE} data set written by dsprep (Ultralytics layout): "
                  f"labels/<split>/ beside images/<split>/, relative to this file's folder"]
         order = sorted(dirs, key=lambda k: ({"train": 0, "val": 1, "test": 2}.get(k, 3), k))
         for key in order:

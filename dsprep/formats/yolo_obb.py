@@ -46,6 +46,7 @@ class Writer(yolo.Writer):
 
     NAME = NAME
     OBB = True
+    TITLE = "YOLO-OBB"
     HANDLES_ATTRS = frozenset({"segmentation"})  # rings become quads or rotated rectangles, counted in record_files
 
 

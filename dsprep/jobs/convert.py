@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -16,6 +16,20 @@ LOSSY = {
     "polygon_to_obb": "polygons written as their minimum-area rotated rectangles",
     "segmentation_dropped": "segmentation polygons or masks not kept: only the boxes are written",
     "mask_to_box": "RLE masks written as their boxes",
+    "mask_holes_dropped": "objects whose mask has holes written without them: {target} polygons cannot hold holes",
+    "mask_parts_joined": "objects of several parts written as one polygon, the parts joined by zero-width bridges "
+                         "(as Ultralytics joins them): {target} holds one polygon per object",
+    "box_to_polygon": "objects without a shape written as their box's four corners ({target} lines are polygons: "
+                      "read back, their mask is the box)",
+    "mask_instance_over_254": "objects past the 254th of an image left out of SegmentationObject (8-bit ids, 255 "
+                              "is void)",
+    "mask_instance_without_object": "mask instances no annotated object matches left out (only objects are "
+                                    "carried: VOC SegmentationObject ids without an XML object)",
+    "mask_cut_to_box": "object masks reaching outside their object's box cut to the box",
+    "mask_void_dropped": "images whose masks mark void pixels (VOC's 255 band along object borders) written "
+                         "without them: every pixel is background or an object",
+    "mask_class_over_254": "objects of a class past the 254th left out of SegmentationClass (8-bit values, 255 is "
+                           "void)",
     "crowd_skipped": "COCO crowd regions left out: the format has no crowd flag",
     "clipped_box": "boxes reaching outside the image clipped to it",
     "clipped_polygon": "polygon corners outside the image moved onto its border",
@@ -58,6 +72,40 @@ class ConvertOptions:
     writer: FormatWriter
     link: str = "hard"  # how an image is placed: hard | symlink | copy (see outputs.copy_file)
     image_files: bool = True  # False for a packed source: its pixels are inside the pack, no file is copied
+    source_format: Optional[str] = None  # the format read: its object masks (VOC's PNGs) become outlines
+
+
+def derive_outlines(rec: ImageRecord, fmt: Optional[str], writer: FormatWriter
+                    ) -> Tuple[ImageRecord, Optional[list], Dict[str, int]]:
+    """Object masks the source format keeps beside the annotation (VOC's SegmentationObject PNGs: the format's
+    ``object_masks``) as COCO segmentations in ``rec.attrs["segmentation"]``, the one form every writer of shapes
+    reads: one polygon ring (the mask's exact outline) for a mask of one part without holes, else a compressed RLE
+    (:func:`dsprep.formats.shapes.mask_segmentation`).  Only for records whose objects carry no shape of their own
+    (no segmentation, no quads).  What the mask files hold beyond the objects' masks is counted (the format's
+    ``mask_leftovers``: VOC's instances without an object, its void band).  A target that holds no shapes gets
+    none: its masks are counted as ``segmentation_dropped``.  Returns ``(record, the derived segmentations or None, lossy counts)``."""
+    if fmt is None or len(rec) == 0 or "segmentation" in rec.attrs or rec.polygons is not None:
+        return rec, None, {}
+    from ..dataset import object_masks
+    from ..formats import format_spec
+    spec = format_spec(fmt)
+    if spec.object_masks is None:
+        return rec, None, {}
+    masks = object_masks(fmt, rec)
+    if masks is None:
+        return rec, None, {}
+    if "segmentation" not in getattr(writer, "HANDLES_ATTRS", frozenset()):
+        n = sum(1 for m in masks if m is not None and m.any())
+        return rec, None, ({"segmentation_dropped": n} if n else {})
+    lossy = dict(spec.mask_leftovers(rec)) if spec.mask_leftovers is not None else {}
+    from ..formats.shapes import mask_segmentation
+    from ..geometry import pixel_bounds
+    bounds = pixel_bounds(rec.boxes, rec.width, rec.height).tolist()
+    segs = [mask_segmentation(m, b[0], b[1], rec.width, rec.height)[0] if m is not None else []
+            for m, b in zip(masks, bounds)]  # (one step per object: its outline traced by OpenCV)
+    out = rec.select(np.arange(len(rec)))
+    out.attrs["segmentation"] = segs
+    return out, segs, lossy
 
 
 def account_attrs(rec: ImageRecord, writer: FormatWriter) -> Tuple[ImageRecord, Dict[str, int]]:
@@ -92,7 +140,9 @@ def convert_one(args) -> dict:
                           f"image could not be read), so its normalized coordinates cannot be converted")
     # checked before anything is written: never an annotation whose image silently stays behind
     source = _image_to_copy(rec) if opts.image_files else None
-    rec, lossy = account_attrs(rec, opts.writer)
+    rec, derived, lossy = derive_outlines(rec, opts.source_format, opts.writer)
+    rec, more = account_attrs(rec, opts.writer)
+    lossy.update(more)
     lossy.update(lost_flags(rec, opts.writer))
     files, more = opts.writer.record_files(rec)
     for k, v in more.items():
@@ -100,8 +150,11 @@ def convert_one(args) -> dict:
     for rel, data in files.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / rel, data)
+    done = {"images": 1, "objects": len(rec), **lossy}
+    if derived is not None:  # for the writer's data-set files (a COCO JSON, VOC's segmentation lists)
+        done["segmentation"] = derived
     if source is None:
-        return {"images": 1, "objects": len(rec), **lossy}
+        return done
     image = out / opts.writer.image_path(rec)
     image.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(source, bytes):
@@ -112,7 +165,7 @@ def convert_one(args) -> dict:
         atomic_write_bytes(image, clear_orientation(Path(rec.image_path).read_bytes(), rec.image_path))
     else:
         copy_file(rec.image_path, image, opts.link)
-    return {"images": 1, "objects": len(rec), **lossy}
+    return done
 
 
 def _image_to_copy(rec: ImageRecord):
@@ -187,21 +240,36 @@ def write_dataset_files(out: Path, writer: FormatWriter, records) -> Dict[str, i
 
 
 def write_dataset(out_dir, target: str, classes: Sequence[str], meta: dict, records: Sequence, summary,
-                  common, link: str = "hard", desc: str = "writing", image_files: bool = True) -> List:
+                  common, link: str = "hard", desc: str = "writing", image_files: bool = True,
+                  source_format: Union[str, Sequence[Optional[str]], None] = None) -> List:
     """Write ``records`` into ``out_dir`` as a ``target`` data set (each record in its ``split``), through the
     format's writer and convert's per-image jobs: names that would collide are made distinct (counted as
     ``renamed_duplicate_name``), images placed as ``link`` says (``image_files=False``: a packed source, its
-    pixels encoded from the pack), what the format cannot hold counted.  Returns the
-    records written (renamed ones as renamed)."""
+    pixels encoded from the pack), the object masks of ``source_format`` (the format read, or each record's:
+    ``merge``) turned into outlines (:func:`derive_outlines`), what the format cannot hold counted.  Returns the records written (renamed ones as
+    renamed, with their derived outlines)."""
     from ..formats import format_spec
     from .run import run_jobs
     writer = format_spec(target).writer(list(classes), {"dataset_meta": meta, "root": str(Path(out_dir).resolve())})
+    formats = [source_format] * len(records) if source_format is None or isinstance(source_format, str) \
+        else list(source_format)
+    if len(formats) != len(records):
+        raise ValueError(f"write_dataset: {len(formats)} source formats for {len(records)} records")
     records, renamed = unique_names(records, writer)
     if renamed:
         summary.add("renamed_duplicate_name", renamed)
-    opts = ConvertOptions(out=str(out_dir), writer=writer, link=link, image_files=image_files)
-    done = [item[0] for item, r in run_jobs(convert_one, [(r, opts) for r in records], summary, common, desc,
-                                            name_of=lambda it: it[0].image_path) if r is not None]
+    opts = {f: ConvertOptions(out=str(out_dir), writer=writer, link=link, image_files=image_files, source_format=f)
+            for f in dict.fromkeys(formats)}
+    done = []
+    for item, r in run_jobs(convert_one, [(r, opts[f]) for r, f in zip(records, formats)], summary, common, desc,
+                            name_of=lambda it: it[0].image_path):
+        if r is None:
+            continue
+        rec = item[0]
+        if r.get("segmentation") is not None:
+            rec = rec.select(np.arange(len(rec)))
+            rec.attrs["segmentation"] = r["segmentation"]
+        done.append(rec)
     for kind, n in write_dataset_files(out_dir, writer, done).items():
         summary.add(kind, n)
     return done

@@ -50,7 +50,7 @@ def gather(records: Sequence[ImageRecord], classes: Sequence[str]) -> Objects:
     return Objects(image, cls, boxes, classes, sizes)
 
 
-def _where(rec: ImageRecord) -> str:
+def problem_file(rec: ImageRecord) -> str:
     """The file a problem names: the record's annotation file, followed by its image when that file holds a whole
     data set (a COCO JSON)."""
     ann = rec.meta.get("annotation_path")
@@ -76,7 +76,7 @@ def duplicate_problems(obj: Objects, records: Sequence[ImageRecord]) -> List[Pro
     out = []
     for row, n in zip(uniq[counts > 1], counts[counts > 1]):
         rec = records[int(row[0])]
-        out.append(Problem("duplicate_object", _where(rec),
+        out.append(Problem("duplicate_object", problem_file(rec),
                            f"'{obj.classes[int(row[5])]}' box {_fmt_box(row[1:5])} {int(n)} times"))
     # one row per distinct (image, box, class): boxes in more than one row carry more than one class
     boxes_of = uniq[:, :5]
@@ -85,7 +85,7 @@ def duplicate_problems(obj: Objects, records: Sequence[ImageRecord]) -> List[Pro
         rows = uniq[b_inv.reshape(-1) == g]
         rec = records[int(rows[0, 0])]
         names = ", ".join(f"'{obj.classes[int(c)]}'" for c in rows[:, 5])
-        out.append(Problem("class_conflict", _where(rec), f"box {_fmt_box(rows[0, 1:5])} is {names}"))
+        out.append(Problem("class_conflict", problem_file(rec), f"box {_fmt_box(rows[0, 1:5])} is {names}"))
     return out
 
 
@@ -93,7 +93,7 @@ def tiny_problems(obj: Objects, records: Sequence[ImageRecord], tiny: float = TI
     """``tiny_box``: under ``tiny`` pixels wide or high."""
     wh = obj.wh
     bad = np.flatnonzero((wh[:, 0] < tiny) | (wh[:, 1] < tiny))
-    return [Problem("tiny_box", _where(records[int(obj.image[k])]),
+    return [Problem("tiny_box", problem_file(records[int(obj.image[k])]),
                     f"'{obj.classes[int(obj.cls[k])]}' box {_fmt_box(obj.boxes[k])} is "
                     f"{wh[k, 0]:.3g} x {wh[k, 1]:.3g} px (under {tiny:g})") for k in bad]
 
@@ -132,7 +132,7 @@ def outlier_problems(obj: Objects, records: Sequence[ImageRecord], mads: float =
     for k in np.flatnonzero(z > mads):
         c = obj.cls[k]
         median = np.median(area[obj.cls == c])
-        out.append(Problem("size_outlier", _where(records[int(obj.image[k])]),
+        out.append(Problem("size_outlier", problem_file(records[int(obj.image[k])]),
                            f"'{obj.classes[int(c)]}' box {_fmt_box(obj.boxes[k])} ({wh[k, 0]:.3g} x {wh[k, 1]:.3g} "
                            f"px) is {area[k] / median:.3g}x the class's median area"))
     return out

@@ -1,13 +1,15 @@
-"""Drawing boxes and polygons on images, and contact sheets.  Pure functions: image in, new image out."""
+"""Drawing boxes, polygons and object masks on images, and contact sheets.  Pure functions: image in, new image
+out."""
 from __future__ import annotations
 
 import zlib
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from ..core import ImageRecord, boxes_to_polygons
+from ..geometry import pixel_bounds
 
 
 def class_color(name: str) -> Tuple[int, int, int]:
@@ -46,12 +48,66 @@ def _dashes(polys: np.ndarray, dash: float = 6.0) -> List[np.ndarray]:
     return list(np.round(np.stack([p0, p1], axis=1)).astype(np.int32))
 
 
+MASK_ALPHA = 0.5  # how much of a mask's pixel is its class colour (the rest: the photo)
+
+
+def fill_masks(img: np.ndarray, bounds: np.ndarray, masks: Sequence[Optional[np.ndarray]],
+               colors: Sequence[Tuple[int, int, int]], alpha: float = MASK_ALPHA) -> np.ndarray:
+    """A copy of ``img`` (``(H, W, 3) uint8``) with every mask filled, translucent, in its colour.
+
+    ``bounds`` ``(N, 4)`` int: each mask's ``x0, y0, x1, y1`` pixel slices (:func:`dsprep.geometry.pixel_bounds`);
+    ``masks``: ``None`` or a ``bool`` array of shape ``(y1 - y0, x1 - x0)`` each; ``colors``: BGR each.  A covered
+    pixel becomes ``(1 - alpha) * pixel + alpha * colour`` (rounded), every other pixel stays as it was.  Where masks
+    overlap, the smaller mask is on top (a person on a sofa stays visible); each pixel is blended once, with the
+    colour of the mask on top, so overlaps do not darken.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], but got {alpha}")
+    b = np.asarray(bounds, np.int64).reshape(-1, 4)
+    have = [(k, m) for k, m in enumerate(masks) if m is not None and m.size]
+    if not have:
+        return img.copy()
+    h, w = img.shape[:2]
+    layer = np.zeros((h, w, 3), np.uint8)
+    cover = np.zeros((h, w), bool)
+    sizes = np.array([int(np.count_nonzero(m)) for _, m in have])
+    for i in np.argsort(-sizes, kind="stable").tolist():  # largest first: the smallest on top
+        k, m = have[i]
+        x0, y0, x1, y1 = b[k].tolist()
+        layer[y0:y1, x0:x1][m] = colors[k]
+        cover[y0:y1, x0:x1] |= m
+    blended = cv2.addWeighted(img, 1.0 - alpha, layer, alpha, 0.0)
+    out = img.copy()
+    out[cover] = blended[cover]
+    return out
+
+
+def outline_masks(img: np.ndarray, bounds: np.ndarray, masks: Sequence[Optional[np.ndarray]],
+                  colors: Sequence[Tuple[int, int, int]], thickness: int = 1) -> np.ndarray:
+    """A copy of ``img`` with the outline of every mask (its outer and hole borders) drawn in its colour, darkened
+    to half (so it stands out from the mask's own fill: touching objects of one class stay apart)."""
+    out = img.copy()
+    b = np.asarray(bounds, np.int64).reshape(-1, 4)
+    for k, m in enumerate(masks):
+        if m is None or not m.any():
+            continue
+        contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE,
+                                       offset=(int(b[k, 0]), int(b[k, 1])))
+        dark = tuple(int(c) // 2 for c in colors[k])
+        cv2.drawContours(out, contours, -1, dark, thickness, cv2.LINE_8)
+    return out
+
+
 def draw_record(img: np.ndarray, rec: ImageRecord, class_index: Dict[str, int], thickness: int = 0,
-                classes: Sequence[str] = ()) -> np.ndarray:
+                classes: Sequence[str] = (), masks: Optional[Sequence[Optional[np.ndarray]]] = None,
+                mask_alpha: float = MASK_ALPHA, mask_outlines: bool = False) -> np.ndarray:
     """A copy of ``img`` (BGR) with every object outlined in its class colour and tagged with its class.
 
     Polygons are drawn when the record has them, boxes otherwise.  Difficult objects get a dashed outline and a
     ``?`` after the tag.  Names OpenCV cannot draw are tagged ``#<class index>`` (see the legend file).
+    ``masks`` (each object's mask over its pixel bounds, as :func:`dsprep.dataset.object_masks` gives them) are
+    filled first, translucent in the class colour (:func:`fill_masks`), their outlines drawn with
+    ``mask_outlines``; the boxes and tags go on top.
     """
     out = img.copy() if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     if out.shape[2] == 4:
@@ -60,6 +116,13 @@ def draw_record(img: np.ndarray, rec: ImageRecord, class_index: Dict[str, int], 
     if not sel.any():
         return out
     thickness = thickness or max(1, round(max(out.shape[:2]) / 500))
+    if masks is not None:
+        shown = [m if s else None for m, s in zip(masks, sel.tolist())]
+        bounds = pixel_bounds(rec.boxes, rec.width, rec.height)
+        colors = [class_color(n) for n in rec.names]
+        out = fill_masks(out, bounds, shown, colors, mask_alpha)
+        if mask_outlines:
+            out = outline_masks(out, bounds, shown, colors, thickness)
     polys = rec.polygons if rec.polygons is not None else boxes_to_polygons(rec.boxes)
     names = np.array(rec.names, dtype=object)
     for name in dict.fromkeys(names[sel]):

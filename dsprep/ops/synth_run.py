@@ -112,10 +112,8 @@ def _write_labelmap(out_dir: Path, classes) -> None:
     """``labelmap.txt``: what the SegmentationClass values mean (background 0, then the classes in folder order),
     with their palette colours, as Datumaro and ``dsprep.formats.vocmasks.read_labelmap`` read it."""
     from ..outputs import atomic_write_text
-    from ..formats.vocmasks import voc_palette
-    pal = voc_palette()
-    lines = [f"{name}:{','.join(str(int(v)) for v in pal[i])}::" for i, name in enumerate(["background"] + classes)]
-    atomic_write_text(out_dir / "labelmap.txt", "# label:color_rgb:parts:actions\n" + "\n".join(lines) + "\n")
+    from ..formats.vocmasks import labelmap_text
+    atomic_write_text(out_dir / "labelmap.txt", labelmap_text(classes))
 
 
 def _remove_from(out_dir: Path, subdirs, first: int) -> int:

@@ -453,8 +453,92 @@ def labelme_embedded():
     write(root / "apc2016_obj3.json", json.dumps(doc, indent=2) + "\n")
 
 
+# ---- YOLO-seg (Ultralytics instance segmentation: one normalized polygon per line) ---------------------------------
+def _seg_line(c, pts, w, h, digits=6):
+    if digits is None:  # the shortest text of each number
+        return f"{c} " + " ".join(f"{x / w!r} {y / h!r}" for x, y in pts)
+    return f"{c} " + " ".join(f"{x / w:.{digits}f} {y / h:.{digits}f}" for x, y in pts)
+
+
+def yolo_seg_coco8():
+    """As Ultralytics' coco8-seg (https://docs.ultralytics.com/datasets/segment/coco8-seg/): data.yaml with comments
+    and a path that does not exist here, names as a mapping; 6-decimal polygons of any length (3 points at least);
+    a background image without a label file."""
+    root = fresh("yolo_seg_coco8")
+    write(root / "data.yaml", """\
+# Ultralytics YOLO, AGPL-3.0 license
+# A tiny instance segmentation data set laid out as Ultralytics' coco8-seg
+# Example usage: yolo train data=data.yaml
+
+# Train/val/test sets as 1) dir: path/to/imgs, 2) file: path/to/imgs.txt, or 3) list: [path/to/imgs1, path/to/imgs2, ..]
+path: ../datasets/tiny8-seg # dataset root dir
+train: images/train # train images (relative to 'path') 2 images
+val: images/val # val images (relative to 'path') 2 images
+test: # test images (optional)
+
+# Classes
+names:
+  0: person
+  1: bicycle
+  2: car
+""")
+    # (stem, split, w, h, [(cls, [(x, y) px ...])] or None for no label file)
+    items = [("000000000049", "train", 96, 64, [(0, [(30, 8), (44, 10), (46, 40), (40, 58), (28, 56), (26, 30)]),
+                                                 (2, [(60, 30), (90, 32), (88, 50), (62, 50)])]),
+             ("000000000061", "train", 80, 60, [(1, [(10, 10), (30, 12), (20, 40)])]),
+             ("000000000074", "val", 64, 96, [(2, [(8, 20), (56, 20), (56, 60), (40, 60), (40, 44), (24, 44),
+                                                    (24, 60), (8, 60)])]),
+             ("000000000077", "val", 96, 64, None)]
+    for stem, split, w, h, objs in items:
+        image(root / "images" / split / f"{stem}.jpg", w, h, [p for _, p in objs or []], int(stem))
+        if objs is not None:
+            write(root / "labels" / split / f"{stem}.txt", "".join(_seg_line(c, p, w, h) + "\n" for c, p in objs))
+
+
+def yolo_seg_roboflow():
+    """As Roboflow's "YOLOv8" export of a segmentation project: split folders, ../ paths, names as a list, a box drawn
+    as a 4-point polygon, no final newline."""
+    root = fresh("yolo_seg_roboflow")
+    write(root / "data.yaml", """\
+train: ../train/images
+val: ../valid/images
+test: ../test/images
+
+nc: 2
+names: ['crack', 'pothole']
+
+roboflow:
+  workspace: demo
+  project: road-damage-seg
+  version: 2
+  license: CC BY 4.0
+  url: https://universe.roboflow.com/demo/road-damage-seg/dataset/2
+""")
+    items = {"train": [("road1_jpg.rf.0a1b2c3d.jpg", [(1, [(20, 20), (50, 18), (60, 40), (35, 52), (18, 40)]),
+                                                      (0, [(70, 5), (90, 5), (90, 25), (70, 25)])])],
+             "valid": [("road7_jpg.rf.4e5f6a7b.jpg", [(0, [(10, 50), (80, 10), (84, 16), (14, 56)])])]}
+    for s, (split, files) in enumerate(items.items()):
+        for name, objs in files:
+            image(root / split / "images" / name, 96, 64, [p for _, p in objs], 130 + s)
+            write(root / split / "labels" / (name[:-4] + ".txt"), "\n".join(_seg_line(c, p, 96, 64, None)
+                                                                             for c, p in objs))
+
+
+def yolo_seg_cvat():
+    """As CVAT's "Ultralytics YOLO Segmentation 1.0" export: data.yaml with path ./ and train: train.txt, the list
+    naming images/train/..., names as a mapping."""
+    root = fresh("yolo_seg_cvat")
+    write(root / "data.yaml", "path: ./\ntrain: train.txt\n\nnames:\n  0: cat\n  1: dog\n")
+    write(root / "train.txt", "images/train/frame_000000.jpg\nimages/train/frame_000001.jpg\n")
+    objs = [[(1, [(12, 8), (40, 8), (44, 30), (26, 44), (10, 30)])], []]
+    for i, o in enumerate(objs):
+        image(root / "images" / "train" / f"frame_{i:06d}.jpg", 64, 48, [p for _, p in o], 140 + i)
+        write(root / "labels" / "train" / f"frame_{i:06d}.txt", "".join(_seg_line(c, p, 64, 48) + "\n"
+                                                                        for c, p in o))
+
+
 if __name__ == "__main__":
     for make in (coco_cvat, coco_roboflow, coco_labelstudio, coco2017, yolo_ultralytics, yolo_roboflow, yolo_cvat,
                  yolo_obb, labelme, yolo_labelstudio, yolo_datumaro, yolo_datumaro_loose, dota_roboflow_obb,
-                 coco2017_tasks, labelme_embedded):
+                 coco2017_tasks, labelme_embedded, yolo_seg_coco8, yolo_seg_roboflow, yolo_seg_cvat):
         make()
