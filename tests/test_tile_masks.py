@@ -289,17 +289,27 @@ def test_tile_dota_cuts_mask_files_beside_the_images(shared, tmp_path):
     assert (out / "ImageSets" / "Segmentation" / "trainval.txt").read_text().split() == tiles
 
 
-def test_voc_masks_into_coco_tiles_as_rle(shared, tmp_path):
-    """tile --to coco: each object's mask cut becomes its RLE segmentation (pycocotools decodes the same pixels)."""
+def test_voc_masks_into_coco_tiles_as_segmentations(shared, tmp_path):
+    """tile --to coco: each object's mask cut becomes its segmentation as convert writes VOC masks (its outline, or
+    an RLE pycocotools decodes alike); what the mask files hold beyond the objects is counted once per image."""
     mask_util = pytest.importorskip("pycocotools.mask")
     src = _voc_with_masks(shared, tmp_path / "voc")
-    run("tile", src, "--out", tmp_path / "c", "--size", "256", "--gap", "56", "--to", "coco", "-q")
+    res = run("tile", src, "--out", tmp_path / "c", "--size", "256", "--gap", "56", "--to", "coco", "--json", "-q")
     tiles = load_dataset(tmp_path / "c")
     assert check_object_masks(load_dataset(src), tiles) >= 30
+    kinds = set()
     for rec in tiles.records:
         for seg, m in zip(rec.attrs["segmentation"], full_masks("coco", rec)):
-            assert isinstance(seg["counts"], str)
-            assert np.array_equal(mask_util.decode(seg).astype(bool), m)
+            kinds.add(type(seg))
+            if isinstance(seg, dict):
+                assert isinstance(seg["counts"], str)
+                assert np.array_equal(mask_util.decode(seg).astype(bool), m)
+    assert kinds == {list, dict}
+    counts = json.loads(res.stdout)["counts"]
+    whole = json.loads(run("convert", src, "--out", tmp_path / "w", "--to", "coco", "--json", "-q").stdout)["counts"]
+    kinds = ("mask_instance_without_object", "mask_cut_to_box", "mask_void_dropped")
+    assert counts["mask_instance_without_object"] >= 1  # the bottle of 2011_000003 no XML object names
+    assert {k: counts.get(k) for k in kinds} == {k: whole.get(k) for k in kinds}  # as convert counts them
 
 
 # ---- segmentations --------------------------------------------------------------------------------------------------
@@ -419,4 +429,15 @@ def test_a_broken_mask_file_is_one_line_naming_it(shared, tmp_path, command):
     names = {p.name for p in (tmp_path / "s").rglob("*.*") if p.is_file()}
     assert not any(n.startswith("2011_000006") for n in names)
     assert any(n.startswith("2011_000003") for n in names)
+
+
+def test_the_sources_labelmap_goes_with_the_mask_files(shared, tmp_path):
+    """A VOC tree whose labelmap.txt says what its class values are: the tiles' mask files keep the values, so the
+    tiles get the same labelmap.txt (their readers then name the classes alike)."""
+    from dsprep.formats.vocmasks import VOC_CLASSES, labelmap_text
+    src = _voc_with_masks(shared, tmp_path / "voc")
+    (src / "labelmap.txt").write_text(labelmap_text(list(VOC_CLASSES[1:])))
+    run("tile", src, "--out", tmp_path / "t", "--size", "256", "--gap", "56", "-q")
+    assert (tmp_path / "t" / "labelmap.txt").read_bytes() == (src / "labelmap.txt").read_bytes()
+    assert check_object_masks(load_dataset(src), load_dataset(tmp_path / "t")) >= 30
 

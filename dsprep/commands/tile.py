@@ -82,7 +82,7 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_
     VOC mask files beside the images (SegmentationClass/<id>.png, SegmentationObject/<id>.png) are cut with them
     under the tiles' names (instance ids renumbered to the tile's objects), with ImageSets/Segmentation lists."""
     from ..jobs.tile import TileOptions, plan_tile_jobs, tile_one
-    from ..jobs.tilemasks import segmentation_lists
+    from ..jobs.tilemasks import mask_dataset_files
     from ..outputs import OutputDir
     from ..parallel import parse_workers
     from ..ops.tiling import tile_origins
@@ -118,7 +118,7 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_
             if result is not None:
                 masked += result["masks_written"]
         _tile_split_lists(root, out_dir)
-        _write_files(out_dir, segmentation_lists(masked))
+        _write_files(out_dir, mask_dataset_files(masked))
     finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
            (["empty_skipped"] if skip_empty else []), common)
 
@@ -180,7 +180,7 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
     from ..formats import format_spec, writable_formats
     from ..jobs.convert import write_dataset_files
     from ..jobs.tile import TileOptions, plan_record_jobs, tile_record
-    from ..jobs.tilemasks import reads_mask_files, segmentation_lists
+    from ..jobs.tilemasks import mask_dataset_files
     from ..outputs import OutputDir
     from ..parallel import parse_workers
     from .common import load, map_classes
@@ -203,7 +203,7 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
     writer = writer_class(ds.classes, {"dataset_meta": ds.meta})  # class ids (COCO, VOC's labels.txt) kept
     lossy = {}
     jobs, bad = plan_record_jobs(ds.records, rates, 2 if common.scheduler else parse_workers(common.workers), size,
-                                 gap, ext, lossy, mask_files=reads_mask_files(ds.format))
+                                 gap, ext, lossy, fmt=ds.format)
     for kind, n in lossy.items():
         summary.add(kind, n)
     if bad and common.on_error == "fail":
@@ -222,7 +222,7 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
                 records += result["records"]
                 masked += result["masks_written"]
         write_dataset_files(out_dir, writer, records)
-        _write_files(out_dir, segmentation_lists(masked))
+        _write_files(out_dir, mask_dataset_files(masked))
     finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
            (["empty_skipped"] if skip_empty else []) + sorted(lossy), common)
     explain_lossy(summary, target)

@@ -247,6 +247,10 @@ def tile_record(args) -> dict:
         if pixels is None:
             empty += 1
             continue
+        if tiles == 0 and job.first and masks.get() is not None and not mask_files and \
+                "segmentation" in getattr(writer, "HANDLES_ATTRS", frozenset()):
+            for k, v in masks.get().leftovers().items():  # (once per source image)
+                lose(k, v)
         quads = cut.coords.reshape(-1, 4, 2)
         truncated = cut.cut.copy()
         if job.objects.truncated is not None and len(cut.index):
@@ -293,7 +297,7 @@ def tile_record(args) -> dict:
                 truncated = truncated | two
         attrs = {}
         if parts is not None and not mask_files:
-            segs = masks.get().rles(parts, (h, w))
+            segs = masks.get().segmentations(parts, (h, w))
         if segs is not None:
             attrs["segmentation"] = segs
         rec = ImageRecord(f"{name}{ext}", w, h, 1 if pixels.ndim == 2 else pixels.shape[2],
@@ -501,17 +505,18 @@ def by_work(jobs: List[TileJob], slots: int) -> List[TileJob]:
 
 
 def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap: int, ext: Optional[str],
-                     lossy: Optional[Dict[str, int]] = None, mask_files: bool = False
+                     lossy: Optional[Dict[str, int]] = None, fmt: Optional[str] = None
                      ) -> Tuple[list, List[Tuple[str, str]]]:
     """``tile``: the jobs of every record of a loaded data set (orientation and size decided when it was read),
     and the records that cannot be tiled as ``(file, reason)``.  Tiles carry boxes or quadrilaterals and the
-    objects' segmentations, cut; COCO crowd regions are left out (``crowd_skipped``, counted in ``lossy``).  With
-    ``mask_files`` (the format keeps masks in VOC's mask files: :func:`~dsprep.jobs.tilemasks.reads_mask_files`)
+    objects' segmentations, cut; COCO crowd regions are left out (``crowd_skipped``, counted in ``lossy``).  When
+    the records' format ``fmt`` keeps masks in VOC's mask files (:func:`~dsprep.jobs.tilemasks.reads_mask_files`)
     each record's mask files are cut with it."""
     import os
     from ..core import DsprepError, ImageError, UsageError, boxes_to_polygons
     from ..splits import splits_of
-    from .tilemasks import find_mask_files
+    from .tilemasks import find_mask_files, reads_mask_files
+    mask_files = fmt is not None and reads_mask_files(fmt)
     bad: List[Tuple[str, str]] = []
     jobs: List[TileJob] = []
     share = max(1, -(-slots // max(1, len(records)))) if slots > 1 else 1
@@ -540,7 +545,8 @@ def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap
             masks = None
             if mask_files and rec.meta.get("annotation_path"):
                 masks = find_mask_files(Path(rec.meta["annotation_path"]).parent.parent, rec.stem,
-                                        (plan.width, plan.height), plan.exif, plan.orient, rec.boxes, rec.names)
+                                        (plan.width, plan.height), plan.exif, plan.orient, rec.boxes, rec.names,
+                                        rec.meta["annotation_path"], fmt)
             jobs += image_jobs(rec.stem, rec.image_path, None, plan, rates, share, size, gap, objects=objects,
                                record=(rec.split, rec.polygons is not None, tuple(splits_of(rec))), ext=tile_ext,
                                masks=masks, where=where)

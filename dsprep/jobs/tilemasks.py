@@ -42,6 +42,8 @@ class MaskFiles:
     orient: bool = False
     boxes: Optional[np.ndarray] = None
     names: Optional[Tuple[str, ...]] = None
+    annotation: Optional[str] = None  # the source's annotation file, and its format (to count what a tile's
+    fmt: Optional[str] = None         # segmentations cannot carry: the format's ``mask_leftovers``)
 
 
 def reads_mask_files(fmt: str) -> bool:
@@ -52,7 +54,8 @@ def reads_mask_files(fmt: str) -> bool:
 
 
 def find_mask_files(root: Path, stem: str, size: Tuple[int, int], exif: int = 1, orient: bool = False,
-                    boxes: Optional[np.ndarray] = None, names: Optional[Sequence[str]] = None) -> Optional[MaskFiles]:
+                    boxes: Optional[np.ndarray] = None, names: Optional[Sequence[str]] = None,
+                    annotation: Optional[str] = None, fmt: Optional[str] = None) -> Optional[MaskFiles]:
     """The image's ``SegmentationObject/<stem>.png`` and ``SegmentationClass/<stem>.png`` under ``root`` (None when
     it has neither)."""
     obj, cls = root / OBJECTS / f"{stem}.png", root / CLASSES / f"{stem}.png"
@@ -62,7 +65,7 @@ def find_mask_files(root: Path, stem: str, size: Tuple[int, int], exif: int = 1,
     return MaskFiles(str(obj) if obj.is_file() else None, str(cls) if cls.is_file() else None,
                      str(labelmap) if labelmap.is_file() else None, str(root), stem, (int(size[0]), int(size[1])), exif, orient,
                      None if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4),
-                     None if names is None else tuple(names))
+                     None if names is None else tuple(names), annotation, fmt)
 
 
 def _read(path: str, size: Tuple[int, int], exif: int, orient: bool, colors=None) -> Tuple[np.ndarray, bytes]:
@@ -112,6 +115,7 @@ class TileMasks:
                     pal[:len(cols)] = cols[:256]
             palettes.append(pal)
         instance, classes = maps
+        self.source = files
         self.palettes = palettes
         index = {n: i for i, n in enumerate(class_names)}
         self.ids = np.zeros(len(names), np.int64)
@@ -172,20 +176,27 @@ class TileMasks:
         return out
 
     @staticmethod
-    def rles(parts, shape: Tuple[int, int]) -> List:
-        """Each object's mask as a COCO RLE (compressed) of the tile of ``shape`` (H, W) (``[]`` without a mask):
-        for formats that keep segmentations rather than mask files."""
-        from ..ops.maskcut import encode_rle
-        out: List = []
-        for p in parts:
-            if p is None or not p[2].any():
-                out.append([])
-                continue
-            full = np.zeros(shape, bool)
-            x, y, part = p
-            full[y:y + part.shape[0], x:x + part.shape[1]] = part
-            out.append(encode_rle(full, True))
-        return out
+    def segmentations(parts, shape: Tuple[int, int]) -> List:
+        """Each object's mask as a COCO segmentation of the tile of ``shape`` (H, W) (``[]`` without a mask), as
+        ``convert`` writes VOC masks for formats that keep segmentations rather than mask files: its exact outline
+        when it is one part without holes, else a compressed RLE (:func:`dsprep.formats.shapes.mask_segmentation`)."""
+        from ..formats.shapes import mask_segmentation
+        h, w = shape
+        return [[] if p is None else mask_segmentation(p[2], p[0], p[1], w, h)[0] for p in parts]
+
+    def leftovers(self) -> Dict[str, int]:
+        """What the source image's mask files hold beyond its objects' masks (its format's ``mask_leftovers``:
+        instances no object matches, masks reaching outside their boxes, the void band), lost when the tiles'
+        masks become segmentations."""
+        from ..core import ImageRecord
+        from ..formats import format_spec
+        f = self.source
+        spec = format_spec(f.fmt) if f.fmt else None
+        if spec is None or spec.mask_leftovers is None or f.annotation is None or f.boxes is None:
+            return {}
+        rec = ImageRecord(f.annotation, f.size[0], f.size[1], boxes=f.boxes, names=list(f.names or ()),
+                          meta={"annotation_path": f.annotation, "stem": f.stem, "orient": f.orient, "exif": f.exif})
+        return dict(spec.mask_leftovers(rec))
 
     def files(self, name: str, instance: Optional[np.ndarray], classes: Optional[np.ndarray], objects: np.ndarray
               ) -> Dict[str, bytes]:
@@ -205,10 +216,11 @@ class TileMasks:
         return out
 
 
-def segmentation_lists(written: Sequence[Tuple[str, str, str]]) -> Dict[str, bytes]:
-    """``ImageSets/Segmentation/<split>.txt`` of the tiles: ``written`` lists ``(source root, source stem, tile
-    name)`` for every tile whose masks were written; each tile goes into every list of its root's
-    ``ImageSets/Segmentation`` naming its source image (tiles in name order)."""
+def mask_dataset_files(written: Sequence[Tuple[str, str, str]]) -> Dict[str, bytes]:
+    """The data-set files of the tiles' mask files: ``ImageSets/Segmentation/<split>.txt`` and the source's
+    ``labelmap.txt`` (what its class values are).  ``written`` lists ``(source root, source stem, tile name)`` for
+    every tile whose masks were written; each tile goes into every list of its root's ``ImageSets/Segmentation``
+    naming its source image (tiles in name order)."""
     from ..outputs import safe_name
     from ..splits import list_files, membership, read_lists
     member: Dict[str, Dict[str, List[str]]] = {}
@@ -218,4 +230,13 @@ def segmentation_lists(written: Sequence[Tuple[str, str, str]]) -> Dict[str, byt
             member[root] = membership(read_lists(Path(root) / LISTS))
         for split in member[root].get(stem, ()):
             lists.setdefault(split, []).append(safe_name(tile))
-    return list_files(lists, LISTS) if lists else {}
+    out = list_files(lists, LISTS) if lists else {}
+    for root in sorted(member):
+        labelmap = Path(root) / "labelmap.txt"
+        if labelmap.is_file():
+            try:
+                out["labelmap.txt"] = labelmap.read_bytes()
+            except OSError as e:
+                raise ParseError(f"{labelmap}: cannot read ({e.strerror or e})") from e
+            break
+    return out
