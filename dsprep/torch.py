@@ -9,7 +9,7 @@ this module.  ::
 
     train = DetectionDataset("voc07.h5", split="trainval", transforms=v2.RandomHorizontalFlip())
     for images, targets in DataLoader(train, batch_size=32, shuffle=True, num_workers=2, collate_fn=collate):
-        ...   # images: (32, 3, H, W) uint8; targets: 32 dicts (boxes, labels, image_id, difficult[, polygons])
+        ...   # images: (32, 3, H, W) uint8; targets: 32 dicts (boxes, labels, image_id, difficult[, polygons, masks])
 
 How a batch crosses from a worker to the training process: :meth:`DetectionDataset.__getitems__` reads a whole
 batch at once (the images into one array, the annotations gathered with one index per array), :func:`collate` keeps
@@ -19,14 +19,14 @@ arrays that travel inside the message itself; the per-image target dicts are mad
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from torchvision import tv_tensors
 
 from .core import ImageError
-from .pack.reader import DetectionH5
+from .pack.reader import DetectionH5, decode_masks
 from .images import LazyModule, apply_orientation, decode_image, read_image
 
 cv2 = LazyModule("cv2", globals())
@@ -72,9 +72,11 @@ class DetectionDataset(torch.utils.data.Dataset):
     RGB), the target a dict with ``boxes`` (:class:`~torchvision.tv_tensors.BoundingBoxes`, XYXY, in the image's
     pixels, with its canvas size), ``labels`` (int64 indices into :attr:`classes`), ``image_id`` (the image's name
     in the data set: its file stem), ``difficult`` (bool), and ``polygons`` when the pack has them (DOTA): each
-    object's quadrilateral as ``BoundingBoxes`` in the ``XYXYXYXY`` format, shape (k, 8).  ``transforms`` is called
-    as ``transforms(image, target)`` (torchvision v2 transforms: a flip or a resize moves boxes and polygons with
-    the pixels).
+    object's quadrilateral as ``BoundingBoxes`` in the ``XYXYXYXY`` format, shape (k, 8); ``masks`` when the pack
+    has them: a :class:`~torchvision.tv_tensors.Mask` (k, H, W) bool, one per object on the image's pixels (empty
+    for an object without a mask: ``has_mask`` (k,) bool says which have one).  ``transforms`` is called as
+    ``transforms(image, target)`` (torchvision v2 transforms: a flip or a resize moves boxes, polygons and masks
+    with the pixels).
 
     Safe with ``num_workers > 0``, ``persistent_workers``, ``shuffle`` and ``DistributedSampler``: the file is
     opened lazily in the process that reads (a handle inherited across ``fork`` is never used), and the metadata
@@ -99,6 +101,11 @@ class DetectionDataset(torch.utils.data.Dataset):
         self.polygons = None if reader.polygons is None else \
             np.ascontiguousarray(reader.polygons, np.float32).reshape(-1, 8)
         self.image_ids = _Strings([os.path.splitext(reader.filenames[i])[0] for i in range(len(reader))])
+        self.has_masks: bool = reader.has_masks
+        if reader.has_masks:
+            self.mask_boxes = np.ascontiguousarray(reader.mask_boxes, np.int64)
+            self.mask_runs = np.ascontiguousarray(reader.mask_runs, np.int64)
+            self.mask_offsets = np.ascontiguousarray(reader.mask_offsets, np.int64)
         # the stored images' size (W, H) when every image has it: fixed-size packs and packs encoded at --size
         self.size = reader.size or _encoded_size(reader)
 
@@ -116,6 +123,10 @@ class DetectionDataset(torch.utils.data.Dataset):
         image = tv_tensors.Image(torch.from_numpy(pixels).permute(2, 0, 1))
         a, b = self.offsets[i], self.offsets[i + 1]
         target = self._target(slice(a, b), self.image_ids[i], pixels.shape[:2])
+        if self.has_masks:
+            canvas = self._reader._checked_canvas(i, pixels)
+            target["masks"] = tv_tensors.Mask(torch.from_numpy(self._masks(a, b, canvas)))
+            target["has_mask"] = torch.from_numpy(np.diff(self.mask_offsets[a:b + 1]) > 0)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target
@@ -131,6 +142,16 @@ class DetectionDataset(torch.utils.data.Dataset):
             target["polygons"] = tv_tensors.BoundingBoxes(torch.from_numpy(self.polygons[objects].copy()),
                                                           format="XYXYXYXY", canvas_size=canvas)
         return target
+
+    def _masks(self, a: int, b: int, canvas, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """The masks of objects ``a .. b - 1`` (one image's) decoded on its ``canvas`` (H, W): (b - a, H, W) bool,
+        into ``out`` when given."""
+        h, w = canvas
+        m = decode_masks(self.mask_boxes[a:b], self.mask_runs, self.mask_offsets[a:b + 1], h, w, self.path)
+        if out is None:
+            return m
+        out[...] = m
+        return out
 
     def _source(self):
         return self._reader._open()  # reopened in each process (the reader checks the process id)
@@ -176,10 +197,20 @@ class DetectionDataset(torch.utils.data.Dataset):
         if self.polygons is not None:
             per_object["polygons"] = self.polygons[objects]
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        mask_keys: tuple = ()
+        if self.has_masks:  # decoded straight into one (K, H, W) tensor (shared memory in a worker)
+            masks = _batch_buffer((len(objects), h, w), torch.bool)
+            view = masks.numpy()
+            for k, i in enumerate(idx):
+                a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+                self._masks(a, b, (h, w), view[offsets[k]:offsets[k + 1]])
+            per_object["masks"] = masks
+            per_object["has_mask"] = np.diff(self.mask_offsets)[objects] > 0
+            mask_keys = ("masks",)
         batch = DetectionBatch(pixels.permute(0, 3, 1, 2), per_object,
                                {k: offsets for k in per_object}, [self.image_ids[int(i)] for i in idx],
                                np.tile(np.array([[h, w]], np.int64), (len(idx), 1)),
-                               {"boxes": ("XYXY", "soft"), "polygons": ("XYXYXYXY", "soft")})
+                               {"boxes": ("XYXY", "soft"), "polygons": ("XYXYXYXY", "soft")}, mask_keys=mask_keys)
         return _BatchSamples(batch)
 
     def _read_into(self, idx: np.ndarray, out: np.ndarray) -> None:
@@ -242,16 +273,16 @@ class DetectionDataset(torch.utils.data.Dataset):
         return f"DetectionDataset({self.path!r}, split={self.split!r}: {len(self)} images, {self.mode})"
 
 
-def _batch_buffer(shape) -> torch.Tensor:
+def _batch_buffer(shape, dtype=torch.uint8) -> torch.Tensor:
     """An uninitialized uint8 tensor for a batch.  In a DataLoader worker it is made in shared memory at once: the
     batch is read straight into the memory the training process will map, instead of into private memory that
     sending it would copy again (that copy, and the page faults of fresh memory, cost more than reading a batch of
     raw pixels from the page cache)."""
     new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
     if new_shared is None or torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.uint8)
-    storage = new_shared(int(np.prod(shape)))
-    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+        return torch.empty(shape, dtype=dtype)
+    storage = new_shared(int(np.prod(shape)) * torch.empty(0, dtype=dtype).element_size())
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 
 def _encoded_size(reader: DetectionH5):
@@ -296,15 +327,18 @@ class DetectionBatch:
     ``images``: one uint8 tensor (N, 3, H, W) when the images share a size (for a pack read without transforms its
     memory is channels-last: no copy was made to reorder it), else a list of (3, H, W) tensors; ``targets``: a
     list of N dicts, as :class:`DetectionDataset` gives them.  Pickled (from a DataLoader worker to the training
-    process) it travels as the image tensor and a few numpy arrays: per-object values concatenated, with offsets.
+    process) it travels as the image tensor and a few numpy arrays: per-object values concatenated, with offsets;
+    masks (``mask_keys``) as one (K, H, W) tensor, like the images.
     """
 
-    def __init__(self, images, per_object: Dict[str, np.ndarray], offsets: Dict[str, np.ndarray],
-                 image_ids: List[str], canvas: np.ndarray, box_formats: Dict[str, tuple], extra=None):
+    def __init__(self, images, per_object: Dict[str, Any], offsets: Dict[str, np.ndarray],
+                 image_ids: List[str], canvas: np.ndarray, box_formats: Dict[str, tuple], extra=None,
+                 mask_keys: Sequence[str] = ()):
         self.images = images
         self.per_object, self.offsets, self.image_ids = per_object, offsets, list(image_ids)
         self.canvas = canvas  # (N, 2) height, width of each sample's boxes
         self.box_formats = {k: v for k, v in box_formats.items() if k in per_object}
+        self.mask_keys = tuple(k for k in mask_keys if k in per_object)  # made tv_tensors.Mask
         self.extra = extra or [{} for _ in self.image_ids]  # any other target entries, per sample
         self._targets = None
 
@@ -319,7 +353,8 @@ class DetectionBatch:
         columns = {}
         for k, values in self.per_object.items():  # every image's part in one call (views, no copy)
             counts = np.diff(self.offsets[k]).tolist()
-            columns[k] = torch.split(torch.from_numpy(values), counts) if n else ()
+            tensor = values if isinstance(values, torch.Tensor) else torch.from_numpy(values)
+            columns[k] = torch.split(tensor, counts) if n else ()
         out = [{} for _ in range(n)]
         for k, parts in columns.items():
             if k in self.box_formats:
@@ -328,6 +363,9 @@ class DetectionBatch:
                     out[j][k] = tv_tensors.BoundingBoxes(part, format=fmt, canvas_size=(int(self.canvas[j, 0]),
                                                                                         int(self.canvas[j, 1])),
                                                          clamping_mode=clamping)
+            elif k in self.mask_keys:
+                for j, part in enumerate(parts):
+                    out[j][k] = tv_tensors.Mask(part)
             else:
                 for j, part in enumerate(parts):
                     out[j][k] = part
@@ -348,14 +386,14 @@ class DetectionBatch:
 
     def __reduce__(self):
         return (DetectionBatch, (self.images, self.per_object, self.offsets, self.image_ids, self.canvas,
-                                 self.box_formats, self.extra))
+                                 self.box_formats, self.extra, self.mask_keys))
 
     def pin_memory(self) -> "DetectionBatch":
         """For ``DataLoader(pin_memory=True)``: the images in page-locked memory."""
         images = self.images.pin_memory() if isinstance(self.images, torch.Tensor) else \
             [im.pin_memory() for im in self.images]
         return DetectionBatch(images, self.per_object, self.offsets, self.image_ids, self.canvas, self.box_formats,
-                              self.extra)
+                              self.extra, self.mask_keys)
 
     def to(self, device, non_blocking: bool = False):
         """``(images, targets)`` on ``device`` (the targets' tensors too)."""
@@ -385,18 +423,25 @@ def collate(samples) -> DetectionBatch:
         stacked = [im.as_subclass(torch.Tensor) for im in images]
     keys = [k for k, v in (targets[0].items() if targets else ()) if isinstance(v, torch.Tensor) and v.ndim >= 1
             and all(isinstance(t.get(k), torch.Tensor) for t in targets)]
-    per_object, offsets, formats = {}, {}, {}
+    per_object: Dict[str, Any] = {}
+    offsets, formats, mask_keys = {}, {}, []
     for k in keys:
         parts = [t[k].as_subclass(torch.Tensor) for t in targets]
-        per_object[k] = torch.cat(parts).numpy() if parts else np.zeros(0)
-        offsets[k] = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
         first = targets[0][k]
+        if isinstance(first, tv_tensors.Mask):  # one tensor when every sample's masks share a size, else per sample
+            if any(p.shape[1:] != parts[0].shape[1:] for p in parts):
+                continue
+            per_object[k] = torch.cat(parts)
+            mask_keys.append(k)
+        else:
+            per_object[k] = torch.cat(parts).numpy() if parts else np.zeros(0)
+        offsets[k] = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
         if isinstance(first, tv_tensors.BoundingBoxes):
             formats[k] = (first.format.name, getattr(first, "clamping_mode", "soft"))
     canvas = np.array([_canvas(t, im) for t, im in zip(targets, images)], np.int64).reshape(-1, 2)
     extra = [{k: v for k, v in t.items() if k not in per_object and k != "image_id"} for t in targets]
     return DetectionBatch(stacked, per_object, offsets, [t.get("image_id") for t in targets], canvas, formats,
-                          extra)
+                          extra, mask_keys)
 
 
 def _canvas(target: dict, image) -> tuple:

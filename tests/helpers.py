@@ -124,3 +124,40 @@ def write_dota_tree(root: Path, items, with_labels=True):
         if with_labels and text is not None:
             (root / "labelTxt" / f"{stem}.txt").write_text(text)
     return root
+
+
+def coco_from_voc_masks(voc: Path, root: Path, stems=("2011_000003", "2011_000006", "2011_000025")):
+    """A COCO set (``root/ann.json`` and the images) of VOC images with masks, made as converters make one: every
+    other instance a polygon traced by OpenCV (pixel centres), the others RLE as pycocotools encodes them (needs
+    pycocotools and PIL).  Returns the JSON's path."""
+    import json
+    import shutil
+    from PIL import Image
+    from pycocotools import mask as mask_util
+    from dsprep.formats.vocmasks import VOC_CLASSES
+    root.mkdir(parents=True)
+    images, anns = [], []
+    for i, stem in enumerate(stems, 1):
+        shutil.copy(voc / "JPEGImages" / f"{stem}.jpg", root)
+        with Image.open(voc / "SegmentationObject" / f"{stem}.png") as im:
+            inst = np.array(im)
+        with Image.open(voc / "SegmentationClass" / f"{stem}.png") as im:
+            cls = np.array(im)
+        images.append({"id": i, "file_name": f"{stem}.jpg", "width": inst.shape[1], "height": inst.shape[0]})
+        for v in sorted(set(np.unique(inst).tolist()) - {0, 255}):
+            m = inst == v
+            ys, xs = np.nonzero(m)
+            if v % 2:
+                seg = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
+                seg["counts"] = seg["counts"].decode("ascii")
+            else:
+                contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+                seg = [(c.reshape(-1, 2) + 0.5).reshape(-1).tolist() for c in contours if len(c) >= 3]
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(np.bincount(cls[m]).argmax()),
+                         "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                                  int(ys.max() - ys.min() + 1)], "area": int(m.sum()), "iscrowd": 0,
+                         "segmentation": seg})
+    cats = [{"id": k, "name": n} for k, n in enumerate(VOC_CLASSES) if k]
+    (root / "ann.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return root / "ann.json"
+

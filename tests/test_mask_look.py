@@ -330,6 +330,8 @@ def test_info_reads_no_masks_for_box_only_data_or_with_no_masks(shared, tmp_path
     def refuse(*a, **k):
         raise AssertionError("masks read")
     assert json.loads(run("info", voc, "--json").stdout)["masks"] is None  # VOC without SegmentationObject
+    for name in ("p.h5", "p.pkl"):  # (packing a VOC tree asks for its masks: a file test per image)
+        run("voc-to-h5" if name.endswith(".h5") else "voc-to-pickle", voc, tmp_path / name, "--size", "64x64")
     monkeypatch.setattr(dsprep.dataset, "object_masks", refuse)
     assert json.loads(run("info", yolo, "--json").stdout)["masks"] is None  # a box-only format: never asked
     data = json.loads(run("info", root, "--json", "--no-masks").stdout)
@@ -337,7 +339,6 @@ def test_info_reads_no_masks_for_box_only_data_or_with_no_masks(shared, tmp_path
     res = run("info", yolo, "--masks", ok=False)
     assert res.exit_code == 2 and "--masks: yolo data sets have no object masks" in res.output
     for name in ("p.h5", "p.pkl"):  # packed files (a pickle's data set says format "pickle")
-        run("voc-to-h5" if name.endswith(".h5") else "voc-to-pickle", voc, tmp_path / name, "--size", "64x64")
         assert json.loads(run("info", tmp_path / name, "--json").stdout)["masks"] is None
         assert run("visualize", "boxes", tmp_path / name, "--out", tmp_path / f"vis_{name}", "--masks",
                    ok=False).exit_code == 2

@@ -36,7 +36,7 @@ def pack_options(f):
 def _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common,
           overwrite, writer_name, shards=0, encode=None):
     from ..outputs import check_not_input
-    from ..pack.prepare import PackOptions
+    from ..pack.prepare import PackOptions, masks_format
     if size and encoded:
         raise UsageError("--size and --encoded exclude each other (fixed-size arrays, or the original files)")
     if encode and not size:
@@ -64,7 +64,7 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
                 mapped[k] = mapped.get(k, 0) + counts.get(k, 0)
         classes = cmap.classes(classes)
     opts = PackOptions(size=wh, resize=resize, compression=compression, color=color_method,
-                       annotations_only=annotations_only, encode=encode)
+                       annotations_only=annotations_only, encode=encode, masks_from=masks_format(ds.format))
     summary = start_summary(writer_name)
     for k, n in mapped.items():
         summary.add(k, n)
@@ -83,6 +83,8 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
                 sum(1 for where, _ in load_skips if part_kind(where) is None))
     summary.add("images", stats["images"])
     summary.add("objects", stats["objects"])
+    if stats.get("masks"):
+        summary.add("masks", stats["masks"])
     for k, n in mapped.items():
         summary.add(k, n)
     finish(summary, str(out_path), ["images", "objects"], common)
@@ -99,7 +101,10 @@ def _pack(dataset, out, splits, size, resize, encoded, compression, color_method
 @click.option("--format", "fmt", default=None, help="Read the data set as this format [default: detected].")
 def voc_to_h5(dataset, out, splits, size, resize, encode, encoded, compression, color_method, overwrite, shards,
               common):
-    """Pack a data set into one HDF5 file for fast training input (see docs/packing.md for the layout)."""
+    """Pack a data set into one HDF5 file for fast training input (see docs/packing.md for the layout).
+
+    Object masks (VOC mask files, COCO/labelme polygons and RLE) are stored too, resized by nearest neighbour as
+    the images are; DetectionH5 returns them as masks, dsprep.torch as a tv_tensors.Mask."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, False, common, overwrite,
           "voc-to-h5", shards=shards or 0, encode=encode)
 
@@ -116,6 +121,7 @@ def voc_to_pickle(dataset, out, splits, size, resize, encode, encoded, compressi
     """Pack into one pickle of numpy arrays (the same content as voc-to-h5). dsprep reads it back (DetectionH5,
     info, visualize) through a restricted loader that accepts only numpy arrays and plain Python values: a pickle
     that would run code is refused. Other programs' plain pickle.load() has no such guard: share .h5 files instead.
+    Object masks are stored as voc-to-h5 stores them.
     A pickle is loaded whole into memory (VOC2012 at 512x512 is ~13.5 GB per process): best with
     --annotations-only."""
     _pack(dataset, out, splits, size, resize, encoded, compression, color_method, annotations_only, common, overwrite,

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..core import DatasetError, DsprepError
-from .common import SIZE, finish, run_jobs, shared, start_summary
+from .common import SIZE, explain_lossy, finish, run_jobs, shared, start_summary
 
 
 def _rate(ctx, param, values):
@@ -63,20 +63,26 @@ def _job_name(item) -> str:
 @click.command("tile-dota")
 @click.argument("dataset", type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
-              help="Output folder: OUT/images/ and OUT/labelTxt/.")
+              help="Output folder: OUT/images/ and OUT/labelTxt/ (and OUT/SegmentationClass/, "
+                   "OUT/SegmentationObject/ when the data set has VOC masks).")
 @click.option("--size", type=SIZE, default="1024", show_default=True,
               help="Tile size in pixels: N (the devkit's square tiles; WxH must be square).")
 @geometry_options
 @click.option("--ext", default=".png", show_default=True, type=click.Choice([".png", ".jpg", ".bmp", ".tif"]),
               help="Tile image format.")
-@click.option("--pad", is_flag=True, help="Pad border tiles to SIZE x SIZE (not devkit-compatible).")
+@click.option("--pad", is_flag=True, help="Pad border tiles to SIZE x SIZE (not devkit-compatible; masks are "
+                                         "padded with 0, background).")
 @click.option("--skip-empty", is_flag=True, help="Write no image or label for tiles without objects.")
 @png_compression_option
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
 @shared("exif", "run", "workers")
 def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_compression, overwrite, common):
-    """Split DOTA images into tiles, identical to DOTA_devkit ImgSplit.py output."""
+    """Split DOTA images into tiles, identical to DOTA_devkit ImgSplit.py output.
+
+    VOC mask files beside the images (SegmentationClass/<id>.png, SegmentationObject/<id>.png) are cut with them
+    under the tiles' names (instance ids renumbered to the tile's objects), with ImageSets/Segmentation lists."""
     from ..jobs.tile import TileOptions, plan_tile_jobs, tile_one
+    from ..jobs.tilemasks import mask_dataset_files
     from ..outputs import OutputDir
     from ..parallel import parse_workers
     from ..ops.tiling import tile_origins
@@ -106,12 +112,22 @@ def tile_dota(dataset, out, size, gap, rates, thresh, ext, pad, skip_empty, png_
         if (root / "labelTxt").is_dir():
             (out_dir / "labelTxt").mkdir(exist_ok=True)
         opts = TileOptions(**{**opts.__dict__, "out": str(out_dir)})
-        for _ in run_jobs(tile_one, [(j, opts) for j in jobs], summary, common, "tiling",
-                          name_of=_job_name):
-            pass
+        masked = []
+        for _, result in run_jobs(tile_one, [(j, opts) for j in jobs], summary, common, "tiling",
+                                  name_of=_job_name):
+            if result is not None:
+                masked += result["masks_written"]
         _tile_split_lists(root, out_dir)
+        _write_files(out_dir, mask_dataset_files(masked))
     finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
            (["empty_skipped"] if skip_empty else []), common)
+
+
+def _write_files(out_dir: Path, files) -> None:
+    from ..outputs import atomic_write_bytes
+    for rel, data in files.items():
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out_dir / rel, data)
 
 
 def _tile_split_lists(root: Path, out_dir: Path) -> None:
@@ -146,7 +162,7 @@ def _tile_split_lists(root: Path, out_dir: Path) -> None:
 @click.option("--ext", default=None, type=click.Choice([".png", ".jpg", ".bmp", ".tif"]),
               help="Tile image format [default: each image's own].")
 @click.option("--to", "to_format", default=None, help="Write the tiles in this format [default: the input's].")
-@click.option("--pad", is_flag=True, help="Pad border tiles to SIZE x SIZE.")
+@click.option("--pad", is_flag=True, help="Pad border tiles to SIZE x SIZE (masks with 0, background).")
 @click.option("--skip-empty", is_flag=True, help="Write no image or annotation for tiles without objects.")
 @png_compression_option
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty --out folder.")
@@ -156,10 +172,15 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
     """Split any data set (boxes or polygons) into tiles, written in the same format: tile-dota's geometry.
 
     Objects are cut exactly as tile-dota cuts them (coordinates truncated, cut objects reduced to 4 points, difficult
-    2 when at most --thresh of an object is kept, cut objects marked truncated); tiled TIFFs are read by windows."""
+    2 when at most --thresh of an object is kept, cut objects marked truncated); tiled TIFFs are read by windows.
+    Masks go with the pixels: VOC's SegmentationClass/SegmentationObject PNGs are cut into the tiles' own (instance
+    ids renumbered to the tile's objects, ImageSets/Segmentation lists kept), or into RLE segmentations for other
+    formats; COCO/labelme segmentations (polygons, RLE) are clipped to each tile. An object with a mask gets the
+    box of its mask in each tile; one with no mask pixel left in a tile is left out of it."""
     from ..formats import format_spec, writable_formats
     from ..jobs.convert import write_dataset_files
     from ..jobs.tile import TileOptions, plan_record_jobs, tile_record
+    from ..jobs.tilemasks import mask_dataset_files
     from ..outputs import OutputDir
     from ..parallel import parse_workers
     from .common import load, map_classes
@@ -182,7 +203,7 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
     writer = writer_class(ds.classes, {"dataset_meta": ds.meta})  # class ids (COCO, VOC's labels.txt) kept
     lossy = {}
     jobs, bad = plan_record_jobs(ds.records, rates, 2 if common.scheduler else parse_workers(common.workers), size,
-                                 gap, ext, lossy)
+                                 gap, ext, lossy, fmt=ds.format)
     for kind, n in lossy.items():
         summary.add(kind, n)
     if bad and common.on_error == "fail":
@@ -194,18 +215,17 @@ def tile(dataset, out, size, gap, rates, thresh, ext, to_format, pad, skip_empty
                        keep_gray=True)
     with OutputDir(out, overwrite=overwrite, inputs=[dataset]) as out_dir:
         opts = TileOptions(**{**opts.__dict__, "out": str(out_dir)})
-        records = []
+        records, masked = [], []
         for _, result in run_jobs(tile_record, [(j, opts, writer) for j in jobs], summary, common, "tiling",
                                   name_of=_job_name):
             if result is not None:
                 records += result["records"]
+                masked += result["masks_written"]
         write_dataset_files(out_dir, writer, records)
+        _write_files(out_dir, mask_dataset_files(masked))
     finish(summary, str(out_dir), ["images", "tiles", "objects", "cut", "difficult_2", "dropped"] +
            (["empty_skipped"] if skip_empty else []) + sorted(lossy), common)
-    from ..jobs.convert import LOSSY
-    for kind in ("remnant_dropped", "difficult_not_kept", "truncated_not_kept", "split_membership_not_kept"):
-        if summary.counts.get(kind):
-            click.echo(f"  {kind}: {summary.counts[kind]} ({LOSSY[kind].format(target=target.upper())})", err=True)
+    explain_lossy(summary, target)
 
 
 @click.command("merge-dota")

@@ -15,6 +15,8 @@ Only this package imports h5py.  File layout (one group per split; see docs/pack
     /<split>/box_offsets    (N+1,) int64: image i owns boxes[box_offsets[i]:box_offsets[i+1]]
     /<split>/polygons       (M, 4, 2) float32 quadrilaterals in the stored image's pixels (data sets with polygons,
                             such as DOTA, only)
+    /<split>/mask_boxes     (M, 4) int32, /<split>/mask_runs (R,) uint32, /<split>/mask_offsets (M+1,) int64: each
+                            object's mask as runs over its rectangle of the stored image (data sets with masks only)
     /<split>/orig_size      (N, 2) int32 original width, height
     /<split>/transform      (N, 4) float64 scale_x, scale_y, pad_x, pad_y (stored = original * scale + pad)
     /<split>/filenames      (N,) UTF-8 strings;  /<split>/paths: the source paths

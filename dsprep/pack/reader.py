@@ -32,7 +32,9 @@ class DetectionH5:
     (numpy arrays and plain Python values only: a pickle that would run code is refused).
 
     ``split`` may be left out when the file holds one split.  :meth:`open_splits` opens every split at once.
-    When the packed data set has polygons (DOTA), samples also carry ``polygons`` ``(k, 4, 2) float32``.
+    When the packed data set has polygons (DOTA), samples also carry ``polygons`` ``(k, 4, 2) float32``; when it
+    has masks (:attr:`has_masks`), ``masks`` ``(k, H, W) bool`` on the stored image (:meth:`masks`) and
+    ``has_mask`` ``(k,) bool`` (an object without a mask has an empty one).
     """
 
     def __init__(self, path, split: Optional[str] = None):
@@ -67,6 +69,10 @@ class DetectionH5:
         self.orig_size: np.ndarray = arrays["orig_size"]
         self.transform: np.ndarray = arrays["transform"]
         self.polygons: Optional[np.ndarray] = arrays.get("polygons")  # (M, 4, 2) float32, or None
+        # object masks: each object's runs over its rectangle of the stored image (None: the pack has no masks)
+        self.mask_boxes: Optional[np.ndarray] = arrays.get("mask_boxes")
+        self.mask_runs: Optional[np.ndarray] = arrays.get("mask_runs")
+        self.mask_offsets: Optional[np.ndarray] = arrays.get("mask_offsets")
         self.filenames: List[str] = arrays["filenames"]
         self.paths: List[str] = arrays["paths"]
         # each image's splits in the source data set (packed without --split; None in older files)
@@ -137,6 +143,27 @@ class DetectionH5:
             return cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img if img.flags.writeable else None)
         return cv2.cvtColor(read_image(self.paths[i], orient=int(self.orientation[i]) != 1), cv2.COLOR_BGR2RGB)
 
+    @property
+    def has_masks(self) -> bool:
+        """Whether the pack stores object masks."""
+        return self.mask_offsets is not None
+
+    def canvas(self, i: int) -> Tuple[int, int]:
+        """``(H, W)`` of stored image ``i`` (what its boxes and masks refer to), without reading it."""
+        if self.size is not None:
+            return int(self.size[1]), int(self.size[0])
+        return int(self.orig_size[i][1]), int(self.orig_size[i][0])
+
+    def masks(self, i: int, canvas: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """Image ``i``'s object masks, ``(k, H, W) bool`` on the stored image (``canvas`` (H, W): its size when the
+        image was read already).  Raises ``DatasetError`` when the pack has none."""
+        boxes, runs, offsets = self.mask_boxes, self.mask_runs, self.mask_offsets
+        if boxes is None or runs is None or offsets is None:
+            raise DatasetError(f"{self.path}: the pack stores no masks")
+        a, b = int(self.box_offsets[i]), int(self.box_offsets[i + 1])
+        h, w = canvas or self.canvas(i)
+        return decode_masks(boxes[a:b], runs, offsets[a:b + 1], h, w, f"{self.path}: image {i} ({self.filenames[i]})")
+
     def annotations(self, i: int) -> dict:
         a, b = self.box_offsets[i], self.box_offsets[i + 1]
         out = {"boxes": self.boxes[a:b], "labels": self.labels[a:b], "difficult": self.difficult[a:b],
@@ -144,6 +171,8 @@ class DetectionH5:
                "index": i}
         if self.polygons is not None:
             out["polygons"] = self.polygons[a:b]
+        if self.mask_offsets is not None:
+            out["has_mask"] = np.diff(self.mask_offsets[a:b + 1]) > 0
         return out
 
     def __getitem__(self, i: int) -> dict:
@@ -154,7 +183,19 @@ class DetectionH5:
             i += n
         out = self.annotations(i)
         out["image"] = self.image(i)
+        if self.mask_offsets is not None:
+            out["masks"] = self.masks(i, self._checked_canvas(i, out["image"]))
         return out
+
+    def _checked_canvas(self, i: int, image: np.ndarray) -> Tuple[int, int]:
+        """The image's size, which must be the one its masks were stored on (a source file changed since an
+        annotations-only pack was made, or a damaged pack, is an error, never masks beside the pixels)."""
+        got = tuple(int(v) for v in image.shape[:2])
+        if got != self.canvas(i):
+            h, w = self.canvas(i)
+            raise ImageError(f"{self.path}: image {i} ({self.filenames[i]}) is {got[1]}x{got[0]}, its masks were "
+                             f"stored on {w}x{h}")
+        return got[0], got[1]
 
     def get_batch(self, indices: Sequence[int]) -> dict:
         """Several samples: images read one at a time (no h5py fancy indexing), stacked in fixed-size mode."""
@@ -171,7 +212,34 @@ class DetectionH5:
                "difficult": [a["difficult"] for a in anns], "filenames": [a["filename"] for a in anns]}
         if self.polygons is not None:
             out["polygons"] = [a["polygons"] for a in anns]
+        if self.mask_offsets is not None:
+            out["masks"] = [self.masks(i, self._checked_canvas(i, images[k])) for k, i in enumerate(idx)]
+            out["has_mask"] = [a["has_mask"] for a in anns]
         return out
+
+
+def decode_runs(runs: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Run lengths over an ``(h, w)`` rectangle in row-major order, starting with a run of 0s -> ``(h, w) bool``
+    (the inverse of :func:`dsprep.pack.prepare.mask_runs`)."""
+    return np.repeat(np.arange(len(runs)) % 2 == 1, np.asarray(runs, np.int64)).reshape(h, w)
+
+
+def decode_masks(boxes: np.ndarray, runs: np.ndarray, offsets: np.ndarray, h: int, w: int, where: str
+                 ) -> np.ndarray:
+    """``(k, h, w) bool``: object j's runs ``runs[offsets[j]:offsets[j + 1]]`` decoded over its rectangle
+    ``boxes[j]`` (x0, y0, x1, y1) of the stored image, the rest False (all of it for an object without runs)."""
+    k = len(boxes)
+    try:
+        out = np.zeros((k, h, w), bool)
+    except MemoryError as e:
+        raise ImageError(f"{where}: {k} masks of {w}x{h} do not fit in memory") from e
+    for j in range(k):
+        a, b = int(offsets[j]), int(offsets[j + 1])
+        if a == b:
+            continue
+        x0, y0, x1, y1 = (int(v) for v in boxes[j])
+        out[j, y0:y1, x0:x1] = decode_runs(runs[a:b], y1 - y0, x1 - x0)
+    return out
 
 
 def _is_pickle(path: str) -> bool:
@@ -210,7 +278,7 @@ def _read_packed(path: str, split: Optional[str], every: bool = False) -> Tuple[
                 parts[name] = get(name)
             except (OSError, KeyError) as e:  # h5py: damaged storage, or an object that is not there
                 raise DatasetError(f'{path}: split "{name}" cannot be read ({e})') from e
-            _check_split(path, name, parts[name], len(meta["classes"]))
+            _check_split(path, name, parts[name], len(meta["classes"]), meta["options"])
     finally:
         if hasattr(get, "close"):
             get.close()
@@ -218,6 +286,7 @@ def _read_packed(path: str, split: Optional[str], every: bool = False) -> Tuple[
 
 
 ARRAY_NAMES = ("boxes", "labels", "difficult", "box_offsets", "orig_size", "transform")
+MASK_ARRAYS = ("mask_boxes", "mask_runs", "mask_offsets")  # packs with masks: all three
 
 
 class _H5Groups:
@@ -238,7 +307,7 @@ class _H5Groups:
         if "image_splits" in g:
             arrays["image_splits"] = [s.decode("utf-8") if isinstance(s, bytes) else s for s in g["image_splits"][()]]
         arrays["mode"] = g.attrs["mode"]
-        for k in ("encoded_offsets", "polygons", "orientation"):
+        for k in ("encoded_offsets", "polygons", "orientation") + MASK_ARRAYS:
             if k in g:
                 arrays[k] = g[k][()]
         if arrays["mode"] in ("fixed", "encoded"):
@@ -304,7 +373,7 @@ def _pickle_source(path: str):
     return meta, sorted(payload["splits"]), get
 
 
-def _check_split(path: str, split: str, a: dict, n_classes: int) -> None:
+def _check_split(path: str, split: str, a: dict, n_classes: int, options: Optional[dict] = None) -> None:
     """Shapes, types and ranges of one split's arrays: a damaged or foreign file is one clear error when opened,
     never an IndexError (or wrong boxes) in the middle of a training run."""
     def bad(what: str):
@@ -349,3 +418,41 @@ def _check_split(path: str, split: str, a: dict, n_classes: int) -> None:
             if enc is None or enc.shape != (n + 1,) or (len(enc) and (enc[0] != 0 or enc[-1] != shape[0]
                                                                         or np.any(np.diff(enc) < 0))):
                 bad("encoded_offsets do not match the encoded bytes")
+    if any(k in a for k in MASK_ARRAYS):
+        _check_masks(a, n, m, bad, options or {})
+
+
+def _check_masks(a: dict, n: int, m: int, bad, options: dict) -> None:
+    """The object masks of a split: all three arrays, each object's rectangle inside its stored image, and its runs
+    (none, or covering the rectangle exactly)."""
+    missing = [k for k in MASK_ARRAYS if k not in a]
+    if missing:
+        bad(f"masks lack {', '.join(missing)}")
+    for k in MASK_ARRAYS:
+        if not isinstance(a[k], np.ndarray) or a[k].dtype.kind not in "iu":
+            bad(f"{k} is not an integer array")
+    boxes, runs, off = a["mask_boxes"], a["mask_runs"], a["mask_offsets"]
+    if boxes.shape != (m, 4) or runs.ndim != 1 or off.shape != (m + 1,):
+        bad(f"mask arrays have shapes {boxes.shape}, {runs.shape}, {off.shape} for {m} objects")
+    if off[0] != 0 or off[-1] != len(runs) or np.any(np.diff(off) < 0):
+        bad(f"mask_offsets do not run from 0 to the {len(runs)} runs")
+    if len(runs) and (runs.min() < 0 or float(runs.astype(np.float64).sum()) > 2.0 ** 62):
+        bad("mask_runs hold negative or impossibly long runs")
+    owner = np.repeat(np.arange(n), np.diff(a["box_offsets"]).astype(np.int64))
+    if a["mode"] == "fixed":
+        hw = np.tile(np.array(a["_shape"][1:3], np.int64), (n, 1))
+    elif a["mode"] == "encoded" and options.get("encode") and options.get("size"):
+        hw = np.tile(np.array(options["size"][::-1], np.int64), (n, 1))
+    else:
+        hw = np.asarray(a["orig_size"], np.int64)[:, ::-1]
+    b = boxes.astype(np.int64)
+    limit = hw[owner]
+    if np.any(b[:, :2] < 0) or np.any(b[:, 2:] < b[:, :2]) or np.any(b[:, 2] > limit[:, 1]) or \
+            np.any(b[:, 3] > limit[:, 0]):
+        bad("mask_boxes reach outside their images")
+    ends = np.concatenate([[0], np.cumsum(runs.astype(np.int64))])
+    sums = ends[off[1:]] - ends[off[:-1]]
+    has = np.diff(off) > 0
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    if np.any(sums[has] != area[has]) or np.any(b[~has] != 0):
+        bad("mask_runs do not cover their objects' rectangles")

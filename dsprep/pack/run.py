@@ -16,13 +16,13 @@ def pack_dataset(out: Path, groups: Dict[str, List[ImageRecord]], classes: List[
                  kind: str, summary: Summary, common, overwrite: bool = False) -> Dict[str, int]:
     """Pack ``groups`` (split name -> records) into ``out``: ``kind`` ``"h5"`` or ``"pickle"``.  Local workers
     write fixed-size pixels into the file themselves; a cluster returns them to this process.  Returns the
-    writer's counts (``images``, ``objects``)."""
+    writer's counts (``images``, ``objects``, ``masks``: objects stored with a mask)."""
     from ..jobs.pack import pack_one
     from .writers import H5Writer, PickleWriter, annotation_only_results, pack_items
     writer_cls = H5Writer if kind == "h5" else PickleWriter
     with writer_cls(out, groups, classes, opts, overwrite=overwrite, direct=not common.scheduler) as writer:
         if opts.mode == "annotations":
-            results = annotation_only_results(groups)
+            results = annotation_only_results(groups, opts)
         else:
             results = run_jobs(pack_one, pack_items(writer, groups, opts), summary, common, "packing",
                                name_of=lambda it: it[2][0].image_path)

@@ -16,7 +16,7 @@ from ..images import LazyModule
 from ..outputs import TemporaryPath, partial_files
 from .prepare import PackOptions, prepare_image
 from .reader import FORMAT, VERSION
-from .writers import H5Writer
+from .writers import H5Writer, mask_arrays
 
 h5py = LazyModule("h5py", globals())
 
@@ -82,7 +82,8 @@ def pack_shard(args) -> dict:
                     skipped.append((rec.image_path, str(e)))
                     prepared = None
                 w.add(split, i, prepared)
-    return {"images": w.stats["images"], "objects": w.stats["objects"], "skipped": skipped}
+    return {"images": w.stats["images"], "objects": w.stats["objects"], "masks": w.stats["masks"],
+            "skipped": skipped}
 
 
 def _offsets_end(offsets: List[np.ndarray]) -> int:
@@ -100,6 +101,10 @@ def write_master(out: Path, shards: Sequence[Path], split_names: Sequence[str], 
         f.attrs["classes"] = json.dumps(list(classes), ensure_ascii=False)
         f.attrs["options"] = json.dumps(asdict(opts), ensure_ascii=False)
         f.attrs["shards"] = json.dumps([p.name for p in shards])
+        any_masks = False
+        for p in shards:
+            with h5py.File(p, "r") as s:
+                any_masks |= any("mask_offsets" in s[split] for split in split_names)
         for split in split_names:
             parts = []
             for p in shards:
@@ -120,6 +125,16 @@ def write_master(out: Path, shards: Sequence[Path], split_names: Sequence[str], 
                 box_off.append(pt["box_offsets"][1:] + _offsets_end(box_off))
                 if "encoded_offsets" in pt:
                     enc_off.append(pt["encoded_offsets"][1:] + _offsets_end(enc_off))
+            if any_masks:  # a shard none of whose objects has a mask stored none: its objects have no runs
+                mb, mr, mc = [], [], []
+                for pt in parts:
+                    m = len(pt["boxes"])
+                    has = "mask_offsets" in pt
+                    mb.append(pt["mask_boxes"] if has else np.zeros((m, 4), np.int32))
+                    mr.append(pt["mask_runs"] if has else np.zeros(0, np.uint32))
+                    mc.append(np.diff(pt["mask_offsets"]) if has else np.zeros(m, np.int64))
+                for name, arr in mask_arrays(mb, mr, mc).items():
+                    g.create_dataset(name, data=arr)
             names = ("boxes", "labels", "difficult", "orig_size", "transform")
             for name in names + tuple(n for n in ("polygons", "orientation") if all(n in pt for pt in parts)):
                 g.create_dataset(name, data=np.concatenate([pt[name] for pt in parts]))

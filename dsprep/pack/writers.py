@@ -17,7 +17,7 @@ from ..core import DatasetError, DsprepError, ImageError, ImageRecord, boxes_to_
 from ..images import LazyModule, probe
 from ..outputs import TemporaryPath
 from ..ops.resize import map_boxes, map_polygons
-from .prepare import PackOptions, Slot, close_slots
+from .prepare import PackOptions, Slot, close_slots, prepare_masks
 from .reader import FORMAT, VERSION
 
 h5py = LazyModule("h5py", globals())
@@ -39,10 +39,21 @@ class _SplitArrays:
         self.orientation: List[int] = []
         self.image_splits: List[str] = []  # each image's own splits ("train,trainval"; "" for none)
         self.kept: List[int] = []  # indices (in the split's record list) that were stored
+        self.mask_boxes: List[np.ndarray] = []  # per image: (k, 4) int32, (R,) runs, (k,) runs per object
+        self.mask_runs: List[np.ndarray] = []
+        self.mask_counts: List[np.ndarray] = []
+        self.any_masks = False
 
-    def add(self, idx: int, rec: ImageRecord, class_index: Dict[str, int], orig, transform, orientation: int = 1
-            ) -> None:
+    def add(self, idx: int, rec: ImageRecord, class_index: Dict[str, int], orig, transform, orientation: int = 1,
+            masks=None) -> None:
         self.kept.append(idx)
+        if masks is None:  # (objects without masks: no runs, a zero box)
+            masks = (np.zeros((len(rec), 4), np.int32), np.zeros(0, np.int64), np.zeros(len(rec), np.int64))
+        else:
+            self.any_masks = True
+        self.mask_boxes.append(masks[0])
+        self.mask_runs.append(masks[1])
+        self.mask_counts.append(masks[2])
         self.orientation.append(int(orientation))
         self.boxes.append(map_boxes(rec.boxes, transform).astype(np.float32))
         if self.polygons is not None:
@@ -58,12 +69,15 @@ class _SplitArrays:
         from ..splits import splits_of
         self.image_splits.append(",".join(splits_of(rec)))
 
-    def arrays(self) -> Dict[str, np.ndarray]:
+    def arrays(self, masks: bool = False) -> Dict[str, np.ndarray]:
+        """The split's arrays; with ``masks`` the object masks too (:func:`mask_arrays`)."""
         n = len(self.counts)
         extra = {}
         if self.polygons is not None:
             extra["polygons"] = np.concatenate(self.polygons).reshape(-1, 4, 2) if n else np.zeros((0, 4, 2),
                                                                                                    np.float32)
+        if masks:
+            extra.update(mask_arrays(self.mask_boxes, self.mask_runs, self.mask_counts))
         return extra | {
             "boxes": np.concatenate(self.boxes).reshape(-1, 4) if n else np.zeros((0, 4), np.float32),
             "labels": np.concatenate(self.labels) if n else np.zeros(0, np.int32),
@@ -73,6 +87,18 @@ class _SplitArrays:
             "transform": np.array(self.transform, np.float64).reshape(-1, 4),
             "orientation": np.array(self.orientation, np.uint8),
         }
+
+
+def mask_arrays(boxes: Sequence[np.ndarray], runs: Sequence[np.ndarray], counts: Sequence[np.ndarray]
+                ) -> Dict[str, np.ndarray]:
+    """``mask_boxes`` (M, 4) int32, ``mask_runs`` (R,) (uint32, or uint64 when a run needs it) and ``mask_offsets``
+    (M + 1,) int64 from per-image parts (see docs/packing.md)."""
+    b = np.concatenate(boxes).reshape(-1, 4).astype(np.int32) if len(boxes) else np.zeros((0, 4), np.int32)
+    r = np.concatenate(runs) if len(runs) else np.zeros(0, np.int64)
+    c = np.concatenate(counts) if len(counts) else np.zeros(0, np.int64)
+    dtype = np.uint32 if not len(r) or int(r.max()) < 2 ** 32 else np.uint64
+    return {"mask_boxes": b, "mask_runs": r.astype(dtype),
+            "mask_offsets": np.concatenate([[0], np.cumsum(c)]).astype(np.int64)}
 
 
 def _compression_args(compression: str) -> dict:
@@ -116,14 +142,16 @@ class _Writer:
         # one answer for the whole data set (shards pass it in: a shard's slice may hold no polygon record)
         self.polygons = has_polygons(splits) if polygons is None else bool(polygons)
         self.class_index = {c: i for i, c in enumerate(classes)}
-        self.stats = {"images": 0, "objects": 0}
+        self.stats = {"images": 0, "objects": 0, "masks": 0}
 
     def _note(self, arrays: "_SplitArrays", split: str, index: int, prepared: dict) -> ImageRecord:
         rec = self.splits[split][index]
         arrays.add(index, rec, self.class_index, prepared["orig"], prepared["transform"],
-                   prepared.get("orientation", 1))
+                   prepared.get("orientation", 1), prepared.get("masks"))
         self.stats["images"] += 1
         self.stats["objects"] += len(rec)
+        if "masks" in prepared:
+            self.stats["masks"] += int(np.count_nonzero(prepared["masks"][2]))
         return rec
 
     def add(self, split: str, index: int, prepared: Optional[dict]) -> None:
@@ -219,8 +247,9 @@ class H5Writer(_Writer):
     def __exit__(self, exc_type, exc, tb):
         try:
             if exc_type is None:
+                masks = any(st["arrays"].any_masks for st in self._state.values())  # every split, or none
                 for st in self._state.values():
-                    self._finish_split(st)
+                    self._finish_split(st, masks)
         except BaseException:
             exc_type, exc, tb = sys.exc_info()
             raise
@@ -234,7 +263,7 @@ class H5Writer(_Writer):
             self._tmp.__exit__(exc_type, exc, tb)
         return False
 
-    def _finish_split(self, st) -> None:
+    def _finish_split(self, st, masks: bool = False) -> None:
         g, arrays = st["group"], st["arrays"]
         if self.opts.mode == "fixed":
             n = g["images"].shape[0]
@@ -242,7 +271,7 @@ class H5Writer(_Writer):
                 self._compact(st, arrays.kept)
         elif self.opts.mode == "encoded":
             _copy_raw(g, st["raw"], st["raw_offsets"], self.opts.compression)
-        for name, arr in arrays.arrays().items():
+        for name, arr in arrays.arrays(masks).items():
             g.create_dataset(name, data=arr)
         text = h5py.string_dtype("utf-8")
         g.create_dataset("filenames", data=np.array(arrays.filenames, dtype=object), dtype=text)
@@ -320,8 +349,9 @@ class PickleWriter(_Writer):
             return False
         payload = {"format": FORMAT, "version": VERSION, "classes": self.classes, "options": asdict(self.opts),
                    "splits": {}}
+        masks = any(a["arrays"].any_masks for a in self._acc.values())
         for split, a in self._acc.items():
-            d = a["arrays"].arrays()
+            d = a["arrays"].arrays(masks)
             d["filenames"] = list(a["arrays"].filenames)
             d["paths"] = list(a["arrays"].paths)
             if any(a["arrays"].image_splits):
@@ -350,7 +380,7 @@ def pack_items(writer, splits: Dict[str, List[ImageRecord]], opts: PackOptions):
     return [(s, i, (rec, opts, writer.slot(s, i))) for s, recs in splits.items() for i, rec in enumerate(recs)]
 
 
-def annotation_only_results(splits: Dict[str, List[ImageRecord]]):
+def annotation_only_results(splits: Dict[str, List[ImageRecord]], opts: Optional[PackOptions] = None):
     for s, recs in splits.items():
         for i, rec in enumerate(recs):
             # no pixels are read, but the sizes stored must be the images' (a header that contradicts the
@@ -365,8 +395,13 @@ def annotation_only_results(splits: Dict[str, List[ImageRecord]]):
                 raise DatasetError(f"{where}: image size {rec.width}x{rec.height} cannot be stored (no image file "
                                    f"to check it against)")
             code = rec.meta.get("exif", 1) if rec.meta.get("orient", True) else 1
-            yield (s, i, None), {"orig": (rec.width, rec.height), "transform": np.array([1.0, 1.0, 0.0, 0.0]),
-                                 "orientation": code}
+            prepared = {"orig": (rec.width, rec.height), "transform": np.array([1.0, 1.0, 0.0, 0.0]),
+                        "orientation": code}
+            if opts is not None and opts.masks_from:
+                masks = prepare_masks(rec, opts.masks_from, (rec.width, rec.height), np.array([1.0, 1.0, 0.0, 0.0]))
+                if masks is not None:
+                    prepared["masks"] = masks
+            yield (s, i, None), prepared
 
 
 # ---- reading -------------------------------------------------------------------------------------------------------
