@@ -301,10 +301,14 @@ def load(path, common: Common):
     ds = load_dataset(path, split=common.split, on_error=common.on_error, fmt=common.fmt, classes=common.classes,
                       exif=common.exif, images_outside=common.images_outside,
                       progress=lambda it: progress(it, desc="reading annotations", quiet=common.quiet, unit="file"))
-    # The data set lives for the whole command: frozen, the cyclic collector's full scans skip its objects (a
-    # 100,000-annotation COCO file is ~7 million of them; each later scan cost ~0.5 s, 30% of `info`).  A command is
-    # one short process: nothing frozen here would ever be collected anyway.
+    # The data set lives for the whole command: frozen, the cyclic collector's scans skip its objects (a
+    # 100,000-annotation COCO file is ~7 million of them, made while the collector was paused; its next two scans
+    # cost ~0.5 s each, 30% of `info`).  Unfrozen when the command ends, so the collector's last pass at exit frees
+    # every cycle as usual (an h5py object left to the HDF5 library's own exit handler crashes the process).
     gc.freeze()
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(gc.unfreeze)
     return ds
 
 

@@ -43,7 +43,7 @@ LOSSY = {
     "image_flags_not_kept": "labelme image-level flags not kept: {target} has no field for them",
     "split_membership_not_kept": "images in several splits (e.g. train and trainval) written once, under their "
                                  "first split: {target} keeps one split per image",
-    "remnant_dropped": "tile remnants under a pixel wide or high left out",
+    "remnant_dropped": "tile remnants under a pixel wide or high, or with no mask pixel left in the tile, left out",
 }
 
 
