@@ -88,24 +88,27 @@ def attach_images(ds: Dataset, spec: FormatSpec, exif: str = "auto") -> None:
     from .parallel import fork_map
 
     def chunk(recs):
-        """What each record's header changed (sizes, orientation), not the records: a compact answer."""
-        changes = []
+        """What each record's header changed (sizes, orientation), not the records: a compact answer; the records a
+        check replaced (YOLO's, given pixel boxes) packed together, once per chunk."""
+        changes, replaced = [], []
         for rec in recs:
             new, problems = _attach_one(rec, spec, exif)
             meta = {k: rec.meta[k] for k in ("orient", "exif") if k in rec.meta}
-            changes.append(((rec.width, rec.height, rec.depth), meta, problems,
-                            None if new is rec else pack_records([new])))
-        return changes
+            changes.append(((rec.width, rec.height, rec.depth), meta, problems, new is not rec))
+            if new is not rec:
+                replaced.append(new)
+        return changes, pack_records(replaced) if replaced else None
 
     bounds = np.linspace(0, len(ds.records), n + 1).astype(int)
     parts = [ds.records[bounds[k]:bounds[k + 1]] for k in range(n)]
     out = []
-    for recs, changes in zip(parts, fork_map(chunk, parts)):  # (the first part ran here, on these very records)
-        for rec, (size, meta, problems, replaced) in zip(recs, changes):
+    for recs, (changes, packed) in zip(parts, fork_map(chunk, parts)):  # (the first part ran here, on these records)
+        new_recs = iter(unpack_records(packed) if packed is not None else ())
+        for rec, (size, meta, problems, was_replaced) in zip(recs, changes):
             rec.width, rec.height, rec.depth = size
             rec.meta.update(meta)
             ds.problems.extend(problems)
-            out.append(rec if replaced is None else unpack_records(replaced)[0])
+            out.append(next(new_recs) if was_replaced else rec)
     ds.records = out
 
 
