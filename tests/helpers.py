@@ -161,3 +161,20 @@ def coco_from_voc_masks(voc: Path, root: Path, stems=("2011_000003", "2011_00000
     (root / "ann.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return root / "ann.json"
 
+
+
+def full_masks(fmt, rec):
+    """Each object's mask (dsprep.dataset.object_masks) placed on the whole image (None: no mask)."""
+    import numpy as np
+    from dsprep.dataset import object_masks
+    from dsprep.geometry import pixel_bounds
+    masks = object_masks(fmt, rec)
+    out = []
+    for m, (x0, y0, x1, y1) in zip(masks or [None] * len(rec), pixel_bounds(rec.boxes, rec.width, rec.height).tolist()):
+        if m is None:
+            out.append(None)
+            continue
+        f = np.zeros((rec.height, rec.width), bool)
+        f[y0:y1, x0:x1] = m
+        out.append(f)
+    return out

@@ -14,10 +14,9 @@ from dsprep import rle
 from dsprep.dataset import load_dataset, object_masks
 from dsprep.formats.shapes import join_rings, mask_rings, mask_segmentation, ring_mask, rle_of_mask
 from dsprep.formats.vocmasks import VOC_CLASSES, mask_indices, read_labelmap, top_masks, voc_palette
-from dsprep.geometry import pixel_bounds
 from dsprep.jobs.convert import LOSSY
 
-from helpers import gradient, run_cli
+from helpers import full_masks, gradient, run_cli
 
 DATA = Path(__file__).parent / "data"
 VOC20 = ",".join(VOC_CLASSES[1:])
@@ -149,20 +148,6 @@ def test_painting_order_against_a_plain_loop():
 
 
 # ---- the VOC sample through every format and back ---------------------------------------------------------------
-
-def full_masks(fmt, rec):
-    """Each object's mask over the whole image (None without one)."""
-    out = []
-    masks = object_masks(fmt, rec) or [None] * len(rec)
-    for m, (x0, y0, x1, y1) in zip(masks, pixel_bounds(rec.boxes, rec.width, rec.height).tolist()):
-        if m is None:
-            out.append(None)
-            continue
-        f = np.zeros((rec.height, rec.width), bool)
-        f[y0:y1, x0:x1] = m
-        out.append(f)
-    return out
-
 
 def iou(a, b):
     return (a & b).sum() / (a | b).sum()

@@ -15,7 +15,7 @@ from dsprep.cli import main
 from dsprep.dataset import load_dataset, object_masks
 from dsprep.geometry import pixel_bounds
 from dsprep.ops.maskcut import rate_index, resize_index, tile_instance_lut
-from helpers import coco_from_voc_masks, gradient
+from helpers import full_masks, coco_from_voc_masks, gradient
 
 TILE = re.compile(r"^(?P<stem>.+)__(?P<rate>[^_]+)__(?P<left>\d+)___(?P<up>\d+)$")
 MASKED = ("2011_000003", "2011_000006", "2011_000025")
@@ -45,21 +45,6 @@ def window(values, left, up, h, w):
     out = np.zeros((h, w), values.dtype)
     part = values[up:up + h, left:left + w]
     out[:part.shape[0], :part.shape[1]] = part
-    return out
-
-
-def full_masks(fmt, rec):
-    """Each object's mask (dsprep.dataset.object_masks) on the whole image (None: no mask)."""
-    masks = object_masks(fmt, rec)
-    bounds = pixel_bounds(rec.boxes, rec.width, rec.height)
-    out = []
-    for m, (x0, y0, x1, y1) in zip(masks or [None] * len(rec), bounds):
-        if m is None:
-            out.append(None)
-            continue
-        f = np.zeros((rec.height, rec.width), bool)
-        f[y0:y1, x0:x1] = m
-        out.append(f)
     return out
 
 
