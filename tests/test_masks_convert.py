@@ -227,13 +227,31 @@ def test_voc_writes_palette_masks_lists_and_labelmap(sample_voc, shared):
                 np.testing.assert_array_equal(inst == k + 1, m)
 
 
-def test_class_values_follow_the_class_list_and_labelmap_says_so(shared, tmp_path):
-    run_cli("convert", shared / "voc_sample", "--to", "voc", "--out", tmp_path / "v", "-q")
+def test_voc_class_names_keep_vocs_own_values_without_pinning(shared, tmp_path):
+    """VOC -> YOLO-seg -> VOC with no --classes: the class list is the 9 names present, yet the masks keep VOC's
+    values (bus 6, car 7), as the source's PNGs hold them and FCN-style training expects."""
+    run_cli("convert", shared / "voc_sample", "--to", "yolo-seg", "--out", tmp_path / "y", "-q")
+    run_cli("convert", tmp_path / "y", "--to", "voc", "--out", tmp_path / "v", "-q")
+    names, _ = read_labelmap(tmp_path / "v" / "labelmap.txt")
+    assert names == list(VOC_CLASSES)
+    cls = png_values(tmp_path / "v" / "SegmentationClass" / "2011_000025.png")
+    old = png_values(shared / "voc_sample" / "SegmentationClass" / "2011_000025.png")
+    assert set(np.unique(cls)) == {0, 6, 7}
+    both = (old > 0) & (old != 255) & (cls > 0)
+    np.testing.assert_array_equal(cls[both], old[both])
+    ds = load_dataset(tmp_path / "v")
+    rec = next(r for r in ds.records if r.stem == "2011_000025")
+    assert all(m is not None for m in object_masks("voc", rec))
+
+
+def test_other_class_values_follow_the_class_list_and_labelmap_says_so(shared, tmp_path):
+    # one class renamed out of VOC's vocabulary: the values are then the class list's positions
+    run_cli("convert", shared / "voc_sample", "--to", "voc", "--out", tmp_path / "v", "--map", "bus:coach", "-q")
     ds = load_dataset(tmp_path / "v")  # classes sorted from the annotations: 9 of them
     names, _ = read_labelmap(tmp_path / "v" / "labelmap.txt")
-    assert names == ["background"] + ds.classes
+    assert names == ["background"] + ds.classes and "coach" in ds.classes
     cls = png_values(tmp_path / "v" / "SegmentationClass" / "2011_000025.png")
-    assert set(np.unique(cls)) == {0, ds.classes.index("bus") + 1, ds.classes.index("car") + 1}
+    assert set(np.unique(cls)) == {0, ds.classes.index("coach") + 1, ds.classes.index("car") + 1}
     # and the masks read back through that labelmap (the class check of every instance passes)
     rec = next(r for r in ds.records if r.stem == "2011_000025")
     assert all(m is not None for m in object_masks("voc", rec))

@@ -585,7 +585,7 @@ class Writer(FormatWriter):
     def _masks(self, rec: ImageRecord):
         """``(instance map, class map, lossy)`` of the record's shapes, or None when it has none."""
         from .shapes import check_rle, is_rle, object_segmentations, rings, unreadable
-        from .vocmasks import object_index_maps
+        from .vocmasks import mask_classes, object_index_maps
         segs = object_segmentations(rec)
         if segs is None:
             return None
@@ -595,7 +595,7 @@ class Writer(FormatWriter):
                     check_rle(seg, (int(rec.width), int(rec.height))) if is_rle(seg) else rings(seg)
             except (ValueError, KeyError, TypeError) as e:
                 raise unreadable(rec, k, e) from e
-        index = {c: i + 1 for i, c in enumerate(self.classes)}
+        index = {c: i + 1 for i, c in enumerate(mask_classes(self.classes))}
         class_index = np.array([index.get(n, 0) for n in rec.names], np.int64)
         return object_index_maps(segs, class_index, rec.width, rec.height)
 
@@ -605,7 +605,7 @@ class Writer(FormatWriter):
     def finish(self, records: Sequence[ImageRecord]) -> dict:
         from ..splits import list_files, lists_by_split
         from .shapes import object_segmentations
-        from .vocmasks import labelmap_text
+        from .vocmasks import labelmap_text, mask_classes
         by_split = lists_by_split(records, _safe_stem)
         if not by_split and records:  # a data set without splits: one list of every image, as before
             by_split["trainval"] = [_safe_stem(r) for r in records]
@@ -617,7 +617,7 @@ class Writer(FormatWriter):
             if not seg_split:
                 seg_split["trainval"] = [_safe_stem(r) for r in segmented]
             out.update(list_files(seg_split, "ImageSets/Segmentation"))
-            out["labelmap.txt"] = labelmap_text(self.classes).encode("utf-8")
+            out["labelmap.txt"] = labelmap_text(mask_classes(self.classes)).encode("utf-8")
         return out
 
 

@@ -379,6 +379,14 @@ def object_index_maps(segs: Sequence, class_index: np.ndarray, width: int, heigh
     return inst_of[obj].astype(np.uint8), cls_of[obj].astype(np.uint8), lossy
 
 
+def mask_classes(classes: Sequence[str]) -> List[str]:
+    """The classes whose position + 1 is each class's value in written SegmentationClass masks: VOC's own 20, in
+    VOC's order, when every class of the data set is one of them (so person is 15, as in VOC's masks and every FCN
+    write-up, whatever subset of classes the data set holds), else the data set's class list."""
+    voc = list(VOC_CLASSES[1:])  # (VOC_CLASSES[0] is the background, value 0)
+    return voc if all(c in voc for c in classes) else list(classes)
+
+
 def labelmap_text(classes: Sequence[str]) -> str:
     """``labelmap.txt`` (CVAT's and Datumaro's VOC export): ``background`` then the classes, the value of each
     being its line number from 0, with its VOC palette colour (:func:`read_labelmap` reads it)."""
