@@ -146,7 +146,9 @@ def test_voc_filter_a_class_change_it_move_a_box_save(page, voc):
             and "<flickrid>341012865</flickrid>" in after)  # untouched tags kept
     [old] = (voc / "Annotations" / HISTORY_DIR).iterdir()
     assert old.read_bytes() == before
-    info = json.loads(run_cli("info", voc, "--json", "--rare-below", "0").output)  # 13 images: all classes rare
+    # 13 images: all classes rare; the sample's own masks are another matter (one person's mask reaches past its
+    # box in the original files: info's mask pass, tested elsewhere), so this looks at the annotations only
+    info = json.loads(run_cli("info", voc, "--json", "--rare-below", "0", "--no-masks").output)
     assert info["classes"]["sofa"] == 2 and "dog" not in info["classes"] and info["problems"] == []
 
 
