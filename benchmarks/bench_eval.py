@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from dsprep.evaluation.results import evaluate_paths  # noqa: E402
 
@@ -125,17 +126,10 @@ def floor(gt_path: Path, det_path: Path, pause_gc: bool = True) -> int:
     return len(iou)
 
 
-def pycocotools_stats(gt_path: Path, det_path: Path) -> np.ndarray:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        dt = gt.loadRes(str(det_path))
-        E = COCOeval(gt, dt, "bbox")
-        E.evaluate()
-        E.accumulate()
-        E.summarize()
-    return np.array(E.stats)
+def pycocotools_stats(gt: Path, res: Path) -> np.ndarray:
+    """pycocotools' 12 numbers for ``gt`` and ``res`` (the reference run: tests/helpers.pycocotools_eval)."""
+    from helpers import pycocotools_eval  # tests/helpers.py: the one reference runner of the tests and benchmarks
+    return np.array(pycocotools_eval(gt, res, "bbox").stats)
 
 
 def timed(fn, *args):

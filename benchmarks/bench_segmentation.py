@@ -15,8 +15,6 @@ Each case runs ``--repeats`` times, interleaved, and the best time counts (the m
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import sys
 import tempfile
@@ -27,6 +25,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def make_masks(root: Path, n: int, seed: int = 0):
@@ -114,15 +113,9 @@ def make_coco(root: Path, n_images: int, seed: int = 1):
 
 
 def pycocotools_segm(gt: Path, res: Path) -> np.ndarray:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-    with contextlib.redirect_stdout(io.StringIO()):
-        cg = COCO(str(gt))
-        e = COCOeval(cg, cg.loadRes(str(res)), "segm")
-        e.evaluate()
-        e.accumulate()
-        e.summarize()
-    return np.array(e.stats)
+    """pycocotools' 12 numbers for ``gt`` and ``res`` (the reference run: tests/helpers.pycocotools_eval)."""
+    from helpers import pycocotools_eval  # tests/helpers.py: the one reference runner of the tests and benchmarks
+    return np.array(pycocotools_eval(gt, res, "segm").stats)
 
 
 def dsprep_segm(gt: Path, res: Path) -> np.ndarray:

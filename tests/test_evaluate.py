@@ -1,6 +1,4 @@
 """dsprep.evaluation.metrics: the reference evaluators' numbers, the kernels against slow obviously-correct versions."""
-import contextlib
-import io
 import json
 
 import numpy as np
@@ -14,6 +12,8 @@ from dsprep.evaluation.results import align, evaluate_paths, evaluation_order, g
 from dsprep.evaluation.metrics import (FP, IGNORED, TP, Detections, GroundTruth, evaluate, evaluate_coco, format_table,
                              group_pairs, image_outcome, polygon_iou_pairs, quad_lobes, result_document, voc_ap)
 from dsprep.geometry import box_iou, box_iou_pairs, coco_iou_pairs
+
+from helpers import pycocotools_eval
 
 # ------------------------------------------------------------------------------------------------------------------
 # conformance: the numbers the reference evaluators wrote into eval_ref/ (see its README)
@@ -442,27 +442,14 @@ def _ours(gt_doc, dets):
     return evaluate(ground_truth(records, ds.classes, "coco"), d, ds.classes, "coco")
 
 
-def _pycocotools(gt_doc, dets):
-    coco = pytest.importorskip("pycocotools.coco")
-    cocoeval = pytest.importorskip("pycocotools.cocoeval")
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = coco.COCO()
-        gt.dataset = json.loads(json.dumps(gt_doc))
-        gt.createIndex()
-        E = cocoeval.COCOeval(gt, gt.loadRes(json.loads(json.dumps(dets))), "bbox")
-        E.evaluate()
-        E.accumulate()
-        E.summarize()
-    return E
-
-
 @pytest.mark.parametrize("seed", range(16))
 def test_coco_against_pycocotools(seed):
     """Integer boxes (IoUs exactly on the thresholds, tied scores), float boxes, crowds, area-range bounds, more
     than 100 detections per image, and (seed % 4 == 0) annotation id 0."""
     rng = np.random.default_rng(seed)
     gt_doc, dets = _coco_case(rng, integer=seed % 2 == 0, id0=seed % 4 == 0)
-    E = _pycocotools(gt_doc, dets)
+    pytest.importorskip("pycocotools.cocoeval")
+    E = pycocotools_eval(gt_doc, dets)
     res = _ours(gt_doc, dets)
     assert np.abs(np.array(list(res.coco.values())) - E.stats).max() <= 1e-12
     assert np.array_equal(res.coco_precision, E.eval["precision"])
@@ -478,7 +465,8 @@ def test_coco_annotation_id_zero_quirk_is_reproduced():
                                "area": 400, "iscrowd": 0} for i in (0, 1)]}
     dets = [{"image_id": 1, "category_id": 1, "bbox": [10 + 40 * i, 10, 20, 20], "score": 0.9 - i / 10}
             for i in (0, 1)]
-    E = _pycocotools(gt_doc, dets)
+    pytest.importorskip("pycocotools.cocoeval")
+    E = pycocotools_eval(gt_doc, dets)
     res = _ours(gt_doc, dets)
     assert E.stats[8] == 0.5 and res.coco["AR100"] == 0.5  # one of two found, by both
     assert np.array_equal(res.coco_precision, E.eval["precision"])

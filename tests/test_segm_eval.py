@@ -1,7 +1,5 @@
 """eval --metric coco-segm against pycocotools' own COCOeval(iouType="segm"), and the mask kernels under it
 (dsprep.rle) against pycocotools' mask API, bitmap for bitmap."""
-import contextlib
-import io
 import json
 
 import cv2
@@ -10,7 +8,7 @@ import pytest
 
 from dsprep import rle
 from dsprep.evaluation.results import evaluate_paths
-from helpers import run_cli
+from helpers import pycocotools_eval, run_cli
 
 M = pytest.importorskip("pycocotools.mask")
 pytest.importorskip("pycocotools.cocoeval")
@@ -140,22 +138,10 @@ def _det(image, cat, m, rng, with_box):
     return d
 
 
-def _reference(gt, res):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-    with contextlib.redirect_stdout(io.StringIO()):
-        cg = COCO(str(gt))
-        e = COCOeval(cg, cg.loadRes(str(res)), "segm")
-        e.evaluate()
-        e.accumulate()
-        e.summarize()
-    return e
-
-
 @pytest.mark.parametrize("seed, with_box", [(0, False), (1, False), (2, True), (3, True)])
 def test_coco_segm_equals_pycocotools(tmp_path, seed, with_box):
     gt, res = _coco_set(tmp_path / "set", seed, with_box)
-    ref = _reference(gt, res)
+    ref = pycocotools_eval(gt, res, "segm")
     ev = evaluate_paths(gt, res, "coco-segm")
     np.testing.assert_allclose(list(ev.result.coco.values()), ref.stats, atol=1e-6)
     np.testing.assert_allclose(ev.result.coco_precision, ref.eval["precision"], atol=1e-6)
