@@ -199,11 +199,30 @@ def _mask_root(rec: ImageRecord) -> Optional[Path]:
     return Path(ann).parent.parent if ann else None
 
 
+def read_mask_file(path, size: Tuple[int, int], exif: int = 1, orient: bool = False,
+                   colors: Optional[np.ndarray] = None) -> Tuple[np.ndarray, bytes]:
+    """One mask PNG's ``(H, W) uint8`` values (:func:`mask_indices`) and its bytes, checked against the annotated
+    grid ``size`` (W, H): a mask of the stored grid of a photo whose EXIF rotation was applied (``orient``) is
+    turned as the photo is; any other size is a :class:`ParseError`."""
+    from ..images import apply_orientation
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
+    m = mask_indices(data, str(path), colors)
+    h, w = m.shape
+    if (w, h) != tuple(size):
+        if orient and exif in (5, 6, 7, 8) and (h, w) == tuple(size):
+            m = apply_orientation(m, exif)  # the stored grid of a photo whose rotation was applied
+        else:
+            raise ParseError(f"{path}: the mask is {w}x{h}, the image's boxes refer to {size[0]}x{size[1]}")
+    return m, data
+
+
 def _matched(rec: ImageRecord):
     """``(instance map, class map or None, each object's instance id (0: none), pixel bounds)`` of the record's
     ``SegmentationObject/<id>.png`` (and ``SegmentationClass/<id>.png``), or None when it has none."""
     from ..geometry import pixel_bounds
-    from ..images import apply_orientation
     root = _mask_root(rec)
     if root is None or len(rec) == 0:
         return None
@@ -213,24 +232,10 @@ def _matched(rec: ImageRecord):
     cls_path = root / "SegmentationClass" / f"{rec.stem}.png"
     names, colors = (read_labelmap(root / "labelmap.txt") if (root / "labelmap.txt").is_file()
                      else (list(VOC_CLASSES), None))
-    maps: List[Optional[np.ndarray]] = []
-    for path in (obj_path, cls_path):
-        if not path.is_file():
-            maps.append(None)
-            continue
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-        m = mask_indices(data, str(path), colors if path == cls_path else None)
-        h, w = m.shape
-        if (w, h) != (rec.width, rec.height):
-            exif = rec.meta.get("exif", 1)
-            if rec.meta.get("orient") and exif in (5, 6, 7, 8) and (h, w) == (rec.width, rec.height):
-                m = apply_orientation(m, exif)  # stored grid of a photo whose rotation was applied
-            else:
-                raise ParseError(f"{path}: the mask is {w}x{h}, the image's boxes refer to {rec.width}x{rec.height}")
-        maps.append(m)
+    size, exif, orient = (rec.width, rec.height), rec.meta.get("exif", 1), bool(rec.meta.get("orient"))
+    maps: List[Optional[np.ndarray]] = [
+        read_mask_file(path, size, exif, orient, colors if path == cls_path else None)[0] if path.is_file() else None
+        for path in (obj_path, cls_path)]
     instance, classes = maps
     assert instance is not None  # obj_path is a file (checked above)
     index = {n: i for i, n in enumerate(names)}

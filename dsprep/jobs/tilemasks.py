@@ -68,30 +68,14 @@ def find_mask_files(root: Path, stem: str, size: Tuple[int, int], exif: int = 1,
                      None if names is None else tuple(names), annotation, fmt)
 
 
-def _read(path: str, size: Tuple[int, int], exif: int, orient: bool, colors=None) -> Tuple[np.ndarray, bytes]:
-    from ..formats.vocmasks import mask_indices
-    from ..images import apply_orientation
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise ParseError(f"{path}: cannot read ({e.strerror or e})") from e
-    m = mask_indices(data, path, colors)
-    h, w = m.shape
-    if (w, h) != tuple(size):
-        if orient and exif in (5, 6, 7, 8) and (h, w) == tuple(size):
-            m = apply_orientation(m, exif)  # the stored grid of a photo whose rotation was applied
-        else:
-            raise ParseError(f"{path}: the mask is {w}x{h}, the image's boxes refer to {size[0]}x{size[1]}")
-    return m, data
-
-
 class TileMasks:
     """One job's mask maps, read once: the source maps resized by ``rate`` and kept over ``region`` (x0, y0, x1, y1
     in the resized image), and the source instance of every object (``ids``)."""
 
     def __init__(self, files: MaskFiles, rate: float, region: Tuple[int, int, int, int],
                  boxes: np.ndarray, names: Sequence[str]):
-        from ..formats.vocmasks import VOC_CLASSES, instance_table, match_instances, read_labelmap, voc_palette
+        from ..formats.vocmasks import (VOC_CLASSES, instance_table, match_instances, read_labelmap, read_mask_file,
+                                        voc_palette)
         from ..geometry import pixel_bounds
         from ..images import check_memory_for
         from ..ops.maskcut import png_palette, rate_index, take
@@ -106,7 +90,7 @@ class TileMasks:
                 maps.append(None)
                 palettes.append(voc_palette())
                 continue
-            m, data = _read(path, files.size, files.exif, files.orient, cols)
+            m, data = read_mask_file(path, files.size, files.exif, files.orient, cols)
             maps.append(m)
             pal = png_palette(data)
             if pal is None:
