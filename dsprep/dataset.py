@@ -175,6 +175,14 @@ def object_masks(ds_format: str, rec) -> Optional[List[Optional["np.ndarray"]]]:
     return list(masks)
 
 
+def keeps_mask_files(ds_format: str) -> bool:
+    """Whether data sets of format ``ds_format`` keep their masks in VOC's mask files (its ``object_masks`` is
+    :func:`dsprep.formats.vocmasks.object_masks`: read only for the images that have one), rather than as shapes
+    every object carries."""
+    from .formats.vocmasks import object_masks as from_mask_files
+    return ds_format in FORMATS and format_spec(ds_format).object_masks is from_mask_files
+
+
 def reload_record(ds: Dataset, rec, exif: str = "auto"):
     """``(record, problems)``: the annotation file of ``rec`` (a record of ``ds``) read again exactly as
     :func:`load_dataset` read it: the format's ``load_record``, then its image header (:func:`attach_images`)."""

@@ -12,8 +12,9 @@ The vocabulary: an option name means the same thing in every command that has it
 * ``--quiet``/``-q`` no progress bar;  ``--json``: the summary as one JSON document on stdout;
 * ``--workers N``/``-j N``, ``--scheduler ADDR``: where the per-image work runs;
 * ``--size WxH`` (or ``N`` for a square), ``--out DIR``, ``--overwrite``;
-* ``--masks/--no-masks`` read (draw, count) the data set's object masks or not [default: when its format has
-                     masks of its own: VOC ``SegmentationObject``, COCO and labelme shapes];
+* ``--masks/--no-masks`` read (draw, count) the data set's object masks or not [default: ``visualize`` when its
+                     format has masks of its own (VOC ``SegmentationObject``, COCO and labelme shapes); ``info``
+                     only where they are images (VOC), shapes being rasterized object by object];
 * ``--map OLD:NEW``, ``--drop CLASS``: rename or merge classes, drop the objects of a class, on every command that
                      writes a data set (see :mod:`dsprep.classmap`).
 

@@ -33,7 +33,8 @@ def info(dataset, check_images, rare_below, plots, overwrite, masks, common):
 
     With --json the report itself is printed as one JSON document."""
     from ..info import check_images as check_all, check_masks, format_summary, summarize
-    from ..ops.maskstats import has_masks, mask_images, masks_wanted
+    from ..dataset import keeps_mask_files
+    from ..ops.maskstats import has_masks, masks_wanted
     from ..outputs import OutputDir
     if plots is not None:
         from ..ops.plots import pyplot
@@ -46,7 +47,9 @@ def info(dataset, check_images, rare_below, plots, overwrite, masks, common):
             check_all(ds, lambda fn, items, desc: run_jobs(fn, items, start_summary("check"), common, desc,
                                                             name_of=lambda it: it[0]))
         mask_stats = None
-        if masks_wanted(masks, ds.format, default=mask_images(ds.format)):
+        # by default only masks kept as images (VOC: read for the images that have one); COCO / labelme shapes
+        # would be rasterized object by object (~10x the rest of info on a 100,000-annotation file): --masks
+        if masks_wanted(masks, ds.format, default=keeps_mask_files(ds.format)):
             mask_stats = check_masks(ds, lambda fn, items, desc: run_jobs(
                 fn, items, start_summary("masks"), common, desc, name_of=lambda it: it[0].image_path))
         s = summarize(ds, rare_below, mask_stats)
@@ -57,7 +60,7 @@ def info(dataset, check_images, rare_below, plots, overwrite, masks, common):
         click.echo(json.dumps(s, ensure_ascii=False, indent=1))
     else:
         click.echo(format_summary(s))
-        if masks is None and mask_stats is None and has_masks(ds.format) and not mask_images(ds.format):
+        if masks is None and mask_stats is None and has_masks(ds.format) and not keeps_mask_files(ds.format):
             click.echo(f"masks: not read ({ds.format} shapes; --masks counts their pixels per class and checks them)")
 
 

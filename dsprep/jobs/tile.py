@@ -216,7 +216,7 @@ def tile_record(args) -> dict:
     from ..ops import tiling
     from ..core import ImageRecord, ParseError
     from .convert import account_attrs, lost_flags
-    from .tilemasks import reads_mask_files
+    from ..dataset import keeps_mask_files
     job, opts, writer = args
     objs, _, source, originals = _objects_of(job, opts.on_error)
     stats = tiling.TileStats()
@@ -234,7 +234,7 @@ def tile_record(args) -> dict:
         if not shapes.has_shapes():
             shapes = None
     masks = _Lazy(lambda: _tile_masks(job, opts, originals))
-    mask_files = job.masks is not None and reads_mask_files(writer.NAME)
+    mask_files = job.masks is not None and keeps_mask_files(writer.NAME)
     records, written = [], []
     lossy: Dict[str, int] = {}
 
@@ -510,13 +510,14 @@ def plan_record_jobs(records, rates: Sequence[float], slots: int, size: int, gap
     """``tile``: the jobs of every record of a loaded data set (orientation and size decided when it was read),
     and the records that cannot be tiled as ``(file, reason)``.  Tiles carry boxes or quadrilaterals and the
     objects' segmentations, cut; COCO crowd regions are left out (``crowd_skipped``, counted in ``lossy``).  When
-    the records' format ``fmt`` keeps masks in VOC's mask files (:func:`~dsprep.jobs.tilemasks.reads_mask_files`)
+    the records' format ``fmt`` keeps masks in VOC's mask files (:func:`~dsprep.dataset.keeps_mask_files`)
     each record's mask files are cut with it."""
     import os
     from ..core import DsprepError, ImageError, UsageError, boxes_to_polygons
     from ..splits import splits_of
-    from .tilemasks import find_mask_files, reads_mask_files
-    mask_files = fmt is not None and reads_mask_files(fmt)
+    from ..dataset import keeps_mask_files
+    from .tilemasks import find_mask_files
+    mask_files = fmt is not None and keeps_mask_files(fmt)
     bad: List[Tuple[str, str]] = []
     jobs: List[TileJob] = []
     share = max(1, -(-slots // max(1, len(records)))) if slots > 1 else 1

@@ -46,13 +46,6 @@ class MaskFiles:
     fmt: Optional[str] = None         # segmentations cannot carry: the format's ``mask_leftovers``)
 
 
-def reads_mask_files(fmt: str) -> bool:
-    """Whether data sets of format ``fmt`` keep their masks in VOC's mask files (its ``object_masks`` reads them)."""
-    from ..formats import format_spec
-    from ..formats.vocmasks import object_masks
-    return format_spec(fmt).object_masks is object_masks
-
-
 def find_mask_files(root: Path, stem: str, size: Tuple[int, int], exif: int = 1, orient: bool = False,
                     boxes: Optional[np.ndarray] = None, names: Optional[Sequence[str]] = None,
                     annotation: Optional[str] = None, fmt: Optional[str] = None) -> Optional[MaskFiles]:

@@ -38,14 +38,6 @@ def has_masks(fmt: str) -> bool:
     return spec.object_masks is not None and not spec.holds.quads
 
 
-def mask_images(fmt: str) -> bool:
-    """Whether format ``fmt`` keeps its masks as images of their own (VOC's SegmentationObject PNGs: read only for
-    the images that have one), rather than as shapes every object has (COCO, labelme polygons: reading their masks
-    means rasterizing every object, ~10x the time of the rest of ``info`` on a COCO file)."""
-    from ..formats import FORMATS, format_spec
-    return has_masks(fmt) and fmt in FORMATS and not format_spec(fmt).holds.polygons
-
-
 def masks_wanted(flag: Optional[bool], fmt: str, default: Optional[bool] = None) -> bool:
     """``--masks/--no-masks`` (``flag``; None: not given) for a data set of format ``fmt``: whether to read its
     masks.  Not given: ``default``, else :func:`has_masks`; ``--masks`` for a format without masks is a usage
