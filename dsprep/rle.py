@@ -42,24 +42,24 @@ def decode_count_strings(strings: Sequence[str]) -> Tuple[np.ndarray, np.ndarray
     try:
         c = np.frombuffer("".join(strings).encode("ascii"), np.uint8) - np.uint8(48)  # below '0' wraps past 63
     except UnicodeEncodeError as e:
-        raise ValueError(f"RLE string {_which(lengths, e.start)} holds a non-ASCII character") from e
+        raise ValueError(f"{_name(lengths, _which(lengths, e.start))} holds a non-ASCII character") from e
     if len(c) == 0:
         return np.zeros(0, np.int64), np.zeros(len(strings) + 1, np.int64)
     if c.max() > 63:
-        raise ValueError(f"RLE string {_which(lengths, int(np.flatnonzero(c > 63)[0]))} holds a character "
+        raise ValueError(f"{_name(lengths, _which(lengths, int(np.flatnonzero(c > 63)[0])))} holds a character "
                          f"outside '0'..'o'")
     ends = c < 32  # no "another follows" bit
     string_end = np.cumsum(lengths) - 1
     nonempty = lengths > 0
     if not ends[string_end[nonempty]].all():
-        raise ValueError(f"RLE string {int(np.flatnonzero(nonempty)[~ends[string_end[nonempty]]][0])} ends inside "
-                         f"a run")
+        raise ValueError(f"{_name(lengths, int(np.flatnonzero(nonempty)[~ends[string_end[nonempty]]][0]))} ends "
+                         f"inside a run")
     run_end = np.flatnonzero(ends)
     run_start = np.r_[0, run_end[:-1] + 1]
     run_len = run_end - run_start + 1
     if run_len.max() > _MAX_CHARS:
-        raise ValueError(f"RLE string {_which(lengths, int(run_start[np.argmax(run_len > _MAX_CHARS)]))} has a "
-                         f"run of more than {_MAX_CHARS} characters")
+        raise ValueError(f"{_name(lengths, _which(lengths, int(run_start[np.argmax(run_len > _MAX_CHARS)])))} holds "
+                         f"a run longer than any image (more than {_MAX_CHARS} characters)")
     bits = (c & 0x1F).astype(np.int64)
     x = bits[run_start]
     for k in range(1, int(run_len.max())):  # most runs are one or two characters: few, shrinking passes
@@ -90,6 +90,11 @@ def _undo_differences(x: np.ndarray, first: np.ndarray) -> np.ndarray:
         starts = np.flatnonzero(np.r_[True, own[1:] != own[:-1]])
         out[rows] = cs - np.repeat(np.r_[0, cs[starts[1:] - 1]], np.diff(np.r_[starts, len(rows)]))
     return out
+
+
+def _name(lengths: np.ndarray, k: int) -> str:
+    """How a message names string ``k``: by its position when there are several."""
+    return "RLE string" if len(lengths) == 1 else f"RLE string {k}"
 
 
 def _which(lengths: np.ndarray, char_index: int) -> int:

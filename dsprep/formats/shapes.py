@@ -77,32 +77,10 @@ def segmentation_area(seg) -> Optional[float]:
 # ---- RLE --------------------------------------------------------------------------------------------------------
 
 def decode_counts_string(s: str) -> np.ndarray:
-    """COCO's compressed RLE string -> run lengths (``int64``).
-
-    Each run is stored as a variable-length group of 6-bit characters (offset by 48): 5 value bits each, the 6th
-    bit saying another character follows; the last character's 5th bit is the sign.  From the third run on, the
-    stored value is the difference to the run two places before."""
-    data = np.frombuffer(s.encode("ascii"), np.uint8).astype(np.int64) - 48
-    if len(data) and (data.min() < 0 or data.max() > 63):
-        raise ValueError("RLE string holds a character outside '0'..'o'")
-    out: List[int] = []
-    value = shift = 0
-    for c in data.tolist():
-        value |= (c & 0x1F) << shift
-        shift += 5
-        if c & 0x20:
-            if shift > 55:  # 12 characters hold a 60-bit run: more than any image has pixels
-                raise ValueError("RLE string holds a run longer than any image")
-            continue
-        if c & 0x10:
-            value -= 1 << shift
-        if len(out) > 2:
-            value += out[-2]
-        out.append(value)
-        value = shift = 0
-    if shift:
-        raise ValueError("RLE string ends inside a run")
-    return np.asarray(out, np.int64)
+    """COCO's compressed RLE string -> run lengths (``int64``): :func:`dsprep.rle.decode_count_strings` on one
+    string (its ``ValueError`` for a broken one)."""
+    from ..rle import decode_count_strings
+    return decode_count_strings([s])[0]
 
 
 def encode_counts_string(counts: Sequence[int]) -> str:
