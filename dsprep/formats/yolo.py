@@ -584,11 +584,15 @@ def load_yolo(path: Path, split: Optional[str], policy, wrap, obb: bool = False,
         ds.meta["class_file"] = str(layout.names_file)
     n_classes = len(names) if names is not None else None
     chosen = [s for s in layout.splits if s.alias_of is None and (split is None or s.name == split)]
+    # dsprep's own writer names the training images as 'val' when the source had no validation split (Ultralytics
+    # requires the entry; the line says so): not a problem of the data set
+    own_val_stand_in = _written_as(layout) is not None
     for s in layout.splits:
         if s.alias_of is not None and (split is None or s.name == split):
-            ds.problems.append(Problem("split_alias", str(layout.names_file or path),
-                                       f"split '{s.name}' names the same images as '{s.alias_of}' (read once, as "
-                                       f"'{s.alias_of}')"))
+            if not (own_val_stand_in and s.name == "val"):
+                ds.problems.append(Problem("split_alias", str(layout.names_file or path),
+                                           f"split '{s.name}' names the same images as '{s.alias_of}' (read once, "
+                                           f"as '{s.alias_of}')"))
             if split is not None:
                 chosen = [t for t in layout.splits if t.name == s.alias_of]
     labels_of = _beside if layout.kind == "flat" else label_path
