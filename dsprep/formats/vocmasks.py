@@ -34,7 +34,8 @@ VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
 MASK_IOU = 0.5
 
 
-def _png_chunks(data: bytes, name: str) -> List[Tuple[bytes, bytes]]:
+def png_chunks(data: bytes, name: str) -> List[Tuple[bytes, bytes]]:
+    """A PNG file's ``(type, body)`` chunks up to ``IEND`` (``ParseError`` naming ``name`` when it is not a PNG)."""
     import struct
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ParseError(f"{name}: not a PNG file (masks must be PNG)")
@@ -59,7 +60,7 @@ def mask_indices(data: bytes, name: str = "<mask>", colors: Optional[np.ndarray]
     """
     import struct
     from ..images import decode_image
-    chunks = _png_chunks(data, name)
+    chunks = png_chunks(data, name)
     w, h, depth, ctype, comp, filt, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
     if ctype in (0, 3):  # grey or palette: same packing of 1/2/4/8-bit samples
         if depth > 8:

@@ -104,23 +104,16 @@ def tile_instance_lut(present: np.ndarray, kept: np.ndarray) -> np.ndarray:
 def png_palette(data: bytes) -> Optional[np.ndarray]:
     """The ``(256, 3) uint8`` palette of a palette PNG (entries it lacks taken from the VOC colour map), or None for
     a PNG of another colour type."""
-    import struct
-    from ..formats.vocmasks import voc_palette
+    from ..formats.vocmasks import png_chunks, voc_palette
     if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 33 or data[25] != 3:  # IHDR's colour type: 3 = palette
         return None
-    pos = 8
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        if kind == b"PLTE":
-            body = np.frombuffer(data[pos + 8:pos + 8 + length], np.uint8)
-            pal = voc_palette()
-            n = min(len(body) // 3, 256)
-            pal[:n] = body[:3 * n].reshape(n, 3)
-            return pal
-        if kind in (b"IDAT", b"IEND"):
-            break
-        pos += 12 + length
-    return None
+    body = next((b for kind, b in png_chunks(data, "<mask>") if kind == b"PLTE"), None)
+    if body is None:
+        return None
+    pal = voc_palette()
+    n = min(len(body) // 3, 256)
+    pal[:n] = np.frombuffer(body, np.uint8)[:3 * n].reshape(n, 3)
+    return pal
 
 
 # ---- segmentations cut by a window -----------------------------------------------------------------------------------
